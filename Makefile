@@ -1,0 +1,36 @@
+# One entry point for what CI runs (`make test`), the demo and the benchmarks.
+
+CARGO ?= cargo
+# buildah's storage and isolation come from its own environment; these defaults work as root
+# on a plain Debian machine with no container engine.
+export STORAGE_DRIVER ?= vfs
+export BUILDAH_ISOLATION ?= chroot
+
+.PHONY: all build deps test lint unit bench demo demo-clean schema clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+deps:
+	@scripts/install-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## test: installs what is missing, lints, then runs every test against a real registry.
+test: deps lint
+	scripts/with-registry.sh $(CARGO) test --all-targets
+
+## bench: prints the planner, resolver and build figures.
+bench:
+	$(CARGO) run --release --bin plan-bench
+
+## schema: regenerates schemas/matrix.schema.json from the Rust types.
+schema:
+	$(CARGO) run --quiet -- schema > schemas/matrix.schema.json
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and the demo need, when they are missing.
+# Debian and Ubuntu only; uses sudo only when not root.
+set -euo pipefail
+
+need=()
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v modinfo >/dev/null 2>&1 || [ -x /sbin/modinfo ] || need+=(kmod)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+echo "installing: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,95 @@
+//! The command line: clap types only, no behaviour.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build kernel driver containers for every OpenShift release, from one declarative matrix.
+#[derive(Debug, Parser)]
+#[command(name = "driver-matrix", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// The matrix file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "matrix.toml"
+    )]
+    pub matrix: PathBuf,
+
+    /// The lockfile [default: matrix.lock beside the matrix file]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub lockfile: Option<PathBuf>,
+
+    /// Registry credentials (a containers auth.json or docker config.json) [default:
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+    /// ~/.config/containers/auth.json, ~/.docker/config.json]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+
+    /// Where resolutions and build logs are kept [default: the user cache directory]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Use only the lock and the cache; contact no registry or update graph.
+    #[arg(long, global = true)]
+    pub offline: bool,
+
+    /// More output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// When to use colors (NO_COLOR is honoured under `auto`).
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the build jobs with their releases, tag, inputs hash and state.
+    Plan(PlanArgs),
+
+    /// Print the JSON Schema of matrix.toml.
+    Schema,
+
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
+}

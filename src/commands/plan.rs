@@ -1,0 +1,59 @@
+//! `driver-matrix plan`: the jobs, from the matrix and the resolved releases.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::Context;
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::domain::Digest;
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::plan::{self, Plan, PlanInput};
+
+pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
+    let plan = compute(ctx)?;
+    match args.format {
+        PlanFormat::Json => print!("{}", plan::render_json(&plan)),
+        PlanFormat::Table => print!("{}", plan::render_table(&plan)),
+    }
+    Ok(0)
+}
+
+/// Hashes every driver's build context, in parallel.
+pub fn context_digests(matrix: &Matrix) -> Result<BTreeMap<String, Digest>> {
+    matrix
+        .drivers
+        .par_iter()
+        .map(|d| {
+            Ok((
+                d.name.clone(),
+                crate::inputs::hash_context(&d.context, &d.containerfile)?,
+            ))
+        })
+        .collect()
+}
+
+/// Loads everything and plans.
+pub fn compute(ctx: &Context) -> Result<Plan> {
+    let matrix = ctx.matrix()?;
+    let lock = ctx.lock()?;
+    if !ctx.global.offline {
+        return Err(Error::usage(
+            "resolving releases from the registry is not available in this build",
+            Some("pass `--offline` to plan from the `[[release]]` entries of the lock".into()),
+        ));
+    }
+    let channels = plan::channels_from_lock(&matrix, &lock);
+    let versions = plan::target_versions(&matrix, &channels);
+    let contexts = context_digests(&matrix)?;
+    let plan = plan::plan(&PlanInput {
+        matrix: &matrix,
+        versions: &versions,
+        releases: &lock.releases,
+        contexts: &contexts,
+        lock: &lock,
+    })?;
+    ctx.warn_all(&matrix, &plan.warnings);
+    Ok(plan)
+}

@@ -1,0 +1,69 @@
+//! Validated domain types. Raw strings from the matrix, the lockfile or a registry become one of
+//! these in exactly one place; no bare string crosses a layer boundary after that.
+
+mod arch;
+mod digest;
+mod image_ref;
+mod kernel;
+mod version;
+
+pub use arch::Arch;
+pub use digest::Digest;
+pub use image_ref::{ImageRef, check_tag};
+pub use kernel::Kernel;
+pub use version::{Version, VersionReq};
+
+/// Why a string was not accepted as a domain value. The message is lowercase and names the
+/// value; callers attach the location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl ParseError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// Implements `Serialize`/`Deserialize` through `Display`/`FromStr` for a domain type.
+macro_rules! string_serde {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use string_serde;
+
+/// The closest candidate to `input` by edit distance, if it is close enough to be a typo.
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(input, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}

@@ -1,0 +1,76 @@
+//! The crate's top-level error and the exit codes of the contract.
+
+use miette::Diagnostic;
+
+/// Exit codes of the public contract.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// A build or verification failed.
+    pub const FAILED: i32 = 1;
+    /// Usage or matrix error.
+    pub const USAGE: i32 = 2;
+    /// The lock is out of date under `--locked`.
+    pub const LOCKED: i32 = 3;
+    /// A registry, network or authentication failure.
+    pub const REGISTRY: i32 = 4;
+    /// Interrupted (Ctrl-C).
+    pub const INTERRUPTED: i32 = 130;
+}
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Matrix(#[from] crate::matrix::LoadError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lock(#[from] crate::lock::LockError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Inputs(#[from] crate::inputs::InputsError),
+
+    /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
+    #[error("{message}")]
+    #[diagnostic(code(driver_matrix::usage))]
+    Usage {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// `--locked` and the lock would change.
+    #[error("{message}")]
+    #[diagnostic(
+        code(driver_matrix::locked),
+        help("run the same command without `--locked` and commit the updated lock")
+    )]
+    Outdated { message: String },
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>, help: Option<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            help,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Matrix(_)
+            | Error::Lock(_)
+            | Error::Plan(_)
+            | Error::Usage { .. }
+            | Error::Inputs(_) => exit::USAGE,
+            Error::Outdated { .. } => exit::LOCKED,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

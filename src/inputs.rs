@@ -1,0 +1,308 @@
+//! The `inputs` hash: one digest over everything a build reads, so that an image is rebuilt
+//! exactly when something it was built from changed.
+//!
+//! The hash covers the files of the build context (relative paths, sorted; contents; the
+//! executable bit; symlink targets; directories), honouring `.containerignore` or
+//! `.dockerignore` as buildah does, the containerfile's path and contents, every build arg
+//! (reserved and the driver's own), the DTK by digest, the kernel and the arch. It does not
+//! depend on where the checkout lives, on timestamps, or on the order of keys in matrix.toml.
+//! Secrets are never read here.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+use sha2::{Digest as _, Sha256};
+
+use crate::domain::{Arch, Digest};
+
+/// Version of the hash layout; bump when what goes into the hash changes.
+const LAYOUT: &str = "driver-matrix inputs v1";
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum InputsError {
+    #[error("cannot read `{path}` while hashing the build context")]
+    #[diagnostic(code(driver_matrix::inputs::io))]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("bad pattern `{pattern}` in `{file}`: {message}")]
+    #[diagnostic(code(driver_matrix::inputs::ignore))]
+    Pattern {
+        file: PathBuf,
+        pattern: String,
+        message: String,
+    },
+}
+
+/// One line of an ignore file.
+struct Rule {
+    matcher: GlobMatcher,
+    exclude: bool,
+}
+
+/// The patterns of `.containerignore` / `.dockerignore`, evaluated as buildah does: each
+/// pattern is cleaned and matched against the path relative to the context, a pattern that
+/// matches a directory matches everything below it, `!` re-includes, and the last matching
+/// pattern wins.
+pub struct IgnoreRules {
+    rules: Vec<Rule>,
+}
+
+impl IgnoreRules {
+    /// Reads `.containerignore`, else `.dockerignore`, from `context`; none means no rules.
+    pub fn load(context: &Path) -> Result<Self, InputsError> {
+        for name in [".containerignore", ".dockerignore"] {
+            let path = context.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => return Self::parse(&text, &path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(InputsError::Io { path, source }),
+            }
+        }
+        Ok(IgnoreRules { rules: Vec::new() })
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Self, InputsError> {
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (exclude, pattern) = match line.strip_prefix('!') {
+                Some(p) => (false, p.trim()),
+                None => (true, line),
+            };
+            let cleaned = clean(pattern);
+            if cleaned.is_empty() {
+                continue;
+            }
+            let glob = GlobBuilder::new(&cleaned)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| InputsError::Pattern {
+                    file: file.to_path_buf(),
+                    pattern: pattern.to_string(),
+                    message: e.kind().to_string(),
+                })?;
+            rules.push(Rule {
+                matcher: glob.compile_matcher(),
+                exclude,
+            });
+        }
+        Ok(IgnoreRules { rules })
+    }
+
+    /// Whether `rel` (relative, `/`-separated) is left out of the context.
+    pub fn is_ignored(&self, rel: &str) -> bool {
+        let mut ignored = false;
+        for rule in &self.rules {
+            // The path itself or any of its parents.
+            let hit = rule.matcher.is_match(rel)
+                || rel
+                    .match_indices('/')
+                    .any(|(i, _)| rule.matcher.is_match(&rel[..i]));
+            if hit {
+                ignored = rule.exclude;
+            }
+        }
+        ignored
+    }
+}
+
+/// `filepath.Clean` for patterns: drops a leading `/`, `.` components and resolves `..`.
+fn clean(pattern: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in pattern.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// The digest of a build context: every file, directory and symlink that buildah would send,
+/// with the containerfile always included.
+pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, InputsError> {
+    let rules = IgnoreRules::load(context)?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InputsError::Io { path, source }
+    };
+    let mut entries: BTreeMap<String, String> = BTreeMap::new();
+    let walker = walkdir::WalkDir::new(context)
+        .follow_links(false)
+        .min_depth(1);
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(context).to_path_buf();
+            InputsError::Io {
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+                path,
+            }
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(context)
+            .expect("walkdir yields paths below its root")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel != containerfile && rules.is_ignored(&rel) {
+            continue;
+        }
+        let ft = entry.file_type();
+        let record = if ft.is_symlink() {
+            let target = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
+            format!("link {}", target.to_string_lossy())
+        } else if ft.is_dir() {
+            "dir".to_string()
+        } else {
+            let meta = entry.metadata().map_err(|e| InputsError::Io {
+                path: entry.path().to_path_buf(),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("metadata")),
+            })?;
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            format!(
+                "file {} {}",
+                if exec { "x" } else { "-" },
+                hash_file(entry.path())?
+            )
+        };
+        entries.insert(rel, record);
+    }
+    let mut h = Sha256::new();
+    h.update(LAYOUT.as_bytes());
+    h.update(b"\ncontext\n");
+    for (path, record) in &entries {
+        // Length-prefixed so that no path/record pair can be confused with another.
+        h.update(format!("{}:{path} {}:{record}\n", path.len(), record.len()).as_bytes());
+    }
+    Ok(Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest"))
+}
+
+fn hash_file(path: &Path) -> Result<String, InputsError> {
+    let err = |source| InputsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// What a job's build reads besides its context.
+pub struct JobInputs<'a> {
+    pub context: &'a Digest,
+    pub containerfile: &'a str,
+    /// Every build arg, reserved and the driver's own.
+    pub build_args: &'a BTreeMap<String, String>,
+    pub arch: Arch,
+}
+
+/// The job's `inputs` hash. DTK, kernel and RHEL version enter through the reserved build args.
+pub fn hash_job(job: &JobInputs<'_>) -> Digest {
+    let mut h = Sha256::new();
+    h.update(LAYOUT.as_bytes());
+    h.update(b"\njob\n");
+    let mut field = |k: &str, v: &str| {
+        h.update(format!("{}:{k} {}:{v}\n", k.len(), v.len()).as_bytes());
+    };
+    field("context", job.context.as_str());
+    field("containerfile", job.containerfile);
+    field("platform", &job.arch.platform());
+    for (k, v) in job.build_args {
+        field(&format!("arg {k}"), v);
+    }
+    Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> IgnoreRules {
+        IgnoreRules::parse(text, Path::new(".dockerignore")).unwrap()
+    }
+
+    #[test]
+    fn ignore_rules_follow_buildah() {
+        let r = rules("# comment\n*.o\nbuild/\n!build/keep.txt\n/docs/**/*.md\n**/tmp\n");
+        assert!(!r.is_ignored("main.c"));
+        // `*` does not cross `/`, like filepath.Match.
+        assert!(r.is_ignored("x.o"));
+        assert!(!r.is_ignored("sub/x.o"));
+        assert!(r.is_ignored("build"));
+        assert!(r.is_ignored("build/out/a.bin"));
+        assert!(!r.is_ignored("build/keep.txt"));
+        assert!(r.is_ignored("docs/a/b/c.md"));
+        assert!(r.is_ignored("a/b/tmp/file"));
+        let last_wins = rules("!a.txt\n*.txt\n");
+        assert!(last_wins.is_ignored("a.txt"));
+    }
+
+    #[test]
+    fn job_hash_depends_on_every_field() {
+        let ctx = Digest::sha256(b"ctx");
+        let args = BTreeMap::from([("KERNEL_VERSION".to_string(), "6.1.0-50-amd64".to_string())]);
+        let base = JobInputs {
+            context: &ctx,
+            containerfile: "Containerfile",
+            build_args: &args,
+            arch: Arch::X86_64,
+        };
+        let h = hash_job(&base);
+        let other_ctx = Digest::sha256(b"ctx2");
+        assert_ne!(
+            h,
+            hash_job(&JobInputs {
+                context: &other_ctx,
+                ..base
+            })
+        );
+        assert_ne!(
+            h,
+            hash_job(&JobInputs {
+                containerfile: "Dockerfile",
+                ..base
+            })
+        );
+        assert_ne!(
+            h,
+            hash_job(&JobInputs {
+                arch: Arch::Aarch64,
+                ..base
+            })
+        );
+        let args2 = BTreeMap::from([("KERNEL_VERSION".to_string(), "6.1.0-51-amd64".to_string())]);
+        assert_ne!(
+            h,
+            hash_job(&JobInputs {
+                build_args: &args2,
+                ..base
+            })
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! driver-matrix builds out-of-tree kernel driver containers for every OpenShift release a
+//! vendor supports, from one declarative file.
+//!
+//! The data flows one way:
+//!
+//! ```text
+//! matrix.toml ──▶ matrix (validated) ──▶ releases resolved from payloads ──▶ plan (jobs)
+//!            ──▶ build (buildah, parallel) ──▶ matrix.lock ──▶ review / verify / export
+//! ```
+//!
+//! Only the edges do I/O (files, the registry, buildah); the stages between are pure functions.
+
+pub mod cli;
+pub mod commands;
+pub mod domain;
+pub mod error;
+pub mod inputs;
+pub mod lock;
+pub mod matrix;
+pub mod plan;
+pub mod template;

@@ -1,0 +1,100 @@
+//! The lockfile's entries as domain values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
+
+/// One OpenShift release on one arch, resolved from its payload: the `[[release]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LockedRelease {
+    pub version: Version,
+    pub arch: Arch,
+    /// The payload by digest (`quay.io/openshift-release-dev/ocp-release@sha256:...`).
+    pub payload: ImageRef,
+    /// The Driver Toolkit by digest, as the payload's `driver-toolkit` tag names it.
+    pub dtk: ImageRef,
+    pub kernel: Kernel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rt_kernel: Option<Kernel>,
+    pub rhel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_os: Option<String>,
+}
+
+impl LockedRelease {
+    pub fn sort_key(&self) -> (&Version, Arch) {
+        (&self.version, self.arch)
+    }
+}
+
+/// One pushed driver image: the `[[image]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LockedImage {
+    pub driver: String,
+    pub kernel: Kernel,
+    pub arch: Arch,
+    pub dtk: ImageRef,
+    /// Hash of everything the build read (see `crate::inputs`).
+    pub inputs: Digest,
+    /// `repository:tag` as pushed.
+    pub image: ImageRef,
+    /// The pushed manifest's digest.
+    pub digest: Digest,
+    pub releases: Vec<Version>,
+}
+
+impl LockedImage {
+    pub fn key(&self) -> (&str, &Kernel, Arch) {
+        (&self.driver, &self.kernel, self.arch)
+    }
+
+    /// `repository@digest`: how deployments should name this image.
+    pub fn pinned(&self) -> ImageRef {
+        self.image.with_digest(self.digest.clone())
+    }
+}
+
+/// The whole lockfile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lock {
+    pub releases: Vec<LockedRelease>,
+    pub images: Vec<LockedImage>,
+}
+
+impl Lock {
+    /// Puts every list into the canonical order of the file.
+    pub fn canonicalize(&mut self) {
+        self.releases
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.releases.dedup_by(|a, b| a.sort_key() == b.sort_key());
+        for image in &mut self.images {
+            image.releases.sort();
+            image.releases.dedup();
+        }
+        self.images.sort_by(|a, b| a.key().cmp(&b.key()));
+        self.images.dedup_by(|a, b| a.key() == b.key());
+    }
+
+    pub fn release(&self, version: &Version, arch: Arch) -> Option<&LockedRelease> {
+        self.releases
+            .iter()
+            .find(|r| &r.version == version && r.arch == arch)
+    }
+
+    pub fn image(&self, driver: &str, kernel: &Kernel, arch: Arch) -> Option<&LockedImage> {
+        self.images
+            .iter()
+            .find(|i| i.driver == driver && &i.kernel == kernel && i.arch == arch)
+    }
+
+    /// Inserts or replaces the image with the same (driver, kernel, arch).
+    pub fn upsert_image(&mut self, image: LockedImage) {
+        match self.images.iter_mut().find(|i| i.key() == image.key()) {
+            Some(slot) => *slot = image,
+            None => self.images.push(image),
+        }
+        self.canonicalize();
+    }
+}

@@ -1,0 +1,82 @@
+//! The canonical writer: fixed key order, sorted lists, atomic replace, no write without change.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use super::{FORMAT_VERSION, HEADER, Lock, LockError};
+
+/// A TOML basic string for `s`.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn line(out: &mut String, key: &str, value: impl AsRef<str>) {
+    writeln!(out, "{key} = {}", quote(value.as_ref())).expect("writing to a String cannot fail");
+}
+
+/// The lock's canonical text.
+pub fn render(lock: &Lock) -> String {
+    let mut lock = lock.clone();
+    lock.canonicalize();
+    let mut out = String::new();
+    out.push_str(HEADER);
+    writeln!(out, "version = {FORMAT_VERSION}").expect("writing to a String cannot fail");
+    for r in &lock.releases {
+        out.push_str("\n[[release]]\n");
+        line(&mut out, "version", r.version.to_string());
+        line(&mut out, "arch", r.arch.as_str());
+        line(&mut out, "payload", r.payload.to_string());
+        line(&mut out, "dtk", r.dtk.to_string());
+        line(&mut out, "kernel", r.kernel.as_str());
+        if let Some(rt) = &r.rt_kernel {
+            line(&mut out, "rt-kernel", rt.as_str());
+        }
+        line(&mut out, "rhel", &r.rhel);
+        if let Some(m) = &r.machine_os {
+            line(&mut out, "machine-os", m);
+        }
+    }
+    for i in &lock.images {
+        out.push_str("\n[[image]]\n");
+        line(&mut out, "driver", &i.driver);
+        line(&mut out, "kernel", i.kernel.as_str());
+        line(&mut out, "arch", i.arch.as_str());
+        line(&mut out, "dtk", i.dtk.to_string());
+        line(&mut out, "inputs", i.inputs.as_str());
+        line(&mut out, "image", i.image.to_string());
+        line(&mut out, "digest", i.digest.as_str());
+        let releases: Vec<String> = i.releases.iter().map(|v| quote(&v.to_string())).collect();
+        writeln!(out, "releases = [{}]", releases.join(", "))
+            .expect("writing to a String cannot fail");
+    }
+    out
+}
+
+/// Writes the lock to `path` atomically (temporary file in the same directory, then rename),
+/// and only when its bytes differ from what is there. Returns whether the file changed.
+pub fn write_if_changed(path: &Path, lock: &Lock) -> Result<bool, LockError> {
+    let text = render(lock);
+    let err = |source| LockError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::read(path) {
+        Ok(old) if old == text.as_bytes() => return Ok(false),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".matrix.lock.")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(text.as_bytes()).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(true)
+}

@@ -1,0 +1,50 @@
+//! The `driver-matrix` binary: parse arguments, run, render any error, exit with the contract's
+//! code.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use driver_matrix::cli::{Cli, ColorChoice};
+use driver_matrix::error::exit;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let color = match cli.global.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    };
+    miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(color)
+                .terminal_links(false)
+                .build(),
+        )
+    }))
+    .expect("the hook is set once, before any report");
+    let code = match driver_matrix::commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.exit_code();
+            eprintln!("{:?}", miette::Report::new(e));
+            code
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,128 @@
+//! The validated matrix: what the rest of the pipeline works from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::NamedSource;
+
+use crate::domain::{Arch, ImageRef, Version, VersionReq};
+use crate::template::TagTemplate;
+
+/// The default repository of OpenShift release payloads; the tag is `<version>-<arch>`.
+pub const DEFAULT_PAYLOAD_REPO: &str = "quay.io/openshift-release-dev/ocp-release";
+/// The default update graph (Cincinnati).
+pub const DEFAULT_GRAPH_URL: &str = "https://api.openshift.com/api/upgrades_info/v1/graph";
+/// The default tag template of driver images.
+pub const DEFAULT_TAG: &str = "${KERNEL_FULL_VERSION}";
+/// The default containerfile name, relative to the context.
+pub const DEFAULT_CONTAINERFILE: &str = "Containerfile";
+
+/// A validated `matrix.toml`.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    /// The matrix file as given.
+    pub path: PathBuf,
+    /// The directory holding the matrix file, canonicalized; contexts may not leave it.
+    pub root: PathBuf,
+    /// The file's text, kept for diagnostics that point into it after validation.
+    pub source: Arc<NamedSource<String>>,
+    pub openshift: OpenShift,
+    /// Per-host settings, keyed by `host[:port]`.
+    pub registries: BTreeMap<String, RegistrySettings>,
+    /// Sorted by name.
+    pub drivers: Vec<Driver>,
+    pub excludes: Vec<Exclude>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenShift {
+    /// Exact versions, sorted, without duplicates.
+    pub releases: Vec<Version>,
+    pub channels: Vec<Channel>,
+    /// Sorted, without duplicates.
+    pub arches: Vec<Arch>,
+    /// A repository without tag or digest.
+    pub payload_repo: ImageRef,
+    pub graph_url: String,
+}
+
+/// An update channel such as `stable-4.16`, of which the newest `latest` z-streams are built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub name: String,
+    /// The channel's own minor stream (`4.16` for `stable-4.16`).
+    pub minor: (u64, u64),
+    pub latest: u32,
+}
+
+/// Settings for one registry host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// Reads of this host go to this mirror instead.
+    pub mirror: Option<Mirror>,
+    /// Plain HTTP and no TLS verification for this host.
+    pub insecure: bool,
+}
+
+/// Where reads of a mirrored host go: `host[:port]` and an optional namespace prepended to paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub host: String,
+    pub namespace: Option<String>,
+}
+
+impl std::fmt::Display for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{ns}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+/// One driver of the matrix.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    pub name: String,
+    /// The build context, canonicalized (inside `Matrix::root`).
+    pub context: PathBuf,
+    /// The containerfile's path relative to the context, `/`-separated.
+    pub containerfile: String,
+    /// Repository the images are pushed to (no tag, no digest).
+    pub image: ImageRef,
+    pub tag: TagTemplate,
+    pub modules: Vec<String>,
+    /// The driver's own build args (reserved names excluded by validation).
+    pub build_args: BTreeMap<String, String>,
+    /// Secret id → file, passed to buildah as `--secret id=ID,src=PATH`; never hashed or logged.
+    pub secrets: BTreeMap<String, PathBuf>,
+    pub openshift: Option<VersionReq>,
+    /// The arches this driver is built for: its own subset, or all of `[openshift].arch`.
+    pub arches: Vec<Arch>,
+    pub rt: bool,
+}
+
+/// An `[[exclude]]` rule: drops every cell that matches all of its given keys.
+#[derive(Debug, Clone)]
+pub struct Exclude {
+    pub driver: Option<String>,
+    pub openshift: Option<VersionReq>,
+    pub arch: Option<Arch>,
+    /// Where the rule stands in the matrix file, for the warning when it matches nothing.
+    pub span: std::ops::Range<usize>,
+}
+
+impl Exclude {
+    pub fn matches(&self, driver: &str, version: &Version, arch: Arch) -> bool {
+        self.driver.as_deref().is_none_or(|d| d == driver)
+            && self.openshift.as_ref().is_none_or(|r| r.matches(version))
+            && self.arch.is_none_or(|a| a == arch)
+    }
+}
+
+impl Matrix {
+    pub fn driver(&self, name: &str) -> Option<&Driver> {
+        self.drivers.iter().find(|d| d.name == name)
+    }
+}

@@ -1,0 +1,646 @@
+//! Semantic validation: raw values become domain values; every problem is collected with the
+//! place it concerns, so the user sees all of them in one run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use miette::NamedSource;
+use toml::Spanned;
+
+use super::diagnostic::Problem;
+use super::model::*;
+use super::raw::*;
+use crate::domain::{Arch, ImageRef, ParseError, Version, VersionReq, did_you_mean};
+use crate::template::TagTemplate;
+
+/// Build args that driver-matrix sets for every build; a driver may not set them.
+pub const RESERVED_BUILD_ARGS: [&str; 5] = [
+    "DTK_IMAGE",
+    "DTK_AUTO",
+    "KERNEL_VERSION",
+    "KERNEL_FULL_VERSION",
+    "RHEL_VERSION",
+];
+
+pub struct Validator {
+    root: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+/// Turns a domain parse error into a problem at `span`.
+fn at(err: ParseError, span: std::ops::Range<usize>, label: &str) -> Problem {
+    Problem::new(err.message)
+        .label(span, label)
+        .help_opt(err.help)
+}
+
+impl Validator {
+    pub fn new(root: PathBuf) -> Self {
+        Validator {
+            root,
+            problems: Vec::new(),
+        }
+    }
+
+    fn parse<T: FromStr<Err = ParseError>>(
+        &mut self,
+        v: &Spanned<String>,
+        label: &str,
+    ) -> Option<T> {
+        match v.get_ref().parse::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problems.push(at(e, v.span(), label));
+                None
+            }
+        }
+    }
+
+    pub fn matrix(
+        &mut self,
+        raw: RawMatrix,
+        path: &Path,
+        source: Arc<NamedSource<String>>,
+    ) -> Matrix {
+        let openshift = self.openshift(&raw.openshift);
+        let registries = raw
+            .registries
+            .iter()
+            .filter_map(|(host, r)| Some((host.clone(), self.registry(host, r)?)))
+            .collect();
+        let mut seen: BTreeMap<String, std::ops::Range<usize>> = BTreeMap::new();
+        let mut drivers = Vec::new();
+        for d in &raw.drivers {
+            let name = d.get_ref().name.get_ref();
+            if let Some(first) = seen.get(name) {
+                self.problems.push(
+                    Problem::new(format!("driver `{name}` is defined twice"))
+                        .label(d.get_ref().name.span(), "second definition")
+                        .label(first.clone(), "first definition")
+                        .help("driver names must be unique; rename or remove one"),
+                );
+                continue;
+            }
+            seen.insert(name.clone(), d.get_ref().name.span());
+            if let Some(driver) = self.driver(d.get_ref(), &openshift.arches) {
+                drivers.push(driver);
+            }
+        }
+        drivers.sort_by(|a: &Driver, b| a.name.cmp(&b.name));
+        let excludes = raw
+            .excludes
+            .iter()
+            .filter_map(|e| self.exclude(e, &drivers))
+            .collect();
+        Matrix {
+            path: path.to_path_buf(),
+            root: self.root.clone(),
+            source,
+            openshift,
+            registries,
+            drivers,
+            excludes,
+        }
+    }
+
+    fn openshift(&mut self, raw: &Spanned<RawOpenShift>) -> OpenShift {
+        let o = raw.get_ref();
+        let mut releases = BTreeSet::new();
+        for r in &o.releases {
+            if let Some(v) = self.parse::<Version>(r, "not an exact version")
+                && !releases.insert(v)
+            {
+                self.problems.push(
+                    Problem::warning(format!("release `{}` is listed twice", r.get_ref()))
+                        .label(r.span(), "listed again here"),
+                );
+            }
+        }
+        let mut channels: Vec<Channel> = Vec::new();
+        for c in &o.channels {
+            if let Some(ch) = self.channel(c.get_ref()) {
+                if channels.iter().any(|x| x.name == ch.name) {
+                    self.problems.push(
+                        Problem::new(format!("channel `{}` is listed twice", ch.name))
+                            .label(c.get_ref().name.span(), "listed again here"),
+                    );
+                } else {
+                    channels.push(ch);
+                }
+            }
+        }
+        if o.releases.is_empty() && o.channels.is_empty() {
+            self.problems.push(
+                Problem::new("the matrix names no OpenShift release")
+                    .label(raw.span(), "no `releases` and no `channels` here")
+                    .help("add `releases = [\"4.16.3\"]` or `channels = [{ name = \"stable-4.16\", latest = 2 }]`"),
+            );
+        }
+        let arches = match &o.arch {
+            None => vec![Arch::X86_64],
+            Some(list) => {
+                if list.is_empty() {
+                    self.problems.push(
+                        Problem::new("`openshift.arch` is empty")
+                            .label(raw.span(), "in this table")
+                            .help("list at least one arch, or remove the key for the default `[\"x86_64\"]`"),
+                    );
+                }
+                let set: BTreeSet<Arch> = list
+                    .iter()
+                    .filter_map(|a| self.parse::<Arch>(a, "unknown arch"))
+                    .collect();
+                set.into_iter().collect()
+            }
+        };
+        let payload_repo = match &o.payload_repo {
+            Some(r) => self.repository(r, "payload-repo"),
+            None => Some(
+                DEFAULT_PAYLOAD_REPO
+                    .parse()
+                    .expect("the default payload repo is valid"),
+            ),
+        };
+        let graph_url = match &o.graph_url {
+            Some(u) => {
+                let s = u.get_ref();
+                let ok = (s.starts_with("https://") || s.starts_with("http://"))
+                    && s.split_once("://").is_some_and(|(_, rest)| {
+                        !rest.is_empty() && !rest.contains(char::is_whitespace)
+                    });
+                if !ok {
+                    self.problems.push(
+                        Problem::new(format!("`{s}` is not an http(s) URL"))
+                            .label(u.span(), "not a URL")
+                            .help(format!("the default is `{DEFAULT_GRAPH_URL}`")),
+                    );
+                }
+                s.clone()
+            }
+            None => DEFAULT_GRAPH_URL.to_string(),
+        };
+        OpenShift {
+            releases: releases.into_iter().collect(),
+            channels,
+            arches,
+            payload_repo: payload_repo
+                .unwrap_or_else(|| DEFAULT_PAYLOAD_REPO.parse().expect("valid default")),
+            graph_url,
+        }
+    }
+
+    fn channel(&mut self, c: &RawChannel) -> Option<Channel> {
+        let name = c.name.get_ref();
+        let minor = name.rsplit_once('-').and_then(|(prefix, v)| {
+            let (major, minor) = v.split_once('.')?;
+            let ok = !prefix.is_empty()
+                && prefix
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '-');
+            ok.then_some(())?;
+            Some((major.parse::<u64>().ok()?, minor.parse::<u64>().ok()?))
+        });
+        let latest = match &c.latest {
+            None => Some(1),
+            Some(l) if *l.get_ref() >= 1 && *l.get_ref() <= u32::MAX as i64 => {
+                Some(*l.get_ref() as u32)
+            }
+            Some(l) => {
+                self.problems.push(
+                    Problem::new(format!(
+                        "channel `{name}` asks for the latest {} releases",
+                        l.get_ref()
+                    ))
+                    .label(l.span(), "must be at least 1")
+                    .help("`latest = N` builds the newest N z-streams of the channel's minor"),
+                );
+                None
+            }
+        };
+        if minor.is_none() {
+            self.problems.push(
+                Problem::new(format!("`{name}` is not an OpenShift channel name"))
+                    .label(c.name.span(), "expected `<kind>-X.Y`")
+                    .help("channels are named like `stable-4.16`, `fast-4.16`, `eus-4.14` or `candidate-4.17`"),
+            );
+        }
+        Some(Channel {
+            name: name.clone(),
+            minor: minor?,
+            latest: latest?,
+        })
+    }
+
+    /// A repository reference: no tag, no digest.
+    fn repository(&mut self, v: &Spanned<String>, key: &str) -> Option<ImageRef> {
+        let r: ImageRef = self.parse(v, "not a valid image reference")?;
+        if r.tag().is_some() || r.digest().is_some() {
+            self.problems.push(
+                Problem::new(format!(
+                    "`{key}` must name a repository without tag or digest"
+                ))
+                .label(v.span(), "remove the tag or digest")
+                .help(format!(
+                    "write `{}`; the tag comes from the template",
+                    r.name()
+                )),
+            );
+            return None;
+        }
+        Some(r)
+    }
+
+    fn registry(&mut self, host: &str, r: &Spanned<RawRegistry>) -> Option<RegistrySettings> {
+        let probe = format!("{host}/x");
+        if probe.parse::<ImageRef>().is_err() {
+            self.problems.push(
+                Problem::new(format!("`{host}` is not a registry host"))
+                    .label(r.span(), "in this table")
+                    .help("registry tables are keyed by `host` or `host:port`, like `[registries.\"quay.io\"]`"),
+            );
+            return None;
+        }
+        let raw = r.get_ref();
+        let mirror = match &raw.mirror {
+            None => None,
+            Some(m) => {
+                let text = m.get_ref();
+                let (mhost, ns) = match text.split_once('/') {
+                    Some((h, ns)) => (h, Some(ns)),
+                    None => (text.as_str(), None),
+                };
+                let valid = format!("{text}/x")
+                    .parse::<ImageRef>()
+                    .is_ok_and(|r| r.registry() == mhost);
+                if !valid || ns.is_some_and(str::is_empty) {
+                    self.problems.push(
+                        Problem::new(format!("`{text}` is not a mirror location"))
+                            .label(m.span(), "expected `host[:port][/namespace]`"),
+                    );
+                    None
+                } else if mhost == host {
+                    self.problems.push(
+                        Problem::new(format!("registry `{host}` is mirrored to itself"))
+                            .label(m.span(), "same host"),
+                    );
+                    None
+                } else {
+                    Some(Mirror {
+                        host: mhost.to_string(),
+                        namespace: ns.map(str::to_string),
+                    })
+                }
+            }
+        };
+        Some(RegistrySettings {
+            mirror,
+            insecure: raw.insecure.unwrap_or(false),
+        })
+    }
+
+    fn driver(&mut self, d: &RawDriver, all_arches: &[Arch]) -> Option<Driver> {
+        let before = self.problems.len();
+        let name = d.name.get_ref();
+        let valid_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            });
+        if !valid_name {
+            self.problems.push(
+                Problem::new(format!("`{name}` is not a valid driver name"))
+                    .label(d.name.span(), "expected `[a-z0-9][a-z0-9._-]*`")
+                    .help(format!("try `{}`", suggest_name(name))),
+            );
+        }
+        let context = self.context(&d.context);
+        let containerfile_text = d
+            .containerfile
+            .as_ref()
+            .map_or(DEFAULT_CONTAINERFILE, |c| c.get_ref().as_str());
+        let containerfile = context
+            .as_ref()
+            .and_then(|ctx| self.containerfile(ctx, d, containerfile_text));
+        let image = self.repository(&d.image, "image");
+
+        let mut build_args = BTreeMap::new();
+        for (k, v) in &d.build_args {
+            let key = k.get_ref();
+            if RESERVED_BUILD_ARGS.contains(&key.as_str()) {
+                self.problems.push(
+                    Problem::new(format!("build arg `{key}` is reserved"))
+                        .label(k.span(), "set by driver-matrix for every build")
+                        .help(format!(
+                            "driver-matrix passes {} itself; remove this key",
+                            RESERVED_BUILD_ARGS.join(", ")
+                        )),
+                );
+            } else if !is_arg_name(key) {
+                self.problems.push(
+                    Problem::new(format!("`{key}` is not a valid build arg name"))
+                        .label(k.span(), "expected `[A-Za-z_][A-Za-z0-9_]*`"),
+                );
+            } else {
+                build_args.insert(key.clone(), v.get_ref().clone());
+            }
+        }
+        let tag_text = d.tag.as_ref().map_or(DEFAULT_TAG, |t| t.get_ref().as_str());
+        let tag = match TagTemplate::parse(tag_text, build_args.keys().map(String::as_str)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let span = d.tag.as_ref().map_or(d.name.span(), |t| t.span());
+                self.problems.push(at(e, span, "in this template"));
+                None
+            }
+        };
+        if let (Some(t), Some(tag_span)) = (&tag, d.tag.as_ref().map(|t| t.span())) {
+            self.check_sample_render(t, name, &build_args, tag_span);
+        }
+
+        let mut modules = Vec::new();
+        for m in &d.modules {
+            let text = m.get_ref();
+            if let Some(stem) = text.strip_suffix(".ko") {
+                self.problems.push(
+                    Problem::new(format!(
+                        "module `{text}` is written with its file extension"
+                    ))
+                    .label(m.span(), "remove `.ko`")
+                    .help(format!("write `{stem}`")),
+                );
+            } else if text.is_empty()
+                || !text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                self.problems.push(
+                    Problem::new(format!("`{text}` is not a kernel module name"))
+                        .label(m.span(), "expected letters, digits, `_` or `-`"),
+                );
+            } else {
+                modules.push(text.clone());
+            }
+        }
+        let mut secrets = BTreeMap::new();
+        for (id, file) in &d.secrets {
+            let id_ok = !id.get_ref().is_empty()
+                && id
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !id_ok {
+                self.problems.push(
+                    Problem::new(format!("`{}` is not a valid secret id", id.get_ref()))
+                        .label(id.span(), "expected letters, digits, `.`, `_` or `-`"),
+                );
+                continue;
+            }
+            let path = self.root.join(file.get_ref());
+            if !path.is_file() {
+                self.problems.push(
+                    Problem::new(format!("secret file `{}` does not exist", file.get_ref()))
+                        .label(file.span(), "no such file")
+                        .help("secret paths are relative to the matrix file"),
+                );
+                continue;
+            }
+            secrets.insert(id.get_ref().clone(), path);
+        }
+        let openshift = d
+            .openshift
+            .as_ref()
+            .and_then(|c| self.parse::<VersionReq>(c, "not a version constraint"));
+        let arches = match &d.arch {
+            None => all_arches.to_vec(),
+            Some(list) => {
+                let mut set = BTreeSet::new();
+                for a in list {
+                    if let Some(arch) = self.parse::<Arch>(a, "unknown arch") {
+                        if all_arches.contains(&arch) {
+                            set.insert(arch);
+                        } else {
+                            let listed: Vec<&str> = all_arches.iter().map(|a| a.as_str()).collect();
+                            self.problems.push(
+                                Problem::new(format!("driver `{name}` asks for arch `{arch}`, which `[openshift].arch` does not list"))
+                                    .label(a.span(), "not in [openshift].arch")
+                                    .help(format!("add `{arch}` to `[openshift].arch` (now {})", listed.join(", "))),
+                            );
+                        }
+                    }
+                }
+                if list.is_empty() {
+                    self.problems.push(
+                        Problem::new(format!("driver `{name}` has an empty `arch` list"))
+                            .label(d.name.span(), "in this driver")
+                            .help("remove `arch` to build for every arch of `[openshift].arch`"),
+                    );
+                }
+                set.into_iter().collect()
+            }
+        };
+        if self.problems[before..]
+            .iter()
+            .any(|p| p.severity == miette::Severity::Error)
+            || !valid_name
+        {
+            return None;
+        }
+        Some(Driver {
+            name: name.clone(),
+            context: context?,
+            containerfile: containerfile?,
+            image: image?,
+            tag: tag?,
+            modules,
+            build_args,
+            secrets,
+            openshift,
+            arches,
+            rt: d.rt.unwrap_or(false),
+        })
+    }
+
+    /// Renders the template with a long, realistic kernel to catch templates that can only
+    /// produce invalid tags (bad characters, too long) before anything is resolved.
+    fn check_sample_render(
+        &mut self,
+        tag: &TagTemplate,
+        driver: &str,
+        args: &BTreeMap<String, String>,
+        span: std::ops::Range<usize>,
+    ) {
+        let sample_kernel = "5.14.0-427.18.1.el9_4.x86_64_rt";
+        let mut vars: BTreeMap<&str, &str> =
+            args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        vars.insert("KERNEL_FULL_VERSION", sample_kernel);
+        vars.insert("KERNEL_VERSION", sample_kernel);
+        vars.insert("DRIVER", driver);
+        vars.insert("ARCH", "x86_64");
+        vars.insert("RHEL_VERSION", "9.4");
+        if let Err(e) = tag.render(&vars) {
+            self.problems.push(
+                Problem::new(format!(
+                    "tag template `{tag}` renders an invalid tag: {}",
+                    e.message
+                ))
+                .label(span, format!("rendered for kernel `{sample_kernel}`"))
+                .help_opt(e.help),
+            );
+        }
+    }
+
+    fn context(&mut self, c: &Spanned<String>) -> Option<PathBuf> {
+        let text = c.get_ref();
+        let joined = self.root.join(text);
+        let resolved = match joined.canonicalize() {
+            Ok(p) => p,
+            Err(_) => {
+                self.problems.push(
+                    Problem::new(format!("context directory `{text}` does not exist"))
+                        .label(c.span(), "no such directory")
+                        .help(format!(
+                            "contexts are relative to the matrix file's directory `{}`",
+                            self.root.display()
+                        )),
+                );
+                return None;
+            }
+        };
+        if !resolved.starts_with(&self.root) {
+            self.problems.push(
+                Problem::new(format!(
+                    "context `{text}` resolves to `{}`, outside the matrix file's directory",
+                    resolved.display()
+                ))
+                .label(c.span(), "escapes the matrix directory")
+                .help("keep build contexts inside the directory that holds matrix.toml, so the inputs hash covers them"),
+            );
+            return None;
+        }
+        if !resolved.is_dir() {
+            self.problems.push(
+                Problem::new(format!("context `{text}` is not a directory"))
+                    .label(c.span(), "not a directory"),
+            );
+            return None;
+        }
+        Some(resolved)
+    }
+
+    fn containerfile(&mut self, context: &Path, d: &RawDriver, text: &str) -> Option<String> {
+        let span = d
+            .containerfile
+            .as_ref()
+            .map_or(d.context.span(), |c| c.span());
+        let path = context.join(text);
+        let inside = path.canonicalize().ok().filter(|p| p.starts_with(context));
+        match inside {
+            Some(p) if p.is_file() => {
+                let rel = p.strip_prefix(context).expect("checked by starts_with");
+                Some(rel.to_string_lossy().replace('\\', "/"))
+            }
+            Some(_) => {
+                self.problems.push(
+                    Problem::new(format!("containerfile `{text}` is not a file"))
+                        .label(span, "not a file"),
+                );
+                None
+            }
+            None if path.exists() => {
+                self.problems.push(
+                    Problem::new(format!("containerfile `{text}` lies outside the context"))
+                        .label(span, "outside the context"),
+                );
+                None
+            }
+            None => {
+                let mut p = Problem::new(format!(
+                    "containerfile `{text}` does not exist in context `{}`",
+                    d.context.get_ref()
+                ))
+                .label(span, "no such file");
+                if d.containerfile.is_none() && context.join("Dockerfile").is_file() {
+                    p = p.help(
+                        "the context has a `Dockerfile`: set `containerfile = \"Dockerfile\"`",
+                    );
+                } else {
+                    p = p.help("`containerfile` is relative to the context; the default is `Containerfile`");
+                }
+                self.problems.push(p);
+                None
+            }
+        }
+    }
+
+    fn exclude(&mut self, e: &Spanned<RawExclude>, drivers: &[Driver]) -> Option<Exclude> {
+        let raw = e.get_ref();
+        if raw.driver.is_none() && raw.openshift.is_none() && raw.arch.is_none() {
+            self.problems.push(
+                Problem::new("an `[[exclude]]` rule has no keys and would drop every cell")
+                    .label(e.span(), "empty rule")
+                    .help("give at least one of `driver`, `openshift`, `arch`"),
+            );
+            return None;
+        }
+        if let Some(d) = &raw.driver
+            && !drivers.iter().any(|x| &x.name == d.get_ref())
+        {
+            let p = Problem::warning(format!(
+                "`[[exclude]]` names driver `{}`, which the matrix does not define",
+                d.get_ref()
+            ))
+            .label(d.span(), "unknown driver");
+            let p = match did_you_mean(d.get_ref(), drivers.iter().map(|x| x.name.as_str())) {
+                Some(close) => p.help(format!("did you mean `{close}`?")),
+                None => p,
+            };
+            self.problems.push(p);
+        }
+        let openshift = match &raw.openshift {
+            Some(c) => Some(self.parse::<VersionReq>(c, "not a version constraint")?),
+            None => None,
+        };
+        let arch = match &raw.arch {
+            Some(a) => Some(self.parse::<Arch>(a, "unknown arch")?),
+            None => None,
+        };
+        Some(Exclude {
+            driver: raw.driver.as_ref().map(|d| d.get_ref().clone()),
+            openshift,
+            arch,
+            span: e.span(),
+        })
+    }
+}
+
+fn is_arg_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A valid driver name close to `s`: lowercase, other characters replaced by `-`.
+fn suggest_name(s: &str) -> String {
+    let lowered: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = lowered.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    if trimmed.is_empty() {
+        "my-driver".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}

@@ -1,0 +1,353 @@
+//! The planner: matrix × resolved releases → build jobs. Pure: no I/O, deterministic output.
+//!
+//! A *cell* is (driver, release, arch), filtered by the driver's `openshift` constraint and
+//! `arch` subset and by `[[exclude]]`. A *job* is (driver, kernel, arch): cells whose releases
+//! share a kernel share one job and one image. `rt = true` adds a job for each RT kernel.
+
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
+use crate::inputs::{JobInputs, hash_job};
+use crate::lock::{Lock, LockedRelease};
+use crate::matrix::{Driver, Matrix, Problem};
+
+pub use view::{render_json, render_table};
+
+/// How a job compares with the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The lock holds an image with the same inputs hash and reference.
+    Fresh,
+    /// The lock holds an image for this (driver, kernel, arch), built from other inputs.
+    Stale,
+    /// The lock holds no image for this (driver, kernel, arch).
+    New,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Fresh => "fresh",
+            State::Stale => "stale",
+            State::New => "new",
+        }
+    }
+}
+
+/// One build: a driver for one kernel on one arch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub driver: String,
+    pub kernel: Kernel,
+    pub arch: Arch,
+    /// Built for a real-time kernel.
+    pub rt: bool,
+    /// The releases this image serves, sorted.
+    pub releases: Vec<Version>,
+    /// The DTK by digest (source reference, never a mirror's).
+    pub dtk: ImageRef,
+    pub rhel: String,
+    /// `repository:tag` the image is pushed to.
+    pub image: ImageRef,
+    /// Every build arg: the reserved ones and the driver's own.
+    pub build_args: BTreeMap<String, String>,
+    pub inputs: Digest,
+    pub state: State,
+}
+
+impl Job {
+    pub fn key(&self) -> (&str, &Kernel, Arch) {
+        (&self.driver, &self.kernel, self.arch)
+    }
+
+    /// `driver/kernel/arch`, how jobs are named in messages and logs.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.driver, self.kernel, self.arch)
+    }
+}
+
+/// The plan: jobs sorted by (driver, kernel, arch), and what was noticed on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub jobs: Vec<Job>,
+    /// Number of (driver, release, arch) cells after filters.
+    pub cells: usize,
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PlanError {
+    #[error("release {version} ({arch}) is not resolved")]
+    #[diagnostic(
+        code(driver_matrix::plan::unresolved),
+        help(
+            "run `driver-matrix resolve` (without `--offline`) to resolve it and record it in the lock"
+        )
+    )]
+    Unresolved { version: Version, arch: Arch },
+
+    #[error("driver `{driver}` renders tag `{tag}` for both {first} and {second}")]
+    #[diagnostic(
+        code(driver_matrix::plan::tag_collision),
+        help(
+            "put `${{KERNEL_FULL_VERSION}}` (and `${{ARCH}}` when building several arches) into the driver's `tag`"
+        )
+    )]
+    TagCollision {
+        driver: String,
+        tag: String,
+        first: String,
+        second: String,
+    },
+
+    #[error("driver `{driver}` renders an invalid tag for kernel `{kernel}`: {message}")]
+    #[diagnostic(code(driver_matrix::plan::bad_tag))]
+    BadTag {
+        driver: String,
+        kernel: Kernel,
+        message: String,
+    },
+}
+
+/// What the planner works from.
+pub struct PlanInput<'a> {
+    pub matrix: &'a Matrix,
+    /// The release versions to build for: the exact ones and those channels expanded to.
+    pub versions: &'a [Version],
+    /// Resolutions covering every version × arch of the matrix (more are ignored).
+    pub releases: &'a [LockedRelease],
+    /// Each driver's context digest (see `inputs::hash_context`).
+    pub contexts: &'a BTreeMap<String, Digest>,
+    /// The current lock: the DTK already chosen for a job, and job states.
+    pub lock: &'a Lock,
+}
+
+/// The versions to build: the exact releases and each channel's expansion, sorted, unique.
+pub fn target_versions(matrix: &Matrix, channels: &BTreeMap<String, Vec<Version>>) -> Vec<Version> {
+    let mut all: BTreeSet<Version> = matrix.openshift.releases.iter().cloned().collect();
+    for versions in channels.values() {
+        all.extend(versions.iter().cloned());
+    }
+    all.into_iter().collect()
+}
+
+/// Expands channels from what the lock already holds: the newest `latest` locked versions of
+/// each channel's minor. This is how `--offline` sees channels.
+pub fn channels_from_lock(matrix: &Matrix, lock: &Lock) -> BTreeMap<String, Vec<Version>> {
+    let locked: BTreeSet<&Version> = lock.releases.iter().map(|r| &r.version).collect();
+    matrix
+        .openshift
+        .channels
+        .iter()
+        .map(|c| {
+            let mut versions: Vec<Version> = locked
+                .iter()
+                .filter(|v| v.minor_stream() == c.minor && !matrix.openshift.releases.contains(v))
+                .map(|v| (*v).clone())
+                .collect();
+            versions.sort();
+            let keep = versions.len().saturating_sub(c.latest as usize);
+            (c.name.clone(), versions.split_off(keep))
+        })
+        .collect()
+}
+
+struct Group<'a> {
+    driver: &'a Driver,
+    rt: bool,
+    releases: Vec<&'a LockedRelease>,
+}
+
+/// Expands the matrix into jobs.
+pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
+    let matrix = input.matrix;
+    let by_release: HashMap<(&Version, Arch), &LockedRelease> = input
+        .releases
+        .iter()
+        .map(|r| ((&r.version, r.arch), r))
+        .collect();
+    let mut excludes_used = vec![false; matrix.excludes.len()];
+    let mut groups: BTreeMap<(&str, &Kernel, Arch), Group<'_>> = BTreeMap::new();
+    let mut cells = 0usize;
+    let mut missing_rt: BTreeSet<(&str, &Version, Arch)> = BTreeSet::new();
+
+    for driver in &matrix.drivers {
+        for version in input.versions {
+            if driver
+                .openshift
+                .as_ref()
+                .is_some_and(|r| !r.matches(version))
+            {
+                continue;
+            }
+            for &arch in &driver.arches {
+                let mut excluded = false;
+                for (i, e) in matrix.excludes.iter().enumerate() {
+                    if e.matches(&driver.name, version, arch) {
+                        excludes_used[i] = true;
+                        excluded = true;
+                    }
+                }
+                if excluded {
+                    continue;
+                }
+                let release =
+                    *by_release
+                        .get(&(version, arch))
+                        .ok_or_else(|| PlanError::Unresolved {
+                            version: version.clone(),
+                            arch,
+                        })?;
+                cells += 1;
+                groups
+                    .entry((&driver.name, &release.kernel, arch))
+                    .or_insert_with(|| Group {
+                        driver,
+                        rt: false,
+                        releases: Vec::new(),
+                    })
+                    .releases
+                    .push(release);
+                if driver.rt {
+                    match &release.rt_kernel {
+                        Some(rt) => groups
+                            .entry((&driver.name, rt, arch))
+                            .or_insert_with(|| Group {
+                                driver,
+                                rt: true,
+                                releases: Vec::new(),
+                            })
+                            .releases
+                            .push(release),
+                        None => {
+                            missing_rt.insert((&driver.name, version, arch));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let mut warnings = Vec::new();
+    for (e, used) in matrix.excludes.iter().zip(&excludes_used) {
+        if !used {
+            warnings.push(
+                Problem::warning("this `[[exclude]]` rule matches no cell of the matrix")
+                    .label(e.span.clone(), "matches nothing")
+                    .help("remove it, or check its `driver`, `openshift` and `arch` against the matrix"),
+            );
+        }
+    }
+    for (driver, version, arch) in &missing_rt {
+        warnings.push(Problem::warning(format!(
+            "driver `{driver}` asks for the RT kernel, but release {version} ({arch}) has none"
+        )));
+    }
+
+    let mut jobs = Vec::with_capacity(groups.len());
+    let mut tags: HashMap<(&str, String), String> = HashMap::new();
+    for ((_, kernel, arch), group) in &groups {
+        let job = make_job(input, group, kernel, *arch)?;
+        let id = job.id();
+        if let Some(first) = tags.insert(
+            (group.driver.name.as_str(), job.image.to_string()),
+            id.clone(),
+        ) {
+            return Err(PlanError::TagCollision {
+                driver: group.driver.name.clone(),
+                tag: job.image.tag().unwrap_or_default().to_string(),
+                first,
+                second: id,
+            });
+        }
+        jobs.push(job);
+    }
+    Ok(Plan {
+        jobs,
+        cells,
+        warnings,
+    })
+}
+
+fn make_job(
+    input: &PlanInput<'_>,
+    group: &Group<'_>,
+    kernel: &Kernel,
+    arch: Arch,
+) -> Result<Job, PlanError> {
+    let driver = group.driver;
+    let mut releases = group.releases.clone();
+    releases.sort_by(|a, b| a.version.cmp(&b.version));
+    let locked = input.lock.image(&driver.name, kernel, arch);
+    // Keep the DTK the lock already names while a release still offers it, so that a new
+    // z-stream with a rebuilt DTK for the same kernel does not force a rebuild; else take the
+    // DTK of the highest release.
+    let source = locked
+        .and_then(|img| releases.iter().rev().find(|r| r.dtk == img.dtk))
+        .or(releases.last())
+        .expect("a group holds at least one release");
+    let dtk = source.dtk.clone();
+    let rhel = source.rhel.clone();
+
+    let mut build_args = driver.build_args.clone();
+    let dtk_text = dtk.to_string();
+    build_args.insert("DTK_IMAGE".into(), dtk_text.clone());
+    build_args.insert("DTK_AUTO".into(), dtk_text);
+    build_args.insert("KERNEL_VERSION".into(), kernel.to_string());
+    build_args.insert("KERNEL_FULL_VERSION".into(), kernel.to_string());
+    build_args.insert("RHEL_VERSION".into(), rhel.clone());
+
+    let normalized = kernel.normalized();
+    let mut vars: BTreeMap<&str, &str> = driver
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    vars.insert("KERNEL_FULL_VERSION", &normalized);
+    vars.insert("KERNEL_VERSION", &normalized);
+    vars.insert("DRIVER", &driver.name);
+    vars.insert("ARCH", arch.as_str());
+    vars.insert("RHEL_VERSION", &rhel);
+    let bad_tag = |message: String| PlanError::BadTag {
+        driver: driver.name.clone(),
+        kernel: kernel.clone(),
+        message,
+    };
+    let tag = driver.tag.render(&vars).map_err(|e| bad_tag(e.message))?;
+    let image = driver
+        .image
+        .with_tag(&tag)
+        .map_err(|e| bad_tag(e.message))?;
+
+    let context = input
+        .contexts
+        .get(&driver.name)
+        .expect("a context digest is computed for every driver");
+    let inputs = hash_job(&JobInputs {
+        context,
+        containerfile: &driver.containerfile,
+        build_args: &build_args,
+        arch,
+    });
+    let state = match locked {
+        None => State::New,
+        Some(l) if l.inputs == inputs && l.image == image => State::Fresh,
+        Some(_) => State::Stale,
+    };
+    Ok(Job {
+        driver: driver.name.clone(),
+        kernel: kernel.clone(),
+        arch,
+        rt: group.rt,
+        releases: releases.iter().map(|r| r.version.clone()).collect(),
+        dtk,
+        rhel,
+        image,
+        build_args,
+        inputs,
+        state,
+    })
+}

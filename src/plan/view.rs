@@ -1,0 +1,142 @@
+//! What users read of a plan: an aligned table for terminals and a stable JSON document for
+//! scripts. The JSON shape is documented in `docs/plan-json.md`; keys are only ever added.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Plan, State};
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct JsonPlan<'a> {
+    version: u32,
+    summary: Summary,
+    jobs: Vec<JsonJob<'a>>,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    cells: usize,
+    jobs: usize,
+    fresh: usize,
+    stale: usize,
+    new: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct JsonJob<'a> {
+    driver: &'a str,
+    kernel: String,
+    arch: &'static str,
+    rt: bool,
+    state: State,
+    image: String,
+    tag: &'a str,
+    dtk: String,
+    rhel: &'a str,
+    inputs: &'a str,
+    releases: Vec<String>,
+    build_args: &'a BTreeMap<String, String>,
+}
+
+fn summary(plan: &Plan) -> Summary {
+    let count = |s: State| plan.jobs.iter().filter(|j| j.state == s).count();
+    Summary {
+        cells: plan.cells,
+        jobs: plan.jobs.len(),
+        fresh: count(State::Fresh),
+        stale: count(State::Stale),
+        new: count(State::New),
+    }
+}
+
+/// The plan as pretty JSON with a trailing newline.
+pub fn render_json(plan: &Plan) -> String {
+    let doc = JsonPlan {
+        version: 1,
+        summary: summary(plan),
+        jobs: plan
+            .jobs
+            .iter()
+            .map(|j| JsonJob {
+                driver: &j.driver,
+                kernel: j.kernel.to_string(),
+                arch: j.arch.as_str(),
+                rt: j.rt,
+                state: j.state,
+                image: j.image.to_string(),
+                tag: j.image.tag().unwrap_or_default(),
+                dtk: j.dtk.to_string(),
+                rhel: &j.rhel,
+                inputs: j.inputs.as_str(),
+                releases: j.releases.iter().map(ToString::to_string).collect(),
+                build_args: &j.build_args,
+            })
+            .collect(),
+    };
+    let mut s = serde_json::to_string_pretty(&doc).expect("the plan is plain JSON");
+    s.push('\n');
+    s
+}
+
+/// The plan as an aligned table with a summary line.
+pub fn render_table(plan: &Plan) -> String {
+    let header = ["DRIVER", "KERNEL", "ARCH", "STATE", "TAG", "RELEASES"];
+    let rows: Vec<[String; 6]> = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            [
+                j.driver.clone(),
+                format!("{}{}", j.kernel, if j.rt { " (rt)" } else { "" }),
+                j.arch.to_string(),
+                j.state.as_str().to_string(),
+                j.image.tag().unwrap_or_default().to_string(),
+                j.releases
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 6]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                write!(l, "{cell:<w$}  ").expect("writing to a String cannot fail");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in &rows {
+        line(row.each_ref().map(String::as_str));
+    }
+    let s = summary(plan);
+    writeln!(
+        out,
+        "\n{} jobs for {} cells ({} saved by shared kernels): {} fresh, {} stale, {} new",
+        s.jobs,
+        s.cells,
+        s.cells.saturating_sub(s.jobs),
+        s.fresh,
+        s.stale,
+        s.new
+    )
+    .expect("writing to a String cannot fail");
+    out
+}
