@@ -1,0 +1,8 @@
+//! A local stand-in for what driver-matrix talks to in production: an OCI registry on
+//! loopback (Debian's `docker-registry`), OpenShift release payloads in the real format, DTK
+//! stand-ins and a Cincinnati-style update graph. The integration tests and `make demo` use
+//! the same code. Nothing here is part of the shipped binary.
+
+pub mod registry;
+
+pub use registry::Registry;
