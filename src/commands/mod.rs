@@ -56,6 +56,9 @@ impl Context {
             return;
         }
         for w in warnings {
+            if w.severity == miette::Severity::Advice && self.global.verbose == 0 {
+                continue;
+            }
             let report = miette::Report::new(w.clone()).with_source_code(matrix.source.clone());
             let _ = writeln!(std::io::stderr(), "{report:?}");
         }

@@ -74,6 +74,8 @@ impl Validator {
         let mut drivers = Vec::new();
         for d in &raw.drivers {
             let name = d.get_ref().name.get_ref();
+            // A duplicate is still validated, so its own problems show in the same run.
+            let driver = self.driver(d.get_ref(), &openshift.arches);
             if let Some(first) = seen.get(name) {
                 self.problems.push(
                     Problem::new(format!("driver `{name}` is defined twice"))
@@ -84,9 +86,7 @@ impl Validator {
                 continue;
             }
             seen.insert(name.clone(), d.get_ref().name.span());
-            if let Some(driver) = self.driver(d.get_ref(), &openshift.arches) {
-                drivers.push(driver);
-            }
+            drivers.extend(driver);
         }
         drivers.sort_by(|a: &Driver, b| a.name.cmp(&b.name));
         let excludes = raw

@@ -75,19 +75,21 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Number of (driver, release, arch) cells after filters.
     pub cells: usize,
+    /// Builds a per-release script would run: one per cell, plus one per cell with an RT kernel.
+    pub builds_without_sharing: usize,
     pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PlanError {
-    #[error("release {version} ({arch}) is not resolved")]
+    #[error("{} not resolved: {}", if .0.len() == 1 { "a release is" } else { "releases are" }, .0.join(", "))]
     #[diagnostic(
         code(driver_matrix::plan::unresolved),
         help(
-            "run `driver-matrix resolve` (without `--offline`) to resolve it and record it in the lock"
+            "run `driver-matrix resolve` (without `--offline`) to resolve them and record them in the lock"
         )
     )]
-    Unresolved { version: Version, arch: Arch },
+    Unresolved(Vec<String>),
 
     #[error("driver `{driver}` renders tag `{tag}` for both {first} and {second}")]
     #[diagnostic(
@@ -172,7 +174,9 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let mut excludes_used = vec![false; matrix.excludes.len()];
     let mut groups: BTreeMap<(&str, &Kernel, Arch), Group<'_>> = BTreeMap::new();
     let mut cells = 0usize;
+    let mut builds_without_sharing = 0usize;
     let mut missing_rt: BTreeSet<(&str, &Version, Arch)> = BTreeSet::new();
+    let mut unresolved: BTreeSet<(&Version, Arch)> = BTreeSet::new();
 
     for driver in &matrix.drivers {
         for version in input.versions {
@@ -194,14 +198,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                 if excluded {
                     continue;
                 }
-                let release =
-                    *by_release
-                        .get(&(version, arch))
-                        .ok_or_else(|| PlanError::Unresolved {
-                            version: version.clone(),
-                            arch,
-                        })?;
+                let Some(&release) = by_release.get(&(version, arch)) else {
+                    unresolved.insert((version, arch));
+                    continue;
+                };
                 cells += 1;
+                builds_without_sharing += 1;
                 groups
                     .entry((&driver.name, &release.kernel, arch))
                     .or_insert_with(|| Group {
@@ -213,15 +215,18 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     .push(release);
                 if driver.rt {
                     match &release.rt_kernel {
-                        Some(rt) => groups
-                            .entry((&driver.name, rt, arch))
-                            .or_insert_with(|| Group {
-                                driver,
-                                rt: true,
-                                releases: Vec::new(),
-                            })
-                            .releases
-                            .push(release),
+                        Some(rt) => {
+                            builds_without_sharing += 1;
+                            groups
+                                .entry((&driver.name, rt, arch))
+                                .or_insert_with(|| Group {
+                                    driver,
+                                    rt: true,
+                                    releases: Vec::new(),
+                                })
+                                .releases
+                                .push(release);
+                        }
                         None => {
                             missing_rt.insert((&driver.name, version, arch));
                         }
@@ -231,6 +236,14 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         }
     }
 
+    if !unresolved.is_empty() {
+        return Err(PlanError::Unresolved(
+            unresolved
+                .iter()
+                .map(|(v, a)| format!("{v} ({a})"))
+                .collect(),
+        ));
+    }
     let mut warnings = Vec::new();
     for (e, used) in matrix.excludes.iter().zip(&excludes_used) {
         if !used {
@@ -241,10 +254,22 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             );
         }
     }
+    // OpenShift ships RT kernels for x86_64 only: releases without one are normal, so this is
+    // advice (shown with `-v`), one line per driver and arch.
+    let mut without_rt: BTreeMap<(&str, Arch), Vec<String>> = BTreeMap::new();
     for (driver, version, arch) in &missing_rt {
-        warnings.push(Problem::warning(format!(
-            "driver `{driver}` asks for the RT kernel, but release {version} ({arch}) has none"
-        )));
+        without_rt
+            .entry((driver, *arch))
+            .or_default()
+            .push(version.to_string());
+    }
+    for ((driver, arch), versions) in without_rt {
+        let mut p = Problem::new(format!(
+            "driver `{driver}` asks for RT kernels; {arch} releases {} have none, so only their standard kernel is built",
+            versions.join(", ")
+        ));
+        p.severity = miette::Severity::Advice;
+        warnings.push(p);
     }
 
     let mut jobs = Vec::with_capacity(groups.len());
@@ -268,6 +293,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     Ok(Plan {
         jobs,
         cells,
+        builds_without_sharing,
         warnings,
     })
 }

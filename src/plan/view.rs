@@ -20,6 +20,8 @@ struct JsonPlan<'a> {
 struct Summary {
     cells: usize,
     jobs: usize,
+    /// Builds saved because releases share a kernel.
+    saved: usize,
     fresh: usize,
     stale: usize,
     new: usize,
@@ -47,6 +49,7 @@ fn summary(plan: &Plan) -> Summary {
     Summary {
         cells: plan.cells,
         jobs: plan.jobs.len(),
+        saved: plan.builds_without_sharing.saturating_sub(plan.jobs.len()),
         fresh: count(State::Fresh),
         stale: count(State::Stale),
         new: count(State::New),
@@ -129,13 +132,8 @@ pub fn render_table(plan: &Plan) -> String {
     let s = summary(plan);
     writeln!(
         out,
-        "\n{} jobs for {} cells ({} saved by shared kernels): {} fresh, {} stale, {} new",
-        s.jobs,
-        s.cells,
-        s.cells.saturating_sub(s.jobs),
-        s.fresh,
-        s.stale,
-        s.new
+        "\n{} jobs for {} cells ({} builds saved by shared kernels): {} fresh, {} stale, {} new",
+        s.jobs, s.cells, s.saved, s.fresh, s.stale, s.new
     )
     .expect("writing to a String cannot fail");
     out

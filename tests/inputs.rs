@@ -1,0 +1,87 @@
+//! The inputs hash of build contexts: it follows content and mode, and nothing else.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use driver_matrix::inputs::hash_context;
+
+fn context(dir: &Path) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("Containerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(dir.join("src/main.c"), "int x;\n").unwrap();
+    std::fs::write(dir.join("build.sh"), "#!/bin/sh\n").unwrap();
+}
+
+#[test]
+fn changes_with_content_and_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    context(dir.path());
+    let before = hash_context(dir.path(), "Containerfile").unwrap();
+    std::fs::write(dir.path().join("src/main.c"), "int y;\n").unwrap();
+    let content = hash_context(dir.path(), "Containerfile").unwrap();
+    assert_ne!(before, content);
+    std::fs::set_permissions(
+        dir.path().join("build.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mode = hash_context(dir.path(), "Containerfile").unwrap();
+    assert_ne!(content, mode);
+    std::fs::write(dir.path().join("src/new.h"), "").unwrap();
+    assert_ne!(mode, hash_context(dir.path(), "Containerfile").unwrap());
+}
+
+#[test]
+fn does_not_change_with_location_or_mtime() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    context(a.path());
+    context(&b.path().join("elsewhere/deeper"));
+    let ha = hash_context(a.path(), "Containerfile").unwrap();
+    assert_eq!(
+        ha,
+        hash_context(&b.path().join("elsewhere/deeper"), "Containerfile").unwrap()
+    );
+    let f = std::fs::File::options()
+        .write(true)
+        .open(a.path().join("src/main.c"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+        .unwrap();
+    // Read-only group/other bits do not matter either; only the executable bit does.
+    std::fs::set_permissions(
+        a.path().join("Containerfile"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    assert_eq!(ha, hash_context(a.path(), "Containerfile").unwrap());
+}
+
+#[test]
+fn ignored_files_do_not_count_and_containerignore_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    context(dir.path());
+    std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
+    std::fs::write(dir.path().join("build.log"), "one").unwrap();
+    let h = hash_context(dir.path(), "Containerfile").unwrap();
+    std::fs::write(dir.path().join("build.log"), "two").unwrap();
+    assert_eq!(h, hash_context(dir.path(), "Containerfile").unwrap());
+    // .containerignore takes precedence over .dockerignore, as in buildah.
+    std::fs::write(dir.path().join(".containerignore"), "src/\n").unwrap();
+    let h2 = hash_context(dir.path(), "Containerfile").unwrap();
+    std::fs::write(dir.path().join("build.log"), "three").unwrap();
+    assert_ne!(h2, hash_context(dir.path(), "Containerfile").unwrap());
+    let h3 = hash_context(dir.path(), "Containerfile").unwrap();
+    std::fs::write(dir.path().join("src/main.c"), "changed").unwrap();
+    assert_eq!(h3, hash_context(dir.path(), "Containerfile").unwrap());
+}
+
+#[test]
+fn the_containerfile_counts_even_when_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    context(dir.path());
+    std::fs::write(dir.path().join(".containerignore"), "Containerfile\n").unwrap();
+    let h = hash_context(dir.path(), "Containerfile").unwrap();
+    std::fs::write(dir.path().join("Containerfile"), "FROM other\n").unwrap();
+    assert_ne!(h, hash_context(dir.path(), "Containerfile").unwrap());
+}

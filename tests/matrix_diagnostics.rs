@@ -1,0 +1,57 @@
+//! Every bad matrix under `tests/matrices/bad/` fails to load with diagnostics that point at
+//! the offending line and key; the rendered text is snapshotted as users read it.
+
+use std::path::Path;
+
+use driver_matrix::matrix;
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+fn render(diag: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .with_links(false)
+        .render_report(&mut out, diag)
+        .expect("rendering into a String cannot fail");
+    out
+}
+
+#[test]
+fn bad_matrices_are_reported_with_their_place() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/matrices");
+    let root_text = root.canonicalize().unwrap().display().to_string();
+    let mut seen = 0;
+    insta::glob!("matrices/bad/*.toml", |path| {
+        seen += 1;
+        let err = match matrix::load(path) {
+            Ok(_) => panic!("{} loaded without error", path.display()),
+            Err(e) => e,
+        };
+        let text = render(&err);
+        // Each report names the file and a line:column inside it.
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            text.contains(&format!("[{name}:")),
+            "no location in:\n{text}"
+        );
+        insta::with_settings!({ filters => vec![(root_text.as_str(), "[MATRICES]")] }, {
+            insta::assert_snapshot!(text);
+        });
+    });
+    assert!(seen >= 25, "only {seen} bad matrices");
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/matrices/bad/35-several-problems.toml");
+    let Err(matrix::LoadError::Invalid(err)) = matrix::load(&path) else {
+        panic!("expected validation problems");
+    };
+    assert!(err.problems.len() >= 8, "{:#?}", err.problems);
+    // In file order, so the report reads top to bottom.
+    let offsets: Vec<usize> = err.problems.iter().map(|p| p.offset()).collect();
+    let mut sorted = offsets.clone();
+    sorted.sort();
+    assert_eq!(offsets, sorted);
+}
