@@ -71,6 +71,9 @@ pub enum Command {
     /// List the build jobs with their releases, tag, inputs hash and state.
     Plan(PlanArgs),
 
+    /// Show what changed between two lockfiles (`git:REV` reads the lock at that revision).
+    Diff(DiffArgs),
+
     /// Print the JSON Schema of matrix.toml.
     Schema,
 
@@ -91,5 +94,25 @@ pub struct PlanArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
     Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older lock: a path, or `git:REV` for the lock at that git revision.
+    pub old: String,
+
+    /// The newer lock: a path or `git:REV` [default: the current lock]
+    pub new: Option<String>,
+
+    /// Output format; `markdown` is written to be pasted as a pull-request comment.
+    #[arg(long, default_value = "text")]
+    pub format: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Markdown,
     Json,
 }

@@ -1,6 +1,7 @@
 //! One module per command; this one holds what they share: loading the matrix and the lock,
 //! printing warnings.
 
+mod diff;
 mod plan;
 mod schema;
 
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context { global: cli.global };
     match cli.command {
         Command::Plan(args) => plan::run(&ctx, &args),
+        Command::Diff(args) => diff::run(&ctx, &args),
         Command::Schema => schema::run(),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

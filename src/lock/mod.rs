@@ -4,10 +4,17 @@
 //! order. It is written atomically and only when its bytes change, so a run that changes
 //! nothing leaves it untouched (and a nightly CI job sees no diff).
 
+pub mod diff;
+mod diff_view;
 mod model;
 mod read;
 mod write;
 
+pub use diff::{LockDiff, diff};
+pub use diff_view::{
+    render_json as render_diff_json, render_markdown as render_diff_markdown,
+    render_text as render_diff_text,
+};
 pub use model::{Lock, LockedImage, LockedRelease};
 pub use read::{LockError, read, read_str};
 pub use write::{render, write_if_changed};

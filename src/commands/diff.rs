@@ -1,0 +1,83 @@
+//! `driver-matrix diff OLD [NEW]`: what changed between two lockfiles.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::Context;
+use crate::cli::{DiffArgs, DiffFormat};
+use crate::error::{Error, Result};
+use crate::lock::{self, Lock};
+
+pub fn run(ctx: &Context, args: &DiffArgs) -> Result<i32> {
+    let lock_path = ctx.lock_path();
+    let old = read_spec(&args.old, &lock_path)?;
+    let new = match &args.new {
+        Some(spec) => read_spec(spec, &lock_path)?,
+        None => lock::read(&lock_path)?,
+    };
+    let d = lock::diff(&old, &new);
+    let text = match args.format {
+        DiffFormat::Text => lock::render_diff_text(&d),
+        DiffFormat::Markdown => lock::render_diff_markdown(&d),
+        DiffFormat::Json => lock::render_diff_json(&d),
+    };
+    print!("{text}");
+    Ok(0)
+}
+
+/// Reads a lock given as a path or as `git:REV` (the lock at `lock_path`, at that revision).
+fn read_spec(spec: &str, lock_path: &Path) -> Result<Lock> {
+    let Some(rev) = spec.strip_prefix("git:") else {
+        let path = Path::new(spec);
+        if !path.exists() {
+            return Err(Error::usage(
+                format!("lockfile `{spec}` does not exist"),
+                Some(
+                    "give a path to a lockfile, or `git:REV` for the lock at a git revision".into(),
+                ),
+            ));
+        }
+        return Ok(lock::read(path)?);
+    };
+    let dir = match lock_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file = lock_path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "matrix.lock".into());
+    let object = format!("{rev}:./{file}");
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["show", &object])
+        .output()
+        .map_err(|e| {
+            Error::usage(
+                format!("cannot run `git show {object}`: {e}"),
+                Some("install git, or pass a path".into()),
+            )
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The lock did not exist at that revision: everything in the newer lock is new.
+        if stderr.contains("does not exist in") || stderr.contains("exists on disk, but not in") {
+            return Ok(Lock::default());
+        }
+        return Err(Error::usage(
+            format!(
+                "`git show {object}` failed in `{}`: {}",
+                dir.display(),
+                stderr.trim()
+            ),
+            Some("check the revision with `git log`".into()),
+        ));
+    }
+    let text = String::from_utf8(out.stdout)
+        .map_err(|_| Error::usage(format!("the lock at `{spec}` is not UTF-8"), None))?;
+    Ok(lock::read_str(
+        Path::new(&format!("{spec} ({file})")),
+        &text,
+    )?)
+}

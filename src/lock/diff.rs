@@ -1,0 +1,315 @@
+//! What changed between two lockfiles, for reviewers: kernels added and removed, releases newly
+//! covered or dropped (and which image serves them now), images rebuilt and why, releases that
+//! resolved differently. Pure; rendering lives in `diff_view.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{Lock, LockedImage, LockedRelease};
+use crate::domain::{Arch, Kernel, Version};
+
+/// Why an image for the same (driver, kernel, arch) has a new digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebuildReason {
+    /// Built on another DTK (which also changes the inputs).
+    DtkChanged,
+    /// The context, containerfile or build args changed.
+    InputsChanged,
+    /// Same inputs, new digest: a forced rebuild, or a build that is not reproducible.
+    SameInputs,
+}
+
+impl RebuildReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RebuildReason::DtkChanged => "DTK changed",
+            RebuildReason::InputsChanged => "inputs changed",
+            RebuildReason::SameInputs => "rebuilt with the same inputs",
+        }
+    }
+}
+
+/// One (driver, kernel, arch) whose lock entry changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ImageChange {
+    pub kernel: Kernel,
+    pub arch: Arch,
+    pub kind: ImageChangeKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RebuildReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_image: Option<String>,
+    /// Releases this image serves now and did not before (whoever served them before).
+    pub releases_added: Vec<Version>,
+    /// Releases this image served before and does not now.
+    pub releases_removed: Vec<Version>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageChangeKind {
+    /// A kernel the driver is newly built for.
+    Added,
+    /// A kernel the driver is no longer built for.
+    Removed,
+    /// A new digest for the same kernel.
+    Rebuilt,
+    /// Same digest; only the releases it serves changed.
+    Releases,
+}
+
+/// The changes of one driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DriverChanges {
+    pub driver: String,
+    pub images: Vec<ImageChange>,
+    /// Releases (with arch) the driver newly covers, and the image that serves each.
+    pub releases_covered: Vec<ReleaseServed>,
+    /// Releases (with arch) the driver no longer covers.
+    pub releases_dropped: Vec<ReleaseServed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseServed {
+    pub version: Version,
+    pub arch: Arch,
+    /// `image@digest` serving it (in the newer lock for covered releases, the older for dropped).
+    pub image: String,
+}
+
+/// A `[[release]]` entry that appeared, disappeared or resolved differently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReleaseChange {
+    pub version: Version,
+    pub arch: Arch,
+    pub kind: ReleaseChangeKind,
+    /// For `changed`: the keys whose values differ.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<Kernel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseChangeKind {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// Everything that differs between two locks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LockDiff {
+    pub releases: Vec<ReleaseChange>,
+    pub drivers: Vec<DriverChanges>,
+}
+
+impl LockDiff {
+    pub fn is_empty(&self) -> bool {
+        self.releases.is_empty() && self.drivers.is_empty()
+    }
+
+    fn count(&self, kind: ImageChangeKind) -> usize {
+        self.drivers
+            .iter()
+            .flat_map(|d| &d.images)
+            .filter(|i| i.kind == kind)
+            .count()
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            kernels_added: self.count(ImageChangeKind::Added),
+            kernels_removed: self.count(ImageChangeKind::Removed),
+            images_rebuilt: self.count(ImageChangeKind::Rebuilt),
+            releases_covered: self.drivers.iter().map(|d| d.releases_covered.len()).sum(),
+            releases_dropped: self.drivers.iter().map(|d| d.releases_dropped.len()).sum(),
+            releases_resolved: self.releases.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Summary {
+    pub kernels_added: usize,
+    pub kernels_removed: usize,
+    pub images_rebuilt: usize,
+    pub releases_covered: usize,
+    pub releases_dropped: usize,
+    /// `[[release]]` entries added, removed or changed.
+    pub releases_resolved: usize,
+}
+
+fn release_fields(a: &LockedRelease, b: &LockedRelease) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            f.push(name);
+        }
+    };
+    check("payload", a.payload != b.payload);
+    check("dtk", a.dtk != b.dtk);
+    check("kernel", a.kernel != b.kernel);
+    check("rt-kernel", a.rt_kernel != b.rt_kernel);
+    check("rhel", a.rhel != b.rhel);
+    check("machine-os", a.machine_os != b.machine_os);
+    f
+}
+
+fn set_minus(a: &[Version], b: &[Version]) -> Vec<Version> {
+    let b: BTreeSet<&Version> = b.iter().collect();
+    a.iter().filter(|v| !b.contains(v)).cloned().collect()
+}
+
+type ImageKey<'a> = (&'a str, &'a Kernel, Arch);
+
+fn image_change(old: Option<&LockedImage>, new: Option<&LockedImage>) -> Option<ImageChange> {
+    let (kernel, arch) = match (old, new) {
+        (_, Some(n)) => (n.kernel.clone(), n.arch),
+        (Some(o), None) => (o.kernel.clone(), o.arch),
+        (None, None) => return None,
+    };
+    let empty = Vec::new();
+    let old_releases = old.map_or(&empty, |o| &o.releases);
+    let new_releases = new.map_or(&empty, |n| &n.releases);
+    let (kind, reason) = match (old, new) {
+        (None, Some(_)) => (ImageChangeKind::Added, None),
+        (Some(_), None) => (ImageChangeKind::Removed, None),
+        (Some(o), Some(n)) if o.digest != n.digest || o.image != n.image => {
+            let reason = if o.dtk != n.dtk {
+                RebuildReason::DtkChanged
+            } else if o.inputs != n.inputs {
+                RebuildReason::InputsChanged
+            } else {
+                RebuildReason::SameInputs
+            };
+            (ImageChangeKind::Rebuilt, Some(reason))
+        }
+        (Some(_), Some(_)) if old_releases != new_releases => (ImageChangeKind::Releases, None),
+        _ => return None,
+    };
+    Some(ImageChange {
+        kernel,
+        arch,
+        kind,
+        reason,
+        old_image: old.map(|o| o.pinned().to_string()),
+        new_image: new.map(|n| n.pinned().to_string()),
+        releases_added: set_minus(new_releases, old_releases),
+        releases_removed: set_minus(old_releases, new_releases),
+    })
+}
+
+/// Which image serves each (release, arch) of a driver.
+fn served(lock: &Lock, driver: &str) -> BTreeMap<(Version, Arch), String> {
+    lock.images
+        .iter()
+        .filter(|i| i.driver == driver)
+        .flat_map(|i| {
+            let pinned = i.pinned().to_string();
+            i.releases
+                .iter()
+                .map(move |v| ((v.clone(), i.arch), pinned.clone()))
+        })
+        .collect()
+}
+
+/// Compares two locks.
+pub fn diff(old: &Lock, new: &Lock) -> LockDiff {
+    let mut releases = Vec::new();
+    let old_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
+        old.releases.iter().map(|r| (r.sort_key(), r)).collect();
+    let new_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
+        new.releases.iter().map(|r| (r.sort_key(), r)).collect();
+    let keys: BTreeSet<(&Version, Arch)> = old_rel.keys().chain(new_rel.keys()).copied().collect();
+    for key in keys {
+        let change = match (old_rel.get(&key), new_rel.get(&key)) {
+            (None, Some(n)) => Some((ReleaseChangeKind::Added, Vec::new(), Some(n.kernel.clone()))),
+            (Some(o), None) => Some((
+                ReleaseChangeKind::Removed,
+                Vec::new(),
+                Some(o.kernel.clone()),
+            )),
+            (Some(o), Some(n)) => {
+                let fields = release_fields(o, n);
+                (!fields.is_empty())
+                    .then(|| (ReleaseChangeKind::Changed, fields, Some(n.kernel.clone())))
+            }
+            (None, None) => None,
+        };
+        if let Some((kind, fields, kernel)) = change {
+            releases.push(ReleaseChange {
+                version: key.0.clone(),
+                arch: key.1,
+                kind,
+                fields,
+                kernel,
+            });
+        }
+    }
+
+    let old_img: BTreeMap<ImageKey<'_>, &LockedImage> =
+        old.images.iter().map(|i| (i.key(), i)).collect();
+    let new_img: BTreeMap<ImageKey<'_>, &LockedImage> =
+        new.images.iter().map(|i| (i.key(), i)).collect();
+    let drivers: BTreeSet<&str> = old_img.keys().chain(new_img.keys()).map(|k| k.0).collect();
+    let mut out = Vec::new();
+    for driver in drivers {
+        let keys: BTreeSet<ImageKey<'_>> = old_img
+            .keys()
+            .chain(new_img.keys())
+            .filter(|k| k.0 == driver)
+            .copied()
+            .collect();
+        let images: Vec<ImageChange> = keys
+            .into_iter()
+            .filter_map(|k| image_change(old_img.get(&k).copied(), new_img.get(&k).copied()))
+            .collect();
+        let before = served(old, driver);
+        let after = served(new, driver);
+        let releases_covered = after
+            .iter()
+            .filter(|(k, _)| !before.contains_key(k))
+            .map(|((version, arch), image)| ReleaseServed {
+                version: version.clone(),
+                arch: *arch,
+                image: image.clone(),
+            })
+            .collect();
+        let releases_dropped = before
+            .iter()
+            .filter(|(k, _)| !after.contains_key(k))
+            .map(|((version, arch), image)| ReleaseServed {
+                version: version.clone(),
+                arch: *arch,
+                image: image.clone(),
+            })
+            .collect();
+        let changes = DriverChanges {
+            driver: driver.to_string(),
+            images,
+            releases_covered,
+            releases_dropped,
+        };
+        if !changes.images.is_empty()
+            || !changes.releases_covered.is_empty()
+            || !changes.releases_dropped.is_empty()
+        {
+            out.push(changes);
+        }
+    }
+    LockDiff {
+        releases,
+        drivers: out,
+    }
+}

@@ -1,0 +1,238 @@
+//! Renderings of a lock diff: text for terminals, markdown to paste as a pull-request comment,
+//! JSON for scripts (a stable shape: keys are only ever added).
+
+use std::fmt::Write as _;
+
+use super::diff::{ImageChange, ImageChangeKind, LockDiff, ReleaseChangeKind, Summary};
+
+fn short(image: &str) -> String {
+    // `repo@sha256:<64>` → `repo@sha256:<12>`, readable in a table; JSON keeps full digests.
+    match image.split_once("@sha256:") {
+        Some((repo, hex)) => format!("{repo}@sha256:{}", &hex[..hex.len().min(12)]),
+        None => image.to_string(),
+    }
+}
+
+fn digest_of(image: &str) -> String {
+    match image.split_once('@') {
+        Some((_, d)) => short(&format!("x@{d}"))
+            .trim_start_matches("x@")
+            .to_string(),
+        None => image.to_string(),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// One line summing up the diff.
+pub fn summary_line(s: &Summary) -> String {
+    let mut parts = Vec::new();
+    let mut add = |n: usize, one: &str, many: &str| {
+        if n > 0 {
+            parts.push(plural(n, one, many));
+        }
+    };
+    add(s.kernels_added, "kernel added", "kernels added");
+    add(s.kernels_removed, "kernel removed", "kernels removed");
+    add(s.images_rebuilt, "image rebuilt", "images rebuilt");
+    add(
+        s.releases_covered,
+        "release newly covered",
+        "releases newly covered",
+    );
+    add(s.releases_dropped, "release dropped", "releases dropped");
+    add(
+        s.releases_resolved,
+        "release entry changed",
+        "release entries changed",
+    );
+    if parts.is_empty() {
+        "no changes".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn releases_cell(c: &ImageChange) -> String {
+    let mut parts: Vec<String> = c.releases_added.iter().map(|v| format!("+{v}")).collect();
+    parts.extend(c.releases_removed.iter().map(|v| format!("-{v}")));
+    parts.join(" ")
+}
+
+fn image_cell(c: &ImageChange) -> String {
+    match (c.kind, &c.old_image, &c.new_image) {
+        (ImageChangeKind::Rebuilt, Some(o), Some(n)) => {
+            format!("{} → {}", digest_of(o), digest_of(n))
+        }
+        (_, _, Some(n)) => short(n),
+        (_, Some(o), None) => short(o),
+        _ => String::new(),
+    }
+}
+
+fn kind_word(k: ImageChangeKind) -> &'static str {
+    match k {
+        ImageChangeKind::Added => "added",
+        ImageChangeKind::Removed => "removed",
+        ImageChangeKind::Rebuilt => "rebuilt",
+        ImageChangeKind::Releases => "releases",
+    }
+}
+
+/// For terminals.
+pub fn render_text(d: &LockDiff) -> String {
+    let mut out = String::new();
+    if d.is_empty() {
+        out.push_str("no changes\n");
+        return out;
+    }
+    writeln!(out, "{}", summary_line(&d.summary())).expect("writing to a String cannot fail");
+    for drv in &d.drivers {
+        writeln!(out, "\n{}", drv.driver).expect("writing to a String cannot fail");
+        for c in &drv.images {
+            let sign = match c.kind {
+                ImageChangeKind::Added => '+',
+                ImageChangeKind::Removed => '-',
+                ImageChangeKind::Rebuilt | ImageChangeKind::Releases => '~',
+            };
+            let mut line = format!("  {sign} {} ({})", c.kernel, c.arch);
+            if c.kind != ImageChangeKind::Releases {
+                write!(line, " {}", kind_word(c.kind)).expect("writing to a String cannot fail");
+            }
+            if let Some(r) = c.reason {
+                write!(line, ": {}", r.describe()).expect("writing to a String cannot fail");
+            }
+            let rel = releases_cell(c);
+            if !rel.is_empty() {
+                write!(line, "  releases {rel}").expect("writing to a String cannot fail");
+            }
+            write!(line, "  {}", image_cell(c)).expect("writing to a String cannot fail");
+            writeln!(out, "{}", line.trim_end()).expect("writing to a String cannot fail");
+        }
+        for r in &drv.releases_covered {
+            writeln!(
+                out,
+                "  newly covers {} ({}) with {}",
+                r.version,
+                r.arch,
+                short(&r.image)
+            )
+            .expect("writing to a String cannot fail");
+        }
+        for r in &drv.releases_dropped {
+            writeln!(out, "  no longer covers {} ({})", r.version, r.arch)
+                .expect("writing to a String cannot fail");
+        }
+    }
+    if !d.releases.is_empty() {
+        out.push_str("\nreleases\n");
+        for r in &d.releases {
+            let (sign, what) = match r.kind {
+                ReleaseChangeKind::Added => ('+', "added".to_string()),
+                ReleaseChangeKind::Removed => ('-', "removed".to_string()),
+                ReleaseChangeKind::Changed => ('~', format!("changed: {}", r.fields.join(", "))),
+            };
+            let kernel = r
+                .kernel
+                .as_ref()
+                .map(|k| format!("  kernel {k}"))
+                .unwrap_or_default();
+            writeln!(out, "  {sign} {} ({}) {what}{kernel}", r.version, r.arch)
+                .expect("writing to a String cannot fail");
+        }
+    }
+    out
+}
+
+/// For a pull-request comment: a summary line, then a table per driver.
+pub fn render_markdown(d: &LockDiff) -> String {
+    let mut out = String::new();
+    writeln!(out, "**driver-matrix**: {}", summary_line(&d.summary()))
+        .expect("writing to a String cannot fail");
+    for drv in &d.drivers {
+        writeln!(out, "\n### `{}`\n", drv.driver).expect("writing to a String cannot fail");
+        if !drv.images.is_empty() {
+            out.push_str(
+                "| change | kernel | arch | releases | image | why |\n|---|---|---|---|---|---|\n",
+            );
+            for c in &drv.images {
+                writeln!(
+                    out,
+                    "| {} | `{}` | {} | {} | `{}` | {} |",
+                    kind_word(c.kind),
+                    c.kernel,
+                    c.arch,
+                    releases_cell(c),
+                    image_cell(c),
+                    c.reason.map(|r| r.describe()).unwrap_or_default()
+                )
+                .expect("writing to a String cannot fail");
+            }
+        }
+        if !drv.releases_covered.is_empty() {
+            let list: Vec<String> = drv
+                .releases_covered
+                .iter()
+                .map(|r| format!("{} ({})", r.version, r.arch))
+                .collect();
+            writeln!(out, "\nNewly covered: {}", list.join(", "))
+                .expect("writing to a String cannot fail");
+        }
+        if !drv.releases_dropped.is_empty() {
+            let list: Vec<String> = drv
+                .releases_dropped
+                .iter()
+                .map(|r| format!("{} ({})", r.version, r.arch))
+                .collect();
+            writeln!(out, "\nNo longer covered: {}", list.join(", "))
+                .expect("writing to a String cannot fail");
+        }
+    }
+    if !d.releases.is_empty() {
+        writeln!(
+            out,
+            "\n<details><summary>Release resolutions ({})</summary>\n\n| release | arch | change | kernel |\n|---|---|---|---|",
+            d.releases.len()
+        )
+        .expect("writing to a String cannot fail");
+        for r in &d.releases {
+            let what = match r.kind {
+                ReleaseChangeKind::Added => "added".to_string(),
+                ReleaseChangeKind::Removed => "removed".to_string(),
+                ReleaseChangeKind::Changed => format!("changed: {}", r.fields.join(", ")),
+            };
+            let kernel = r
+                .kernel
+                .as_ref()
+                .map(|k| format!("`{k}`"))
+                .unwrap_or_default();
+            writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.arch)
+                .expect("writing to a String cannot fail");
+        }
+        out.push_str("\n</details>\n");
+    }
+    out
+}
+
+/// For scripts.
+pub fn render_json(d: &LockDiff) -> String {
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        version: u32,
+        changed: bool,
+        summary: Summary,
+        #[serde(flatten)]
+        diff: &'a LockDiff,
+    }
+    let mut s = serde_json::to_string_pretty(&Doc {
+        version: 1,
+        changed: !d.is_empty(),
+        summary: d.summary(),
+        diff: d,
+    })
+    .expect("a diff is plain JSON");
+    s.push('\n');
+    s
+}

@@ -1,0 +1,128 @@
+//! `driver-matrix diff` over lock pairs that cover every kind of change, in every format.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn locks() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/locks")
+}
+
+fn diff(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+        .current_dir(cwd)
+        .args(["--color", "never"])
+        .arg("diff")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn every_format_over_every_kind_of_change() {
+    for format in ["text", "markdown", "json"] {
+        let (code, out, err) = diff(&["old.lock", "new.lock", "--format", format], &locks());
+        assert_eq!(code, 0, "{err}");
+        insta::assert_snapshot!(format!("diff_{format}"), out);
+    }
+}
+
+#[test]
+fn the_json_shape_names_each_change() {
+    let (_, out, _) = diff(&["old.lock", "new.lock", "--format", "json"], &locks());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["changed"], true);
+    let s = &v["summary"];
+    assert_eq!(s["kernels-added"], 1);
+    assert_eq!(s["kernels-removed"], 1);
+    assert_eq!(s["images-rebuilt"], 3);
+    let hello = v["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["driver"] == "hello-kmod")
+        .unwrap();
+    let reasons: Vec<&str> = hello["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, ["dtk-changed"]);
+    let net = v["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["driver"] == "net-kmod")
+        .unwrap();
+    let reasons: Vec<&str> = net["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, ["inputs-changed", "same-inputs"]);
+    let covered: Vec<&str> = hello["releases-covered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(covered, ["4.16.3"]);
+}
+
+#[test]
+fn identical_locks_print_that_nothing_changed() {
+    for format in ["text", "markdown"] {
+        let (code, out, _) = diff(&["old.lock", "old.lock", "--format", format], &locks());
+        assert_eq!(code, 0);
+        assert!(out.contains("no changes"), "{out}");
+    }
+    let (_, out, _) = diff(&["new.lock", "new.lock", "--format", "json"], &locks());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["changed"], false);
+}
+
+#[test]
+fn git_rev_reads_the_lock_at_that_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let s = Command::new("git")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            s.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "t@example.invalid"]);
+    git(&["config", "user.name", "t"]);
+    std::fs::copy(locks().join("old.lock"), dir.path().join("matrix.lock")).unwrap();
+    git(&["add", "matrix.lock"]);
+    git(&["commit", "-qm", "lock"]);
+    std::fs::copy(locks().join("new.lock"), dir.path().join("matrix.lock")).unwrap();
+    let (code, from_git, err) = diff(&["git:HEAD", "--format", "json"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let (_, from_files, _) = diff(&["old.lock", "new.lock", "--format", "json"], &locks());
+    assert_eq!(from_git, from_files);
+    // A revision where the lock did not exist yet: everything is new.
+    git(&["commit", "-q", "--allow-empty", "-m", "empty"]);
+    let (code, _, err) = diff(&["git:NOPE"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("git show NOPE:./matrix.lock"), "{err}");
+}
+
+#[test]
+fn a_missing_lock_path_is_a_usage_error() {
+    let (code, _, err) = diff(&["nope.lock", "new.lock"], &locks());
+    assert_eq!(code, 2);
+    assert!(err.contains("`nope.lock` does not exist"), "{err}");
+}
