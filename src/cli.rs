@@ -74,6 +74,9 @@ pub enum Command {
     /// Show what changed between two lockfiles (`git:REV` reads the lock at that revision).
     Diff(DiffArgs),
 
+    /// Build what is not fresh with buildah, push it, and record every success in the lock.
+    Build(BuildArgs),
+
     /// Print the JSON Schema of matrix.toml.
     Schema,
 
@@ -115,4 +118,47 @@ pub enum DiffFormat {
     Text,
     Markdown,
     Json,
+}
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Jobs to build at once [default: the number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// After a failure, start no new job (running ones finish and are recorded).
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Print what would be built and the exact buildah command lines; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Rebuild the selected jobs even when they are fresh.
+    #[arg(long, conflicts_with = "locked")]
+    pub force: bool,
+
+    /// Exit with 3, before building anything, unless every selected job is fresh.
+    #[arg(long)]
+    pub locked: bool,
+
+    /// Build only this driver's jobs (repeatable).
+    #[arg(long = "driver", value_name = "D")]
+    pub drivers: Vec<String>,
+
+    /// Build only jobs for this kernel, as written or tag-normalized (repeatable).
+    #[arg(long = "kernel", value_name = "K")]
+    pub kernels: Vec<String>,
+
+    /// Build only jobs for this arch (repeatable).
+    #[arg(long = "arch", value_name = "A")]
+    pub arches: Vec<crate::domain::Arch>,
+
+    /// Build only shard I of N, I counted from 0 (`--shard $JOB_COMPLETION_INDEX/N` in a
+    /// Kubernetes Indexed Job). A job's shard depends only on its driver, kernel and arch.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::build::Shard>,
+
+    /// Build without pushing; the lock's images stay as they are.
+    #[arg(long)]
+    pub no_push: bool,
 }

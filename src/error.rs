@@ -35,6 +35,10 @@ pub enum Error {
     #[diagnostic(transparent)]
     Inputs(#[from] crate::inputs::InputsError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Build(#[from] crate::build::BuildError),
+
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
     #[diagnostic(code(driver_matrix::usage))]
@@ -69,6 +73,7 @@ impl Error {
             | Error::Usage { .. }
             | Error::Inputs(_) => exit::USAGE,
             Error::Outdated { .. } => exit::LOCKED,
+            Error::Build(e) => e.exit_code(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //!
 //! Only the edges do I/O (files, the registry, buildah); the stages between are pure functions.
 
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod domain;
@@ -18,4 +19,5 @@ pub mod inputs;
 pub mod lock;
 pub mod matrix;
 pub mod plan;
+pub mod report;
 pub mod template;

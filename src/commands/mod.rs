@@ -2,6 +2,7 @@
 //! printing warnings.
 
 mod diff;
+mod build;
 mod plan;
 mod schema;
 
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context { global: cli.global };
     match cli.command {
         Command::Plan(args) => plan::run(&ctx, &args),
+        Command::Build(args) => build::run(&ctx, &args),
         Command::Diff(args) => diff::run(&ctx, &args),
         Command::Schema => schema::run(),
         Command::Completions { shell } => {

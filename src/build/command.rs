@@ -1,0 +1,197 @@
+//! The buildah command lines of one job: `buildah build` then `buildah push`. Pure: the same
+//! job gives the same argv, which is what `--dry-run` prints and the snapshots hold.
+//!
+//! Storage driver and isolation are not chosen here: buildah reads `STORAGE_DRIVER` and
+//! `BUILDAH_ISOLATION` from its environment, so the machine decides. Extra environment for
+//! buildah (a generated `registries.conf` for mirrors, say) goes through [`Buildah::env`].
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::matrix::{Driver, RegistrySettings};
+use crate::plan::Job;
+
+/// The labels every image carries, so that the registry alone can tell what it was built from.
+pub mod label {
+    pub const DRIVER: &str = "io.driver-matrix.driver";
+    pub const KERNEL: &str = "io.driver-matrix.kernel";
+    pub const ARCH: &str = "io.driver-matrix.arch";
+    pub const DTK: &str = "io.driver-matrix.dtk";
+    pub const INPUTS: &str = "io.driver-matrix.inputs";
+}
+
+/// How buildah is run on this machine; the same for every job of a run.
+#[derive(Debug, Clone)]
+pub struct Buildah {
+    /// The program, `buildah` (found through `PATH`) unless told otherwise.
+    pub program: OsString,
+    /// Registry credentials, passed as `--authfile` when one was found.
+    pub authfile: Option<PathBuf>,
+    /// `--timestamp` for reproducible images, from `SOURCE_DATE_EPOCH` when it is set.
+    pub timestamp: Option<u64>,
+    /// Extra environment for every buildah process, on top of this process's own.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Default for Buildah {
+    fn default() -> Self {
+        Buildah {
+            program: "buildah".into(),
+            authfile: None,
+            timestamp: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Everything the command lines of one job depend on.
+pub struct Spec<'a> {
+    pub job: &'a Job,
+    pub driver: &'a Driver,
+    /// `[registries]` of the matrix: which hosts are insecure.
+    pub registries: &'a BTreeMap<String, RegistrySettings>,
+    pub buildah: &'a Buildah,
+    /// Where `buildah push --digestfile` writes the pushed manifest's digest.
+    pub digestfile: &'a Path,
+}
+
+/// One process to run: argv and extra environment, never a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Invocation {
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// The command line as a shell would take it, for messages, logs and `--dry-run`.
+    pub fn display(&self) -> String {
+        let env = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), quote(v)));
+        let argv = std::iter::once(quote(&self.program)).chain(self.args.iter().map(|a| quote(a)));
+        env.chain(argv).collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl std::fmt::Display for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// Quotes one word for a POSIX shell, leaving common safe words bare.
+pub fn quote(word: &OsStr) -> String {
+    let s = word.to_string_lossy();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn insecure(registries: &BTreeMap<String, RegistrySettings>, host: &str) -> bool {
+    registries.get(host).is_some_and(|r| r.insecure)
+}
+
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn flag(&mut self, name: &str, value: impl Into<OsString>) -> &mut Self {
+        self.0.push(name.into());
+        self.0.push(value.into());
+        self
+    }
+
+    fn word(&mut self, word: impl Into<OsString>) -> &mut Self {
+        self.0.push(word.into());
+        self
+    }
+}
+
+fn common(args: &mut Args, buildah: &Buildah, tls_off: bool) {
+    if let Some(auth) = &buildah.authfile {
+        args.flag("--authfile", auth);
+    }
+    if tls_off {
+        args.word("--tls-verify=false");
+    }
+}
+
+/// `buildah build` of the job, tagged with its image reference.
+pub fn build(spec: &Spec<'_>) -> Invocation {
+    let job = spec.job;
+    let mut a = Args(vec!["build".into()]);
+    a.flag(
+        "--file",
+        spec.driver.context.join(&spec.driver.containerfile),
+    )
+    .flag("--platform", job.arch.platform());
+    for (k, v) in &job.build_args {
+        a.flag("--build-arg", format!("{k}={v}"));
+    }
+    for (k, v) in [
+        (label::DRIVER, job.driver.clone()),
+        (label::KERNEL, job.kernel.to_string()),
+        (label::ARCH, job.arch.to_string()),
+        (label::DTK, job.dtk.to_string()),
+        (label::INPUTS, job.inputs.to_string()),
+    ] {
+        a.flag("--label", format!("{k}={v}"));
+    }
+    for (id, path) in &spec.driver.secrets {
+        let mut s = OsString::from(format!("id={id},src="));
+        s.push(path);
+        a.flag("--secret", s);
+    }
+    // The build only pulls; the hosts it pulls from are the DTK's (mirrors come through the
+    // environment's registries.conf).
+    common(
+        &mut a,
+        spec.buildah,
+        insecure(spec.registries, job.dtk.registry()),
+    );
+    if let Some(t) = spec.buildah.timestamp {
+        a.flag("--timestamp", t.to_string());
+    }
+    a.flag("--tag", job.image.to_string())
+        .word(&spec.driver.context);
+    Invocation {
+        program: spec.buildah.program.clone(),
+        args: a.0,
+        env: spec.buildah.env.clone(),
+    }
+}
+
+/// `buildah push` of the job's tag, recording the pushed digest in `spec.digestfile`.
+pub fn push(spec: &Spec<'_>) -> Invocation {
+    let image = &spec.job.image;
+    let mut a = Args(vec!["push".into()]);
+    a.flag("--digestfile", spec.digestfile);
+    common(
+        &mut a,
+        spec.buildah,
+        insecure(spec.registries, image.registry()),
+    );
+    let image = image.to_string();
+    a.word(&image).word(format!("docker://{image}"));
+    Invocation {
+        program: spec.buildah.program.clone(),
+        args: a.0,
+        env: spec.buildah.env.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::*;
+use crate::domain::{Arch, Digest};
+use crate::matrix::Driver;
+use crate::plan::{Job, State};
+use crate::template::TagTemplate;
+
+fn fixture() -> (Job, Driver, BTreeMap<String, RegistrySettings>) {
+    let dtk = format!("127.0.0.1:5000/ocp/dtk@sha256:{}", "d".repeat(64));
+    let mut build_args: BTreeMap<String, String> = [
+        ("DTK_IMAGE", dtk.as_str()),
+        ("DTK_AUTO", dtk.as_str()),
+        ("KERNEL_VERSION", "5.14.0-284.52.1.el9_2.x86_64"),
+        ("KERNEL_FULL_VERSION", "5.14.0-284.52.1.el9_2.x86_64"),
+        ("RHEL_VERSION", "9.2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    build_args.insert("VERSION".into(), "1.0 beta".into());
+    let job = Job {
+        driver: "hello-kmod".into(),
+        kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().unwrap(),
+        arch: Arch::X86_64,
+        rt: false,
+        releases: vec!["4.14.12".parse().unwrap()],
+        dtk: dtk.parse().unwrap(),
+        rhel: "9.2".into(),
+        image: "quay.io/acme/hello-kmod:5.14.0-284.52.1.el9_2.x86_64"
+            .parse()
+            .unwrap(),
+        build_args,
+        inputs: Digest::sha256(b"inputs"),
+        state: State::New,
+    };
+    let driver = Driver {
+        name: "hello-kmod".into(),
+        context: PathBuf::from("/src/drivers/hello-kmod"),
+        containerfile: "build/Containerfile".into(),
+        image: "quay.io/acme/hello-kmod".parse().unwrap(),
+        tag: TagTemplate::parse("${KERNEL_FULL_VERSION}", ["VERSION"]).unwrap(),
+        modules: vec!["hello".into()],
+        build_args: [("VERSION".to_string(), "1.0 beta".to_string())].into(),
+        secrets: [(
+            "signing-key".to_string(),
+            PathBuf::from("/src/keys/signing.priv"),
+        )]
+        .into(),
+        openshift: None,
+        arches: vec![Arch::X86_64],
+        rt: false,
+    };
+    let registries = [(
+        "127.0.0.1:5000".to_string(),
+        RegistrySettings {
+            mirror: None,
+            insecure: true,
+        },
+    )]
+    .into();
+    (job, driver, registries)
+}
+
+fn lines(inv: &Invocation) -> String {
+    let mut out = format!("{}\n", inv.program.to_string_lossy());
+    for a in &inv.args {
+        out.push_str(&format!("  {}\n", a.to_string_lossy()));
+    }
+    out
+}
+
+#[test]
+fn build_and_push_command_lines() {
+    let (job, driver, registries) = fixture();
+    let buildah = Buildah {
+        authfile: Some(PathBuf::from("/run/containers/0/auth.json")),
+        ..Buildah::default()
+    };
+    let spec = Spec {
+        job: &job,
+        driver: &driver,
+        registries: &registries,
+        buildah: &buildah,
+        digestfile: Path::new("/cache/logs/run/hello-kmod.digest"),
+    };
+    insta::assert_snapshot!("build", lines(&build(&spec)));
+    insta::assert_snapshot!("push", lines(&push(&spec)));
+    insta::assert_snapshot!("display", build(&spec).display());
+}
+
+#[test]
+fn tls_verification_is_off_only_for_insecure_hosts() {
+    let (mut job, driver, registries) = fixture();
+    let buildah = Buildah::default();
+    let off = OsString::from("--tls-verify=false");
+    let check = |job: &Job| {
+        let spec = Spec {
+            job,
+            driver: &driver,
+            registries: &registries,
+            buildah: &buildah,
+            digestfile: Path::new("/d"),
+        };
+        (
+            build(&spec).args.contains(&off),
+            push(&spec).args.contains(&off),
+        )
+    };
+    // The DTK is on the insecure host, the target is not.
+    assert_eq!(check(&job), (true, false));
+    job.image = "127.0.0.1:5000/acme/hello-kmod:t".parse().unwrap();
+    job.dtk = format!("quay.io/ocp/dtk@sha256:{}", "d".repeat(64))
+        .parse()
+        .unwrap();
+    assert_eq!(check(&job), (false, true));
+}
+
+#[test]
+fn environment_and_timestamp_pass_through() {
+    let (job, driver, registries) = fixture();
+    let buildah = Buildah {
+        timestamp: Some(0),
+        env: vec![("CONTAINERS_REGISTRIES_CONF".into(), "/tmp/r.conf".into())],
+        ..Buildah::default()
+    };
+    let spec = Spec {
+        job: &job,
+        driver: &driver,
+        registries: &registries,
+        buildah: &buildah,
+        digestfile: Path::new("/d"),
+    };
+    let inv = build(&spec);
+    assert!(
+        inv.display()
+            .starts_with("CONTAINERS_REGISTRIES_CONF=/tmp/r.conf buildah build")
+    );
+    assert!(inv.display().contains(" --timestamp 0 "));
+    let cmd = inv.command();
+    assert_eq!(cmd.get_envs().count(), 1);
+}
+
+#[test]
+fn quoting() {
+    assert_eq!(quote(OsStr::new("a=b")), "a=b");
+    assert_eq!(quote(OsStr::new("1.0 beta")), "'1.0 beta'");
+    assert_eq!(quote(OsStr::new("it's")), r"'it'\''s'");
+    assert_eq!(quote(OsStr::new("")), "''");
+}

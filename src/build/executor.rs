@@ -1,0 +1,233 @@
+//! The parallel executor: a pool of `-j N` workers takes tasks in plan order, runs each task's
+//! buildah commands with their output in the task's log, and reports events. Jobs are
+//! independent: a failure stops only its own job, or, with `--fail-fast`, the starting of
+//! new ones. Outcomes come back in task order whatever order the jobs finished in.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::command::Invocation;
+use super::event::{Event, Failure, Outcome, Reporter};
+use super::process::{self, Cancel};
+use crate::domain::Digest;
+use crate::plan::Job;
+
+/// One job to build: its commands and where its output goes.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub job: Job,
+    pub build: Invocation,
+    /// The push, with the file its digest lands in; none under `--no-push`.
+    pub push: Option<(Invocation, PathBuf)>,
+    pub log: PathBuf,
+}
+
+/// Called after a successful push, before the job counts as finished (records the lock).
+pub type OnPushed<'a> = dyn Fn(&Task, &Digest) -> Result<(), String> + Sync + 'a;
+
+pub struct Executor {
+    /// Number of jobs run at once (at least 1).
+    pub jobs: usize,
+    pub fail_fast: bool,
+    pub cancel: Arc<Cancel>,
+}
+
+impl Executor {
+    /// Runs every task; returns one outcome per task, in task order.
+    pub fn run(
+        &self,
+        tasks: &[Task],
+        reporter: &dyn Reporter,
+        on_pushed: &OnPushed<'_>,
+    ) -> Vec<Outcome> {
+        reporter.event(&Event::Begin { total: tasks.len() });
+        let outcomes: Vec<Mutex<Outcome>> = tasks
+            .iter()
+            .map(|_| Mutex::new(Outcome::NotStarted))
+            .collect();
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let workers = self.jobs.clamp(1, tasks.len().max(1));
+        let worker = || {
+            loop {
+                if stop.load(Ordering::SeqCst) || self.cancel.is_interrupted() {
+                    return;
+                }
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(task) = tasks.get(index) else { return };
+                let outcome = self.one(index, task, reporter, on_pushed);
+                if matches!(outcome, Outcome::Failed(_)) && self.fail_fast {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                *outcomes[index].lock().unwrap_or_else(|e| e.into_inner()) = outcome;
+            }
+        };
+        // Each worker takes the next task in plan order, so `-j1` builds in plan order and
+        // `--fail-fast` stops exactly the tasks not yet taken. The pool's threads spend their
+        // time waiting on buildah, one per slot.
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("build-{i}"))
+            .build()
+        {
+            Ok(pool) => pool.scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(|_| worker());
+                }
+            }),
+            // No threads to be had: build one job after the other on this one.
+            Err(_) => worker(),
+        }
+        outcomes
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect()
+    }
+
+    fn one(
+        &self,
+        index: usize,
+        task: &Task,
+        reporter: &dyn Reporter,
+        on_pushed: &OnPushed<'_>,
+    ) -> Outcome {
+        let job = &task.job;
+        let start = Instant::now();
+        let fail = |message: String, command: Option<&Invocation>, tail: Vec<String>| {
+            let failure = Failure {
+                message,
+                command: command.map(Invocation::display),
+                log: task.log.clone(),
+                tail,
+                elapsed: start.elapsed(),
+            };
+            reporter.event(&Event::Failed {
+                index,
+                job,
+                failure: &failure,
+            });
+            Outcome::Failed(failure)
+        };
+        let mut log = match open_log(task) {
+            Ok(f) => f,
+            Err(e) => {
+                return fail(
+                    format!("cannot create log file `{}`: {e}", task.log.display()),
+                    None,
+                    Vec::new(),
+                );
+            }
+        };
+        reporter.event(&Event::Started {
+            index,
+            job,
+            log: &task.log,
+        });
+        let mut steps = |line: &str| {
+            if let Some((step, steps, text)) = process::parse_step(line) {
+                reporter.event(&Event::Step {
+                    index,
+                    job,
+                    step,
+                    steps,
+                    text,
+                });
+            }
+        };
+        let mut commands = vec![&task.build];
+        if let Some((push, _)) = &task.push {
+            commands.push(push);
+        }
+        for (i, inv) in commands.into_iter().enumerate() {
+            if i == 1 {
+                reporter.event(&Event::Pushing { index, job });
+            }
+            let _ = writeln!(log, "$ {inv}");
+            let ran = process::run(inv, &mut log, &self.cancel, &mut steps);
+            let _ = log.flush();
+            match ran {
+                Err(e) => return fail(format!("cannot run buildah: {e}"), Some(inv), Vec::new()),
+                Ok(_) if self.cancel.is_interrupted() => {
+                    return Outcome::Interrupted {
+                        log: task.log.clone(),
+                    };
+                }
+                Ok(r) if !r.status.success() => {
+                    let _ = writeln!(log, "# {}", describe(r.status));
+                    return fail(describe(r.status), Some(inv), r.tail.into());
+                }
+                Ok(_) => {}
+            }
+        }
+        let digest = match &task.push {
+            None => None,
+            Some((push, file)) => {
+                let digest = match read_digest(file) {
+                    Ok(d) => d,
+                    Err(message) => return fail(message, Some(push), Vec::new()),
+                };
+                if let Err(message) = on_pushed(task, &digest) {
+                    return fail(message, None, Vec::new());
+                }
+                Some(digest)
+            }
+        };
+        let elapsed = start.elapsed();
+        let _ = writeln!(log, "# done in {:.1}s", elapsed.as_secs_f64());
+        reporter.event(&Event::Finished {
+            index,
+            job,
+            digest: digest.as_ref(),
+            elapsed,
+        });
+        Outcome::Built {
+            digest,
+            elapsed,
+            log: task.log.clone(),
+        }
+    }
+}
+
+fn open_log(task: &Task) -> std::io::Result<BufWriter<File>> {
+    if let Some(dir) = task.log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    Ok(BufWriter::new(File::create(&task.log)?))
+}
+
+fn read_digest(file: &std::path::Path) -> Result<Digest, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("buildah push wrote no digest to `{}`: {e}", file.display()))?;
+    text.trim().parse().map_err(|e: crate::domain::ParseError| {
+        format!("buildah push wrote a bad digest: {}", e.message)
+    })
+}
+
+/// `exited with status 1`, `killed by signal 9`.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => status.to_string(),
+    }
+}
+
+/// The default `-j`: the machine's CPUs.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+impl Outcome {
+    pub fn elapsed(&self) -> Option<Duration> {
+        match self {
+            Outcome::Built { elapsed, .. } => Some(*elapsed),
+            Outcome::Failed(f) => Some(f.elapsed),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Is a locked image still there? A job is fresh when the plan says so (same inputs, same
+//! reference) and the registry still serves the locked digest.
+//!
+//! The check sits behind [`ImageStore`] so that the native registry client can replace the
+//! `skopeo` implementation without touching the build.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use crate::domain::{Digest, ImageRef};
+
+/// Why the registry could not say whether an image exists.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+#[error("cannot check `{image}` in the registry: {message}")]
+#[diagnostic(
+    code(driver_matrix::build::registry),
+    help(
+        "check that the registry is reachable and that the authfile holds credentials for it; `--offline` trusts the lock instead"
+    )
+)]
+pub struct StoreError {
+    pub image: String,
+    /// The command that asked, when one did.
+    pub command: Option<String>,
+    pub message: String,
+}
+
+/// Where built images live.
+pub trait ImageStore: Sync {
+    /// Whether `image`'s repository holds a manifest with `digest`.
+    fn has_digest(&self, image: &ImageRef, digest: &Digest) -> Result<bool, StoreError>;
+}
+
+/// Asks `skopeo inspect --raw` for the manifest by digest.
+pub struct Skopeo {
+    pub program: OsString,
+    pub authfile: Option<PathBuf>,
+    /// Hosts to reach without TLS verification (`insecure = true` in the matrix).
+    pub insecure: BTreeSet<String>,
+}
+
+impl Skopeo {
+    pub fn command(&self, image: &ImageRef, digest: &Digest) -> super::command::Invocation {
+        let mut args: Vec<OsString> = vec!["inspect".into(), "--raw".into()];
+        if let Some(a) = &self.authfile {
+            args.push("--authfile".into());
+            args.push(a.into());
+        }
+        if self.insecure.contains(image.registry()) {
+            args.push("--tls-verify=false".into());
+        }
+        args.push(format!("docker://{}", image.with_digest(digest.clone())).into());
+        super::command::Invocation {
+            program: self.program.clone(),
+            args,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What distribution answers for a manifest or repository that is not there.
+const MISSING: [&str; 3] = ["manifest unknown", "name unknown", "not found"];
+
+impl ImageStore for Skopeo {
+    fn has_digest(&self, image: &ImageRef, digest: &Digest) -> Result<bool, StoreError> {
+        let inv = self.command(image, digest);
+        let err = |message: String| StoreError {
+            image: image.with_digest(digest.clone()).to_string(),
+            command: Some(inv.display()),
+            message,
+        };
+        let out = inv
+            .command()
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| err(format!("cannot run `{}`: {e}", inv.display())))?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if MISSING.iter().any(|m| stderr.to_lowercase().contains(m)) {
+            return Ok(false);
+        }
+        Err(err(format!(
+            "`{}` failed: {}",
+            inv.display(),
+            stderr.trim()
+        )))
+    }
+}
+
+impl Default for Skopeo {
+    fn default() -> Self {
+        Skopeo {
+            program: "skopeo".into(),
+            authfile: None,
+            insecure: BTreeSet::new(),
+        }
+    }
+}
+
+/// Runs `f` on every item with up to `threads` at once; results in item order. Registry
+/// checks wait on the network, not the CPU, so they get more threads than there are CPUs.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+    {
+        Ok(pool) => pool.install(|| items.par_iter().map(&f).collect()),
+        Err(_) => items.iter().map(f).collect(),
+    }
+}

@@ -1,0 +1,49 @@
+//! Building the jobs of a plan with buildah: which jobs ([`select`], [`fresh`]), their command
+//! lines ([`command`], pure), running them in parallel ([`executor`], [`process`]) while
+//! reporting [`event`]s, and recording each pushed image in the lock ([`record`]).
+//!
+//! The orchestration (flags, plan, exit codes) lives in `commands::build`; rendering events
+//! lives in `crate::report`.
+
+pub mod auth;
+pub mod command;
+pub mod event;
+pub mod executor;
+pub mod fresh;
+pub mod process;
+pub mod record;
+pub mod select;
+
+pub use command::{Buildah, Invocation};
+pub use event::{Event, Failure, Outcome, Reporter};
+pub use executor::{Executor, Task};
+pub use fresh::{ImageStore, Skopeo, StoreError};
+pub use process::Cancel;
+pub use record::{RecordError, Recorder};
+pub use select::{Selection, Shard};
+
+/// Errors of the build layer that end the run (a failed job does not: it is an outcome).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum BuildError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] StoreError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Record(#[from] RecordError),
+
+    #[error("no cache directory to keep build logs in")]
+    #[diagnostic(code(driver_matrix::build::cache_dir), help("pass `--cache-dir DIR`"))]
+    NoCacheDir,
+}
+
+impl BuildError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BuildError::Store(_) => crate::error::exit::REGISTRY,
+            BuildError::Record(_) => crate::error::exit::FAILED,
+            BuildError::NoCacheDir => crate::error::exit::USAGE,
+        }
+    }
+}

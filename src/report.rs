@@ -1,0 +1,303 @@
+//! What a user sees of a build: progress bars on a terminal, one plain line per event
+//! elsewhere (CI logs), only errors under `-q`; and the summary table at the end.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::build::{Event, Failure, Outcome, Reporter};
+use crate::domain::Digest;
+use crate::plan::Job;
+
+/// `driver kernel arch`, how a job is named on one line.
+fn name(job: &Job) -> String {
+    format!("{} {} {}", job.driver, job.kernel, job.arch)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// The block shown for a failed job: what failed, the command, the log and its last lines.
+pub fn failure_block(job: &Job, failure: &Failure) -> String {
+    let mut s = format!("error: {} failed: {}\n", name(job), failure.message);
+    if let Some(cmd) = &failure.command {
+        writeln!(s, "  command: {cmd}").expect("writing to a String cannot fail");
+    }
+    writeln!(s, "  log: {}", failure.log.display()).expect("writing to a String cannot fail");
+    if !failure.tail.is_empty() {
+        writeln!(s, "  last lines of the log:").expect("writing to a String cannot fail");
+        for line in &failure.tail {
+            writeln!(s, "  | {line}").expect("writing to a String cannot fail");
+        }
+    }
+    s
+}
+
+/// Only failures, on stderr (`-q`).
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn event(&self, event: &Event<'_>) {
+        if let Event::Failed { job, failure, .. } = event {
+            let _ = std::io::stderr().write_all(failure_block(job, failure).as_bytes());
+        }
+    }
+}
+
+/// One line per event on stderr, for logs that are not a terminal.
+#[derive(Default)]
+pub struct Plain {
+    total: Mutex<usize>,
+}
+
+impl Reporter for Plain {
+    fn event(&self, event: &Event<'_>) {
+        let total = *self.total.lock().unwrap_or_else(|e| e.into_inner());
+        let at = |i: &usize| format!("[{}/{total}]", i + 1);
+        let line = match event {
+            Event::Begin { total } => {
+                *self.total.lock().unwrap_or_else(|e| e.into_inner()) = *total;
+                format!("building {total} job{}", if *total == 1 { "" } else { "s" })
+            }
+            Event::Started { index, job, log } => {
+                format!(
+                    "{} started {} (log: {})",
+                    at(index),
+                    name(job),
+                    log.display()
+                )
+            }
+            Event::Step {
+                index,
+                job,
+                step,
+                steps,
+                text,
+            } => format!("{} {} STEP {step}/{steps}: {text}", at(index), name(job)),
+            Event::Pushing { index, job } => format!("{} pushing {}", at(index), job.image),
+            Event::Finished {
+                index,
+                job,
+                digest,
+                elapsed,
+            } => format!(
+                "{} built {} in {}{}",
+                at(index),
+                name(job),
+                secs(*elapsed),
+                digest
+                    .map(|d| format!(": {}@{d}", job.image))
+                    .unwrap_or_default()
+            ),
+            Event::Failed { job, failure, .. } => {
+                failure_block(job, failure).trim_end().to_string()
+            }
+        };
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
+/// A line per running job (its current buildah step) and an overall bar with an ETA.
+pub struct Progress {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: Mutex<HashMap<usize, ProgressBar>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>8} [{bar:30}] {pos}/{len} jobs, {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        overall.set_prefix("building");
+        overall.enable_steady_tick(Duration::from_millis(200));
+        Progress {
+            multi,
+            overall,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Reporter for Progress {
+    fn event(&self, event: &Event<'_>) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Begin { total } => self.overall.set_length(*total as u64),
+            Event::Started { index, job, .. } => {
+                let bar = self
+                    .multi
+                    .insert_before(&self.overall, ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {elapsed}")
+                        .expect("the template is valid"),
+                );
+                bar.set_prefix(name(job));
+                bar.set_message("starting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                running.insert(*index, bar);
+            }
+            Event::Step {
+                index,
+                step,
+                steps,
+                text,
+                ..
+            } => {
+                if let Some(bar) = running.get(index) {
+                    bar.set_message(format!("STEP {step}/{steps}: {text}"));
+                }
+            }
+            Event::Pushing { index, job } => {
+                if let Some(bar) = running.get(index) {
+                    bar.set_message(format!("pushing {}", job.image));
+                }
+            }
+            Event::Finished {
+                index,
+                job,
+                digest,
+                elapsed,
+            } => {
+                if let Some(bar) = running.remove(index) {
+                    bar.finish_and_clear();
+                }
+                let _ = self.multi.println(format!(
+                    "   built {} in {}{}",
+                    name(job),
+                    secs(*elapsed),
+                    digest.map(|d| format!(" ({d})")).unwrap_or_default()
+                ));
+                self.overall.inc(1);
+            }
+            Event::Failed {
+                index,
+                job,
+                failure,
+            } => {
+                if let Some(bar) = running.remove(index) {
+                    bar.finish_and_clear();
+                }
+                let _ = self.multi.println(failure_block(job, failure).trim_end());
+                self.overall.inc(1);
+            }
+        }
+        if running.is_empty() && self.overall.position() >= self.overall.length().unwrap_or(0) {
+            self.overall.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+/// One row of the summary: a selected job and how it ended.
+pub enum Row<'a> {
+    Fresh { job: &'a Job, digest: &'a Digest },
+    Ran { job: &'a Job, outcome: &'a Outcome },
+}
+
+/// The summary table, in plan order, and a closing count.
+pub fn summary(rows: &[Row<'_>], elapsed: Duration) -> String {
+    let mut table: Vec<[String; 6]> = Vec::new();
+    let (mut built, mut fresh, mut failed, mut skipped) = (0, 0, 0, 0);
+    for row in rows {
+        let (job, result, time, digest) = match row {
+            Row::Fresh { job, digest } => {
+                fresh += 1;
+                (job, "fresh", String::new(), digest.to_string())
+            }
+            Row::Ran { job, outcome } => match outcome {
+                Outcome::Built {
+                    digest, elapsed, ..
+                } => {
+                    built += 1;
+                    let digest = digest
+                        .as_ref()
+                        .map_or_else(|| "(not pushed)".to_string(), ToString::to_string);
+                    (job, "built", secs(*elapsed), digest)
+                }
+                Outcome::Failed(f) => {
+                    failed += 1;
+                    (job, "FAILED", secs(f.elapsed), String::new())
+                }
+                Outcome::Interrupted { .. } => {
+                    skipped += 1;
+                    (job, "interrupted", String::new(), String::new())
+                }
+                Outcome::NotStarted => {
+                    skipped += 1;
+                    (job, "not started", String::new(), String::new())
+                }
+            },
+        };
+        table.push([
+            job.driver.clone(),
+            job.kernel.to_string(),
+            job.arch.to_string(),
+            result.to_string(),
+            time,
+            digest,
+        ]);
+    }
+    let header = ["DRIVER", "KERNEL", "ARCH", "RESULT", "TIME", "DIGEST"].map(String::from);
+    let mut widths = [0usize; 6];
+    for row in std::iter::once(&header).chain(&table) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    if !table.is_empty() {
+        for row in std::iter::once(&header).chain(&table) {
+            let mut line = String::new();
+            for (cell, w) in row.iter().zip(widths) {
+                write!(line, "{cell:<w$}  ").expect("writing to a String cannot fail");
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let mut parts = vec![format!("{built} built"), format!("{fresh} fresh")];
+    if failed > 0 {
+        parts.push(format!("{failed} failed"));
+    }
+    if skipped > 0 {
+        parts.push(format!("{skipped} not built"));
+    }
+    writeln!(out, "{} in {}", parts.join(", "), secs(elapsed))
+        .expect("writing to a String cannot fail");
+    for row in rows {
+        if let Row::Ran {
+            job,
+            outcome: Outcome::Failed(f),
+        } = row
+        {
+            writeln!(
+                out,
+                "failed: {}: {} (log: {})",
+                name(job),
+                f.message,
+                f.log.display()
+            )
+            .expect("writing to a String cannot fail");
+        }
+    }
+    out
+}

@@ -1,0 +1,357 @@
+//! Test support for `tests/build*.rs`: a DTK stand-in built with real buildah and pushed to the
+//! shared registry, and a `Project` (a matrix, driver contexts and a lock with `[[release]]`
+//! entries in a temporary directory) that runs the real binary with a counting buildah shim.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use driver_matrix_sandbox::Registry;
+
+/// The two kernels the stub releases carry.
+pub const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
+pub const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
+
+/// The shared registry, started from a thread that never ends: the sandbox starts it with
+/// `PR_SET_PDEATHSIG`, which fires when the *thread* that spawned it exits, so a registry
+/// started from a test's own thread would die with that test.
+pub fn registry() -> &'static Registry {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            Registry::shared();
+            tx.send(()).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("the registry thread reports back");
+    });
+    Registry::shared()
+}
+
+/// buildah's environment for the tests, unless the caller's environment already says.
+pub fn buildah_env(cmd: &mut Command) -> &mut Command {
+    for (k, v) in [("STORAGE_DRIVER", "vfs"), ("BUILDAH_ISOLATION", "chroot")] {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = buildah_env(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A DTK-like image for `kernel`, pushed to the shared registry: a static busybox as `/bin/sh`
+/// and `/etc/driver-toolkit-release.json`. Returns `host/test/dtk@sha256:...`; built once per
+/// kernel and test process.
+pub fn dtk(kernel: &str) -> String {
+    static DTKS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let mut dtks = DTKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = dtks.get(kernel) {
+        return r.clone();
+    }
+    let reg = registry().addr();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("a static busybox (apt-get install busybox-static)");
+    let dir = tempfile::tempdir().unwrap();
+    let release = format!(
+        r#"{{"KERNEL_VERSION": "{kernel}", "RT_KERNEL_VERSION": "", "RHEL_VERSION": "9.2"}}"#
+    );
+    std::fs::write(dir.path().join("driver-toolkit-release.json"), release).unwrap();
+    let ctr = run_ok(Command::new("buildah").args(["from", "scratch"]));
+    let copy = |src: &Path, dest: &str| {
+        run_ok(
+            Command::new("buildah")
+                .arg("copy")
+                .arg(&ctr)
+                .arg(src)
+                .arg(dest),
+        );
+    };
+    copy(Path::new(busybox), "/bin/busybox");
+    copy(
+        &dir.path().join("driver-toolkit-release.json"),
+        "/etc/driver-toolkit-release.json",
+    );
+    run_ok(Command::new("buildah").args([
+        "run",
+        "--isolation",
+        "chroot",
+        &ctr,
+        "--",
+        "/bin/busybox",
+        "--install",
+        "-s",
+        "/bin",
+    ]));
+    let tag = format!("{reg}/test/dtk:{kernel}");
+    run_ok(Command::new("buildah").args(["commit", "--rm", "--timestamp", "0", &ctr, &tag]));
+    let digestfile = dir.path().join("digest");
+    run_ok(
+        Command::new("buildah")
+            .args(["push", "--tls-verify=false", "--digestfile"])
+            .arg(&digestfile)
+            .arg(&tag),
+    );
+    let digest = std::fs::read_to_string(&digestfile).unwrap();
+    let r = format!("{reg}/test/dtk@{}", digest.trim());
+    dtks.insert(kernel.to_string(), r.clone());
+    r
+}
+
+/// A fake (never contacted) payload reference for `version`.
+fn payload(version: &str) -> String {
+    let hex: String = format!("{:0>64}", version.replace('.', ""));
+    format!("quay.io/openshift-release-dev/ocp-release@sha256:{hex}")
+}
+
+/// A driver of a test matrix.
+pub struct Driver {
+    pub name: &'static str,
+    /// A RUN line for its Containerfile.
+    pub run: &'static str,
+}
+
+impl Driver {
+    pub fn ok(name: &'static str) -> Driver {
+        Driver {
+            name,
+            run: "echo \"$DRIVER_NAME for $KERNEL_FULL_VERSION\" > /driver.txt",
+        }
+    }
+
+    pub fn failing(name: &'static str) -> Driver {
+        Driver {
+            name,
+            run: "echo compiling && echo 'hello.c:1: error: this driver does not build' && false",
+        }
+    }
+}
+
+/// A matrix in a temporary directory: releases 4.14.1-3 share kernel K1, 4.15.1 has K2.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    /// The image namespace in the registry, unique per test.
+    pub ns: String,
+}
+
+impl Project {
+    pub fn new(ns: &str, drivers: &[Driver]) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry().addr();
+        let p = Project {
+            dir,
+            ns: ns.to_string(),
+        };
+        let mut matrix = format!(
+            "[openshift]\nreleases = [\"4.14.1\", \"4.14.2\", \"4.14.3\", \"4.15.1\"]\n\n\
+             [registries.\"{reg}\"]\ninsecure = true\n"
+        );
+        for d in drivers {
+            matrix.push_str(&format!(
+                "\n[[driver]]\nname = \"{n}\"\ncontext = \"drivers/{n}\"\nimage = \"{reg}/{ns}/{n}\"\n\
+                 build-args = {{ DRIVER_NAME = \"{n}\" }}\n",
+                n = d.name
+            ));
+            let ctx = p.path().join("drivers").join(d.name);
+            std::fs::create_dir_all(ctx.join("src")).unwrap();
+            std::fs::write(
+                ctx.join("Containerfile"),
+                format!(
+                    "ARG DTK_IMAGE\nFROM ${{DTK_IMAGE}}\nARG KERNEL_FULL_VERSION\nARG DRIVER_NAME\n\
+                     COPY src /src\nRUN {}\n",
+                    d.run
+                ),
+            )
+            .unwrap();
+            std::fs::write(ctx.join("src/hello.c"), "int main(void) { return 0; }\n").unwrap();
+        }
+        std::fs::write(p.path().join("matrix.toml"), matrix).unwrap();
+        let mut lock = String::from(
+            "# This file is @generated by driver-matrix. Do not edit it by hand.\nversion = 1\n",
+        );
+        for (v, k) in [
+            ("4.14.1", K1),
+            ("4.14.2", K1),
+            ("4.14.3", K1),
+            ("4.15.1", K2),
+        ] {
+            lock.push_str(&format!(
+                "\n[[release]]\nversion = \"{v}\"\narch = \"x86_64\"\npayload = \"{}\"\n\
+                 dtk = \"{}\"\nkernel = \"{k}\"\nrhel = \"9.2\"\n",
+                payload(v),
+                dtk(k)
+            ));
+        }
+        std::fs::write(p.lock_path(), lock).unwrap();
+        std::fs::create_dir_all(p.path().join("bin")).unwrap();
+        let shim = p.path().join("bin/buildah");
+        let real = which("buildah");
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+                p.calls_path().display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.path().join("matrix.lock")
+    }
+
+    pub fn lock(&self) -> String {
+        std::fs::read_to_string(self.lock_path()).unwrap()
+    }
+
+    fn calls_path(&self) -> PathBuf {
+        self.path().join("buildah-calls")
+    }
+
+    /// The buildah subcommands run so far (`build`, `push`), in order.
+    pub fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.calls_path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn builds(&self) -> usize {
+        self.calls().iter().filter(|c| *c == "build").count()
+    }
+
+    pub fn reset_calls(&self) {
+        let _ = std::fs::remove_file(self.calls_path());
+    }
+
+    /// `driver-matrix --offline ARGS`, in the project, with the buildah shim first in PATH.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+        let path = format!(
+            "{}:{}",
+            self.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.current_dir(self.path())
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .arg("--offline")
+            .arg("--cache-dir")
+            .arg(self.path().join("cache"))
+            .args(args)
+            .stdin(Stdio::null());
+        buildah_env(&mut cmd);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().unwrap();
+        Run(out)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path().join(rel), text).unwrap();
+    }
+}
+
+/// A finished run of the binary.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Asserts the exit code, showing both streams when it differs.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+pub fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("`{program}` is not on PATH"))
+}
+
+/// `skopeo inspect` of `image` (no TLS: the shared registry is on loopback).
+pub fn inspect(image: &str) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The lock's text with the registry port and digests made stable.
+pub fn redact(lock: &str) -> String {
+    let reg = registry().addr();
+    let mut s = lock.replace(reg, "[registry]");
+    // sha256 digests
+    while let Some(i) = s.find("sha256:") {
+        let end = i + 7 + 64;
+        if end > s.len() {
+            break;
+        }
+        s.replace_range(i..end, "SHA256:[digest]");
+    }
+    s.replace("SHA256:[digest]", "sha256:[digest]")
+}
