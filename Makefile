@@ -32,5 +32,13 @@ bench:
 schema:
 	$(CARGO) run --quiet -- schema > schemas/matrix.schema.json
 
+## demo: a local OpenShift sandbox, real kernel modules built for several kernels, end to end.
+demo:
+	@scripts/demo.sh
+
+## demo-clean: removes everything the demo made (.sandbox/: Debian roots, registry, images).
+demo-clean:
+	@scripts/demo-clean.sh
+
 clean:
 	$(CARGO) clean
