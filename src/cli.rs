@@ -74,6 +74,8 @@ pub enum Command {
     /// Show what changed between two lockfiles (`git:REV` reads the lock at that revision).
     Diff(DiffArgs),
 
+    /// Write deployment or CI material from the lock and the plan.
+    Export(ExportArgs),
     /// Build what is not fresh with buildah, push it, and record every success in the lock.
     Build(BuildArgs),
 
@@ -119,6 +121,74 @@ pub enum DiffFormat {
     Markdown,
     Json,
 }
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub what: ExportKind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportKind {
+    /// A KMM `Module` per driver, mapping every locked kernel to its image by digest.
+    Kmm {
+        /// Namespace of the Modules [default: none, the namespace of `oc apply`]
+        #[arg(long)]
+        namespace: Option<String>,
+
+        /// Node selector `KEY=VALUE` (repeatable) [default: node-role.kubernetes.io/worker=]
+        #[arg(long = "selector", value_name = "KEY=VALUE")]
+        selectors: Vec<String>,
+    },
+
+    /// A KMM `PreflightValidationOCP` per locked release.
+    Preflight {
+        /// Namespace of the objects.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+
+    /// JSON for a GitHub Actions `strategy.matrix` (via `fromJSON`), one entry per shard.
+    GithubMatrix {
+        /// Number of shards, at most 256 [default: the number of jobs to build, at most 256]
+        #[arg(long)]
+        shards: Option<usize>,
+    },
+
+    /// An Indexed Kubernetes Job whose pods each build one shard.
+    K8sJob {
+        /// Number of shards (the Job's completions) [default: the number of jobs to build]
+        #[arg(long)]
+        shards: Option<usize>,
+
+        /// Pods running at once.
+        #[arg(long, default_value_t = 4)]
+        parallelism: usize,
+
+        /// Image with driver-matrix, buildah and the repository (see docs/ci.md).
+        #[arg(long, default_value = "quay.io/acme/driver-matrix-runner:latest")]
+        image: String,
+
+        /// Directory of the repository (matrix.toml) inside the image.
+        #[arg(long, default_value = "/src")]
+        workdir: String,
+
+        /// Secret of type kubernetes.io/dockerconfigjson with pull and push credentials.
+        #[arg(long, default_value = "driver-matrix-registry")]
+        pull_secret: String,
+
+        /// Name of the Job.
+        #[arg(long, default_value = "driver-matrix-build")]
+        name: String,
+
+        /// Namespace of the Job.
+        #[arg(long)]
+        namespace: Option<String>,
+
+        /// Retries of each index before it counts as failed.
+        #[arg(long, default_value_t = 2)]
+        retries: u32,
+    },
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Jobs to build at once [default: the number of CPUs]

@@ -37,6 +37,10 @@ pub enum Error {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
+    Export(#[from] crate::export::ExportError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
     Build(#[from] crate::build::BuildError),
 
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
@@ -71,7 +75,8 @@ impl Error {
             | Error::Lock(_)
             | Error::Plan(_)
             | Error::Usage { .. }
-            | Error::Inputs(_) => exit::USAGE,
+            | Error::Inputs(_)
+            | Error::Export(_) => exit::USAGE,
             Error::Outdated { .. } => exit::LOCKED,
             Error::Build(e) => e.exit_code(),
         }

@@ -1,8 +1,9 @@
 //! One module per command; this one holds what they share: loading the matrix and the lock,
 //! printing warnings.
 
-mod diff;
 mod build;
+mod diff;
+mod export;
 mod plan;
 mod schema;
 
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan(args) => plan::run(&ctx, &args),
         Command::Build(args) => build::run(&ctx, &args),
         Command::Diff(args) => diff::run(&ctx, &args),
+        Command::Export(args) => export::run(&ctx, &args),
         Command::Schema => schema::run(),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

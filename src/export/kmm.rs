@@ -1,0 +1,172 @@
+//! KMM objects: a `Module` per driver mapping every locked kernel to its image by digest, and a
+//! `PreflightValidationOCP` per locked release.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::{object_name, yaml};
+use crate::lock::Lock;
+use crate::matrix::Matrix;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ExportError {
+    #[error("the lock holds no image for driver `{driver}`")]
+    #[diagnostic(
+        code(driver_matrix::export::no_images),
+        help("run `driver-matrix build` first")
+    )]
+    NoImages { driver: String },
+
+    #[error("driver `{driver}` has no `modules`, so the Module cannot name the module to load")]
+    #[diagnostic(
+        code(driver_matrix::export::no_modules),
+        help("add `modules = [\"name\"]` to the driver in matrix.toml")
+    )]
+    NoModules { driver: String },
+
+    #[error("driver `{driver}` has images for kernel `{kernel}` on several arches ({arches})")]
+    #[diagnostic(
+        code(driver_matrix::export::kernel_on_several_arches),
+        help(
+            "KMM maps a kernel string to one image; push a manifest list per kernel, or split the arches into separate drivers"
+        )
+    )]
+    KernelOnSeveralArches {
+        driver: String,
+        kernel: String,
+        arches: String,
+    },
+
+    #[error("`{selector}` is not a node selector")]
+    #[diagnostic(
+        code(driver_matrix::export::selector),
+        help("write `key=value`, or `key=` for an empty value")
+    )]
+    Selector { selector: String },
+}
+
+/// Options of `export kmm`.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleOptions {
+    pub namespace: Option<String>,
+    /// `key=value` node selectors; default `node-role.kubernetes.io/worker=`.
+    pub selectors: Vec<String>,
+}
+
+fn metadata(name: &str, namespace: Option<&str>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("name".into(), json!(name));
+    if let Some(ns) = namespace {
+        m.insert("namespace".into(), json!(ns));
+    }
+    Value::Object(m)
+}
+
+/// One `Module` (kmm.sigs.x-k8s.io/v1beta1) per driver of the matrix, as YAML documents.
+pub fn modules(matrix: &Matrix, lock: &Lock, opts: &ModuleOptions) -> Result<String, ExportError> {
+    let mut selector = serde_json::Map::new();
+    let selectors = if opts.selectors.is_empty() {
+        vec!["node-role.kubernetes.io/worker=".to_string()]
+    } else {
+        opts.selectors.clone()
+    };
+    for s in &selectors {
+        let (k, v) = s.split_once('=').ok_or_else(|| ExportError::Selector {
+            selector: s.clone(),
+        })?;
+        if k.is_empty() {
+            return Err(ExportError::Selector {
+                selector: s.clone(),
+            });
+        }
+        selector.insert(k.to_string(), json!(v));
+    }
+    let mut docs = Vec::new();
+    for driver in &matrix.drivers {
+        let module = driver
+            .modules
+            .first()
+            .ok_or_else(|| ExportError::NoModules {
+                driver: driver.name.clone(),
+            })?;
+        let mut by_kernel: BTreeMap<&str, Vec<&crate::lock::LockedImage>> = BTreeMap::new();
+        for image in lock.images.iter().filter(|i| i.driver == driver.name) {
+            by_kernel
+                .entry(image.kernel.as_str())
+                .or_default()
+                .push(image);
+        }
+        if by_kernel.is_empty() {
+            return Err(ExportError::NoImages {
+                driver: driver.name.clone(),
+            });
+        }
+        let mut mappings = Vec::new();
+        for (kernel, images) in &by_kernel {
+            if images.len() > 1 {
+                return Err(ExportError::KernelOnSeveralArches {
+                    driver: driver.name.clone(),
+                    kernel: kernel.to_string(),
+                    arches: images
+                        .iter()
+                        .map(|i| i.arch.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            mappings.push(json!({
+                "literal": kernel,
+                "containerImage": images[0].pinned().to_string(),
+            }));
+        }
+        let doc = json!({
+            "apiVersion": "kmm.sigs.x-k8s.io/v1beta1",
+            "kind": "Module",
+            "metadata": metadata(&object_name(&driver.name), opts.namespace.as_deref()),
+            "spec": {
+                "moduleLoader": {
+                    "container": {
+                        "modprobe": { "moduleName": module },
+                        "kernelMappings": mappings,
+                    }
+                },
+                "selector": Value::Object(selector.clone()),
+            }
+        });
+        let header = format!(
+            "driver {}: {} kernel(s), images pinned by digest from matrix.lock",
+            driver.name,
+            mappings.len()
+        );
+        docs.push(yaml::document(
+            &["@generated by driver-matrix export kmm", &header],
+            &doc,
+        ));
+    }
+    Ok(yaml::documents(&docs))
+}
+
+/// One `PreflightValidationOCP` (kmm.sigs.x-k8s.io/v1beta2) per locked release: the values
+/// users otherwise look up with `oc adm release info --image-for=driver-toolkit`.
+pub fn preflights(lock: &Lock, namespace: Option<&str>) -> String {
+    let docs: Vec<String> = lock
+        .releases
+        .iter()
+        .map(|r| {
+            let doc = json!({
+                "apiVersion": "kmm.sigs.x-k8s.io/v1beta2",
+                "kind": "PreflightValidationOCP",
+                "metadata": metadata(&object_name(&format!("preflight-{}-{}", r.version, r.arch)), namespace),
+                "spec": {
+                    "kernelVersion": r.kernel.as_str(),
+                    "dtkImage": r.dtk.to_string(),
+                    "pushBuiltImage": false,
+                }
+            });
+            let header = format!("OpenShift {} ({})", r.version, r.arch);
+            yaml::document(&["@generated by driver-matrix export preflight", &header], &doc)
+        })
+        .collect();
+    yaml::documents(&docs)
+}
