@@ -79,6 +79,12 @@ pub enum Command {
     /// Build what is not fresh with buildah, push it, and record every success in the lock.
     Build(BuildArgs),
 
+    /// Resolve every release (payload, DTK, kernel) and write the `[[release]]` part of the lock.
+    Resolve(ResolveArgs),
+
+    /// List the versions a channel offers, from the update graph.
+    Releases(ReleasesArgs),
+
     /// Print the JSON Schema of matrix.toml.
     Schema,
 
@@ -87,6 +93,23 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Fail (exit 3) instead of writing when the lock would change.
+    #[arg(long)]
+    pub locked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// The channel, like `stable-4.16`.
+    pub channel: String,
+
+    /// The architecture [default: the matrix's first, else x86_64]
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<crate::domain::Arch>,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,14 @@ pub enum Error {
     #[diagnostic(transparent)]
     Build(#[from] crate::build::BuildError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
     #[diagnostic(code(driver_matrix::usage))]
@@ -78,6 +86,8 @@ impl Error {
             | Error::Inputs(_)
             | Error::Export(_) => exit::USAGE,
             Error::Outdated { .. } => exit::LOCKED,
+            Error::Release(e) => e.exit_code(),
+            Error::Registry(_) => exit::REGISTRY,
             Error::Build(e) => e.exit_code(),
         }
     }

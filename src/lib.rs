@@ -20,5 +20,7 @@ pub mod inputs;
 pub mod lock;
 pub mod matrix;
 pub mod plan;
+pub mod registry;
+pub mod release;
 pub mod report;
 pub mod template;

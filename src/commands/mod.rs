@@ -5,6 +5,8 @@ mod build;
 mod diff;
 mod export;
 mod plan;
+mod releases;
+pub mod resolve;
 mod schema;
 
 use std::io::Write;
@@ -24,6 +26,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Build(args) => build::run(&ctx, &args),
         Command::Diff(args) => diff::run(&ctx, &args),
         Command::Export(args) => export::run(&ctx, &args),
+        Command::Resolve(args) => resolve::run(&ctx, &args),
+        Command::Releases(args) => releases::run(&ctx, &args),
         Command::Schema => schema::run(),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

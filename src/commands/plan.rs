@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::Context;
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::domain::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::matrix::Matrix;
 use crate::plan::{self, Plan, PlanInput};
 
@@ -38,19 +38,15 @@ pub fn context_digests(matrix: &Matrix) -> Result<BTreeMap<String, Digest>> {
 pub fn compute(ctx: &Context) -> Result<Plan> {
     let matrix = ctx.matrix()?;
     let lock = ctx.lock()?;
-    if !ctx.global.offline {
-        return Err(Error::usage(
-            "resolving releases from the registry is not available in this build",
-            Some("pass `--offline` to plan from the `[[release]]` entries of the lock".into()),
-        ));
-    }
-    let channels = plan::channels_from_lock(&matrix, &lock);
-    let versions = plan::target_versions(&matrix, &channels);
+    // Online: the update graph and the registry (through the cache); `--offline`: the lock
+    // and the cache only, failing on any release they do not hold.
+    let resolved = super::resolve::resolve_matrix(ctx, &matrix, &lock)?;
+    let versions = resolved.versions;
     let contexts = context_digests(&matrix)?;
     let plan = plan::plan(&PlanInput {
         matrix: &matrix,
         versions: &versions,
-        releases: &lock.releases,
+        releases: &resolved.releases,
         contexts: &contexts,
         lock: &lock,
     })?;

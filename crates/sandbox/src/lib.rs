@@ -3,6 +3,15 @@
 //! stand-ins and a Cincinnati-style update graph. The integration tests and `make demo` use
 //! the same code. Nothing here is part of the shipped binary.
 
+pub mod dtk;
+pub mod graph;
+pub mod http;
+pub mod oci;
+pub mod payload;
 pub mod registry;
 
+pub use dtk::DtkSpec;
+pub use graph::GraphServer;
+pub use oci::{Compression, Flavor, Pushed, Pusher};
+pub use payload::PayloadSpec;
 pub use registry::Registry;

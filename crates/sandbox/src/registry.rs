@@ -28,7 +28,34 @@ pub struct Options {
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port");
-    l.local_addr().expect("a bound socket has an address").port()
+    l.local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
+
+/// Spawns `cmd` from a thread that never exits. `PR_SET_PDEATHSIG` fires when the *thread*
+/// that forked the child exits, not the process: a registry forked from a test's thread would
+/// be killed as soon as that test ends, under the feet of the tests still using it.
+fn spawn_from_long_lived_thread(cmd: Command) -> std::io::Result<Child> {
+    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        std::sync::Mutex::new(tx)
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((cmd, tx))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
 impl Registry {
@@ -85,7 +112,7 @@ impl Registry {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
+        let child = spawn_from_long_lived_thread(cmd).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("cannot run docker-registry (apt-get install docker-registry): {e}"),

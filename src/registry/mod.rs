@@ -1,0 +1,466 @@
+//! The registry client: the only code that speaks the distribution API, and the only async
+//! code of the crate. A current-thread tokio runtime lives inside [`Client`]; its API is
+//! synchronous, so the resolver, build, verify and collect call it from plain threads.
+//!
+//! What it guarantees:
+//! - reads of a mirrored host (`[registries."quay.io"] mirror = ...`) go to the mirror with the
+//!   mirror's credentials and `insecure` setting; nothing is sent to the mirrored host, and
+//!   errors name both the source reference and the URL tried;
+//! - plain HTTP only for hosts marked `insecure`;
+//! - every manifest, config and fully read blob is checked against its digest, and content
+//!   that does not match is never returned;
+//! - retries with backoff and jitter on connection errors, 429 (honouring `Retry-After`) and
+//!   5xx; a timeout on every request; at most `max_in_flight` requests at once;
+//! - credentials never appear in any output or error.
+//!
+//! Why not `oci_client::Client` for the transport: it cannot HEAD without a fallback GET, it
+//! folds token failures into anonymous requests, it has no retry, and its streamed blobs are
+//! not digest-checked. Its manifest types are used for parsing.
+
+mod auth;
+mod blob;
+mod error;
+mod manifest;
+mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, StatusCode};
+
+pub use auth::{AuthFiles, Credentials};
+pub use blob::{BlobReader, TransferError};
+pub use error::RegistryError;
+pub use manifest::{Descriptor, ImageManifest};
+
+use crate::domain::{Arch, Digest, ImageRef};
+use crate::matrix::RegistrySettings;
+use transport::{Route, Transport, describe, said};
+
+/// The largest manifest or config accepted; real ones are a few kilobytes.
+const MAX_DOCUMENT: usize = 8 << 20;
+
+/// How to build a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `matrix.registries`: mirrors and insecure hosts.
+    pub registries: BTreeMap<String, RegistrySettings>,
+    /// `--authfile`; `None` follows the lookup order of the contract.
+    pub authfile: Option<std::path::PathBuf>,
+    /// Requests in flight at once, over all threads.
+    pub max_in_flight: usize,
+    /// Per request (whole request for documents; between two reads for blobs).
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            registries: BTreeMap::new(),
+            authfile: None,
+            max_in_flight: 8,
+            timeout: Duration::from_secs(60),
+            retries: 4,
+        }
+    }
+}
+
+/// A synchronous registry client; cheap to clone and safe to share between threads.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub rt: tokio::runtime::Runtime,
+    pub transport: Transport,
+}
+
+/// Bytes and requests so far, for `-v` and the benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+impl Client {
+    pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
+        let auth = AuthFiles::load(opts.authfile.as_deref())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RegistryError::Client {
+                message: e.to_string(),
+            })?;
+        // reqwest's client must be built inside the runtime it will run on.
+        let transport = rt.block_on(async {
+            Transport::new(
+                opts.registries,
+                auth,
+                opts.max_in_flight,
+                opts.timeout,
+                opts.retries,
+            )
+        })?;
+        Ok(Client {
+            inner: Arc::new(Inner { rt, transport }),
+        })
+    }
+
+    pub fn stats(&self) -> Stats {
+        let t = &self.inner.transport;
+        Stats {
+            requests: t.requests.load(Ordering::Relaxed),
+            bytes: t.received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The digest `r` currently names, by a single `HEAD`; `None` when the registry says it
+    /// does not exist. A reference by digest is checked against what the registry answers.
+    pub fn head_manifest(&self, r: &ImageRef) -> Result<Option<Digest>, RegistryError> {
+        let route = self.inner.transport.route(r);
+        let url = route.url("manifests", &object(r));
+        let t = &self.inner.transport;
+        self.inner.rt.block_on(async {
+            let held = t
+                .send(
+                    &route,
+                    Method::HEAD,
+                    &url,
+                    Some(manifest::ACCEPT),
+                    true,
+                    None,
+                )
+                .await?;
+            let status = held.response.status();
+            if status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !status.is_success() {
+                return Err(status_error(&route, &url, status, String::new()));
+            }
+            match header_digest(held.response.headers()) {
+                Some(d) => {
+                    check_named(&route, &url, &d)?;
+                    Ok(Some(d))
+                }
+                // No digest header: fall back to hashing the manifest itself.
+                None => {
+                    drop(held);
+                    Ok(Some(self.document(&route, &url).await?.0))
+                }
+            }
+        })
+    }
+
+    /// The single-platform image `r` names for `arch`: when `r` names a manifest list or an
+    /// OCI index, its `linux/<goarch>` child.
+    pub fn manifest(&self, r: &ImageRef, arch: Arch) -> Result<ImageManifest, RegistryError> {
+        let route = self.inner.transport.route(r);
+        let url = route.url("manifests", &object(r));
+        self.inner.rt.block_on(async {
+            let (digest, body, ctype) = self.document(&route, &url).await?;
+            let malformed = |message: String, url: &str| RegistryError::Malformed {
+                reference: r.to_string(),
+                tried: url.to_string(),
+                message,
+            };
+            match manifest::parse(&body, ctype.as_deref()).map_err(|m| malformed(m, &url))? {
+                manifest::Parsed::Image(media_type, config, layers) => Ok(ImageManifest {
+                    image_digest: digest.clone(),
+                    digest,
+                    from_list: false,
+                    media_type,
+                    config,
+                    layers,
+                }),
+                manifest::Parsed::List(children) => {
+                    let child = manifest::pick(&children, arch).ok_or_else(|| {
+                        RegistryError::NoPlatform {
+                            reference: r.to_string(),
+                            platform: arch.platform(),
+                            offered: children
+                                .iter()
+                                .map(|(_, p)| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        }
+                    })?;
+                    let child_ref = r.with_digest(child.clone());
+                    let child_route = self.inner.transport.route(&child_ref);
+                    let child_url = child_route.url("manifests", child.as_str());
+                    let (image_digest, body, ctype) =
+                        self.document(&child_route, &child_url).await?;
+                    match manifest::parse(&body, ctype.as_deref())
+                        .map_err(|m| malformed(m, &child_url))?
+                    {
+                        manifest::Parsed::Image(media_type, config, layers) => Ok(ImageManifest {
+                            digest,
+                            image_digest,
+                            from_list: true,
+                            media_type,
+                            config,
+                            layers,
+                        }),
+                        manifest::Parsed::List(_) => Err(malformed(
+                            "a manifest list names another list for a platform".into(),
+                            &child_url,
+                        )),
+                    }
+                }
+            }
+        })
+    }
+
+    /// The config labels of an image (`config.Labels`), the config blob digest-checked.
+    pub fn config_labels(
+        &self,
+        r: &ImageRef,
+        image: &ImageManifest,
+    ) -> Result<BTreeMap<String, String>, RegistryError> {
+        let route = self.inner.transport.route(r);
+        let url = route.url("blobs", image.config.digest.as_str());
+        let body = self.inner.rt.block_on(async {
+            let named = r.with_digest(image.config.digest.clone());
+            let route = Route {
+                source: named,
+                ..route
+            };
+            let (d, body, _) = self.document(&route, &url).await?;
+            check_equal(&route, &url, &image.config.digest, &d)?;
+            Ok::<_, RegistryError>(body)
+        })?;
+        #[derive(serde::Deserialize)]
+        struct Config {
+            #[serde(default)]
+            config: Option<Inner>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            #[serde(default, rename = "Labels")]
+            labels: Option<BTreeMap<String, String>>,
+        }
+        let c: Config = serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
+            reference: r.to_string(),
+            tried: url.clone(),
+            message: format!("the image config is not JSON: {e}"),
+        })?;
+        Ok(c.config.and_then(|c| c.labels).unwrap_or_default())
+    }
+
+    /// Streams a blob of `r`'s repository. Reading it to the end checks its digest (a
+    /// mismatch is an `InvalidData` error at the end); dropping it early closes the connection
+    /// and leaves the bytes not read unverified.
+    pub fn blob_reader(
+        &self,
+        r: &ImageRef,
+        blob: &Descriptor,
+    ) -> Result<BlobReader, RegistryError> {
+        let route = self
+            .inner
+            .transport
+            .route(&r.with_digest(blob.digest.clone()));
+        let url = route.url("blobs", blob.digest.as_str());
+        BlobReader::open(self.inner.clone(), route, url, blob)
+    }
+
+    /// A small JSON document over plain HTTP(S), e.g. the update graph. Not a registry call,
+    /// but it shares the runtime, timeouts and retries.
+    pub fn get_json(&self, url: &str) -> Result<Vec<u8>, RegistryError> {
+        let source: ImageRef = "update-graph.invalid/graph"
+            .parse()
+            .expect("a constant, valid reference");
+        let route = Route {
+            source,
+            host: String::new(),
+            repository: String::new(),
+            scheme: "https",
+        };
+        let t = &self.inner.transport;
+        self.inner.rt.block_on(async {
+            let mut attempt = 0;
+            loop {
+                let result = t
+                    .http
+                    .get(url)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .timeout(t.timeout)
+                    .send()
+                    .await;
+                t.requests.fetch_add(1, Ordering::Relaxed);
+                let err = match result {
+                    Ok(resp) if resp.status().is_success() => {
+                        let body = read_capped(resp, &route, url).await?;
+                        t.received.fetch_add(body.len() as u64, Ordering::Relaxed);
+                        return Ok(body);
+                    }
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body = resp.bytes().await.unwrap_or_default();
+                        if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+                            return Err(graph_error(
+                                url,
+                                format!("HTTP {status}: {}", said(&body)),
+                            ));
+                        }
+                        graph_error(url, format!("HTTP {status}: {}", said(&body)))
+                    }
+                    Err(e) => graph_error(url, describe(&e)),
+                };
+                if attempt >= t.retries {
+                    return Err(err);
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
+            }
+        })
+    }
+
+    /// GETs a manifest or config and checks it: its sha256 must equal the digest the reference
+    /// names and the `Docker-Content-Digest` the registry sent.
+    async fn document(
+        &self,
+        route: &Route,
+        url: &str,
+    ) -> Result<(Digest, Vec<u8>, Option<String>), RegistryError> {
+        let t = &self.inner.transport;
+        let held = t
+            .send(route, Method::GET, url, Some(manifest::ACCEPT), true, None)
+            .await?;
+        let status = held.response.status();
+        let headers = held.response.headers().clone();
+        if !status.is_success() {
+            let body = held.response.bytes().await.unwrap_or_default();
+            return Err(status_error(route, url, status, said(&body)));
+        }
+        let body = read_capped(held.response, route, url).await?;
+        t.received.fetch_add(body.len() as u64, Ordering::Relaxed);
+        let actual = Digest::sha256(&body);
+        if let Some(d) = header_digest(&headers) {
+            check_equal(route, url, &d, &actual)?;
+        }
+        check_named(route, url, &actual)?;
+        let ctype = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((actual, body, ctype))
+    }
+}
+
+fn graph_error(url: &str, message: String) -> RegistryError {
+    RegistryError::Network {
+        reference: "the update graph".into(),
+        tried: url.to_string(),
+        message,
+    }
+}
+
+async fn read_capped(
+    mut resp: reqwest::Response,
+    route: &Route,
+    url: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let mut body = Vec::new();
+    loop {
+        let chunk = resp.chunk().await.map_err(|e| RegistryError::Network {
+            reference: route.source.to_string(),
+            tried: url.to_string(),
+            message: describe(&e),
+        })?;
+        let Some(chunk) = chunk else { break };
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(RegistryError::Malformed {
+                reference: route.source.to_string(),
+                tried: url.to_string(),
+                message: format!("the document is larger than {} MiB", MAX_DOCUMENT >> 20),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The tag or digest part of a manifest URL.
+fn object(r: &ImageRef) -> String {
+    match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    }
+}
+
+fn header_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn check_named(route: &Route, url: &str, actual: &Digest) -> Result<(), RegistryError> {
+    match route.source.digest() {
+        Some(expected) => check_equal(route, url, expected, actual),
+        None => Ok(()),
+    }
+}
+
+fn check_equal(
+    route: &Route,
+    url: &str,
+    expected: &Digest,
+    actual: &Digest,
+) -> Result<(), RegistryError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(RegistryError::DigestMismatch {
+            reference: route.source.to_string(),
+            tried: url.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+pub(crate) fn status_error(
+    route: &Route,
+    url: &str,
+    status: StatusCode,
+    said: String,
+) -> RegistryError {
+    let reference = route.source.to_string();
+    let tried = url.to_string();
+    let said = if said.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no details")
+            .to_string()
+    } else {
+        said
+    };
+    match status {
+        StatusCode::NOT_FOUND => RegistryError::NotFound {
+            reference,
+            tried,
+            said,
+        },
+        StatusCode::FORBIDDEN => RegistryError::Unauthorized {
+            reference,
+            tried,
+            status: 403,
+            said,
+            help: "the credentials are valid but may not read this repository".into(),
+        },
+        _ => RegistryError::Status {
+            reference,
+            tried,
+            status: status.as_u16(),
+            said,
+        },
+    }
+}

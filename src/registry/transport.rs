@@ -1,0 +1,521 @@
+//! The HTTP side of the distribution API: where a reference is read from (mirrors, plain HTTP
+//! for insecure hosts), authentication (bearer tokens and basic), retries with backoff and
+//! jitter, timeouts, and the bound on requests in flight. All of it async; [`super::Client`]
+//! wraps it in a synchronous API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::auth::{AuthFiles, Credentials};
+use super::error::RegistryError;
+use crate::domain::ImageRef;
+use crate::matrix::RegistrySettings;
+
+/// Where a reference is actually read from.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    /// The reference as the user or payload names it; what messages show.
+    pub source: ImageRef,
+    /// The host API requests go to (`registry-1.docker.io` for `docker.io`).
+    pub host: String,
+    /// The repository on that host (a mirror's namespace prepended).
+    pub repository: String,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+impl Route {
+    pub fn url(&self, kind: &str, object: &str) -> String {
+        format!(
+            "{}://{}/v2/{}/{kind}/{object}",
+            self.scheme, self.host, self.repository
+        )
+    }
+}
+
+/// How a host wants to be authenticated, learnt from its first 401.
+#[derive(Debug, Clone)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+pub(crate) struct Transport {
+    pub http: reqwest::Client,
+    registries: BTreeMap<String, RegistrySettings>,
+    auth: AuthFiles,
+    challenges: Mutex<HashMap<String, Challenge>>,
+    /// Bearer tokens by (host, repository).
+    tokens: Mutex<HashMap<(String, String), String>>,
+    permits: std::sync::Arc<Semaphore>,
+    pub retries: u32,
+    pub timeout: Duration,
+    /// Response body bytes received, for `-v` and the benchmarks.
+    pub received: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+/// A response and the permit that counts it as in flight until it is dropped.
+pub(crate) struct Held {
+    pub response: Response,
+    pub _permit: OwnedSemaphorePermit,
+}
+
+impl Transport {
+    pub fn new(
+        registries: BTreeMap<String, RegistrySettings>,
+        auth: AuthFiles,
+        max_in_flight: usize,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<Transport, RegistryError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("driver-matrix/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(timeout)
+            .build()
+            .map_err(|e| RegistryError::Client {
+                message: e.to_string(),
+            })?;
+        Ok(Transport {
+            http,
+            registries,
+            auth,
+            challenges: Mutex::default(),
+            tokens: Mutex::default(),
+            permits: std::sync::Arc::new(Semaphore::new(max_in_flight.max(1))),
+            retries,
+            timeout,
+            received: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Where reads of `r` go: its mirror when the matrix names one, over plain HTTP when the
+    /// host actually contacted is marked insecure.
+    pub fn route(&self, r: &ImageRef) -> Route {
+        let physical = match self
+            .registries
+            .get(r.registry())
+            .and_then(|s| s.mirror.as_ref())
+        {
+            Some(m) => r.rehomed(&m.host, m.namespace.as_deref()),
+            None => r.clone(),
+        };
+        let insecure = self
+            .registries
+            .get(physical.registry())
+            .is_some_and(|s| s.insecure);
+        let host = match physical.registry() {
+            "docker.io" => "registry-1.docker.io".to_string(),
+            h => h.to_string(),
+        };
+        Route {
+            source: r.clone(),
+            host,
+            repository: physical.repository().to_string(),
+            scheme: if insecure { "http" } else { "https" },
+        }
+    }
+
+    fn credentials(&self, route: &Route) -> Option<(&Credentials, PathBuf)> {
+        let host = if route.host == "registry-1.docker.io" {
+            "docker.io"
+        } else {
+            &route.host
+        };
+        self.auth
+            .lookup(host, &route.repository)
+            .map(|(c, p)| (c, p.to_path_buf()))
+    }
+
+    /// The `Authorization` header to send before any challenge, when one is known.
+    async fn authorization(&self, route: &Route) -> Result<Option<String>, RegistryError> {
+        let challenge = self
+            .challenges
+            .lock()
+            .expect("the challenge map is never poisoned")
+            .get(&route.host)
+            .cloned();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials(route).map(|(c, _)| c.basic_header())),
+            Some(Challenge::Bearer { realm, service }) => {
+                let key = (route.host.clone(), route.repository.clone());
+                let cached = self
+                    .tokens
+                    .lock()
+                    .expect("the token map is never poisoned")
+                    .get(&key)
+                    .cloned();
+                let token = match cached {
+                    Some(t) => t,
+                    None => {
+                        let t = self.fetch_token(route, &realm, service.as_deref()).await?;
+                        self.tokens
+                            .lock()
+                            .expect("the token map is never poisoned")
+                            .insert(key, t.clone());
+                        t
+                    }
+                };
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        route: &Route,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let scope = format!("repository:{}:pull", route.repository);
+        let mut params = vec![("scope", scope.as_str())];
+        if let Some(s) = service {
+            params.push(("service", s));
+        }
+        let url = reqwest::Url::parse_with_params(realm, &params)
+            .map_err(|e| self.network(route, realm, format!("bad token realm `{realm}`: {e}")))?;
+        let mut req = self.http.get(url).timeout(self.timeout);
+        if let Some((c, _)) = self.credentials(route) {
+            req = req.header(AUTHORIZATION, c.basic_header());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.network(route, realm, describe(&e)))?;
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(self.unauthorized(route, realm, status.as_u16(), said(&body)));
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let t: Token = serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
+            reference: route.source.to_string(),
+            tried: realm.to_string(),
+            message: format!("token response is not JSON: {e}"),
+        })?;
+        t.token
+            .or(t.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RegistryError::Malformed {
+                reference: route.source.to_string(),
+                tried: realm.to_string(),
+                message: "the token response holds no token".into(),
+            })
+    }
+
+    /// Sends `method url`, authenticating on a challenge and retrying what is worth
+    /// retrying. Returns the final response whatever its status (except 401, an error), with
+    /// the permit that keeps it counted as in flight.
+    pub async fn send(
+        &self,
+        route: &Route,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+        whole_timeout: bool,
+        range: Option<&str>,
+    ) -> Result<Held, RegistryError> {
+        let mut challenged = false;
+        let mut attempt = 0u32;
+        loop {
+            let permit = self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let mut req = self.http.request(method.clone(), url);
+            if whole_timeout {
+                req = req.timeout(self.timeout);
+            }
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if let Some(r) = range {
+                req = req.header(reqwest::header::RANGE, r);
+            }
+            if let Some(auth) = self.authorization(route).await? {
+                req = req.header(AUTHORIZATION, auth);
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let result = req.send().await;
+            let retry_in = match result {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                    let learnt = parse_challenge(resp.headers());
+                    let body = resp.bytes().await.unwrap_or_default();
+                    drop(permit);
+                    let have_creds = self.credentials(route).is_some();
+                    match learnt {
+                        Some(ch @ Challenge::Bearer { .. }) if !challenged => {
+                            self.challenges
+                                .lock()
+                                .expect("the challenge map is never poisoned")
+                                .insert(route.host.clone(), ch);
+                            self.tokens
+                                .lock()
+                                .expect("the token map is never poisoned")
+                                .remove(&(route.host.clone(), route.repository.clone()));
+                            challenged = true;
+                            continue;
+                        }
+                        Some(ch @ Challenge::Basic) if !challenged && have_creds => {
+                            self.challenges
+                                .lock()
+                                .expect("the challenge map is never poisoned")
+                                .insert(route.host.clone(), ch);
+                            challenged = true;
+                            continue;
+                        }
+                        _ => return Err(self.unauthorized(route, url, 401, said(&body))),
+                    }
+                }
+                Ok(resp)
+                    if resp.status() == StatusCode::TOO_MANY_REQUESTS
+                        || resp.status().is_server_error() =>
+                {
+                    let wait = retry_after(resp.headers());
+                    if attempt >= self.retries {
+                        return Ok(Held {
+                            response: resp,
+                            _permit: permit,
+                        });
+                    }
+                    wait.unwrap_or_else(|| backoff(attempt))
+                }
+                Ok(resp) => {
+                    return Ok(Held {
+                        response: resp,
+                        _permit: permit,
+                    });
+                }
+                Err(e) => {
+                    if attempt >= self.retries
+                        || !(e.is_connect() || e.is_timeout() || e.is_request())
+                    {
+                        return Err(self.network(route, url, describe(&e)));
+                    }
+                    backoff(attempt)
+                }
+            };
+            drop(permit);
+            attempt += 1;
+            tokio::time::sleep(retry_in).await;
+        }
+    }
+
+    pub fn network(&self, route: &Route, url: &str, message: String) -> RegistryError {
+        RegistryError::Network {
+            reference: route.source.to_string(),
+            tried: url.to_string(),
+            message,
+        }
+    }
+
+    fn unauthorized(&self, route: &Route, url: &str, status: u16, said: String) -> RegistryError {
+        let host = route.source.registry();
+        let mut help = match self.credentials(route) {
+            Some((c, path)) => format!(
+                "credentials for user `{}` from `{}` were refused; log in again (`podman login {}`) or fix that file",
+                c.username,
+                path.display(),
+                route.host
+            ),
+            None => {
+                let searched: Vec<String> = self
+                    .auth
+                    .searched()
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect();
+                format!(
+                    "no credentials for `{}` were found (looked in {}); pass one with `--authfile`",
+                    route.host,
+                    if searched.is_empty() {
+                        "no file".to_string()
+                    } else {
+                        searched.join(", ")
+                    }
+                )
+            }
+        };
+        if host == "quay.io" || route.host == "quay.io" {
+            help.push_str(
+                "; quay.io/openshift-release-dev needs the Red Hat pull secret (console.redhat.com/openshift/install/pull-secret)",
+            );
+        }
+        RegistryError::Unauthorized {
+            reference: route.source.to_string(),
+            tried: url.to_string(),
+            status,
+            said,
+            help,
+        }
+    }
+}
+
+/// What the registry said in an error body: `CODE: message` from the distribution error JSON,
+/// else the start of the text.
+pub(crate) fn said(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(e) = serde_json::from_slice::<Errors>(body)
+        && !e.errors.is_empty()
+    {
+        return e
+            .errors
+            .iter()
+            .map(|i| format!("{}: {}", i.code, i.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    let text = text.trim();
+    if text.is_empty() {
+        "no details".into()
+    } else {
+        text.to_string()
+    }
+}
+
+/// A reqwest error with its causes, which hold the useful part (connection refused, ...).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
+    let value = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = HashMap::new();
+    for part in split_params(rest) {
+        if let Some((k, v)) = part.split_once('=') {
+            params.insert(
+                k.trim().to_ascii_lowercase(),
+                v.trim().trim_matches('"').to_string(),
+            );
+        }
+    }
+    Some(Challenge::Bearer {
+        realm: params.remove("realm")?,
+        service: params.remove("service"),
+    })
+}
+
+/// Splits `a="x,y",b=z` on the commas outside quotes.
+fn split_params(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// `Retry-After` in seconds, capped so a registry cannot park a run for long.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(30)))
+}
+
+/// 250 ms doubling per attempt, capped at 8 s, with up to 50 % jitter so that parallel
+/// workers do not retry in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let base = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
+    let jitter = RandomState::new().hash_one(attempt) % (base / 2 + 1);
+    Duration::from_millis(base + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            WWW_AUTHENTICATE,
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#
+                .parse()
+                .unwrap(),
+        );
+        match parse_challenge(&h) {
+            Some(Challenge::Bearer { realm, service }) => {
+                assert_eq!(realm, "https://auth.example/token");
+                assert_eq!(service.as_deref(), Some("registry.example"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn summarizes_registry_errors() {
+        assert_eq!(
+            said(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            "MANIFEST_UNKNOWN: manifest unknown"
+        );
+        assert_eq!(said(b""), "no details");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) >= Duration::from_millis(250));
+        assert!(backoff(10) <= Duration::from_millis(12_000));
+    }
+}

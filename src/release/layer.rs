@@ -1,0 +1,260 @@
+//! Reading files out of an image layer while downloading as little of it as possible: the
+//! compression is told by magic bytes (gzip, zstd or none, whatever the media type says), tar
+//! entries are read in order, and reading stops as soon as every wanted file is found.
+//!
+//! A layer is attacker-controlled input, so the amount any entry may decompress to is capped,
+//! and so is the ratio between what is decompressed and what was downloaded: a compression bomb
+//! fails after a bounded amount of work, with a message saying so.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
+
+/// Caps on what a layer may make us do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest wanted file (a real `image-references` is about 100 KiB).
+    pub wanted_max: u64,
+    /// Largest entry that may be skipped over.
+    pub entry_max: u64,
+    /// Decompressed bytes allowed per downloaded byte, beyond `slack`.
+    pub ratio: u64,
+    pub slack: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            wanted_max: 16 << 20,
+            entry_max: 4 << 30,
+            ratio: 200,
+            slack: 256 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// Reading the blob failed (network, timeout, digest mismatch).
+    #[error("{0}")]
+    Read(io::Error),
+    /// The layer is not a (compressed) tar archive.
+    #[error("{0}")]
+    Format(String),
+    /// A compression bomb, or a wanted file far larger than any real one.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// Counts bytes passing through a reader into a shared cell.
+struct Counted<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Fails once the decompressed side outgrows the compressed side by more than the limits allow.
+struct Guarded<R> {
+    inner: R,
+    compressed: Rc<Cell<u64>>,
+    out: u64,
+    limits: Limits,
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let allowed = self
+            .compressed
+            .get()
+            .saturating_mul(self.limits.ratio)
+            .saturating_add(self.limits.slack);
+        if self.out > allowed {
+            return Err(io::Error::other(Bomb(format!(
+                "the layer decompresses to more than {}x its size (a compression bomb?); gave up after {} MiB",
+                self.limits.ratio,
+                self.out >> 20
+            ))));
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct Bomb(String);
+
+impl std::fmt::Display for Bomb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Bomb {}
+
+fn classify(e: io::Error) -> LayerError {
+    if let Some(b) = e.get_ref().and_then(|r| r.downcast_ref::<Bomb>()) {
+        return LayerError::TooLarge(b.0.clone());
+    }
+    if crate::registry::TransferError::is_transfer(&e) {
+        LayerError::Read(e)
+    } else {
+        LayerError::Format(format!("the layer is not a readable tar archive: {e}"))
+    }
+}
+
+/// `./a/b`, `/a/b` and `a/b` name the same file.
+fn clean(name: &str) -> &str {
+    name.trim_start_matches("./").trim_start_matches('/')
+}
+
+/// Reads `blob` until every name in `wanted` is found, then stops. Returns the files found
+/// (all of them, unless the archive ended first).
+pub fn scan<R: Read>(
+    blob: R,
+    wanted: &[&str],
+    limits: Limits,
+) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
+    let compressed = Rc::new(Cell::new(0));
+    let mut buffered = BufReader::with_capacity(
+        64 << 10,
+        Counted {
+            inner: blob,
+            count: compressed.clone(),
+        },
+    );
+    let magic = buffered.fill_buf().map_err(classify)?;
+    let decoded: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .map_err(|e| LayerError::Format(format!("bad zstd stream: {e}")))?,
+        )
+    } else {
+        Box::new(buffered)
+    };
+    let guarded = Guarded {
+        inner: decoded,
+        compressed,
+        out: 0,
+        limits,
+    };
+    let mut archive = tar::Archive::new(guarded);
+    let mut found = BTreeMap::new();
+    for entry in archive.entries().map_err(classify)? {
+        let mut entry = entry.map_err(classify)?;
+        let size = entry.header().size().map_err(classify)?;
+        let path = entry.path_bytes();
+        let name = clean(&String::from_utf8_lossy(&path)).to_string();
+        if wanted.contains(&name.as_str()) && entry.header().entry_type().is_file() {
+            if size > limits.wanted_max {
+                return Err(LayerError::TooLarge(format!(
+                    "`{name}` is {size} bytes; refusing anything over {} MiB",
+                    limits.wanted_max >> 20
+                )));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            (&mut entry)
+                .take(limits.wanted_max + 1)
+                .read_to_end(&mut data)
+                .map_err(classify)?;
+            found.insert(name, data);
+            if found.len() == wanted.len() {
+                break;
+            }
+        } else if size > limits.entry_max {
+            return Err(LayerError::TooLarge(format!(
+                "entry `{name}` claims {size} bytes, over the {} GiB limit",
+                limits.entry_max >> 30
+            )));
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tarball(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data.as_slice()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn finds_files_in_every_compression() {
+        let t = tarball(&[("a", b"x".to_vec()), ("./etc/f.json", b"{}".to_vec())]);
+        for blob in [
+            t.clone(),
+            gz(&t),
+            zstd::encode_all(t.as_slice(), 3).unwrap(),
+        ] {
+            let got = scan(blob.as_slice(), &["etc/f.json"], Limits::default()).unwrap();
+            assert_eq!(got["etc/f.json"], b"{}");
+        }
+    }
+
+    #[test]
+    fn stops_at_the_last_wanted_file() {
+        let t = tarball(&[("a", b"1".to_vec()), ("b", b"2".to_vec())]);
+        // Truncate after the first entry: the scan must not need the rest.
+        let got = scan(&t[..1024], &["a"], Limits::default()).unwrap();
+        assert_eq!(got["a"], b"1");
+    }
+
+    #[test]
+    fn a_bomb_fails_fast() {
+        let t = tarball(&[("zeros", vec![0u8; 64 << 20]), ("f", b"x".to_vec())]);
+        let bomb = gz(&t);
+        let limits = Limits {
+            slack: 1 << 20,
+            ..Limits::default()
+        };
+        match scan(bomb.as_slice(), &["f"], limits) {
+            Err(LayerError::TooLarge(m)) => assert!(m.contains("compression bomb"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let big = tarball(&[("f", vec![b'x'; 2 << 20])]);
+        let limits = Limits {
+            wanted_max: 1 << 20,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            scan(big.as_slice(), &["f"], limits),
+            Err(LayerError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_a_format_error() {
+        let got = scan(
+            &b"this is not a tar archive at all, just text"[..],
+            &["f"],
+            Limits::default(),
+        );
+        assert!(matches!(got, Err(LayerError::Format(_))), "{got:?}");
+    }
+}

@@ -1,0 +1,210 @@
+//! `driver-matrix resolve` against a real registry: media types, manifest lists, layer
+//! layouts, compression, RT kernel forms, and broken payloads.
+
+mod resolve_support;
+
+use driver_matrix_sandbox::{Compression, DtkSpec, Flavor, PayloadSpec};
+use resolve_support::*;
+
+#[test]
+fn docker_and_oci_payloads_resolve_into_the_lock() {
+    let w = World::new("media");
+    let mut old = DtkSpec::new(K_414);
+    old.rt_kernel = Some(RT_414.into());
+    w.release("4.14.12", &old, Flavor::Docker);
+    let mut new = DtkSpec::new(K_416);
+    new.rt_kernel = Some(RT_416.into());
+    new.rhel = "9.4".into();
+    w.release("4.16.3", &new, Flavor::Oci);
+    w.matrix(r#"releases = ["4.16.3", "4.14.12"]"#, "");
+    w.ok(&["resolve"]);
+    insta::assert_snapshot!(w.stable_lock());
+    // Nothing changed: the lock is not rewritten and `--locked` agrees.
+    let before = std::fs::metadata(w.path("matrix.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    w.ok(&["resolve"]);
+    w.ok(&["resolve", "--locked"]);
+    let after = std::fs::metadata(w.path("matrix.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn multi_payload_with_a_dtk_list_picks_each_arch() {
+    let w = World::new("multi");
+    let mut x86 = DtkSpec::new(K_416);
+    x86.rhel = "9.4".into();
+    let arm = DtkSpec::new("5.14.0-427.18.1.el9_4.aarch64");
+    let (_, x86_dtk) = w.dtk(&x86, "amd64", Flavor::Docker);
+    let (_, arm_dtk) = w.dtk(&arm, "arm64", Flavor::Docker);
+    let dtk_list = w
+        .pusher
+        .list(
+            &w.repo("dtk"),
+            None,
+            &[(&x86_dtk, "amd64"), (&arm_dtk, "arm64")],
+            Flavor::Docker,
+        )
+        .unwrap();
+    let dtk_ref = format!("{}/{}@{}", w.addr, w.repo("dtk"), dtk_list.digest);
+    let mut spec = PayloadSpec::new("4.16.3", Some(dtk_ref));
+    spec.multi = true;
+    let repo = w.repo("release");
+    let px = spec
+        .push(&w.pusher, &repo, None, "amd64", Flavor::Docker)
+        .unwrap();
+    let pa = spec
+        .push(&w.pusher, &repo, None, "arm64", Flavor::Docker)
+        .unwrap();
+    for tag in ["4.16.3-x86_64", "4.16.3-aarch64"] {
+        w.pusher
+            .list(
+                &repo,
+                Some(tag),
+                &[(&px, "amd64"), (&pa, "arm64")],
+                Flavor::Docker,
+            )
+            .unwrap();
+    }
+    w.matrix(
+        "releases = [\"4.16.3\"]\narch = [\"x86_64\", \"aarch64\"]",
+        "",
+    );
+    w.ok(&["resolve"]);
+    let lock = w.lock();
+    // Each arch gets its own DTK child and kernel; the payload is the list.
+    assert!(
+        lock.contains(&format!(
+            "dtk = \"{}/{}@{}\"",
+            w.addr,
+            w.repo("dtk"),
+            x86_dtk.digest
+        )),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!(
+            "dtk = \"{}/{}@{}\"",
+            w.addr,
+            w.repo("dtk"),
+            arm_dtk.digest
+        )),
+        "{lock}"
+    );
+    assert!(
+        lock.contains("kernel = \"5.14.0-427.18.1.el9_4.aarch64\""),
+        "{lock}"
+    );
+    insta::assert_snapshot!(w.stable_lock());
+}
+
+#[test]
+fn release_file_in_an_earlier_layer_and_zstd_layers() {
+    let w = World::new("layers");
+    let mut squashed = DtkSpec::new(K_414);
+    squashed.json_in_earlier_layer = true;
+    w.release("4.14.12", &squashed, Flavor::Oci);
+    let mut z = DtkSpec::new(K_416);
+    z.compression = Compression::Zstd;
+    let (dtk_ref, _) = w.dtk(&z, "amd64", Flavor::Oci);
+    let mut p = PayloadSpec::new("4.16.3", Some(dtk_ref));
+    p.compression = Compression::Zstd;
+    w.payload(&p, "x86_64", "amd64", Flavor::Oci);
+    w.matrix(r#"releases = ["4.14.12", "4.16.3"]"#, "");
+    w.ok(&["resolve"]);
+    insta::assert_snapshot!(w.stable_lock());
+}
+
+#[test]
+fn rt_kernel_forms() {
+    let w = World::new("rt");
+    let cases = [
+        ("4.14.1", Some(RT_414)),
+        ("4.16.1", Some(RT_416)),
+        ("4.12.1", None),
+        ("4.16.2", Some("package kernel-rt-core is not installed")),
+    ];
+    for (i, (version, rt)) in cases.iter().enumerate() {
+        let mut d = DtkSpec::new(&format!("5.14.0-{i}.1.el9_2.x86_64"));
+        d.rt_kernel = rt.map(str::to_string);
+        w.release(version, &d, Flavor::Docker);
+    }
+    w.matrix(r#"releases = ["4.14.1", "4.16.1", "4.12.1", "4.16.2"]"#, "");
+    w.ok(&["resolve"]);
+    let lock = w.lock();
+    assert_eq!(lock.matches("rt-kernel = ").count(), 2, "{lock}");
+    insta::assert_snapshot!(w.stable_lock());
+}
+
+#[test]
+fn a_garbage_kernel_is_rejected() {
+    let w = World::new("garbage");
+    let mut d = DtkSpec::new(K_414);
+    d.json = Some(
+        r#"{"KERNEL_VERSION": "package kernel-core is not installed", "RHEL_VERSION": "9.2"}"#
+            .into(),
+    );
+    w.release("4.14.12", &d, Flavor::Docker);
+    w.matrix(r#"releases = ["4.14.12"]"#, "");
+    let out = w.run(&["resolve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        says(&err, "4.14.12 (x86_64)") && says(&err, "KERNEL_VERSION"),
+        "{err}"
+    );
+    assert!(!w.path("matrix.lock").exists());
+}
+
+#[test]
+fn a_payload_without_driver_toolkit_names_the_release() {
+    let w = World::new("nodtk");
+    w.payload(
+        &PayloadSpec::new("4.5.1", None),
+        "x86_64",
+        "amd64",
+        Flavor::Docker,
+    );
+    w.matrix(r#"releases = ["4.5.1"]"#, "");
+    let out = w.run(&["resolve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        says(&err, "release 4.5.1 (x86_64)") && says(&err, "driver-toolkit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_payload_of_the_wrong_kind_is_rejected() {
+    let w = World::new("kind");
+    let (dtk, _) = w.dtk(&DtkSpec::new(K_414), "amd64", Flavor::Docker);
+    let mut p = PayloadSpec::new("4.14.12", Some(dtk));
+    p.kind = "ConfigMap".into();
+    w.payload(&p, "x86_64", "amd64", Flavor::Docker);
+    w.matrix(r#"releases = ["4.14.12"]"#, "");
+    let out = w.run(&["resolve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        says(&stderr(&out), "expected an `ImageStream`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_tag_is_a_registry_error() {
+    let w = World::new("missing");
+    w.matrix(r#"releases = ["4.14.99"]"#, "");
+    let out = w.run(&["resolve"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        says(&err, "4.14.99 (x86_64)") && says(&err, "release:4.14.99-x86_64"),
+        "{err}"
+    );
+}
