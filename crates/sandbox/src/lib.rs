@@ -4,6 +4,7 @@
 //! the same code. Nothing here is part of the shipped binary.
 
 pub mod dtk;
+pub mod faulty;
 pub mod graph;
 pub mod http;
 pub mod oci;
