@@ -3,13 +3,19 @@
 //! stand-ins and a Cincinnati-style update graph. The integration tests and `make demo` use
 //! the same code. Nothing here is part of the shipped binary.
 
+pub mod bigimage;
+pub mod debian_dtk;
 pub mod dtk;
 pub mod faulty;
 pub mod graph;
 pub mod http;
+pub mod kmod_base;
 pub mod oci;
+pub mod openshift;
 pub mod payload;
 pub mod registry;
+pub mod rootfs;
+pub mod world;
 
 pub use dtk::DtkSpec;
 pub use graph::GraphServer;

@@ -1,0 +1,256 @@
+//! `make demo` as a test: the sandbox (Debian kernel headers as DTK stand-ins, release payloads
+//! in the real format behind a quay.io mirror, an update graph), the example matrix and the
+//! example drivers, real buildah and the real binary. Each locked image is pulled back and
+//! every module in it must carry the vermagic of its locked kernel.
+//!
+//! The Debian roots are cached in the repository's `.sandbox/rootfs` (shared with `make
+//! demo`): the first run on a machine bootstraps them (a few minutes), later runs reuse them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use driver_matrix_sandbox::world::{self, Paths, World};
+use driver_matrix_sandbox::{GraphServer, Registry};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A copy of the example matrix and drivers in a temporary directory, pointed at this test's
+/// registry and graph instead of the demo's fixed ports.
+struct Demo {
+    dir: tempfile::TempDir,
+    registries_conf: PathBuf,
+}
+
+impl Demo {
+    fn new(world: &World, graph: &GraphServer) -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["hello-kmod", "acme-net"] {
+            let from = repo().join("examples").join(d);
+            let to = dir.path().join("examples").join(d);
+            std::fs::create_dir_all(&to).unwrap();
+            for e in std::fs::read_dir(&from).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+        let example = std::fs::read_to_string(repo().join("matrix.example.toml")).unwrap();
+        assert!(example.contains("mirror = \"127.0.0.1:5000\""), "{example}");
+        let matrix = example
+            .replace(
+                "http://127.0.0.1:5001/api/upgrades_info/v1/graph",
+                &graph.url(),
+            )
+            .replace("127.0.0.1:5000", &world.registry);
+        std::fs::write(dir.path().join("matrix.toml"), matrix).unwrap();
+        let registries_conf = dir.path().join("registries.conf");
+        std::fs::write(&registries_conf, world::registries_conf(&world.registry)).unwrap();
+        Demo {
+            dir,
+            registries_conf,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+        cmd.current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
+            .arg("--cache-dir")
+            .arg(self.path().join("cache"))
+            .args(args)
+            .stdin(Stdio::null());
+        for (k, v) in [("STORAGE_DRIVER", "vfs"), ("BUILDAH_ISOLATION", "chroot")] {
+            if std::env::var_os(k).is_none() {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "driver-matrix {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn lock(&self) -> String {
+        std::fs::read_to_string(self.path().join("matrix.lock")).unwrap()
+    }
+}
+
+/// The `.ko` files of `image@digest` under `opt/lib/modules/<kernel>/`, pulled with skopeo
+/// and unpacked into `into`: module name → path.
+fn modules_in(image: &str, kernel: &str, into: &Path) -> BTreeMap<String, PathBuf> {
+    let layout = into.join("image");
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("dir:{}", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    let prefix = format!("opt/lib/modules/{kernel}/");
+    let mut found = BTreeMap::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        let blob = std::fs::read(layout.join(digest.trim_start_matches("sha256:"))).unwrap();
+        let tar: Box<dyn std::io::Read> = if blob.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
+        } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::Decoder::new(blob.as_slice()).unwrap())
+        } else {
+            Box::new(blob.as_slice())
+        };
+        let mut archive = tar::Archive::new(tar);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let path = path.trim_start_matches("./").to_string();
+            let Some(name) = path
+                .strip_prefix(&prefix)
+                .and_then(|n| n.strip_suffix(".ko"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            let file = into.join(format!("{name}.ko"));
+            std::fs::write(&file, bytes).unwrap();
+            found.insert(name, file);
+        }
+    }
+    found
+}
+
+fn vermagic(ko: &Path) -> String {
+    let modinfo = ["/usr/sbin/modinfo", "/sbin/modinfo"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("modinfo");
+    let out = Command::new(modinfo)
+        .args(["-F", "vermagic"])
+        .arg(ko)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "modinfo {}", ko.display());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
+    let started = std::time::Instant::now();
+    let registry = Registry::shared();
+    let world = world::populate(registry.addr(), &Paths::in_repo(&repo().join(".sandbox")))
+        .expect("populating the sandbox (debootstrap needs the Debian mirror)");
+    eprintln!("sandbox populated in {:.0?}", started.elapsed());
+    let kernels: BTreeSet<String> = world.kernels().into_iter().collect();
+    assert_eq!(kernels.len(), 2, "two distinct real kernels: {kernels:?}");
+    let graph = GraphServer::start().unwrap();
+    world.serve_graphs(&graph);
+    let demo = Demo::new(&world, &graph);
+
+    demo.run(&["resolve"]);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&demo.run(&["plan", "--format", "json"]).stdout).unwrap();
+    // hello-kmod: 4.15.1, 4.15.2 and the channel's 4.16.0-4.16.2; acme-net: >=4.15.2 without
+    // 4.16.0. Five releases on two kernels: 8 cells, 4 jobs.
+    assert_eq!(plan["summary"]["cells"], 8, "{plan:#}");
+    assert_eq!(plan["summary"]["jobs"], 4, "{plan:#}");
+    assert_eq!(plan["summary"]["saved"], 4, "{plan:#}");
+    assert_eq!(plan["summary"]["new"], 4, "{plan:#}");
+
+    let t = std::time::Instant::now();
+    demo.run(&["build", "-j2"]);
+    eprintln!("4 builds in {:.0?}", t.elapsed());
+    let lock_text = demo.lock();
+    let lock: toml::Table = toml::from_str(&lock_text).unwrap();
+
+    // Every release maps to the kernel and DTK the sandbox published it with.
+    let releases = lock["release"].as_array().expect("[[release]] in the lock");
+    let locked: BTreeMap<&str, &toml::Value> = releases
+        .iter()
+        .map(|r| (r["version"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(
+        locked.keys().copied().collect::<Vec<_>>(),
+        ["4.15.1", "4.15.2", "4.16.0", "4.16.1", "4.16.2"]
+    );
+    for p in &world.releases {
+        let r = locked[p.version.as_str()];
+        assert_eq!(
+            r["kernel"].as_str(),
+            Some(p.kernel.as_str()),
+            "{}",
+            p.version
+        );
+        assert_eq!(r["dtk"].as_str(), Some(p.dtk.as_str()), "{}", p.version);
+        assert_eq!(r["arch"].as_str(), Some("x86_64"));
+    }
+
+    // Every image holds exactly its driver's modules, built for its kernel.
+    let images = lock["image"].as_array().expect("[[image]] in the lock");
+    assert_eq!(images.len(), 4, "{lock_text}");
+    let expected: BTreeMap<&str, BTreeSet<&str>> = [
+        ("hello-kmod", BTreeSet::from(["hello"])),
+        ("acme-net", BTreeSet::from(["acme_core", "acme_net"])),
+    ]
+    .into();
+    let mut seen = BTreeSet::new();
+    for img in images {
+        let driver = img["driver"].as_str().unwrap();
+        let kernel = img["kernel"].as_str().unwrap();
+        assert!(kernels.contains(kernel), "{kernel} is a sandbox kernel");
+        seen.insert((driver, kernel));
+        for v in img["releases"].as_array().unwrap() {
+            let v = v.as_str().unwrap();
+            assert_eq!(locked[v]["kernel"].as_str(), Some(kernel), "{driver} {v}");
+        }
+        let repo = img["image"].as_str().unwrap().rsplit_once(':').unwrap().0;
+        let pinned = format!("{repo}@{}", img["digest"].as_str().unwrap());
+        let scratch = tempfile::tempdir().unwrap();
+        let modules = modules_in(&pinned, kernel, scratch.path());
+        assert_eq!(
+            modules.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            expected[driver],
+            "{pinned}"
+        );
+        for (name, ko) in &modules {
+            let magic = vermagic(ko);
+            assert!(
+                magic.starts_with(&format!("{kernel} ")),
+                "{name}.ko in {pinned}: vermagic `{magic}` is not for {kernel}"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 4, "one image per driver and kernel: {seen:?}");
+
+    // Nothing changed: the second build builds nothing and leaves the lock alone.
+    let lock_path = demo.path().join("matrix.lock");
+    let before = std::fs::metadata(&lock_path).unwrap().modified().unwrap();
+    let again = demo.run(&["build"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("0 built, 4 fresh"), "{stdout}");
+    assert_eq!(demo.lock(), lock_text);
+    assert_eq!(
+        std::fs::metadata(&lock_path).unwrap().modified().unwrap(),
+        before
+    );
+    eprintln!("end to end in {:.0?}", started.elapsed());
+}
