@@ -71,11 +71,6 @@ pub enum Command {
     /// List the build jobs with their releases, tag, inputs hash and state.
     Plan(PlanArgs),
 
-    /// Show what changed between two lockfiles (`git:REV` reads the lock at that revision).
-    Diff(DiffArgs),
-
-    /// Write deployment or CI material from the lock and the plan.
-    Export(ExportArgs),
     /// Build what is not fresh with buildah, push it, and record every success in the lock.
     Build(BuildArgs),
 
@@ -84,6 +79,19 @@ pub enum Command {
 
     /// List the versions a channel offers, from the update graph.
     Releases(ReleasesArgs),
+
+    /// Check that every locked image exists at its digest; `--deep` also checks its modules.
+    Verify(VerifyArgs),
+
+    /// Rebuild the `[[image]]` part of the lock from the registry (tags and labels), after
+    /// builds that ran elsewhere.
+    Collect,
+
+    /// Show what changed between two lockfiles (`git:REV` reads the lock at that revision).
+    Diff(DiffArgs),
+
+    /// Write deployment or CI material from the lock and the plan.
+    Export(ExportArgs),
 
     /// Print the JSON Schema of matrix.toml.
     Schema,
@@ -123,6 +131,50 @@ pub struct PlanArgs {
 pub enum PlanFormat {
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Jobs to build at once [default: the number of CPUs]
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// After a failure, start no new job (running ones finish and are recorded).
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Print what would be built and the exact buildah command lines; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Rebuild the selected jobs even when they are fresh.
+    #[arg(long, conflicts_with = "locked")]
+    pub force: bool,
+
+    /// Exit with 3, before building anything, unless every selected job is fresh.
+    #[arg(long)]
+    pub locked: bool,
+
+    /// Build only this driver's jobs (repeatable).
+    #[arg(long = "driver", value_name = "D")]
+    pub drivers: Vec<String>,
+
+    /// Build only jobs for this kernel, as written or tag-normalized (repeatable).
+    #[arg(long = "kernel", value_name = "K")]
+    pub kernels: Vec<String>,
+
+    /// Build only jobs for this arch (repeatable).
+    #[arg(long = "arch", value_name = "A")]
+    pub arches: Vec<crate::domain::Arch>,
+
+    /// Build only shard I of N, I counted from 0 (`--shard $JOB_COMPLETION_INDEX/N` in a
+    /// Kubernetes Indexed Job). A job's shard depends only on its driver, kernel and arch.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::build::Shard>,
+
+    /// Build without pushing; the lock's images stay as they are.
+    #[arg(long)]
+    pub no_push: bool,
 }
 
 #[derive(Debug, Args)]
@@ -212,46 +264,11 @@ pub enum ExportKind {
         #[arg(long, default_value_t = 2)]
         retries: u32,
     },
+}
+
 #[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// Jobs to build at once [default: the number of CPUs]
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: Option<u16>,
-
-    /// After a failure, start no new job (running ones finish and are recorded).
+pub struct VerifyArgs {
+    /// Also pull each image's layers and check every module's `vermagic` against its kernel.
     #[arg(long)]
-    pub fail_fast: bool,
-
-    /// Print what would be built and the exact buildah command lines; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Rebuild the selected jobs even when they are fresh.
-    #[arg(long, conflicts_with = "locked")]
-    pub force: bool,
-
-    /// Exit with 3, before building anything, unless every selected job is fresh.
-    #[arg(long)]
-    pub locked: bool,
-
-    /// Build only this driver's jobs (repeatable).
-    #[arg(long = "driver", value_name = "D")]
-    pub drivers: Vec<String>,
-
-    /// Build only jobs for this kernel, as written or tag-normalized (repeatable).
-    #[arg(long = "kernel", value_name = "K")]
-    pub kernels: Vec<String>,
-
-    /// Build only jobs for this arch (repeatable).
-    #[arg(long = "arch", value_name = "A")]
-    pub arches: Vec<crate::domain::Arch>,
-
-    /// Build only shard I of N, I counted from 0 (`--shard $JOB_COMPLETION_INDEX/N` in a
-    /// Kubernetes Indexed Job). A job's shard depends only on its driver, kernel and arch.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<crate::build::Shard>,
-
-    /// Build without pushing; the lock's images stay as they are.
-    #[arg(long)]
-    pub no_push: bool,
+    pub deep: bool,
 }

@@ -37,11 +37,11 @@ pub enum Error {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Export(#[from] crate::export::ExportError),
+    Build(#[from] crate::build::BuildError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Build(#[from] crate::build::BuildError),
+    Export(#[from] crate::export::ExportError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -86,9 +86,9 @@ impl Error {
             | Error::Inputs(_)
             | Error::Export(_) => exit::USAGE,
             Error::Outdated { .. } => exit::LOCKED,
+            Error::Build(e) => e.exit_code(),
             Error::Release(e) => e.exit_code(),
             Error::Registry(_) => exit::REGISTRY,
-            Error::Build(e) => e.exit_code(),
         }
     }
 }

@@ -217,9 +217,17 @@ fn hash_file(path: &Path) -> Result<String, InputsError> {
 pub struct JobInputs<'a> {
     pub context: &'a Digest,
     pub containerfile: &'a str,
-    /// Every build arg, reserved and the driver's own.
-    pub build_args: &'a BTreeMap<String, String>,
+    /// Every build arg, reserved and the driver's own, sorted by name.
+    pub build_args: &'a [(&'a str, &'a str)],
     pub arch: Arch,
+}
+
+/// Feeds `key` and `value` length-prefixed, so that no two field lists hash alike.
+fn field(h: &mut Sha256, key: &[u8], value: &[u8]) {
+    h.update((key.len() as u64).to_le_bytes());
+    h.update(key);
+    h.update((value.len() as u64).to_le_bytes());
+    h.update(value);
 }
 
 /// The job's `inputs` hash. DTK, kernel and RHEL version enter through the reserved build args.
@@ -227,14 +235,11 @@ pub fn hash_job(job: &JobInputs<'_>) -> Digest {
     let mut h = Sha256::new();
     h.update(LAYOUT.as_bytes());
     h.update(b"\njob\n");
-    let mut field = |k: &str, v: &str| {
-        h.update(format!("{}:{k} {}:{v}\n", k.len(), v.len()).as_bytes());
-    };
-    field("context", job.context.as_str());
-    field("containerfile", job.containerfile);
-    field("platform", &job.arch.platform());
+    field(&mut h, b"context", job.context.as_str().as_bytes());
+    field(&mut h, b"containerfile", job.containerfile.as_bytes());
+    field(&mut h, b"platform", job.arch.platform().as_bytes());
     for (k, v) in job.build_args {
-        field(&format!("arg {k}"), v);
+        field(&mut h, k.as_bytes(), v.as_bytes());
     }
     Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest")
 }
@@ -266,7 +271,7 @@ mod tests {
     #[test]
     fn job_hash_depends_on_every_field() {
         let ctx = Digest::sha256(b"ctx");
-        let args = BTreeMap::from([("KERNEL_VERSION".to_string(), "6.1.0-50-amd64".to_string())]);
+        let args = [("KERNEL_VERSION", "6.1.0-50-amd64")];
         let base = JobInputs {
             context: &ctx,
             containerfile: "Containerfile",
@@ -296,7 +301,7 @@ mod tests {
                 ..base
             })
         );
-        let args2 = BTreeMap::from([("KERNEL_VERSION".to_string(), "6.1.0-51-amd64".to_string())]);
+        let args2 = [("KERNEL_VERSION", "6.1.0-51-amd64")];
         assert_ne!(
             h,
             hash_job(&JobInputs {

@@ -12,6 +12,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod collect;
 pub mod commands;
 pub mod domain;
 pub mod error;
@@ -24,3 +25,4 @@ pub mod registry;
 pub mod release;
 pub mod report;
 pub mod template;
+pub mod verify;

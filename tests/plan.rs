@@ -115,7 +115,7 @@ fn releases_that_share_a_kernel_share_a_job() {
     assert!(rt.rt);
     assert_eq!(rt.image.tag(), Some("1.0-5.14.0-427.18.1.el9_4.x86_64_rt"));
     assert_eq!(
-        rt.build_args["KERNEL_VERSION"],
+        rt.build_args()["KERNEL_VERSION"],
         "5.14.0-427.18.1.el9_4.x86_64+rt"
     );
     // The exclude drops hello-kmod on 4.15 aarch64; net-kmod starts at 4.15 on x86_64 only.

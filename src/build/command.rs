@@ -138,7 +138,7 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
         spec.driver.context.join(&spec.driver.containerfile),
     )
     .flag("--platform", job.arch.platform());
-    for (k, v) in &job.build_args {
+    for (k, v) in &job.build_args() {
         a.flag("--build-arg", format!("{k}={v}"));
     }
     for (k, v) in [

@@ -2,12 +2,14 @@
 //! printing warnings.
 
 mod build;
+mod collect;
 mod diff;
 mod export;
 mod plan;
 mod releases;
 pub mod resolve;
 mod schema;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,10 +26,12 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Plan(args) => plan::run(&ctx, &args),
         Command::Build(args) => build::run(&ctx, &args),
-        Command::Diff(args) => diff::run(&ctx, &args),
-        Command::Export(args) => export::run(&ctx, &args),
         Command::Resolve(args) => resolve::run(&ctx, &args),
         Command::Releases(args) => releases::run(&ctx, &args),
+        Command::Verify(args) => verify::run(&ctx, &args),
+        Command::Collect => collect::run(&ctx),
+        Command::Diff(args) => diff::run(&ctx, &args),
+        Command::Export(args) => export::run(&ctx, &args),
         Command::Schema => schema::run(),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -55,6 +59,11 @@ impl Context {
         let loaded = matrix::load(&self.global.matrix)?;
         self.warn_all(&loaded.matrix, &loaded.warnings);
         Ok(loaded.matrix)
+    }
+
+    /// Loads the matrix without printing its warnings (for a second load in one command).
+    pub fn matrix_quiet(&self) -> Result<Matrix> {
+        Ok(matrix::load(&self.global.matrix)?.matrix)
     }
 
     pub fn lock(&self) -> Result<Lock> {

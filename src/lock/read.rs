@@ -45,7 +45,9 @@ pub enum LockError {
 #[error("lockfile `{path}` is malformed: {message}")]
 #[diagnostic(
     code(driver_matrix::lock::malformed),
-    help("the lock is generated; restore it from version control, or delete it and run `driver-matrix resolve`")
+    help(
+        "the lock is generated; restore it from version control, or delete it and run `driver-matrix resolve`"
+    )
 )]
 pub struct Malformed {
     path: PathBuf,

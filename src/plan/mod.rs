@@ -7,10 +7,13 @@
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
 use crate::inputs::{JobInputs, hash_job};
-use crate::lock::{Lock, LockedRelease};
+use crate::lock::{Lock, LockedImage, LockedRelease};
 use crate::matrix::{Driver, Matrix, Problem};
 
 pub use view::{render_json, render_table};
@@ -52,8 +55,8 @@ pub struct Job {
     pub rhel: String,
     /// `repository:tag` the image is pushed to.
     pub image: ImageRef,
-    /// Every build arg: the reserved ones and the driver's own.
-    pub build_args: BTreeMap<String, String>,
+    /// The driver's own build args, shared by all of its jobs (see [`Job::build_args`]).
+    pub driver_args: Arc<BTreeMap<String, String>>,
     pub inputs: Digest,
     pub state: State,
 }
@@ -67,6 +70,31 @@ impl Job {
     pub fn id(&self) -> String {
         format!("{}/{}/{}", self.driver, self.kernel, self.arch)
     }
+
+    /// Every build arg, the reserved ones and the driver's own, sorted by name.
+    pub fn build_args(&self) -> BTreeMap<String, String> {
+        let dtk = self.dtk.to_string();
+        let mut args = (*self.driver_args).clone();
+        for (k, v) in reserved_args(&dtk, &self.kernel, &self.rhel) {
+            args.insert(k.to_string(), v.to_string());
+        }
+        args
+    }
+}
+
+/// The reserved build args of a job, in name order.
+fn reserved_args<'a>(
+    dtk: &'a str,
+    kernel: &'a Kernel,
+    rhel: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("DTK_AUTO", dtk),
+        ("DTK_IMAGE", dtk),
+        ("KERNEL_FULL_VERSION", kernel.as_str()),
+        ("KERNEL_VERSION", kernel.as_str()),
+        ("RHEL_VERSION", rhel),
+    ]
 }
 
 /// The plan: jobs sorted by (driver, kernel, arch), and what was noticed on the way.
@@ -159,6 +187,7 @@ pub fn channels_from_lock(matrix: &Matrix, lock: &Lock) -> BTreeMap<String, Vec<
 
 struct Group<'a> {
     driver: &'a Driver,
+    args: &'a Arc<BTreeMap<String, String>>,
     rt: bool,
     releases: Vec<&'a LockedRelease>,
 }
@@ -172,13 +201,18 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         .map(|r| ((&r.version, r.arch), r))
         .collect();
     let mut excludes_used = vec![false; matrix.excludes.len()];
+    let driver_args: Vec<Arc<BTreeMap<String, String>>> = matrix
+        .drivers
+        .iter()
+        .map(|d| Arc::new(d.build_args.clone()))
+        .collect();
     let mut groups: BTreeMap<(&str, &Kernel, Arch), Group<'_>> = BTreeMap::new();
     let mut cells = 0usize;
     let mut builds_without_sharing = 0usize;
     let mut missing_rt: BTreeSet<(&str, &Version, Arch)> = BTreeSet::new();
     let mut unresolved: BTreeSet<(&Version, Arch)> = BTreeSet::new();
 
-    for driver in &matrix.drivers {
+    for (driver, args) in matrix.drivers.iter().zip(&driver_args) {
         for version in input.versions {
             if driver
                 .openshift
@@ -208,6 +242,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     .entry((&driver.name, &release.kernel, arch))
                     .or_insert_with(|| Group {
                         driver,
+                        args,
                         rt: false,
                         releases: Vec::new(),
                     })
@@ -221,6 +256,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                                 .entry((&driver.name, rt, arch))
                                 .or_insert_with(|| Group {
                                     driver,
+                                    args,
                                     rt: true,
                                     releases: Vec::new(),
                                 })
@@ -272,23 +308,29 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         warnings.push(p);
     }
 
-    let mut jobs = Vec::with_capacity(groups.len());
-    let mut tags: HashMap<(&str, String), String> = HashMap::new();
-    for ((_, kernel, arch), group) in &groups {
-        let job = make_job(input, group, kernel, *arch)?;
-        let id = job.id();
-        if let Some(first) = tags.insert(
-            (group.driver.name.as_str(), job.image.to_string()),
-            id.clone(),
-        ) {
+    let locked: HashMap<(&str, &Kernel, Arch), &LockedImage> =
+        input.lock.images.iter().map(|i| (i.key(), i)).collect();
+    let groups: Vec<_> = groups.into_iter().collect();
+    // Jobs are independent: build them on every core, collected back in plan order.
+    let jobs = groups
+        .par_iter()
+        .map(|((_, kernel, arch), group)| {
+            let lock = locked
+                .get(&(group.driver.name.as_str(), *kernel, *arch))
+                .copied();
+            make_job(input, group, kernel, *arch, lock)
+        })
+        .collect::<Result<Vec<Job>, PlanError>>()?;
+    let mut tags: HashMap<(&str, Option<&str>), &Job> = HashMap::with_capacity(jobs.len());
+    for job in &jobs {
+        if let Some(first) = tags.insert((job.driver.as_str(), job.image.tag()), job) {
             return Err(PlanError::TagCollision {
-                driver: group.driver.name.clone(),
+                driver: job.driver.clone(),
                 tag: job.image.tag().unwrap_or_default().to_string(),
-                first,
-                second: id,
+                first: first.id(),
+                second: job.id(),
             });
         }
-        jobs.push(job);
     }
     Ok(Plan {
         jobs,
@@ -303,11 +345,11 @@ fn make_job(
     group: &Group<'_>,
     kernel: &Kernel,
     arch: Arch,
+    locked: Option<&LockedImage>,
 ) -> Result<Job, PlanError> {
     let driver = group.driver;
     let mut releases = group.releases.clone();
     releases.sort_by(|a, b| a.version.cmp(&b.version));
-    let locked = input.lock.image(&driver.name, kernel, arch);
     // Keep the DTK the lock already names while a release still offers it, so that a new
     // z-stream with a rebuilt DTK for the same kernel does not force a rebuild; else take the
     // DTK of the highest release.
@@ -317,14 +359,6 @@ fn make_job(
         .expect("a group holds at least one release");
     let dtk = source.dtk.clone();
     let rhel = source.rhel.clone();
-
-    let mut build_args = driver.build_args.clone();
-    let dtk_text = dtk.to_string();
-    build_args.insert("DTK_IMAGE".into(), dtk_text.clone());
-    build_args.insert("DTK_AUTO".into(), dtk_text);
-    build_args.insert("KERNEL_VERSION".into(), kernel.to_string());
-    build_args.insert("KERNEL_FULL_VERSION".into(), kernel.to_string());
-    build_args.insert("RHEL_VERSION".into(), rhel.clone());
 
     let normalized = kernel.normalized();
     let mut vars: BTreeMap<&str, &str> = driver
@@ -352,10 +386,18 @@ fn make_job(
         .contexts
         .get(&driver.name)
         .expect("a context digest is computed for every driver");
+    let dtk_text = dtk.to_string();
+    let mut args: Vec<(&str, &str)> = group
+        .args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(reserved_args(&dtk_text, kernel, &rhel))
+        .collect();
+    args.sort_unstable();
     let inputs = hash_job(&JobInputs {
         context,
         containerfile: &driver.containerfile,
-        build_args: &build_args,
+        build_args: &args,
         arch,
     });
     let state = match locked {
@@ -372,7 +414,7 @@ fn make_job(
         dtk,
         rhel,
         image,
-        build_args,
+        driver_args: group.args.clone(),
         inputs,
         state,
     })

@@ -41,7 +41,7 @@ struct JsonJob<'a> {
     rhel: &'a str,
     inputs: &'a str,
     releases: Vec<String>,
-    build_args: &'a BTreeMap<String, String>,
+    build_args: BTreeMap<String, String>,
 }
 
 fn summary(plan: &Plan) -> Summary {
@@ -76,7 +76,7 @@ pub fn render_json(plan: &Plan) -> String {
                 rhel: &j.rhel,
                 inputs: j.inputs.as_str(),
                 releases: j.releases.iter().map(ToString::to_string).collect(),
-                build_args: &j.build_args,
+                build_args: j.build_args(),
             })
             .collect(),
     };

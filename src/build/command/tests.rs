@@ -9,17 +9,6 @@ use crate::template::TagTemplate;
 
 fn fixture() -> (Job, Driver, BTreeMap<String, RegistrySettings>) {
     let dtk = format!("127.0.0.1:5000/ocp/dtk@sha256:{}", "d".repeat(64));
-    let mut build_args: BTreeMap<String, String> = [
-        ("DTK_IMAGE", dtk.as_str()),
-        ("DTK_AUTO", dtk.as_str()),
-        ("KERNEL_VERSION", "5.14.0-284.52.1.el9_2.x86_64"),
-        ("KERNEL_FULL_VERSION", "5.14.0-284.52.1.el9_2.x86_64"),
-        ("RHEL_VERSION", "9.2"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    build_args.insert("VERSION".into(), "1.0 beta".into());
     let job = Job {
         driver: "hello-kmod".into(),
         kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().unwrap(),
@@ -31,7 +20,7 @@ fn fixture() -> (Job, Driver, BTreeMap<String, RegistrySettings>) {
         image: "quay.io/acme/hello-kmod:5.14.0-284.52.1.el9_2.x86_64"
             .parse()
             .unwrap(),
-        build_args,
+        driver_args: std::sync::Arc::new([("VERSION".to_string(), "1.0 beta".to_string())].into()),
         inputs: Digest::sha256(b"inputs"),
         state: State::New,
     };

@@ -1,0 +1,292 @@
+//! `verify`: every locked image still exists at its digest; with `--deep`, its layers hold each
+//! module of the driver under `lib/modules/<kernel>/`, built for that kernel (`vermagic`).
+
+pub mod modinfo;
+pub mod scan;
+
+use rayon::prelude::*;
+
+use crate::domain::Kernel;
+use crate::lock::LockedImage;
+use crate::registry::{Client, RegistryError};
+use scan::{ModuleFile, Scanner};
+
+/// Something `verify` found wrong (or worth a warning) with one locked image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The registry no longer has the locked digest.
+    Missing,
+    /// The tag now points elsewhere (a warning: the lock pins the digest).
+    TagMoved { now: String },
+    /// The tag is gone (a warning).
+    TagGone,
+    /// A module of the driver is not in the image.
+    ModuleMissing {
+        module: String,
+        elsewhere: Vec<String>,
+    },
+    /// A module was built for another kernel.
+    WrongKernel {
+        module: String,
+        path: String,
+        vermagic: String,
+    },
+    /// A `.ko` that is not a readable module.
+    Unreadable { path: String, why: String },
+    /// The image holds no module at all for its kernel (driver without `modules`).
+    NoModules,
+    /// The registry failed while checking.
+    Registry(String),
+}
+
+impl Finding {
+    pub fn is_error(&self) -> bool {
+        !matches!(self, Finding::TagMoved { .. } | Finding::TagGone)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Finding::Missing => "the registry no longer has this digest".into(),
+            Finding::TagMoved { now } => {
+                format!("warning: the tag now points to {now}; the lock pins the digest")
+            }
+            Finding::TagGone => {
+                "warning: the tag no longer exists; the lock pins the digest".into()
+            }
+            Finding::ModuleMissing { module, elsewhere } if elsewhere.is_empty() => {
+                format!("module `{module}` is not in the image")
+            }
+            Finding::ModuleMissing { module, elsewhere } => {
+                format!(
+                    "module `{module}` is not under this kernel's directory; found at {}",
+                    elsewhere.join(", ")
+                )
+            }
+            Finding::WrongKernel {
+                module,
+                path,
+                vermagic,
+            } => {
+                format!("module `{module}` (/{path}) was built for `{vermagic}`")
+            }
+            Finding::Unreadable { path, why } => format!("/{path} is not a readable module: {why}"),
+            Finding::NoModules => "the image holds no module under lib/modules/<kernel>/".into(),
+            Finding::Registry(e) => e.clone(),
+        }
+    }
+}
+
+/// The outcome for one image.
+#[derive(Debug, Clone)]
+pub struct ImageReport {
+    pub image: LockedImage,
+    /// `(module, vermagic)` of every module checked.
+    pub checked: Vec<(String, String)>,
+    pub findings: Vec<Finding>,
+}
+
+impl ImageReport {
+    pub fn ok(&self) -> bool {
+        !self.findings.iter().any(Finding::is_error)
+    }
+}
+
+/// Checks the modules found in an image against the driver's `modules` and the kernel. With
+/// no `modules` declared, every module in the kernel's directory is checked, and there must be
+/// at least one.
+pub fn check_modules(
+    expected: &[String],
+    kernel: &Kernel,
+    found: &[ModuleFile],
+) -> (Vec<(String, String)>, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let mut checked = Vec::new();
+    let in_dir: Vec<&ModuleFile> = found
+        .iter()
+        .filter(|f| f.kernel_dir == kernel.as_str())
+        .collect();
+    let wanted: Vec<String> = if expected.is_empty() {
+        if in_dir.is_empty() {
+            findings.push(Finding::NoModules);
+        }
+        in_dir.iter().map(|f| f.name.clone()).collect()
+    } else {
+        expected.iter().map(|m| m.replace('-', "_")).collect()
+    };
+    for module in wanted {
+        let Some(file) = in_dir.iter().find(|f| f.name == module) else {
+            let elsewhere = found
+                .iter()
+                .filter(|f| f.name == module)
+                .map(|f| format!("/{}", f.path))
+                .collect();
+            findings.push(Finding::ModuleMissing { module, elsewhere });
+            continue;
+        };
+        match modinfo::read(&file.bytes) {
+            Ok(info) if info.kernel() == kernel.as_str() => checked.push((module, info.vermagic)),
+            Ok(info) => findings.push(Finding::WrongKernel {
+                module,
+                path: file.path.clone(),
+                vermagic: info.vermagic,
+            }),
+            Err(e) => findings.push(Finding::Unreadable {
+                path: file.path.clone(),
+                why: e.to_string(),
+            }),
+        }
+    }
+    (checked, findings)
+}
+
+fn registry_finding(e: RegistryError) -> Finding {
+    Finding::Registry(e.to_string())
+}
+
+/// Verifies one image: its digest, its tag, and with `deep` its modules.
+pub fn verify_image(
+    client: &Client,
+    image: &LockedImage,
+    modules: &[String],
+    deep: bool,
+) -> ImageReport {
+    let mut report = ImageReport {
+        image: image.clone(),
+        checked: Vec::new(),
+        findings: Vec::new(),
+    };
+    let pinned = image.pinned();
+    match client.head_manifest(&pinned) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            report.findings.push(Finding::Missing);
+            return report;
+        }
+        Err(e) => {
+            report.findings.push(registry_finding(e));
+            return report;
+        }
+    }
+    match client.head_manifest(&image.image) {
+        Ok(Some(d)) if d != image.digest => report
+            .findings
+            .push(Finding::TagMoved { now: d.to_string() }),
+        Ok(Some(_)) => {}
+        Ok(None) => report.findings.push(Finding::TagGone),
+        Err(e) => report.findings.push(registry_finding(e)),
+    }
+    if !deep {
+        return report;
+    }
+    let manifest = match client.manifest(&pinned, image.arch) {
+        Ok(m) => m,
+        Err(e) => {
+            report.findings.push(registry_finding(e));
+            return report;
+        }
+    };
+    let mut scanner = Scanner::default();
+    for layer in &manifest.layers {
+        let result = client
+            .blob_reader(&pinned, layer)
+            .map_err(|e| e.to_string())
+            .and_then(|mut blob| {
+                scanner.layer(&mut blob).map_err(|e| e.to_string())?;
+                // Drain what the tar reader left (padding), so the digest is checked.
+                std::io::copy(&mut blob, &mut std::io::sink()).map_err(|e| e.to_string())?;
+                Ok(())
+            });
+        if let Err(e) = result {
+            report.findings.push(Finding::Registry(format!(
+                "reading layer {}: {e}",
+                layer.digest
+            )));
+            return report;
+        }
+    }
+    let (checked, findings) = check_modules(modules, &image.kernel, &scanner.finish());
+    report.checked = checked;
+    report.findings.extend(findings);
+    report
+}
+
+/// Verifies every image, in parallel; reports come back in lock order.
+pub fn verify_all(
+    client: &Client,
+    images: &[(LockedImage, Vec<String>)],
+    deep: bool,
+) -> Vec<ImageReport> {
+    images
+        .par_iter()
+        .map(|(image, modules)| verify_image(client, image, modules, deep))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(path: &str, vermagic: &str) -> ModuleFile {
+        let info = format!("name=x\0vermagic={vermagic}\0");
+        let (_, rest) = path.split_once("modules/").unwrap();
+        let (kernel_dir, file) = rest.split_once('/').unwrap();
+        ModuleFile {
+            path: path.into(),
+            kernel_dir: kernel_dir.into(),
+            name: scan::module_name(file.rsplit('/').next().unwrap()).unwrap(),
+            bytes: modinfo::tests::fake_module(info.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_module_for_another_kernel_is_caught() {
+        let k: Kernel = "6.1.0-50-amd64".parse().unwrap();
+        let found = [
+            module(
+                "opt/lib/modules/6.1.0-50-amd64/hello.ko",
+                "6.1.0-50-amd64 SMP preempt mod_unload",
+            ),
+            module(
+                "opt/lib/modules/6.1.0-50-amd64/acme-net.ko",
+                "6.12.117+deb13-amd64 SMP preempt mod_unload",
+            ),
+        ];
+        let (checked, findings) = check_modules(
+            &["hello".into(), "acme_net".into(), "gone".into()],
+            &k,
+            &found,
+        );
+        assert_eq!(
+            checked,
+            [(
+                "hello".to_string(),
+                "6.1.0-50-amd64 SMP preempt mod_unload".to_string()
+            )]
+        );
+        assert!(
+            matches!(&findings[0], Finding::WrongKernel { module, .. } if module == "acme_net")
+        );
+        assert!(
+            matches!(&findings[1], Finding::ModuleMissing { module, elsewhere } if module == "gone" && elsewhere.is_empty())
+        );
+    }
+
+    #[test]
+    fn a_module_in_the_wrong_kernel_directory_is_named() {
+        let k: Kernel = "6.1.0-50-amd64".parse().unwrap();
+        let found = [module(
+            "opt/lib/modules/6.1.0-49-amd64/hello.ko",
+            "6.1.0-49-amd64 SMP",
+        )];
+        let (_, findings) = check_modules(&["hello".into()], &k, &found);
+        assert_eq!(
+            findings,
+            [Finding::ModuleMissing {
+                module: "hello".into(),
+                elsewhere: vec!["/opt/lib/modules/6.1.0-49-amd64/hello.ko".into()]
+            }]
+        );
+        let (_, findings) = check_modules(&[], &k, &found);
+        assert_eq!(findings, [Finding::NoModules]);
+    }
+}
