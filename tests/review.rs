@@ -1,0 +1,258 @@
+//! After a build: `verify` (and `--deep`) against a real registry, and a distributed run where
+//! shards build in separate processes that share nothing but the registry, then `collect`
+//! rebuilds the lock. Real buildah, real docker-registry; modules are ELF objects with a real
+//! `.modinfo`, made by the test.
+
+#[path = "resolve_support/mod.rs"]
+mod resolve_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
+use object::write::{Object as ElfObject, StandardSection};
+use object::{Architecture, BinaryFormat, Endianness, SectionKind};
+use resolve_support::{World, stderr, stdout};
+
+const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
+const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
+
+/// A `.ko`-like ELF object whose `.modinfo` says it was built for `kernel`.
+fn module(name: &str, kernel: &str) -> Vec<u8> {
+    let mut obj = ElfObject::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+    let id = obj.add_section(
+        Vec::new(),
+        b".modinfo".to_vec(),
+        SectionKind::ReadOnlyString,
+    );
+    let info = format!(
+        "license=GPL\0name={name}\0vermagic={kernel} SMP preempt mod_unload modversions \0"
+    );
+    obj.append_section_data(id, info.as_bytes(), 1);
+    let text = obj.section_id(StandardSection::Text);
+    obj.append_section_data(text, &[0xc3], 1);
+    obj.write().unwrap()
+}
+
+/// Publishes 4.14.1 and 4.14.2 on K1 and 4.16.1 on K2, and writes a matrix with two drivers:
+/// `good-kmod` copies the module built for each kernel, `bad-kmod` always the K1 one.
+fn world(name: &str) -> World {
+    let w = World::new(name);
+    for (versions, kernel) in [(&["4.14.1", "4.14.2"][..], K1), (&["4.16.1"][..], K2)] {
+        let mut dtk = DtkSpec::new(kernel);
+        dtk.base = 64 << 10;
+        let (dtk_ref, _) = w.dtk(&dtk, "amd64", Flavor::Docker);
+        for v in versions {
+            w.payload(
+                &PayloadSpec::new(v, Some(dtk_ref.clone())),
+                "x86_64",
+                "amd64",
+                Flavor::Docker,
+            );
+        }
+    }
+    write_project(&w, w.dir.path());
+    w
+}
+
+fn write_project(w: &World, dir: &Path) {
+    for (driver, copy_from) in [("good-kmod", "${KERNEL_VERSION}"), ("bad-kmod", K1)] {
+        let ctx = dir.join(driver);
+        for k in [K1, K2] {
+            std::fs::create_dir_all(ctx.join("modules").join(k)).unwrap();
+            std::fs::write(
+                ctx.join("modules").join(k).join("hello.ko"),
+                module("hello", k),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            ctx.join("Containerfile"),
+            format!(
+                "ARG DTK_IMAGE\nFROM ${{DTK_IMAGE}} AS dtk\n\nFROM scratch\nARG KERNEL_VERSION\n\
+                 COPY --from=dtk /etc/driver-toolkit-release.json /etc/\n\
+                 COPY modules/{copy_from}/hello.ko /opt/lib/modules/${{KERNEL_VERSION}}/hello.ko\n"
+            ),
+        )
+        .unwrap();
+    }
+    let text = format!(
+        "[openshift]\npayload-repo = \"{addr}/{release}\"\nreleases = [\"4.14.1\", \"4.14.2\", \"4.16.1\"]\n\n\
+         [registries.\"{addr}\"]\ninsecure = true\n\n\
+         [[driver]]\nname = \"good-kmod\"\ncontext = \"good-kmod\"\nimage = \"{addr}/{ns}/good-kmod\"\nmodules = [\"hello\"]\n\n\
+         [[driver]]\nname = \"bad-kmod\"\ncontext = \"bad-kmod\"\nimage = \"{addr}/{ns}/bad-kmod\"\nmodules = [\"hello\"]\n",
+        addr = w.addr,
+        release = w.repo("release"),
+        ns = w.ns,
+    );
+    std::fs::write(dir.join("matrix.toml"), text).unwrap();
+}
+
+/// The binary in `dir` with its own cache, buildah set up for a root machine.
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+    cmd.current_dir(dir)
+        .args(args)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .env("NO_COLOR", "1")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("REGISTRY_AUTH_FILE");
+    if std::env::var_os("STORAGE_DRIVER").is_none() {
+        cmd.env("STORAGE_DRIVER", "vfs");
+    }
+    if std::env::var_os("BUILDAH_ISOLATION").is_none() {
+        cmd.env("BUILDAH_ISOLATION", "chroot");
+    }
+    cmd.output().unwrap()
+}
+
+fn ok_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let out = run_in(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+#[test]
+fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
+    let w = world("verify");
+    let dir = w.dir.path();
+    ok_in(dir, &["resolve"]);
+    ok_in(dir, &["build", "-j", "2"]);
+    // Both drivers' images exist: plain verify passes.
+    let out = ok_in(dir, &["verify"]);
+    assert!(
+        stdout(&out).contains("4 of 4 images verified"),
+        "{}",
+        stdout(&out)
+    );
+
+    // --deep reads the modules: bad-kmod's K2 image carries the K1 module.
+    let out = run_in(dir, &["verify", "--deep"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!("ok   good-kmod {K2} x86_64")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("FAIL bad-kmod {K2} x86_64")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "module `hello` (/opt/lib/modules/{K2}/hello.ko) was built for `{K1} SMP"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("hello: vermagic {K2} SMP preempt")),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 of 4 images and their modules verified"),
+        "{text}"
+    );
+
+    // Delete good-kmod's K1 manifest from the registry: verify says so and fails.
+    let lock = driver_matrix::lock::read(&dir.join("matrix.lock")).unwrap();
+    let image = lock
+        .images
+        .iter()
+        .find(|i| i.driver == "good-kmod" && i.kernel.as_str() == K1)
+        .unwrap();
+    let path = format!(
+        "/v2/{}/manifests/{}",
+        image.image.repository(),
+        image.digest
+    );
+    let resp = driver_matrix_sandbox::http::request(&w.addr, "DELETE", &path, &[], b"").unwrap();
+    let deleted = resp.status == 202;
+    assert!(deleted, "could not delete {path}: {}", resp.status);
+    let out = run_in(dir, &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("the registry no longer has this digest"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn shards_on_separate_machines_then_collect_equal_a_single_build() {
+    let w = world("shards");
+    // One machine: resolve and build everything.
+    let single = w.dir.path();
+    ok_in(single, &["resolve"]);
+    ok_in(single, &["build", "-j", "2"]);
+    let expected = std::fs::read_to_string(single.join("matrix.lock")).unwrap();
+    assert_eq!(
+        driver_matrix::lock::read(&single.join("matrix.lock"))
+            .unwrap()
+            .images
+            .len(),
+        4
+    );
+
+    // Three "machines": each its own checkout, no lock, its own cache; only the registry is
+    // shared. Each builds its shard (all jobs are new to it) and pushes.
+    let mut built = 0;
+    for i in 0..3 {
+        let m = tempfile::tempdir().unwrap();
+        write_project(&w, m.path());
+        let out = ok_in(
+            m.path(),
+            &["build", "--shard", &format!("{i}/3"), "-j", "1"],
+        );
+        let lock = driver_matrix::lock::read(&m.path().join("matrix.lock")).unwrap();
+        built += lock.images.len();
+        let _ = out;
+    }
+    assert_eq!(built, 4, "the shards together built every job exactly once");
+
+    // A fourth checkout rebuilds the lock from the registry alone.
+    let c = tempfile::tempdir().unwrap();
+    write_project(&w, c.path());
+    ok_in(c.path(), &["resolve"]);
+    let out = ok_in(c.path(), &["collect"]);
+    assert!(
+        stderr(&out).contains("collected 4 of 4 images"),
+        "{}",
+        stderr(&out)
+    );
+    let collected = std::fs::read_to_string(c.path().join("matrix.lock")).unwrap();
+    assert_eq!(collected, expected);
+}
+
+#[test]
+fn collect_reports_jobs_the_registry_does_not_have() {
+    let w = world("collect-missing");
+    let dir = w.dir.path();
+    ok_in(dir, &["resolve"]);
+    ok_in(dir, &["build", "--driver", "good-kmod"]);
+    let out = run_in(dir, &["collect"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("collected 2 of 4 images"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "not in the registry: bad-kmod/{K1}/x86_64: the tag does not exist"
+        )),
+        "{err}"
+    );
+    let lock = driver_matrix::lock::read(&dir.join("matrix.lock")).unwrap();
+    assert!(lock.images.iter().all(|i| i.driver == "good-kmod"));
+    // An image under the right tag but built from other inputs is not accepted.
+    std::fs::write(dir.join("good-kmod/extra.txt"), "changed").unwrap();
+    let out = run_in(dir, &["collect"]);
+    assert!(
+        stderr(&out).contains("built from other inputs"),
+        "{}",
+        stderr(&out)
+    );
+}
