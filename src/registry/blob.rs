@@ -2,14 +2,15 @@
 //!
 //! Ranges are what make "read only until the file is found" cheap on the wire, not just in
 //! memory: a plain GET lets the registry push up to the socket buffers' worth (megabytes on
-//! loopback) before the client hangs up. The first window is small (64 KiB, enough for a
-//! payload's `image-references` or a DTK's release file in a small top layer) and each next one
-//! is twice as large, up to 8 MiB, so reading a whole layer costs a handful of requests. A
-//! registry that ignores `Range` (answers 200) is simply streamed.
+//! loopback) before the client hangs up. The first window is small (16 KiB, about what a
+//! payload's compressed `image-references` takes); after it, the reader asks for what the
+//! caller's [`BlobReader::hint`] says it still needs, else for twice the last window, up to
+//! 8 MiB, so reading a whole layer costs a handful of requests. A registry that ignores `Range`
+//! (answers 200) is simply streamed.
 
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
@@ -18,7 +19,9 @@ use super::transport::{Held, Route, describe, said};
 use super::{Descriptor, Inner, RegistryError, status_error};
 use crate::domain::Digest;
 
-const FIRST_WINDOW: u64 = 64 << 10;
+const FIRST_WINDOW: u64 = 16 << 10;
+/// The least a hinted range asks for, so that a low estimate does not cost many round trips.
+const MIN_HINTED: u64 = 4 << 10;
 const MAX_WINDOW: u64 = 8 << 20;
 
 /// A blob being read from the registry.
@@ -42,6 +45,8 @@ pub struct BlobReader {
     /// End (exclusive) of the range in flight; `None` when streaming the whole blob.
     range_end: Option<u64>,
     window: u64,
+    /// How far into the blob the caller expects to need (0: no idea).
+    hint: Arc<AtomicU64>,
     verified: bool,
 }
 
@@ -64,6 +69,7 @@ impl BlobReader {
             read: 0,
             range_end: None,
             window: FIRST_WINDOW,
+            hint: Arc::new(AtomicU64::new(0)),
             verified: false,
         };
         r.request()?;
@@ -73,7 +79,15 @@ impl BlobReader {
     /// Asks for the next window (or the whole blob when it is smaller than the window).
     fn request(&mut self) -> Result<(), RegistryError> {
         let ranged = self.size > self.window || self.read > 0;
-        let end = (self.read + self.window).min(self.size);
+        let hinted = self.hint.load(Ordering::Relaxed);
+        let end = if hinted > self.read {
+            hinted
+                .max(self.read + MIN_HINTED)
+                .min(self.read + MAX_WINDOW)
+        } else {
+            self.read + self.window
+        }
+        .min(self.size);
         let header = ranged.then(|| format!("bytes={}-{}", self.read, end - 1));
         let t = &self.inner.transport;
         let (route, url) = (&self.route, &self.url);
@@ -97,9 +111,18 @@ impl BlobReader {
             });
         }
         self.range_end = partial.then_some(end);
-        self.window = (self.window * 2).min(MAX_WINDOW);
+        if hinted <= self.read || self.read == 0 {
+            self.window = (self.window * 2).min(MAX_WINDOW);
+        }
         self.held = Some(held);
         Ok(())
+    }
+
+    /// A handle through which the caller tells how far into the blob (in bytes from its start)
+    /// it expects to need to read; the next range request stops there instead of doubling the
+    /// last window. Zero, the initial value, means "no idea".
+    pub fn hint(&self) -> Arc<AtomicU64> {
+        self.hint.clone()
     }
 
     /// Compressed bytes received so far.

@@ -514,6 +514,51 @@ mod tests {
     }
 
     #[test]
+    fn mirrored_reads_go_to_the_mirror_and_keep_the_source_for_messages() {
+        use crate::matrix::Mirror;
+        let mut registries = BTreeMap::new();
+        registries.insert(
+            "quay.io".to_string(),
+            RegistrySettings {
+                mirror: Some(Mirror {
+                    host: "127.0.0.1:5000".into(),
+                    namespace: Some("ocp".into()),
+                }),
+                insecure: false,
+            },
+        );
+        registries.insert(
+            "127.0.0.1:5000".to_string(),
+            RegistrySettings {
+                mirror: None,
+                insecure: true,
+            },
+        );
+        let t = Transport::new(
+            registries,
+            AuthFiles::default(),
+            1,
+            Duration::from_secs(1),
+            0,
+        )
+        .unwrap();
+        let r: ImageRef = "quay.io/openshift-release-dev/ocp-release:4.14.12-x86_64"
+            .parse()
+            .unwrap();
+        let route = t.route(&r);
+        assert_eq!(
+            route.url("manifests", "4.14.12-x86_64"),
+            "http://127.0.0.1:5000/v2/ocp/openshift-release-dev/ocp-release/manifests/4.14.12-x86_64"
+        );
+        assert_eq!(route.source, r);
+        let other: ImageRef = "registry.example/a/b:c".parse().unwrap();
+        assert_eq!(
+            t.route(&other).url("manifests", "c"),
+            "https://registry.example/v2/a/b/manifests/c"
+        );
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         assert!(backoff(0) >= Duration::from_millis(250));
         assert!(backoff(10) <= Duration::from_millis(12_000));

@@ -36,7 +36,13 @@ struct Raw {
 pub fn read(client: &Client, dtk: &ImageRef, image: &ImageManifest) -> Result<DtkInfo, Fault> {
     for desc in image.layers.iter().rev() {
         let mut blob = client.blob_reader(dtk, desc)?;
-        let found = match layer::scan(&mut blob, &[RELEASE_JSON], layer::Limits::default()) {
+        let hint = blob.hint();
+        let found = match layer::scan(
+            &mut blob,
+            &[RELEASE_JSON],
+            layer::Limits::default(),
+            Some(hint),
+        ) {
             Ok(f) => f,
             Err(e) => return Err(Fault::layer(dtk, desc, e)),
         };

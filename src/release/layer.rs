@@ -10,6 +10,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Caps on what a layer may make us do.
 #[derive(Debug, Clone, Copy)]
@@ -61,12 +63,17 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// Fails once the decompressed side outgrows the compressed side by more than the limits allow.
+/// Fails once the decompressed side outgrows the compressed side by more than the limits allow;
+/// and, while a wanted entry is being reached, estimates from the compression ratio so far how
+/// far into the blob it ends, for the blob reader's next range.
 struct Guarded<R> {
     inner: R,
     compressed: Rc<Cell<u64>>,
     out: u64,
     limits: Limits,
+    /// Decompressed offset the scan needs to reach (0: unknown).
+    target: Rc<Cell<u64>>,
+    hint: Option<Arc<AtomicU64>>,
 }
 
 impl<R: Read> Read for Guarded<R> {
@@ -78,6 +85,18 @@ impl<R: Read> Read for Guarded<R> {
             .get()
             .saturating_mul(self.limits.ratio)
             .saturating_add(self.limits.slack);
+        let target = self.target.get();
+        if let Some(h) = &self.hint
+            && target > self.out
+            && self.out > 0
+        {
+            let ratio = self.compressed.get() as f64 / self.out as f64;
+            // 5 % and a little more than the estimate, so one request usually suffices.
+            h.store(
+                (target as f64 * ratio * 1.05) as u64 + 1024,
+                Ordering::Relaxed,
+            );
+        }
         if self.out > allowed {
             return Err(io::Error::other(Bomb(format!(
                 "the layer decompresses to more than {}x its size (a compression bomb?); gave up after {} MiB",
@@ -117,11 +136,13 @@ fn clean(name: &str) -> &str {
 }
 
 /// Reads `blob` until every name in `wanted` is found, then stops. Returns the files found
-/// (all of them, unless the archive ended first).
+/// (all of them, unless the archive ended first). `hint`, when given, receives estimates of how
+/// far into the blob the wanted files end (see `registry::BlobReader::hint`).
 pub fn scan<R: Read>(
     blob: R,
     wanted: &[&str],
     limits: Limits,
+    hint: Option<Arc<AtomicU64>>,
 ) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
     let compressed = Rc::new(Cell::new(0));
     let mut buffered = BufReader::with_capacity(
@@ -142,11 +163,14 @@ pub fn scan<R: Read>(
     } else {
         Box::new(buffered)
     };
+    let target = Rc::new(Cell::new(0));
     let guarded = Guarded {
         inner: decoded,
         compressed,
         out: 0,
         limits,
+        target: target.clone(),
+        hint,
     };
     let mut archive = tar::Archive::new(guarded);
     let mut found = BTreeMap::new();
@@ -162,6 +186,14 @@ pub fn scan<R: Read>(
                     limits.wanted_max >> 20
                 )));
             }
+            // Where this entry's data ends; when more files are wanted, allow for a small one
+            // right after it (the payload's `release-metadata` follows `image-references`).
+            let more = if found.len() + 1 < wanted.len() {
+                4096
+            } else {
+                0
+            };
+            target.set(entry.raw_file_position() + size.div_ceil(512) * 512 + more);
             let mut data = Vec::with_capacity(size as usize);
             (&mut entry)
                 .take(limits.wanted_max + 1)
@@ -212,7 +244,7 @@ mod tests {
             gz(&t),
             zstd::encode_all(t.as_slice(), 3).unwrap(),
         ] {
-            let got = scan(blob.as_slice(), &["etc/f.json"], Limits::default()).unwrap();
+            let got = scan(blob.as_slice(), &["etc/f.json"], Limits::default(), None).unwrap();
             assert_eq!(got["etc/f.json"], b"{}");
         }
     }
@@ -221,7 +253,7 @@ mod tests {
     fn stops_at_the_last_wanted_file() {
         let t = tarball(&[("a", b"1".to_vec()), ("b", b"2".to_vec())]);
         // Truncate after the first entry: the scan must not need the rest.
-        let got = scan(&t[..1024], &["a"], Limits::default()).unwrap();
+        let got = scan(&t[..1024], &["a"], Limits::default(), None).unwrap();
         assert_eq!(got["a"], b"1");
     }
 
@@ -233,7 +265,7 @@ mod tests {
             slack: 1 << 20,
             ..Limits::default()
         };
-        match scan(bomb.as_slice(), &["f"], limits) {
+        match scan(bomb.as_slice(), &["f"], limits, None) {
             Err(LayerError::TooLarge(m)) => assert!(m.contains("compression bomb"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -243,7 +275,7 @@ mod tests {
             ..Limits::default()
         };
         assert!(matches!(
-            scan(big.as_slice(), &["f"], limits),
+            scan(big.as_slice(), &["f"], limits, None),
             Err(LayerError::TooLarge(_))
         ));
     }
@@ -254,7 +286,29 @@ mod tests {
             &b"this is not a tar archive at all, just text"[..],
             &["f"],
             Limits::default(),
+            None,
         );
         assert!(matches!(got, Err(LayerError::Format(_))), "{got:?}");
+    }
+
+    #[test]
+    fn estimates_where_the_wanted_file_ends() {
+        let text: String = (0..20_000).map(|i| format!("{i:x}")).collect();
+        let t = tarball(&[("refs", text.into_bytes()), ("rest", vec![b'y'; 1 << 20])]);
+        let blob = gz(&t);
+        let hint = Arc::new(AtomicU64::new(0));
+        scan(
+            blob.as_slice(),
+            &["refs"],
+            Limits::default(),
+            Some(hint.clone()),
+        )
+        .unwrap();
+        let prefix = gz(&t[..512 + 82_000]).len() as u64;
+        let h = hint.load(Ordering::Relaxed);
+        assert!(
+            h > prefix / 2 && h < prefix * 2,
+            "hint {h}, prefix {prefix}"
+        );
     }
 }

@@ -71,7 +71,8 @@ pub fn read(
     let wanted = [IMAGE_REFERENCES, RELEASE_METADATA];
     for layer_desc in image.layers.iter().rev() {
         let mut blob = client.blob_reader(payload, layer_desc)?;
-        let found = layer::scan(&mut blob, &wanted, layer::Limits::default());
+        let hint = blob.hint();
+        let found = layer::scan(&mut blob, &wanted, layer::Limits::default(), Some(hint));
         let mut found = match found {
             Ok(f) => f,
             // A layer that is not a tar (or is something else entirely) is not where the
