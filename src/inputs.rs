@@ -213,13 +213,23 @@ fn hash_file(path: &Path) -> Result<String, InputsError> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// What a job's build reads besides its context.
-pub struct JobInputs<'a> {
+/// What every job of a driver reads besides the per-job values: its context, containerfile
+/// and own build args.
+pub struct DriverInputs<'a> {
     pub context: &'a Digest,
     pub containerfile: &'a str,
-    /// Every build arg, reserved and the driver's own, sorted by name.
-    pub build_args: &'a [(&'a str, &'a str)],
+    /// The driver's own build args (reserved names excluded by validation).
+    pub build_args: &'a BTreeMap<String, String>,
+}
+
+/// What differs between the jobs of a driver: the platform and the reserved build args
+/// (`DTK_IMAGE` and `DTK_AUTO` are the DTK, `KERNEL_VERSION` and `KERNEL_FULL_VERSION` the
+/// kernel, `RHEL_VERSION` the RHEL version).
+pub struct JobInputs<'a> {
     pub arch: Arch,
+    pub dtk: &'a str,
+    pub kernel: &'a str,
+    pub rhel: &'a str,
 }
 
 /// Feeds `key` and `value` length-prefixed, so that no two field lists hash alike.
@@ -230,18 +240,28 @@ fn field(h: &mut Sha256, key: &[u8], value: &[u8]) {
     h.update(value);
 }
 
-/// The job's `inputs` hash. DTK, kernel and RHEL version enter through the reserved build args.
-pub fn hash_job(job: &JobInputs<'_>) -> Digest {
+/// The hash state after a driver's shared inputs; every job of the driver continues from a
+/// copy of it, so the shared part is hashed once per driver, not once per job.
+pub fn driver_hasher(d: &DriverInputs<'_>) -> Sha256 {
     let mut h = Sha256::new();
     h.update(LAYOUT.as_bytes());
     h.update(b"\njob\n");
-    field(&mut h, b"context", job.context.as_str().as_bytes());
-    field(&mut h, b"containerfile", job.containerfile.as_bytes());
-    field(&mut h, b"platform", job.arch.platform().as_bytes());
-    for (k, v) in job.build_args {
-        field(&mut h, k.as_bytes(), v.as_bytes());
+    field(&mut h, b"context", d.context.as_str().as_bytes());
+    field(&mut h, b"containerfile", d.containerfile.as_bytes());
+    for (k, v) in d.build_args {
+        field(&mut h, format!("arg {k}").as_bytes(), v.as_bytes());
     }
-    Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest")
+    h
+}
+
+/// The job's `inputs` hash, continuing from its driver's [`driver_hasher`].
+pub fn hash_job(driver: &Sha256, job: &JobInputs<'_>) -> Digest {
+    let mut h = driver.clone();
+    field(&mut h, b"platform", job.arch.platform().as_bytes());
+    field(&mut h, b"dtk", job.dtk.as_bytes());
+    field(&mut h, b"kernel", job.kernel.as_bytes());
+    field(&mut h, b"rhel", job.rhel.as_bytes());
+    Digest::from_sha256_bytes(&h.finalize().into())
 }
 
 #[cfg(test)]
@@ -271,43 +291,95 @@ mod tests {
     #[test]
     fn job_hash_depends_on_every_field() {
         let ctx = Digest::sha256(b"ctx");
-        let args = [("KERNEL_VERSION", "6.1.0-50-amd64")];
-        let base = JobInputs {
+        let args = BTreeMap::from([("VERSION".to_string(), "1.0".to_string())]);
+        let d = DriverInputs {
             context: &ctx,
             containerfile: "Containerfile",
             build_args: &args,
-            arch: Arch::X86_64,
         };
-        let h = hash_job(&base);
+        let job = JobInputs {
+            arch: Arch::X86_64,
+            dtk: "quay.io/x/dtk@sha256:aa",
+            kernel: "6.1.0-50-amd64",
+            rhel: "9.2",
+        };
+        let h = hash_job(&driver_hasher(&d), &job);
+        assert_eq!(h, hash_job(&driver_hasher(&d), &job), "deterministic");
         let other_ctx = Digest::sha256(b"ctx2");
         assert_ne!(
             h,
-            hash_job(&JobInputs {
-                context: &other_ctx,
-                ..base
-            })
+            hash_job(
+                &driver_hasher(&DriverInputs {
+                    context: &other_ctx,
+                    ..d
+                }),
+                &job
+            )
         );
         assert_ne!(
             h,
-            hash_job(&JobInputs {
-                containerfile: "Dockerfile",
-                ..base
-            })
+            hash_job(
+                &driver_hasher(&DriverInputs {
+                    containerfile: "Dockerfile",
+                    ..d
+                }),
+                &job
+            )
+        );
+        let args2 = BTreeMap::from([("VERSION".to_string(), "1.1".to_string())]);
+        assert_ne!(
+            h,
+            hash_job(
+                &driver_hasher(&DriverInputs {
+                    build_args: &args2,
+                    ..d
+                }),
+                &job
+            )
+        );
+        // A key and a value cannot trade bytes.
+        let shifted = BTreeMap::from([("VERSION1".to_string(), ".0".to_string())]);
+        assert_ne!(
+            h,
+            hash_job(
+                &driver_hasher(&DriverInputs {
+                    build_args: &shifted,
+                    ..d
+                }),
+                &job
+            )
+        );
+        let prefix = driver_hasher(&d);
+        assert_ne!(
+            h,
+            hash_job(
+                &prefix,
+                &JobInputs {
+                    arch: Arch::Aarch64,
+                    ..job
+                }
+            )
         );
         assert_ne!(
             h,
-            hash_job(&JobInputs {
-                arch: Arch::Aarch64,
-                ..base
-            })
+            hash_job(
+                &prefix,
+                &JobInputs {
+                    dtk: "quay.io/x/dtk@sha256:ab",
+                    ..job
+                }
+            )
         );
-        let args2 = [("KERNEL_VERSION", "6.1.0-51-amd64")];
         assert_ne!(
             h,
-            hash_job(&JobInputs {
-                build_args: &args2,
-                ..base
-            })
+            hash_job(
+                &prefix,
+                &JobInputs {
+                    kernel: "6.1.0-51-amd64",
+                    ..job
+                }
+            )
         );
+        assert_ne!(h, hash_job(&prefix, &JobInputs { rhel: "9.4", ..job }));
     }
 }

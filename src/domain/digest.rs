@@ -16,6 +16,11 @@ impl Digest {
         Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
     }
 
+    /// The digest of a finished SHA-256.
+    pub fn from_sha256_bytes(bytes: &[u8; 32]) -> Self {
+        Digest(format!("sha256:{}", hex::encode(bytes)))
+    }
+
     pub fn from_sha256_hex(hex: &str) -> Result<Self, ParseError> {
         format!("sha256:{hex}").parse()
     }

@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use sha2::Sha256;
 
 use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
-use crate::inputs::{JobInputs, hash_job};
+use crate::inputs::{DriverInputs, JobInputs, driver_hasher, hash_job};
 use crate::lock::{Lock, LockedImage, LockedRelease};
 use crate::matrix::{Driver, Matrix, Problem};
 
@@ -188,6 +189,7 @@ pub fn channels_from_lock(matrix: &Matrix, lock: &Lock) -> BTreeMap<String, Vec<
 struct Group<'a> {
     driver: &'a Driver,
     args: &'a Arc<BTreeMap<String, String>>,
+    hasher: &'a Sha256,
     rt: bool,
     releases: Vec<&'a LockedRelease>,
 }
@@ -206,13 +208,28 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         .iter()
         .map(|d| Arc::new(d.build_args.clone()))
         .collect();
+    // What a driver's jobs share is hashed once per driver.
+    let hashers: Vec<Sha256> = matrix
+        .drivers
+        .iter()
+        .map(|d| {
+            driver_hasher(&DriverInputs {
+                context: input
+                    .contexts
+                    .get(&d.name)
+                    .expect("a context digest is computed for every driver"),
+                containerfile: &d.containerfile,
+                build_args: &d.build_args,
+            })
+        })
+        .collect();
     let mut groups: BTreeMap<(&str, &Kernel, Arch), Group<'_>> = BTreeMap::new();
     let mut cells = 0usize;
     let mut builds_without_sharing = 0usize;
     let mut missing_rt: BTreeSet<(&str, &Version, Arch)> = BTreeSet::new();
     let mut unresolved: BTreeSet<(&Version, Arch)> = BTreeSet::new();
 
-    for (driver, args) in matrix.drivers.iter().zip(&driver_args) {
+    for ((driver, args), hasher) in matrix.drivers.iter().zip(&driver_args).zip(&hashers) {
         for version in input.versions {
             if driver
                 .openshift
@@ -243,6 +260,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                     .or_insert_with(|| Group {
                         driver,
                         args,
+                        hasher,
                         rt: false,
                         releases: Vec::new(),
                     })
@@ -257,6 +275,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
                                 .or_insert_with(|| Group {
                                     driver,
                                     args,
+                                    hasher,
                                     rt: true,
                                     releases: Vec::new(),
                                 })
@@ -318,7 +337,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             let lock = locked
                 .get(&(group.driver.name.as_str(), *kernel, *arch))
                 .copied();
-            make_job(input, group, kernel, *arch, lock)
+            make_job(group, kernel, *arch, lock)
         })
         .collect::<Result<Vec<Job>, PlanError>>()?;
     let mut tags: HashMap<(&str, Option<&str>), &Job> = HashMap::with_capacity(jobs.len());
@@ -341,7 +360,6 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
 }
 
 fn make_job(
-    input: &PlanInput<'_>,
     group: &Group<'_>,
     kernel: &Kernel,
     arch: Arch,
@@ -382,24 +400,16 @@ fn make_job(
         .with_tag(&tag)
         .map_err(|e| bad_tag(e.message))?;
 
-    let context = input
-        .contexts
-        .get(&driver.name)
-        .expect("a context digest is computed for every driver");
     let dtk_text = dtk.to_string();
-    let mut args: Vec<(&str, &str)> = group
-        .args
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(reserved_args(&dtk_text, kernel, &rhel))
-        .collect();
-    args.sort_unstable();
-    let inputs = hash_job(&JobInputs {
-        context,
-        containerfile: &driver.containerfile,
-        build_args: &args,
-        arch,
-    });
+    let inputs = hash_job(
+        group.hasher,
+        &JobInputs {
+            arch,
+            dtk: &dtk_text,
+            kernel: kernel.as_str(),
+            rhel: &rhel,
+        },
+    );
     let state = match locked {
         None => State::New,
         Some(l) if l.inputs == inputs && l.image == image => State::Fresh,
