@@ -287,3 +287,38 @@ fn one_and_four_workers_write_the_same_lock() {
     run(&b, "-j4");
     assert_eq!(a.lock(), b.lock());
 }
+
+#[test]
+fn the_skopeo_store_checks_digests_for_real() {
+    use driver_matrix::build::ImageStore;
+    use driver_matrix::domain::{Digest, ImageRef};
+    let dtk: ImageRef = support::dtk(K1).parse().unwrap();
+    let digest = dtk.digest().unwrap().clone();
+    let store = driver_matrix::build::Skopeo {
+        insecure: [support::registry().addr().to_string()].into(),
+        ..Default::default()
+    };
+    assert!(store.has_digest(&dtk, &digest).unwrap());
+    assert!(
+        !store
+            .has_digest(&dtk, &Digest::sha256(b"not pushed"))
+            .unwrap()
+    );
+    let missing_repo: ImageRef = format!("{}/test/nothing-here", support::registry().addr())
+        .parse()
+        .unwrap();
+    assert!(!store.has_digest(&missing_repo, &digest).unwrap());
+    let dead: ImageRef = "127.0.0.1:1/test/dtk".parse().unwrap();
+    let err = store.has_digest(&dead, &digest).unwrap_err();
+    assert!(err.command.unwrap().starts_with("skopeo inspect --raw"));
+}
+
+#[test]
+fn help() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+        .args(["build", "--help"])
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    insta::assert_snapshot!("build_help", String::from_utf8(out.stdout).unwrap());
+}

@@ -142,6 +142,7 @@ impl Executor {
         if let Some((push, _)) = &task.push {
             commands.push(push);
         }
+        let last = commands.len() - 1;
         for (i, inv) in commands.into_iter().enumerate() {
             if i == 1 {
                 reporter.event(&Event::Pushing { index, job });
@@ -149,18 +150,22 @@ impl Executor {
             let _ = writeln!(log, "$ {inv}");
             let ran = process::run(inv, &mut log, &self.cancel, &mut steps);
             let _ = log.flush();
-            match ran {
+            let ran = match ran {
                 Err(e) => return fail(format!("cannot run buildah: {e}"), Some(inv), Vec::new()),
-                Ok(_) if self.cancel.is_interrupted() => {
-                    return Outcome::Interrupted {
-                        log: task.log.clone(),
-                    };
-                }
-                Ok(r) if !r.status.success() => {
-                    let _ = writeln!(log, "# {}", describe(r.status));
-                    return fail(describe(r.status), Some(inv), r.tail.into());
-                }
-                Ok(_) => {}
+                Ok(r) => r,
+            };
+            // A push that completed is kept (and recorded) even after Ctrl-C; anything else
+            // stops here, and no push starts after an interrupt.
+            let pushed = i == last && ran.status.success();
+            if self.cancel.is_interrupted() && !pushed {
+                let _ = writeln!(log, "# interrupted");
+                return Outcome::Interrupted {
+                    log: task.log.clone(),
+                };
+            }
+            if !ran.status.success() {
+                let _ = writeln!(log, "# {}", describe(ran.status));
+                return fail(describe(ran.status), Some(inv), ran.tail.into());
             }
         }
         let digest = match &task.push {

@@ -93,13 +93,6 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         fail_fast: args.fail_fast,
         cancel: Arc::clone(&cancel),
     };
-    let reporter: Box<dyn Reporter> = if ctx.global.quiet {
-        Box::new(report::Quiet)
-    } else if std::io::stderr().is_terminal() {
-        Box::new(report::Progress::default())
-    } else {
-        Box::new(report::Plain::default())
-    };
     let on_pushed = |task: &Task, digest: &Digest| -> std::result::Result<(), String> {
         let Some(recorder) = &recorder else {
             return Ok(());
@@ -121,9 +114,15 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     let outcomes = if tasks.is_empty() {
         Vec::new()
     } else {
+        let reporter: Box<dyn Reporter> = if ctx.global.quiet {
+            Box::new(report::Quiet)
+        } else if std::io::stderr().is_terminal() {
+            Box::new(report::Progress::default())
+        } else {
+            Box::new(report::Plain::default())
+        };
         executor.run(&tasks, reporter.as_ref(), &on_pushed)
     };
-    drop(reporter);
 
     let mut ran = outcomes.iter();
     let rows: Vec<Row<'_>> = selected
