@@ -12,6 +12,7 @@ pub mod executor;
 pub mod fresh;
 pub mod process;
 pub mod record;
+pub mod registries;
 pub mod select;
 
 pub use command::{Buildah, Invocation};
@@ -36,6 +37,14 @@ pub enum BuildError {
     #[error("no cache directory to keep build logs in")]
     #[diagnostic(code(driver_matrix::build::cache_dir), help("pass `--cache-dir DIR`"))]
     NoCacheDir,
+
+    #[error("cannot write buildah's registries.conf to `{path}`")]
+    #[diagnostic(code(driver_matrix::build::registries_conf))]
+    RegistriesConf {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl BuildError {
@@ -44,6 +53,7 @@ impl BuildError {
             BuildError::Store(_) => crate::error::exit::REGISTRY,
             BuildError::Record(_) => crate::error::exit::FAILED,
             BuildError::NoCacheDir => crate::error::exit::USAGE,
+            BuildError::RegistriesConf { .. } => crate::error::exit::FAILED,
         }
     }
 }

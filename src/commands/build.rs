@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::Context;
 use crate::build::{
     self, BuildError, Buildah, Cancel, Executor, ImageStore, Outcome, Reporter, Selection, Skopeo,
-    Task, command, fresh, record,
+    Task, command, fresh, record, registries,
 };
 use crate::cli::BuildArgs;
 use crate::domain::{Digest, did_you_mean};
@@ -51,9 +51,19 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         return locked(ctx, &plan, &selected, &decisions);
     }
 
+    // Mirrors and insecure hosts reach buildah through a generated registries.conf; the build
+    // args keep the source references, so nothing else changes with a mirror.
+    let mut env = Vec::new();
+    if let Some(text) =
+        registries::render(&matrix.registries, &registries::machine_search_registries())
+    {
+        let path = registries::write(&cache_dir(ctx)?, &text)?;
+        env.push(("CONTAINERS_REGISTRIES_CONF".into(), path.into_os_string()));
+    }
     let buildah = Buildah {
         authfile,
         timestamp: source_date_epoch()?,
+        env,
         ..Buildah::default()
     };
     let logs = cache_dir(ctx)?.join("logs").join(run_id());
