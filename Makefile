@@ -21,12 +21,13 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 ## test: installs what is missing, lints, then runs every test against a real registry.
+## (Benchmarks are not tests: `cargo test` without --all-targets leaves them out.)
 test: deps lint
-	scripts/with-registry.sh $(CARGO) test --all-targets
+	scripts/with-registry.sh $(CARGO) test --workspace
 
 ## bench: prints the planner, resolver and build figures.
-bench:
-	$(CARGO) run --release --bin plan-bench
+bench: deps
+	scripts/with-registry.sh $(CARGO) bench --bench plan --bench resolve --bench build
 
 ## schema: regenerates schemas/matrix.schema.json from the Rust types.
 schema:
