@@ -131,7 +131,7 @@ fn run(args: Args) -> Result<(), String> {
         args.graph
     );
     println!(
-        "sandbox: buildah reads quay.io through it with CONTAINERS_REGISTRIES_CONF={}",
+        "sandbox: for buildah by hand: CONTAINERS_REGISTRIES_CONF={} reads quay.io from the mirror",
         conf.display()
     );
     println!("sandbox: ready in {:.0?}", started.elapsed());
