@@ -32,7 +32,6 @@ const MAX_WINDOW: u64 = 8 << 20;
 /// transfer: that saves the download, but the bytes read so far are then *not* verified
 /// (nothing can be, short of reading the whole blob). [`BlobReader::verified`] tells which.
 pub struct BlobReader {
-    inner: Arc<Inner>,
     route: Route,
     url: String,
     held: Option<Held>,
@@ -48,6 +47,8 @@ pub struct BlobReader {
     /// How far into the blob the caller expects to need (0: no idea).
     hint: Arc<AtomicU64>,
     verified: bool,
+    /// Last, so that the response above is dropped before the runtime it belongs to.
+    inner: Arc<Inner>,
 }
 
 impl BlobReader {

@@ -154,7 +154,7 @@ pub fn scan<R: Read>(
     );
     let magic = buffered.fill_buf().map_err(classify)?;
     let decoded: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+        Box::new(super::inflate::LazyGz::new(buffered))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(
             zstd::stream::read::Decoder::with_buffer(buffered)

@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod dtk;
 pub mod graph;
+mod inflate;
 pub mod layer;
 pub mod payload;
 mod resolver;

@@ -193,17 +193,27 @@ impl PayloadSpec {
         oci::tar(&refs)
     }
 
-    /// The compressed bytes any reader must fetch from the last layer: the layer's start
-    /// through the end of `release-metadata`.
+    /// The compressed bytes any reader must fetch from the last layer: the shortest prefix of
+    /// the blob from which a decompressor yields everything through the end of
+    /// `release-metadata` (found by bisection on the real blob).
     pub fn minimal_prefix(&self) -> usize {
         let entries = self.head_entries();
         let refs: Vec<(&str, &[u8])> = entries
             .iter()
             .map(|(p, d)| (p.as_str(), d.as_slice()))
             .collect();
-        let mut t = oci::tar(&refs);
-        t.truncate(t.len() - 1024); // without the end-of-archive blocks
-        Layer::new(&t, self.compression).blob.len()
+        let needed = oci::tar(&refs).len() - 1024; // without the end-of-archive blocks
+        let blob = Layer::new(&self.release_tar(), self.compression).blob;
+        let (mut lo, mut hi) = (0, blob.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if decoded_len(&blob[..mid], self.compression) >= needed {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
     }
 
     pub fn layers(&self) -> Vec<Layer> {
@@ -241,4 +251,26 @@ impl PayloadSpec {
             flavor,
         )
     }
+}
+
+/// How many bytes a decompressor yields from a truncated blob before it runs out of input.
+fn decoded_len(prefix: &[u8], compression: Compression) -> usize {
+    use std::io::Read;
+    let mut r: Box<dyn Read + '_> = match compression {
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(prefix)),
+        Compression::Zstd => match zstd::stream::read::Decoder::new(prefix) {
+            Ok(d) => Box::new(d),
+            Err(_) => return 0,
+        },
+        Compression::None => Box::new(prefix),
+    };
+    let mut buf = [0u8; 64 << 10];
+    let mut total = 0;
+    while let Ok(n) = r.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    total
 }
