@@ -100,7 +100,12 @@ fn a_failing_driver_does_not_stop_the_others() {
         )),
         "{err}"
     );
-    assert!(err.contains("  command: buildah build --file "), "{err}");
+    // The command line as it ran, environment for buildah included.
+    assert!(
+        err.contains("  command: CONTAINERS_REGISTRIES_CONF=")
+            && err.contains(" buildah build --file "),
+        "{err}"
+    );
     assert!(
         err.contains("  | hello.c:1: error: this driver does not build"),
         "{err}"
@@ -321,4 +326,35 @@ fn help() {
         .output()
         .unwrap();
     insta::assert_snapshot!("build_help", String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn the_native_store_checks_digests_for_real() {
+    use driver_matrix::build::ImageStore;
+    use driver_matrix::domain::{Digest, ImageRef};
+    use driver_matrix::matrix::RegistrySettings;
+    let dtk: ImageRef = support::dtk(K1).parse().unwrap();
+    let digest = dtk.digest().unwrap().clone();
+    let insecure = RegistrySettings {
+        mirror: None,
+        insecure: true,
+    };
+    let store = driver_matrix::registry::Client::new(driver_matrix::registry::ClientOptions {
+        registries: [
+            (support::registry().addr().to_string(), insecure.clone()),
+            ("127.0.0.1:1".to_string(), insecure),
+        ]
+        .into(),
+        retries: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(store.has_digest(&dtk, &digest).unwrap());
+    assert!(
+        !store
+            .has_digest(&dtk, &Digest::sha256(b"not pushed"))
+            .unwrap()
+    );
+    let dead: ImageRef = "127.0.0.1:1/test/dtk".parse().unwrap();
+    assert!(store.has_digest(&dead, &digest).is_err());
 }

@@ -1,8 +1,8 @@
 //! Is a locked image still there? A job is fresh when the plan says so (same inputs, same
 //! reference) and the registry still serves the locked digest.
 //!
-//! The check sits behind [`ImageStore`] so that the native registry client can replace the
-//! `skopeo` implementation without touching the build.
+//! The check sits behind [`ImageStore`]: `build` uses the native registry client (one `HEAD`
+//! per job); the `skopeo` implementation stays for comparison and as a fallback.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -97,6 +97,22 @@ impl Default for Skopeo {
             program: "skopeo".into(),
             authfile: None,
             insecure: BTreeSet::new(),
+        }
+    }
+}
+
+/// The native registry client: one `HEAD` of the manifest by digest, no process per check.
+impl ImageStore for crate::registry::Client {
+    fn has_digest(&self, image: &ImageRef, digest: &Digest) -> Result<bool, StoreError> {
+        let pinned = image.with_digest(digest.clone());
+        match self.head_manifest(&pinned) {
+            Ok(found) => Ok(found.is_some()),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(StoreError {
+                image: pinned.to_string(),
+                command: None,
+                message: e.to_string(),
+            }),
         }
     }
 }

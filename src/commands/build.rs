@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Context;
 use crate::build::{
-    self, BuildError, Buildah, Cancel, Executor, ImageStore, Outcome, Reporter, Selection, Skopeo,
-    Task, command, fresh, record, registries,
+    self, BuildError, Buildah, Cancel, Executor, ImageStore, Outcome, Reporter, Selection, Task,
+    command, fresh, record, registries,
 };
 use crate::cli::BuildArgs;
 use crate::domain::{Digest, did_you_mean};
@@ -18,6 +18,7 @@ use crate::error::{Error, Result, exit};
 use crate::lock::LockedImage;
 use crate::matrix::Matrix;
 use crate::plan::{Job, Plan, State};
+use crate::registry::{Client, ClientOptions};
 use crate::report::{self, Row};
 
 /// Registry checks wait on the network; this many run at once.
@@ -206,17 +207,19 @@ fn decide(
     authfile: Option<&PathBuf>,
 ) -> Result<Vec<Decision>> {
     let lock = ctx.lock()?;
-    let store = Skopeo {
-        authfile: authfile.cloned(),
-        insecure: matrix
-            .registries
-            .iter()
-            .filter(|(_, r)| r.insecure)
-            .map(|(h, _)| h.clone())
-            .collect(),
-        ..Skopeo::default()
-    };
     let offline = ctx.global.offline;
+    // The registry is asked only about jobs the plan calls fresh, and only online.
+    let must_check = !force && !offline && selected.iter().any(|j| j.state == State::Fresh);
+    let store = if must_check {
+        Some(Client::new(ClientOptions {
+            registries: matrix.registries.clone(),
+            authfile: authfile.cloned(),
+            max_in_flight: CHECK_THREADS,
+            ..ClientOptions::default()
+        })?)
+    } else {
+        None
+    };
     let decisions = fresh::parallel_map(selected, CHECK_THREADS, |job| {
         if force {
             return Ok(Decision::Build("forced"));
@@ -226,7 +229,11 @@ fn decide(
             (State::Stale, _) => return Ok(Decision::Build("inputs changed")),
             (State::Fresh, Some(l)) => l,
         };
-        if offline || store.has_digest(&locked.image, &locked.digest)? {
+        let present = match &store {
+            Some(store) => store.has_digest(&locked.image, &locked.digest)?,
+            None => true,
+        };
+        if present {
             Ok(Decision::Fresh(locked.digest.clone()))
         } else {
             Ok(Decision::Build("missing from the registry"))
