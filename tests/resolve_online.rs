@@ -53,7 +53,10 @@ fn a_registry_requiring_auth() {
     let out = w.run(&["--authfile", bad.to_str().unwrap(), "resolve"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(says(&err, "bad-auth.json") && says(&err, "puller"), "{err}");
+    assert!(
+        says(&err, "bad-auth.json") && !says(&err, "puller"),
+        "{err}"
+    );
     assert!(!says(&err, "wrong-pw"), "{err}");
 
     // Right password through the lookup order (~/.docker/config.json under HOME).

@@ -331,9 +331,10 @@ impl Transport {
     fn unauthorized(&self, route: &Route, url: &str, status: u16, said: String) -> RegistryError {
         let host = route.source.registry();
         let mut help = match self.credentials(route) {
-            Some((c, path)) => format!(
-                "credentials for user `{}` from `{}` were refused; log in again (`podman login {}`) or fix that file",
-                c.username,
+            Some((_, path)) => format!(
+                "the credentials for `{}` from `{}` were refused; log in again (`podman login --authfile {} {}`) or fix that file",
+                route.host,
+                path.display(),
                 path.display(),
                 route.host
             ),
@@ -403,20 +404,23 @@ pub(crate) fn said(body: &[u8]) -> String {
     }
 }
 
-/// A reqwest error with its causes, which hold the useful part (connection refused, ...).
+/// A reqwest error by its causes, which hold the useful part (connection refused, ...); the
+/// top-level message only repeats the URL, which the errors name already.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        e.to_string()
-    };
+    if e.is_timeout() {
+        return "timed out".to_string();
+    }
+    let mut parts = Vec::new();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        parts.push(s.to_string());
         source = s.source();
     }
-    out
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
