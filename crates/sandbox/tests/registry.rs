@@ -9,6 +9,12 @@ fn a_started_registry_answers_the_v2_ping() {
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(out.contains("Docker-Distribution-Api-Version: registry/2.0"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Docker-Distribution-Api-Version: registry/2.0"),
+        "{out}"
+    );
 }
