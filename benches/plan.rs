@@ -26,12 +26,22 @@ fn write_matrix(dir: &Path, releases: usize) -> Vec<Version> {
         .map(|i| format!("4.{}.{}", 10 + i / 100, i % 100).parse().unwrap())
         .collect();
     let mut text = String::from("[openshift]\narch = [\"x86_64\", \"aarch64\"]\nreleases = [");
-    text.push_str(&versions.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", "));
+    text.push_str(
+        &versions
+            .iter()
+            .map(|v| format!("\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     text.push_str("]\n");
     for d in 0..DRIVERS {
         let ctx = dir.join(format!("drivers/d{d}"));
         std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::write(ctx.join("Containerfile"), format!("ARG DTK_IMAGE\nFROM ${{DTK_IMAGE}}\nRUN echo {d}\n")).unwrap();
+        std::fs::write(
+            ctx.join("Containerfile"),
+            format!("ARG DTK_IMAGE\nFROM ${{DTK_IMAGE}}\nRUN echo {d}\n"),
+        )
+        .unwrap();
         std::fs::write(ctx.join("driver.c"), format!("int driver_{d};\n")).unwrap();
         text.push_str(&format!(
             "\n[[driver]]\nname = \"driver-{d:02}\"\ncontext = \"drivers/d{d}\"\nimage = \"quay.io/acme/driver-{d:02}\"\ntag = \"${{VERSION}}-${{KERNEL_FULL_VERSION}}\"\nbuild-args = {{ VERSION = \"1.{d}\" }}\n"
@@ -46,15 +56,22 @@ fn resolutions(versions: &[Version]) -> Vec<LockedRelease> {
     for (i, v) in versions.iter().enumerate() {
         for arch in [Arch::X86_64, Arch::Aarch64] {
             let k = i / RELEASES_PER_KERNEL;
-            let kernel: Kernel = format!("5.14.0-{}.{}.1.el9_4.{arch}", 284 + k / 50, k % 50).parse().unwrap();
+            let kernel: Kernel = format!("5.14.0-{}.{}.1.el9_4.{arch}", 284 + k / 50, k % 50)
+                .parse()
+                .unwrap();
             let dtk = Digest::sha256(format!("dtk-{k}-{arch}").as_bytes());
             out.push(LockedRelease {
                 version: v.clone(),
                 arch,
-                payload: format!("quay.io/openshift-release-dev/ocp-release@{}", Digest::sha256(v.to_string().as_bytes()))
+                payload: format!(
+                    "quay.io/openshift-release-dev/ocp-release@{}",
+                    Digest::sha256(v.to_string().as_bytes())
+                )
+                .parse()
+                .unwrap(),
+                dtk: format!("quay.io/openshift-release-dev/ocp-v4.0-art-dev@{dtk}")
                     .parse()
                     .unwrap(),
-                dtk: format!("quay.io/openshift-release-dev/ocp-v4.0-art-dev@{dtk}").parse().unwrap(),
                 kernel,
                 rt_kernel: None,
                 rhel: "9.4".into(),
@@ -78,12 +95,19 @@ fn peak_rss_kib() -> u64 {
 fn child(releases: usize, runs: usize) {
     let dir = tempfile::tempdir().unwrap();
     let versions = write_matrix(dir.path(), releases);
-    let m = matrix::load(&dir.path().join("matrix.toml")).unwrap().matrix;
+    let m = matrix::load(&dir.path().join("matrix.toml"))
+        .unwrap()
+        .matrix;
     let releases = resolutions(&versions);
     let contexts: BTreeMap<String, Digest> = m
         .drivers
         .iter()
-        .map(|d| (d.name.clone(), inputs::hash_context(&d.context, &d.containerfile).unwrap()))
+        .map(|d| {
+            (
+                d.name.clone(),
+                inputs::hash_context(&d.context, &d.containerfile).unwrap(),
+            )
+        })
         .collect();
     let lock = Lock::default();
     let before = peak_rss_kib();
@@ -104,7 +128,14 @@ fn child(releases: usize, runs: usize) {
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let p = last.unwrap();
-    println!("{} {} {:.2} {} {}", p.cells, p.jobs.len(), times[times.len() / 2], peak_rss_kib(), before);
+    println!(
+        "{} {} {:.2} {} {}",
+        p.cells,
+        p.jobs.len(),
+        times[times.len() / 2],
+        peak_rss_kib(),
+        before
+    );
 }
 
 fn main() {
@@ -115,17 +146,33 @@ fn main() {
         child(releases, runs);
         return;
     }
-    println!("planner: {DRIVERS} drivers x N releases x {ARCHES} arches, {RELEASES_PER_KERNEL} releases per kernel");
-    println!("{:>9} {:>7} {:>12} {:>14} {:>16}", "cells", "jobs", "plan (ms)", "peak RSS (MiB)", "RSS before (MiB)");
+    println!(
+        "planner: {DRIVERS} drivers x N releases x {ARCHES} arches, {RELEASES_PER_KERNEL} releases per kernel"
+    );
+    println!(
+        "{:>9} {:>7} {:>12} {:>14} {:>16}",
+        "cells", "jobs", "plan (ms)", "peak RSS (MiB)", "RSS before (MiB)"
+    );
     for (releases, runs) in [(30, 21), (300, 11), (3000, 5)] {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--child", &releases.to_string(), &runs.to_string()])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let line = String::from_utf8(out.stdout).unwrap();
         let f: Vec<&str> = line.split_whitespace().collect();
         let mib = |s: &str| s.parse::<f64>().unwrap() / 1024.0;
-        println!("{:>9} {:>7} {:>12} {:>14.1} {:>16.1}", f[0], f[1], f[2], mib(f[3]), mib(f[4]));
+        println!(
+            "{:>9} {:>7} {:>12} {:>14.1} {:>16.1}",
+            f[0],
+            f[1],
+            f[2],
+            mib(f[3]),
+            mib(f[4])
+        );
     }
 }

@@ -169,7 +169,8 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     );
     // buildah names itself in the user agent (the tool says `driver-matrix/<version>`).
     assert!(
-        log.lines().any(|l| l.contains(&dtk_path) && l.contains("Buildah/")),
+        log.lines()
+            .any(|l| l.contains(&dtk_path) && l.contains("Buildah/")),
         "no DTK read by buildah in the mirror's log:\n{log}"
     );
 
