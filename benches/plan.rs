@@ -6,7 +6,6 @@
 //!
 //! Targets (issue: the core): 30,000 cells in under 100 ms and under 64 MiB peak.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -99,16 +98,7 @@ fn child(releases: usize, runs: usize) {
         .unwrap()
         .matrix;
     let releases = resolutions(&versions);
-    let contexts: BTreeMap<String, Digest> = m
-        .drivers
-        .iter()
-        .map(|d| {
-            (
-                d.name.clone(),
-                inputs::hash_context(&d.context, &d.containerfile).unwrap(),
-            )
-        })
-        .collect();
+    let contexts = inputs::context_digests(&m).unwrap();
     let lock = Lock::default();
     let before = peak_rss_kib();
     let mut times = Vec::new();

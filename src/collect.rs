@@ -54,16 +54,7 @@ pub fn collect_job(client: &Client, job: &Job) -> Result<LockedImage, Unmatched>
             found: found.cloned(),
         });
     }
-    Ok(LockedImage {
-        driver: job.driver.clone(),
-        kernel: job.kernel.clone(),
-        arch: job.arch,
-        dtk: job.dtk.clone(),
-        inputs: job.inputs.clone(),
-        image: job.image.clone(),
-        digest: manifest.digest,
-        releases: job.releases.clone(),
-    })
+    Ok(job.locked(manifest.digest))
 }
 
 /// Looks up every job's image, in parallel; results come back in plan order.

@@ -195,6 +195,18 @@ pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, Input
     Ok(Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest"))
 }
 
+/// Every driver's context digest, hashed in parallel.
+pub fn context_digests(
+    matrix: &crate::matrix::Matrix,
+) -> Result<BTreeMap<String, Digest>, InputsError> {
+    use rayon::prelude::*;
+    matrix
+        .drivers
+        .par_iter()
+        .map(|d| Ok((d.name.clone(), hash_context(&d.context, &d.containerfile)?)))
+        .collect()
+}
+
 fn hash_file(path: &Path) -> Result<String, InputsError> {
     let err = |source| InputsError::Io {
         path: path.to_path_buf(),

@@ -51,16 +51,7 @@ fn load_good() -> (
 ) {
     let m = matrix::load(&good().join("matrix.toml")).unwrap().matrix;
     let l = lock::read(&good().join("resolved.lock")).unwrap();
-    let contexts = m
-        .drivers
-        .iter()
-        .map(|d| {
-            (
-                d.name.clone(),
-                inputs::hash_context(&d.context, &d.containerfile).unwrap(),
-            )
-        })
-        .collect();
+    let contexts = inputs::context_digests(&m).unwrap();
     (m, l, contexts)
 }
 
@@ -179,17 +170,7 @@ fn jobs_are_fresh_when_the_lock_matches_and_stale_when_a_context_file_changes() 
     let matrix_path = dir.path().join("matrix.toml");
     let m = matrix::load(&matrix_path).unwrap().matrix;
     let mut l = lock::read(&dir.path().join("resolved.lock")).unwrap();
-    let hash = |m: &matrix::Matrix| -> BTreeMap<_, _> {
-        m.drivers
-            .iter()
-            .map(|d| {
-                (
-                    d.name.clone(),
-                    inputs::hash_context(&d.context, &d.containerfile).unwrap(),
-                )
-            })
-            .collect()
-    };
+    let hash = |m: &matrix::Matrix| inputs::context_digests(m).unwrap();
     let p = make_plan(&m, &l, &hash(&m));
     assert!(p.jobs.iter().all(|j| j.state == State::New));
     for j in &p.jobs {

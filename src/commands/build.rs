@@ -15,7 +15,6 @@ use crate::build::{
 use crate::cli::BuildArgs;
 use crate::domain::{Digest, did_you_mean};
 use crate::error::{Error, Result, exit};
-use crate::lock::LockedImage;
 use crate::matrix::Matrix;
 use crate::plan::{Job, Plan, State};
 use crate::registry::{Client, ClientOptions};
@@ -108,18 +107,8 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         let Some(recorder) = &recorder else {
             return Ok(());
         };
-        let job = &task.job;
         recorder
-            .record(LockedImage {
-                driver: job.driver.clone(),
-                kernel: job.kernel.clone(),
-                arch: job.arch,
-                dtk: job.dtk.clone(),
-                inputs: job.inputs.clone(),
-                image: job.image.clone(),
-                digest: digest.clone(),
-                releases: job.releases.clone(),
-            })
+            .record(task.job.locked(digest.clone()))
             .map_err(|e| format!("pushed as {digest}, but not recorded in the lock: {e}"))
     };
     let outcomes = if tasks.is_empty() {

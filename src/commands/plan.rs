@@ -1,14 +1,8 @@
 //! `driver-matrix plan`: the jobs, from the matrix and the resolved releases.
 
-use std::collections::BTreeMap;
-
-use rayon::prelude::*;
-
 use super::Context;
 use crate::cli::{PlanArgs, PlanFormat};
-use crate::domain::Digest;
 use crate::error::Result;
-use crate::matrix::Matrix;
 use crate::plan::{self, Plan, PlanInput};
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
@@ -20,20 +14,6 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Hashes every driver's build context, in parallel.
-pub fn context_digests(matrix: &Matrix) -> Result<BTreeMap<String, Digest>> {
-    matrix
-        .drivers
-        .par_iter()
-        .map(|d| {
-            Ok((
-                d.name.clone(),
-                crate::inputs::hash_context(&d.context, &d.containerfile)?,
-            ))
-        })
-        .collect()
-}
-
 /// Loads everything and plans.
 pub fn compute(ctx: &Context) -> Result<Plan> {
     let matrix = ctx.matrix()?;
@@ -42,7 +22,7 @@ pub fn compute(ctx: &Context) -> Result<Plan> {
     // and the cache only, failing on any release they do not hold.
     let resolved = super::resolve::resolve_matrix(ctx, &matrix, &lock)?;
     let versions = resolved.versions;
-    let contexts = context_digests(&matrix)?;
+    let contexts = crate::inputs::context_digests(&matrix)?;
     let plan = plan::plan(&PlanInput {
         matrix: &matrix,
         versions: &versions,

@@ -72,6 +72,20 @@ impl Job {
         format!("{}/{}/{}", self.driver, self.kernel, self.arch)
     }
 
+    /// The lock entry for this job's image once it is in the registry at `digest`.
+    pub fn locked(&self, digest: Digest) -> LockedImage {
+        LockedImage {
+            driver: self.driver.clone(),
+            kernel: self.kernel.clone(),
+            arch: self.arch,
+            dtk: self.dtk.clone(),
+            inputs: self.inputs.clone(),
+            image: self.image.clone(),
+            digest,
+            releases: self.releases.clone(),
+        }
+    }
+
     /// Every build arg, the reserved ones and the driver's own, sorted by name.
     pub fn build_args(&self) -> BTreeMap<String, String> {
         let dtk = self.dtk.to_string();
