@@ -68,17 +68,17 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the build jobs with their releases, tag, inputs hash and state.
-    Plan(PlanArgs),
-
-    /// Build what is not fresh with buildah, push it, and record every success in the lock.
-    Build(BuildArgs),
-
     /// Resolve every release (payload, DTK, kernel) and write the `[[release]]` part of the lock.
     Resolve(ResolveArgs),
 
     /// List the versions a channel offers, from the update graph.
     Releases(ReleasesArgs),
+
+    /// List the build jobs with their releases, tag, inputs hash and state.
+    Plan(PlanArgs),
+
+    /// Build what is not fresh with buildah, push it, and record every success in the lock.
+    Build(BuildArgs),
 
     /// Check that every locked image exists at its digest; `--deep` also checks its modules.
     Verify(VerifyArgs),
