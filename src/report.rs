@@ -109,10 +109,11 @@ pub struct Progress {
     running: Mutex<HashMap<usize, ProgressBar>>,
 }
 
-impl Default for Progress {
-    fn default() -> Self {
+impl Progress {
+    /// A view for `total` jobs (known up front, so the overall bar never draws without a length).
+    pub fn new(total: usize) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let overall = multi.add(ProgressBar::new(0));
+        let overall = multi.add(ProgressBar::new(total as u64));
         overall.set_style(
             ProgressStyle::with_template(
                 "{prefix:>8} [{bar:30}] {pos}/{len} jobs, {elapsed} elapsed, ETA {eta}",
@@ -121,7 +122,6 @@ impl Default for Progress {
             .progress_chars("=> "),
         );
         overall.set_prefix("building");
-        overall.enable_steady_tick(Duration::from_millis(200));
         Progress {
             multi,
             overall,
@@ -134,7 +134,10 @@ impl Reporter for Progress {
     fn event(&self, event: &Event<'_>) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         match event {
-            Event::Begin { total } => self.overall.set_length(*total as u64),
+            Event::Begin { total } => {
+                self.overall.set_length(*total as u64);
+                self.overall.enable_steady_tick(Duration::from_millis(200));
+            }
             Event::Started { index, job, .. } => {
                 let bar = self
                     .multi

@@ -117,7 +117,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         let reporter: Box<dyn Reporter> = if ctx.global.quiet {
             Box::new(report::Quiet)
         } else if std::io::stderr().is_terminal() {
-            Box::new(report::Progress::default())
+            Box::new(report::Progress::new(tasks.len()))
         } else {
             Box::new(report::Plain::default())
         };
