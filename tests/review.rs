@@ -122,8 +122,15 @@ fn ok_in(dir: &Path, args: &[&str]) -> std::process::Output {
 fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
     let w = world("verify");
     let dir = w.dir.path();
-    ok_in(dir, &["resolve"]);
+    // `build` alone resolves the releases and writes them into the lock with the images.
     ok_in(dir, &["build", "-j", "2"]);
+    let lock = driver_matrix::lock::read(&dir.join("matrix.lock")).unwrap();
+    let versions: Vec<String> = lock
+        .releases
+        .iter()
+        .map(|r| r.version.to_string())
+        .collect();
+    assert_eq!(versions, ["4.14.1", "4.14.2", "4.16.1"]);
     // Both drivers' images exist: plain verify passes.
     let out = ok_in(dir, &["verify"]);
     assert!(
@@ -197,6 +204,14 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
             .images
             .len(),
         4
+    );
+    // Again, online: each job is checked in the registry (one HEAD), found fresh, not built.
+    let out = ok_in(single, &["build", "-j", "2"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("0 built, 4 fresh"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(single.join("matrix.lock")).unwrap(),
+        expected
     );
 
     // Three "machines": each its own checkout, no lock, its own cache; only the registry is

@@ -5,7 +5,6 @@
 //! The orchestration (flags, plan, exit codes) lives in `commands::build`; rendering events
 //! lives in `crate::report`.
 
-pub mod auth;
 pub mod command;
 pub mod event;
 pub mod executor;

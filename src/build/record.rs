@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::domain::{Arch, Kernel};
-use crate::lock::{self, Lock, LockError, LockedImage};
+use crate::lock::{self, Lock, LockError, LockedImage, LockedRelease};
 use crate::plan::Plan;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -124,10 +124,12 @@ impl Recorder {
         lock
     }
 
-    /// Drops images of jobs no longer in the plan; returns whether the file changed.
-    pub fn prune(&self) -> Result<bool, RecordError> {
+    /// Sets the `[[release]]` part to `releases` and drops images of jobs no longer in the
+    /// plan; returns whether the file changed.
+    pub fn prune(&self, releases: &[LockedRelease]) -> Result<bool, RecordError> {
         let _held = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let lock = self.pruned(lock::read(&self.path)?);
+        let mut lock = self.pruned(lock::read(&self.path)?);
+        lock.releases = releases.to_vec();
         Ok(lock::write_if_changed(&self.path, &lock)?)
     }
 

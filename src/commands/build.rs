@@ -32,13 +32,16 @@ enum Decision {
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
-    // `compute` resolves releases (or reads them from the lock under `--offline`) and plans.
-    let plan = super::plan::compute(ctx)?;
-    // Loaded again, silently: `compute` already printed the matrix's warnings.
-    let matrix = crate::matrix::load(&ctx.global.matrix)?.matrix;
+    // Resolves releases (or reads them from the lock under `--offline`) and plans.
+    let super::plan::Planned {
+        matrix,
+        resolution,
+        plan,
+        ..
+    } = super::plan::load(ctx)?;
     let selection = selection(&matrix, &plan, args)?;
     let selected: Vec<&Job> = plan.jobs.iter().filter(|j| selection.contains(j)).collect();
-    let authfile = build::auth::find(ctx.global.authfile.as_deref());
+    let authfile = crate::registry::tool_authfile(ctx.global.authfile.as_deref());
     let decisions = decide(ctx, &matrix, &selected, args.force, authfile.as_ref())?;
     let to_build: Vec<&Job> = selected
         .iter()
@@ -86,7 +89,8 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
             }
         })
         .map_err(BuildError::from)?;
-        r.prune().map_err(BuildError::from)?;
+        // The lock gets the releases as resolved now, and loses images no longer planned.
+        r.prune(&resolution.releases).map_err(BuildError::from)?;
         Some(r)
     };
 

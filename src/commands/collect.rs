@@ -13,12 +13,17 @@ pub fn run(ctx: &Context) -> Result<i32> {
             None,
         ));
     }
-    let plan = super::plan::compute(ctx)?;
-    let matrix = ctx.matrix_quiet()?;
+    let super::plan::Planned {
+        matrix,
+        mut lock,
+        resolution,
+        plan,
+    } = super::plan::load(ctx)?;
     let client = super::resolve::client(ctx, &matrix)?;
     let results = crate::collect::collect_all(&client, &plan.jobs);
     let lock_path = ctx.lock_path();
-    let mut lock = ctx.lock()?;
+    // The whole lock is rebuilt: the releases as resolved, the images as the registry has them.
+    lock.releases = resolution.releases;
     lock.images.clear();
     let mut missing = Vec::new();
     for (job, result) in plan.jobs.iter().zip(results) {

@@ -61,11 +61,6 @@ impl Context {
         Ok(loaded.matrix)
     }
 
-    /// Loads the matrix without printing its warnings (for a second load in one command).
-    pub fn matrix_quiet(&self) -> Result<Matrix> {
-        Ok(matrix::load(&self.global.matrix)?.matrix)
-    }
-
     pub fn lock(&self) -> Result<Lock> {
         Ok(lock::read(&self.lock_path())?)
     }

@@ -14,22 +14,40 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Everything a command that plans has loaded: the matrix, the lock as it was, the resolved
+/// releases and the plan.
+pub struct Planned {
+    pub matrix: crate::matrix::Matrix,
+    pub lock: crate::lock::Lock,
+    pub resolution: super::resolve::Resolution,
+    pub plan: Plan,
+}
+
 /// Loads everything and plans.
 pub fn compute(ctx: &Context) -> Result<Plan> {
+    Ok(load(ctx)?.plan)
+}
+
+/// Loads the matrix and the lock, resolves the releases (online through the update graph and
+/// the registry, the cache saving what it can; `--offline` from the lock and the cache only,
+/// failing on any release they do not hold), and plans.
+pub fn load(ctx: &Context) -> Result<Planned> {
     let matrix = ctx.matrix()?;
     let lock = ctx.lock()?;
-    // Online: the update graph and the registry (through the cache); `--offline`: the lock
-    // and the cache only, failing on any release they do not hold.
-    let resolved = super::resolve::resolve_matrix(ctx, &matrix, &lock)?;
-    let versions = resolved.versions;
+    let resolution = super::resolve::resolve_matrix(ctx, &matrix, &lock)?;
     let contexts = crate::inputs::context_digests(&matrix)?;
     let plan = plan::plan(&PlanInput {
         matrix: &matrix,
-        versions: &versions,
-        releases: &resolved.releases,
+        versions: &resolution.versions,
+        releases: &resolution.releases,
         contexts: &contexts,
         lock: &lock,
     })?;
     ctx.warn_all(&matrix, &plan.warnings);
-    Ok(plan)
+    Ok(Planned {
+        matrix,
+        lock,
+        resolution,
+        plan,
+    })
 }

@@ -93,6 +93,15 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
+/// The credentials file to hand to buildah and skopeo: `--authfile` as given (even when it does
+/// not exist, so that they name it in their error), else the first candidate that exists.
+pub fn tool_authfile(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => candidates(None).into_iter().find(|p| p.is_file()),
+    }
+}
+
 /// `https://index.docker.io/v1/` → `docker.io`; `http://h:5000/ns/` → `h:5000/ns`.
 fn normalize_key(key: &str) -> String {
     let k = key

@@ -31,7 +31,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 
-pub use auth::{AuthFiles, Credentials};
+pub use auth::{AuthFiles, Credentials, tool_authfile};
 pub use blob::{BlobReader, TransferError};
 pub use error::RegistryError;
 pub use manifest::{Descriptor, ImageManifest};
