@@ -3,8 +3,9 @@
 //! example drivers, real buildah and the real binary. Each locked image is pulled back and
 //! every module in it must carry the vermagic of its locked kernel.
 //!
-//! The Debian roots are cached in the repository's `.sandbox/rootfs` (shared with `make
-//! demo`): the first run on a machine bootstraps them (a few minutes), later runs reuse them.
+//! The Debian roots are cached in the repository's `.sandbox/` (shared with `make demo`;
+//! `DRIVER_MATRIX_SANDBOX_DIR` puts them elsewhere, a CI cache say): the first run on a machine
+//! bootstraps them (about five minutes), later runs reuse them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
@@ -152,7 +153,10 @@ fn vermagic(ko: &Path) -> String {
 fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     let started = std::time::Instant::now();
     let registry = Registry::shared();
-    let world = world::populate(registry.addr(), &Paths::in_repo(&repo().join(".sandbox")))
+    let cache = std::env::var_os("DRIVER_MATRIX_SANDBOX_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".sandbox"));
+    let world = world::populate(registry.addr(), &Paths::in_repo(&cache))
         .expect("populating the sandbox (debootstrap needs the Debian mirror)");
     eprintln!("sandbox populated in {:.0?}", started.elapsed());
     let kernels: BTreeSet<String> = world.kernels().into_iter().collect();
@@ -259,4 +263,15 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
         before
     );
     eprintln!("end to end in {:.0?}", started.elapsed());
+
+    // The built images are in the registry; buildah's local copies only take space. (The
+    // DTKs stay: their digests are stable while the Debian roots are, so the next run pulls
+    // nothing.)
+    for img in images {
+        let _ = Command::new("buildah")
+            .args(["rmi", img["image"].as_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
