@@ -152,11 +152,20 @@ fn vermagic(ko: &Path) -> String {
 #[test]
 fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     let started = std::time::Instant::now();
-    let registry = Registry::shared();
+    // `make test`'s registry, else one of this test's own, removed with its storage (the DTK
+    // stand-ins are hundreds of megabytes) when the test ends.
+    let own;
+    let registry = match std::env::var("DRIVER_MATRIX_TEST_REGISTRY") {
+        Ok(addr) if !addr.is_empty() => addr,
+        _ => {
+            own = Registry::start(Default::default()).expect("starting docker-registry");
+            own.addr().to_string()
+        }
+    };
     let cache = std::env::var_os("DRIVER_MATRIX_SANDBOX_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".sandbox"));
-    let world = world::populate(registry.addr(), &Paths::in_repo(&cache))
+    let world = world::populate(&registry, &Paths::in_repo(&cache))
         .expect("populating the sandbox (debootstrap needs the Debian mirror)");
     eprintln!("sandbox populated in {:.0?}", started.elapsed());
     let kernels: BTreeSet<String> = world.kernels().into_iter().collect();
