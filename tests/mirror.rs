@@ -6,55 +6,10 @@
 #[path = "resolve_support/mod.rs"]
 mod resolve_support;
 
-use std::path::Path;
-use std::process::Command;
-
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Registry};
-use object::write::{Object as ElfObject, StandardSection};
-use object::{Architecture, BinaryFormat, Endianness, SectionKind};
-use resolve_support::{World, stderr, stdout};
+use resolve_support::{World, module, ok_in, stdout};
 
 const K: &str = "5.14.0-284.52.1.el9_2.x86_64";
-
-fn module(kernel: &str) -> Vec<u8> {
-    let mut obj = ElfObject::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
-    let id = obj.add_section(
-        Vec::new(),
-        b".modinfo".to_vec(),
-        SectionKind::ReadOnlyString,
-    );
-    let info = format!("name=hello\0vermagic={kernel} SMP mod_unload \0");
-    obj.append_section_data(id, info.as_bytes(), 1);
-    let text = obj.section_id(StandardSection::Text);
-    obj.append_section_data(text, &[0xc3], 1);
-    obj.write().unwrap()
-}
-
-fn run(dir: &Path, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-    cmd.current_dir(dir)
-        .args(args)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .env("NO_COLOR", "1")
-        .env("HOME", dir)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("CONTAINERS_REGISTRIES_CONF");
-    if std::env::var_os("STORAGE_DRIVER").is_none() {
-        cmd.env("STORAGE_DRIVER", "vfs");
-    }
-    if std::env::var_os("BUILDAH_ISOLATION").is_none() {
-        cmd.env("BUILDAH_ISOLATION", "chroot");
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
 
 #[test]
 fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
@@ -89,7 +44,7 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     let dir = w.dir.path();
     let ctx = dir.join("hello");
     std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("hello.ko"), module(K)).unwrap();
+    std::fs::write(ctx.join("hello.ko"), module("hello", K)).unwrap();
     std::fs::write(
         ctx.join("Containerfile"),
         "ARG DTK_IMAGE\nFROM ${DTK_IMAGE} AS dtk\n\nFROM scratch\nARG KERNEL_VERSION\n\
@@ -108,10 +63,10 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     );
     std::fs::write(dir.join("matrix.toml"), &mirrored).unwrap();
 
-    run(dir, &["resolve"]);
-    let plan_json = stdout(&run(dir, &["plan", "--format", "json"]));
-    run(dir, &["build"]);
-    let out = run(dir, &["verify", "--deep"]);
+    ok_in(dir, &["resolve"]);
+    let plan_json = stdout(&ok_in(dir, &["plan", "--format", "json"]));
+    ok_in(dir, &["build"]);
+    let out = ok_in(dir, &["verify", "--deep"]);
     assert!(
         stdout(&out).contains(&format!("hello: vermagic {K}")),
         "{}",
@@ -128,7 +83,7 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
             + "\n",
     )
     .unwrap();
-    run(dir, &["collect"]);
+    ok_in(dir, &["collect"]);
     assert_eq!(
         std::fs::read_to_string(dir.join("matrix.lock")).unwrap(),
         lock
@@ -137,8 +92,8 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     // The lock, the plan and the exports name quay.io for the payload and the DTK, never the
     // mirror's namespace.
     let mirror_ns = format!("{}/{}/openshift-release-dev", w.addr, w.ns);
-    let kmm = stdout(&run(dir, &["export", "kmm"]));
-    let preflight = stdout(&run(dir, &["export", "preflight"]));
+    let kmm = stdout(&ok_in(dir, &["export", "kmm"]));
+    let preflight = stdout(&ok_in(dir, &["export", "preflight"]));
     for (what, text) in [
         ("lock", &lock),
         ("plan", &plan_json),
@@ -184,7 +139,7 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     );
     assert!(!direct.contains("[registries.\"quay.io\"]"));
     std::fs::write(dir.join("matrix.toml"), direct).unwrap();
-    let offline_plan = stdout(&run(dir, &["--offline", "plan", "--format", "json"]));
+    let offline_plan = stdout(&ok_in(dir, &["--offline", "plan", "--format", "json"]));
     let inputs = |json: &str| -> Vec<String> {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         v["jobs"]

@@ -7,32 +7,12 @@
 mod resolve_support;
 
 use std::path::Path;
-use std::process::Command;
 
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
-use object::write::{Object as ElfObject, StandardSection};
-use object::{Architecture, BinaryFormat, Endianness, SectionKind};
-use resolve_support::{World, stderr, stdout};
+use resolve_support::{World, module, ok_in, run_in, stderr, stdout};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
-
-/// A `.ko`-like ELF object whose `.modinfo` says it was built for `kernel`.
-fn module(name: &str, kernel: &str) -> Vec<u8> {
-    let mut obj = ElfObject::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
-    let id = obj.add_section(
-        Vec::new(),
-        b".modinfo".to_vec(),
-        SectionKind::ReadOnlyString,
-    );
-    let info = format!(
-        "license=GPL\0name={name}\0vermagic={kernel} SMP preempt mod_unload modversions \0"
-    );
-    obj.append_section_data(id, info.as_bytes(), 1);
-    let text = obj.section_id(StandardSection::Text);
-    obj.append_section_data(text, &[0xc3], 1);
-    obj.write().unwrap()
-}
 
 /// Publishes 4.14.1 and 4.14.2 on K1 and 4.16.1 on K2, and writes a matrix with two drivers:
 /// `good-kmod` copies the module built for each kernel, `bad-kmod` always the K1 one.
@@ -86,36 +66,6 @@ fn write_project(w: &World, dir: &Path) {
         ns = w.ns,
     );
     std::fs::write(dir.join("matrix.toml"), text).unwrap();
-}
-
-/// The binary in `dir` with its own cache, buildah set up for a root machine.
-fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-    cmd.current_dir(dir)
-        .args(args)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .env("NO_COLOR", "1")
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("REGISTRY_AUTH_FILE");
-    if std::env::var_os("STORAGE_DRIVER").is_none() {
-        cmd.env("STORAGE_DRIVER", "vfs");
-    }
-    if std::env::var_os("BUILDAH_ISOLATION").is_none() {
-        cmd.env("BUILDAH_ISOLATION", "chroot");
-    }
-    cmd.output().unwrap()
-}
-
-fn ok_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    let out = run_in(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
 }
 
 #[test]

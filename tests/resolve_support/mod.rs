@@ -180,3 +180,60 @@ pub fn says(hay: &str, needle: &str) -> bool {
     };
     flat(hay).contains(&flat(needle))
 }
+
+/// The binary in `dir`, as a machine of its own would run it: its own cache and HOME, no
+/// credentials or registries.conf from this machine, reproducible images
+/// (`SOURCE_DATE_EPOCH`), and buildah set up for root without a container engine unless the
+/// environment says otherwise.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+    cmd.current_dir(dir)
+        .args(args)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .env("NO_COLOR", "1")
+        .env("HOME", dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .stdin(Stdio::null());
+    if std::env::var_os("STORAGE_DRIVER").is_none() {
+        cmd.env("STORAGE_DRIVER", "vfs");
+    }
+    if std::env::var_os("BUILDAH_ISOLATION").is_none() {
+        cmd.env("BUILDAH_ISOLATION", "chroot");
+    }
+    cmd.output().unwrap()
+}
+
+/// [`run_in`], asserting success.
+pub fn ok_in(dir: &Path, args: &[&str]) -> Output {
+    let out = run_in(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// A `.ko`-like ELF object whose `.modinfo` says it was built for `kernel`.
+pub fn module(name: &str, kernel: &str) -> Vec<u8> {
+    use object::write::{Object, StandardSection};
+    use object::{Architecture, BinaryFormat, Endianness, SectionKind};
+    let mut obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+    let id = obj.add_section(
+        Vec::new(),
+        b".modinfo".to_vec(),
+        SectionKind::ReadOnlyString,
+    );
+    let info = format!(
+        "license=GPL\0name={name}\0vermagic={kernel} SMP preempt mod_unload modversions \0"
+    );
+    obj.append_section_data(id, info.as_bytes(), 1);
+    let text = obj.section_id(StandardSection::Text);
+    obj.append_section_data(text, &[0xc3], 1);
+    obj.write().unwrap()
+}
