@@ -43,6 +43,12 @@ fn writes_atomically_and_only_when_the_bytes_change() {
     let path = dir.path().join("matrix.lock");
     let l = lock::read(&fixture()).unwrap();
     assert!(lock::write_if_changed(&path, &l).unwrap());
+    // An ordinary file of the repository, not a private temporary one.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert!(!lock::write_if_changed(&path, &l).unwrap());

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::{FORMAT_VERSION, HEADER, Lock, LockError};
@@ -76,6 +77,12 @@ pub fn write_if_changed(path: &Path, lock: &Lock) -> Result<bool, LockError> {
         .tempfile_in(dir)
         .map_err(err)?;
     tmp.write_all(text.as_bytes()).map_err(err)?;
+    // A temporary file is private (0600); the lock is an ordinary file of the repository: keep
+    // the mode it had, or make it 0644.
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(true)
