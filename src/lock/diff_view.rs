@@ -13,11 +13,10 @@ fn short(image: &str) -> String {
     }
 }
 
+/// The digest of `repo@sha256:<64>`, shortened to 12 hex digits.
 fn digest_of(image: &str) -> String {
-    match image.split_once('@') {
-        Some((_, d)) => short(&format!("x@{d}"))
-            .trim_start_matches("x@")
-            .to_string(),
+    match image.split_once("@sha256:") {
+        Some((_, hex)) => format!("sha256:{}", &hex[..hex.len().min(12)]),
         None => image.to_string(),
     }
 }

@@ -135,6 +135,19 @@ fn clean(name: &str) -> &str {
     name.trim_start_matches("./").trim_start_matches('/')
 }
 
+/// The decompressed stream of a layer, the compression told by its magic bytes (gzip, zstd or
+/// none), whatever the media type says.
+pub fn decoder<'a, B: BufRead + 'a>(mut buffered: B) -> io::Result<Box<dyn Read + 'a>> {
+    let magic: Vec<u8> = buffered.fill_buf()?.iter().take(4).copied().collect();
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(super::inflate::LazyGz::new(buffered))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
+    } else {
+        Box::new(buffered)
+    })
+}
+
 /// Reads `blob` until every name in `wanted` is found, then stops. Returns the files found
 /// (all of them, unless the archive ended first). `hint`, when given, receives estimates of how
 /// far into the blob the wanted files end (see `registry::BlobReader::hint`).
@@ -152,17 +165,10 @@ pub fn scan<R: Read>(
             count: compressed.clone(),
         },
     );
-    let magic = buffered.fill_buf().map_err(classify)?;
-    let decoded: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(super::inflate::LazyGz::new(buffered))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(
-            zstd::stream::read::Decoder::with_buffer(buffered)
-                .map_err(|e| LayerError::Format(format!("bad zstd stream: {e}")))?,
-        )
-    } else {
-        Box::new(buffered)
-    };
+    // Filled first so that a read error is classified as one, not as bad compression.
+    buffered.fill_buf().map_err(classify)?;
+    let decoded =
+        decoder(buffered).map_err(|e| LayerError::Format(format!("bad zstd stream: {e}")))?;
     let target = Rc::new(Cell::new(0));
     let guarded = Guarded {
         inner: decoded,

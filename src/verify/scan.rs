@@ -3,7 +3,7 @@
 //! `/lib/modules` or `/usr/lib/modules`) kept with the kernel directory it sits in.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 
 /// Largest module accepted; real ones are kilobytes to a few megabytes.
 const MODULE_MAX: u64 = 256 << 20;
@@ -40,19 +40,6 @@ fn classify(path: &str) -> Option<(String, String)> {
     None
 }
 
-/// Decompresses a layer blob by its magic bytes (gzip, zstd or plain tar).
-fn decompressed<'a, R: Read + 'a>(blob: R) -> io::Result<Box<dyn Read + 'a>> {
-    let mut buffered = BufReader::with_capacity(64 << 10, blob);
-    let magic = buffered.fill_buf()?;
-    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
-    } else {
-        Box::new(buffered)
-    })
-}
-
 /// The image's modules, from its layers in manifest order (base first).
 #[derive(Default)]
 pub struct Scanner {
@@ -62,7 +49,8 @@ pub struct Scanner {
 impl Scanner {
     /// Applies one layer on top of what the layers before it left.
     pub fn layer<R: Read>(&mut self, blob: R) -> io::Result<()> {
-        let mut archive = tar::Archive::new(decompressed(blob)?);
+        let buffered = BufReader::with_capacity(64 << 10, blob);
+        let mut archive = tar::Archive::new(crate::release::layer::decoder(buffered)?);
         let mut removed: Vec<String> = Vec::new();
         let mut opaque: Vec<String> = Vec::new();
         let mut added: Vec<ModuleFile> = Vec::new();
