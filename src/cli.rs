@@ -42,9 +42,15 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Use only the lock and the cache; contact no registry or update graph.
+    /// Resolve from the lock and the cache only; contact no update graph, and the registry only
+    /// to push and read back what `build` builds.
     #[arg(long, global = true)]
     pub offline: bool,
+
+    /// Fail at once (exit 2) instead of waiting when another driver-matrix is writing the
+    /// same lock.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
 
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -151,7 +157,8 @@ pub struct BuildArgs {
     #[arg(long, conflicts_with = "locked")]
     pub force: bool,
 
-    /// Exit with 3, before building anything, unless every selected job is fresh.
+    /// Exit with 3, before building anything, unless every selected job is fresh and the lock
+    /// would not change by a byte.
     #[arg(long)]
     pub locked: bool,
 

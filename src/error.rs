@@ -51,6 +51,11 @@ pub enum Error {
     #[diagnostic(transparent)]
     Registry(#[from] crate::registry::RegistryError),
 
+    /// The writer's lock could not be taken (`--no-wait` while another writer holds it).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Writer(#[from] crate::pipeline::writer::WriterError),
+
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
     #[diagnostic(code(driver_matrix::usage))]
@@ -59,6 +64,14 @@ pub enum Error {
         #[help]
         help: Option<String>,
     },
+
+    /// `collect` could not read some images; the lock was left as it was.
+    #[error("the registry failed while collecting; the lock is unchanged:\n  {}", failed.join("\n  "))]
+    #[diagnostic(
+        code(driver_matrix::collect::registry),
+        help("check that the registry is reachable and run `driver-matrix collect` again")
+    )]
+    Collect { failed: Vec<String> },
 
     /// `--locked` and the lock would change.
     #[error("{message}")]
@@ -84,8 +97,10 @@ impl Error {
             | Error::Plan(_)
             | Error::Usage { .. }
             | Error::Inputs(_)
-            | Error::Export(_) => exit::USAGE,
+            | Error::Export(_)
+            | Error::Writer(_) => exit::USAGE,
             Error::Outdated { .. } => exit::LOCKED,
+            Error::Collect { .. } => exit::REGISTRY,
             Error::Build(e) => e.exit_code(),
             Error::Release(e) => e.exit_code(),
             Error::Registry(_) => exit::REGISTRY,

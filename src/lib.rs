@@ -12,7 +12,6 @@
 
 pub mod build;
 pub mod cli;
-pub mod collect;
 pub mod commands;
 pub mod domain;
 pub mod error;
@@ -20,6 +19,7 @@ pub mod export;
 pub mod inputs;
 pub mod lock;
 pub mod matrix;
+pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod release;

@@ -1,16 +1,15 @@
 //! Building the jobs of a plan with buildah: which jobs ([`select`], [`fresh`]), their command
 //! lines ([`command`], pure), running them in parallel ([`executor`], [`process`]) while
-//! reporting [`event`]s, and recording each pushed image in the lock ([`record`]).
+//! reporting [`event`]s.
 //!
-//! The orchestration (flags, plan, exit codes) lives in `commands::build`; rendering events
-//! lives in `crate::report`.
+//! The orchestration (freshness, the lock, confirming pushed images) lives in
+//! `crate::pipeline::build`; rendering events lives in `crate::report`.
 
 pub mod command;
 pub mod event;
 pub mod executor;
 pub mod fresh;
 pub mod process;
-pub mod record;
 pub mod registries;
 pub mod select;
 
@@ -19,7 +18,6 @@ pub use event::{Event, Failure, Outcome, Reporter};
 pub use executor::{Executor, Task};
 pub use fresh::{ImageStore, Skopeo, StoreError};
 pub use process::Cancel;
-pub use record::{RecordError, Recorder};
 pub use select::{Selection, Shard};
 
 /// Errors of the build layer that end the run (a failed job does not: it is an outcome).
@@ -28,10 +26,6 @@ pub enum BuildError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Store(#[from] StoreError),
-
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Record(#[from] RecordError),
 
     #[error("no cache directory to keep build logs in")]
     #[diagnostic(code(driver_matrix::build::cache_dir), help("pass `--cache-dir DIR`"))]
@@ -50,7 +44,6 @@ impl BuildError {
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::Store(_) => crate::error::exit::REGISTRY,
-            BuildError::Record(_) => crate::error::exit::FAILED,
             BuildError::NoCacheDir => crate::error::exit::USAGE,
             BuildError::RegistriesConf { .. } => crate::error::exit::FAILED,
         }

@@ -77,14 +77,22 @@ pub struct Selection {
 
 impl Selection {
     pub fn contains(&self, job: &Job) -> bool {
-        (self.drivers.is_empty() || self.drivers.contains(&job.driver))
+        self.matches(&job.driver, &job.kernel, job.arch)
+    }
+
+    /// Whether the job key (driver, kernel, arch) is selected; also asked of locked images
+    /// whose job left the plan.
+    pub fn matches(&self, driver: &str, kernel: &Kernel, arch: Arch) -> bool {
+        (self.drivers.is_empty() || self.drivers.iter().any(|d| d == driver))
             && (self.kernels.is_empty()
                 || self
                     .kernels
                     .iter()
-                    .any(|k| k == job.kernel.as_str() || *k == job.kernel.normalized()))
-            && (self.arches.is_empty() || self.arches.contains(&job.arch))
-            && self.shard.is_none_or(|s| s.contains(job))
+                    .any(|k| k == kernel.as_str() || *k == kernel.normalized()))
+            && (self.arches.is_empty() || self.arches.contains(&arch))
+            && self
+                .shard
+                .is_none_or(|s| shard_of(driver, kernel, arch, s.count) == s.index)
     }
 }
 

@@ -1,10 +1,10 @@
-//! `driver-matrix collect`: the `[[image]]` part of the lock, rebuilt from the registry.
+//! `driver-matrix collect`: the lock rebuilt from the registry ([`crate::pipeline::collect`]).
 
 use std::io::Write;
 
 use super::Context;
 use crate::error::{Error, Result, exit};
-use crate::lock;
+use crate::pipeline::{Access, collect};
 
 pub fn run(ctx: &Context) -> Result<i32> {
     if ctx.global.offline {
@@ -13,39 +13,34 @@ pub fn run(ctx: &Context) -> Result<i32> {
             None,
         ));
     }
-    let super::plan::Planned {
-        matrix,
-        mut lock,
-        resolution,
-        plan,
-    } = super::plan::load(ctx)?;
-    let client = super::resolve::client(ctx, &matrix)?;
-    let results = crate::collect::collect_all(&client, &plan.jobs);
-    let lock_path = ctx.lock_path();
-    // The whole lock is rebuilt: the releases as resolved, the images as the registry has them.
-    lock.releases = resolution.releases;
-    lock.images.clear();
-    let mut missing = Vec::new();
-    for (job, result) in plan.jobs.iter().zip(results) {
-        match result {
-            Ok(image) => lock.images.push(image),
-            Err(why) => missing.push(format!("{}: {} ({})", job.id(), why.describe(), job.image)),
-        }
+    let session = ctx.session(Access::Write("collect"))?;
+    let planned = super::plan::planned(ctx, &session)?;
+    let (lock, missing) = collect::collect(&session, &planned)?;
+    let failed: Vec<String> = missing
+        .iter()
+        .filter(|(_, why)| why.is_registry())
+        .map(|(job, why)| format!("{}: {why}", job.id()))
+        .collect();
+    if !failed.is_empty() {
+        // A lock written now would miss images only because the registry failed: keep the
+        // old one.
+        return Err(Error::Collect { failed });
     }
-    let found = lock.images.len();
-    let changed = lock::write_if_changed(&lock_path, &lock)?;
+    let changed = session.write(&lock)?;
+    ctx.registry_stats(&session);
     let mut err = std::io::stderr().lock();
     if !ctx.global.quiet {
         let _ = writeln!(
             err,
-            "collected {found} of {} images; {} {}",
-            plan.jobs.len(),
-            lock_path.display(),
+            "collected {} of {} images; {} {}",
+            lock.images.len(),
+            planned.plan.jobs.len(),
+            session.lock_path().display(),
             if changed { "updated" } else { "unchanged" }
         );
     }
-    for m in &missing {
-        let _ = writeln!(err, "not in the registry: {m}");
+    for (job, why) in &missing {
+        let _ = writeln!(err, "not collected: {}: {why} ({})", job.id(), job.image);
     }
     Ok(if missing.is_empty() {
         exit::OK

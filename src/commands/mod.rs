@@ -1,5 +1,5 @@
-//! One module per command; this one holds what they share: loading the matrix and the lock,
-//! printing warnings.
+//! One module per command: parse its flags, call the pipeline (`crate::pipeline`), render what
+//! it returns. This one holds what they share: opening the session, printing warnings.
 
 mod build;
 mod collect;
@@ -18,9 +18,10 @@ use crate::cli::{Cli, Command, Global};
 use crate::error::Result;
 use crate::lock::{self, Lock};
 use crate::matrix::{self, Matrix};
+use crate::pipeline::{self, Access, Session};
 
-/// Runs the parsed command line; returns the process exit code on success paths that still
-/// want a non-zero code (none yet).
+/// Runs the parsed command line; returns the process exit code (`build`, `verify` and
+/// `collect` return 1 for a failed job or finding, `build` 130 when interrupted).
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context { global: cli.global };
     match cli.command {
@@ -48,10 +49,38 @@ pub struct Context {
 
 impl Context {
     pub fn lock_path(&self) -> PathBuf {
-        match &self.global.lockfile {
-            Some(p) => p.clone(),
-            None => self.global.matrix.with_file_name("matrix.lock"),
+        self.options().lock_path()
+    }
+
+    pub fn options(&self) -> pipeline::Options {
+        let g = &self.global;
+        pipeline::Options {
+            matrix: g.matrix.clone(),
+            lockfile: g.lockfile.clone(),
+            authfile: g.authfile.clone(),
+            cache_dir: g.cache_dir.clone(),
+            offline: g.offline,
+            wait: if g.no_wait {
+                pipeline::Wait::No
+            } else {
+                pipeline::Wait::Yes
+            },
         }
+    }
+
+    /// Opens the run's session (see [`pipeline::Session::open`]), saying so when it waits for
+    /// another writer, and prints the matrix's warnings.
+    pub fn session(&self, access: Access) -> Result<Session> {
+        let quiet = self.global.quiet;
+        let session = Session::open(self.options(), access, |holder| {
+            if !quiet {
+                eprintln!(
+                    "waiting for another driver-matrix to finish writing the lock ({holder})"
+                );
+            }
+        })?;
+        self.warn_all(&session.matrix, &session.warnings);
+        Ok(session)
     }
 
     /// Loads the matrix and prints its warnings (unless `-q`).
@@ -75,6 +104,20 @@ impl Context {
             }
             let report = miette::Report::new(w.clone()).with_source_code(matrix.source.clone());
             let _ = writeln!(std::io::stderr(), "{report:?}");
+        }
+    }
+
+    /// `-v`: what the registry client did.
+    pub fn registry_stats(&self, session: &Session) {
+        if self.global.verbose == 0 {
+            return;
+        }
+        if let Some(c) = session.client_if_used() {
+            let s = c.stats();
+            eprintln!(
+                "registry: {} requests, {} bytes received",
+                s.requests, s.bytes
+            );
         }
     }
 }

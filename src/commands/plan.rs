@@ -1,9 +1,12 @@
 //! `driver-matrix plan`: the jobs, from the matrix and the resolved releases.
 
 use super::Context;
+use super::resolve::Reporter;
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::error::Result;
-use crate::plan::{self, Plan, PlanInput};
+use crate::pipeline::{Access, Planned, Session};
+use crate::plan::{self, Plan};
+use crate::release::Progress;
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
     let plan = compute(ctx)?;
@@ -14,40 +17,22 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Everything a command that plans has loaded: the matrix, the lock as it was, the resolved
-/// releases and the plan.
-pub struct Planned {
-    pub matrix: crate::matrix::Matrix,
-    pub lock: crate::lock::Lock,
-    pub resolution: super::resolve::Resolution,
-    pub plan: Plan,
-}
-
-/// Loads everything and plans.
+/// Resolves (online through the update graph and the registry, the cache saving what it can;
+/// `--offline` from the lock and the cache only) and plans, without writing anything.
 pub fn compute(ctx: &Context) -> Result<Plan> {
-    Ok(load(ctx)?.plan)
+    let session = ctx.session(Access::Read)?;
+    Ok(planned(ctx, &session)?.plan)
 }
 
-/// Loads the matrix and the lock, resolves the releases (online through the update graph and
-/// the registry, the cache saving what it can; `--offline` from the lock and the cache only,
-/// failing on any release they do not hold), and plans.
-pub fn load(ctx: &Context) -> Result<Planned> {
-    let matrix = ctx.matrix()?;
-    let lock = ctx.lock()?;
-    let resolution = super::resolve::resolve_matrix(ctx, &matrix, &lock)?;
-    let contexts = crate::inputs::context_digests(&matrix)?;
-    let plan = plan::plan(&PlanInput {
-        matrix: &matrix,
-        versions: &resolution.versions,
-        releases: &resolution.releases,
-        contexts: &contexts,
-        lock: &lock,
-    })?;
-    ctx.warn_all(&matrix, &plan.warnings);
-    Ok(Planned {
-        matrix,
-        lock,
-        resolution,
-        plan,
-    })
+/// Resolves and plans in `session`, with the resolve progress display; prints the plan's
+/// warnings.
+pub fn planned(ctx: &Context, session: &Session) -> Result<Planned> {
+    planned_with(ctx, session, &Reporter::new(ctx.global.quiet))
+}
+
+pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Progress) -> Result<Planned> {
+    let resolution = session.resolve(progress)?;
+    let planned = session.plan(resolution)?;
+    ctx.warn_all(&session.matrix, &planned.plan.warnings);
+    Ok(planned)
 }

@@ -5,6 +5,8 @@ use std::io::Write;
 use super::Context;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result, exit};
+use crate::pipeline::Access;
+use crate::verify::Finding;
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
     if ctx.global.offline {
@@ -13,15 +15,15 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
             None,
         ));
     }
-    let matrix = ctx.matrix()?;
-    let lock = ctx.lock()?;
+    let session = ctx.session(Access::Read)?;
+    let (matrix, lock) = (&session.matrix, &session.lock);
     if lock.images.is_empty() {
         return Err(Error::usage(
             "the lock holds no image to verify",
             Some("run `driver-matrix build` first".into()),
         ));
     }
-    let client = super::resolve::client(ctx, &matrix)?;
+    let client = session.client()?;
     let images: Vec<_> = lock
         .images
         .iter()
@@ -33,7 +35,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
             (i.clone(), modules)
         })
         .collect();
-    let reports = crate::verify::verify_all(&client, &images, args.deep);
+    let reports = crate::verify::verify_all(client, &images, args.deep);
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
     for r in &reports {
@@ -70,5 +72,15 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
         reports.len() - failed,
         reports.len()
     );
-    Ok(if failed > 0 { exit::FAILED } else { exit::OK })
+    // The contract: 4 when the registry could not answer, 1 only for what it answered.
+    let unreachable = reports
+        .iter()
+        .any(|r| r.findings.iter().any(|f| matches!(f, Finding::Registry(_))));
+    Ok(if unreachable {
+        exit::REGISTRY
+    } else if failed > 0 {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
 }

@@ -148,6 +148,19 @@ pub enum PlanError {
         second: String,
     },
 
+    #[error("drivers push to the same image `{image}`: {first} and {second}")]
+    #[diagnostic(
+        code(driver_matrix::plan::image_collision),
+        help(
+            "give each driver its own `image` repository, or put `${{DRIVER}}` into the `tag` of one of them"
+        )
+    )]
+    ImageCollision {
+        image: String,
+        first: String,
+        second: String,
+    },
+
     #[error("driver `{driver}` renders an invalid tag for kernel `{kernel}`: {message}")]
     #[diagnostic(code(driver_matrix::plan::bad_tag))]
     BadTag {
@@ -354,23 +367,64 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             make_job(group, kernel, *arch, lock)
         })
         .collect::<Result<Vec<Job>, PlanError>>()?;
-    let mut tags: HashMap<(&str, Option<&str>), &Job> = HashMap::with_capacity(jobs.len());
-    for job in &jobs {
-        if let Some(first) = tags.insert((job.driver.as_str(), job.image.tag()), job) {
-            return Err(PlanError::TagCollision {
-                driver: job.driver.clone(),
-                tag: job.image.tag().unwrap_or_default().to_string(),
-                first: first.id(),
-                second: job.id(),
-            });
-        }
-    }
+    check_collisions(&jobs)?;
     Ok(Plan {
         jobs,
         cells,
         builds_without_sharing,
         warnings,
     })
+}
+
+/// Two jobs must not push to the same `repository:tag`, within a driver or across drivers.
+fn check_collisions(jobs: &[Job]) -> Result<(), PlanError> {
+    let mut pushed: HashMap<String, &Job> = HashMap::with_capacity(jobs.len());
+    for job in jobs {
+        let Some(first) = pushed.insert(job.image.to_string(), job) else {
+            continue;
+        };
+        return Err(if first.driver == job.driver {
+            PlanError::TagCollision {
+                driver: job.driver.clone(),
+                tag: job.image.tag().unwrap_or_default().to_string(),
+                first: first.id(),
+                second: job.id(),
+            }
+        } else {
+            PlanError::ImageCollision {
+                image: job.image.to_string(),
+                first: first.id(),
+                second: job.id(),
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The `inputs` hash `job` would have if it were built on `dtk` (with that DTK's RHEL
+/// version): how `collect` recognises an image built on another DTK of the same kernel that one
+/// of the job's releases offers (the contract's DTK rule keeps an older one in the lock).
+pub fn inputs_with_dtk(
+    driver: &Driver,
+    context: &Digest,
+    job: &Job,
+    dtk: &ImageRef,
+    rhel: &str,
+) -> Digest {
+    let hasher = driver_hasher(&DriverInputs {
+        context,
+        containerfile: &driver.containerfile,
+        build_args: &driver.build_args,
+    });
+    hash_job(
+        &hasher,
+        &JobInputs {
+            arch: job.arch,
+            dtk: &dtk.to_string(),
+            kernel: job.kernel.as_str(),
+            rhel,
+        },
+    )
 }
 
 fn make_job(

@@ -178,12 +178,24 @@ pub fn verify_image(
     if !deep {
         return report;
     }
+    let (checked, findings) = deep_check(client, image, modules);
+    report.checked = checked;
+    report.findings.extend(findings);
+    report
+}
+
+/// Reads the image `image` pins (by digest) and checks its modules against its kernel: the
+/// deep part of `verify`, and what `build` and `collect` ask of every image before it enters
+/// the lock. Returns the `(module, vermagic)` pairs checked and what was wrong.
+pub fn deep_check(
+    client: &Client,
+    image: &LockedImage,
+    modules: &[String],
+) -> (Vec<(String, String)>, Vec<Finding>) {
+    let pinned = image.pinned();
     let manifest = match client.manifest(&pinned, image.arch) {
         Ok(m) => m,
-        Err(e) => {
-            report.findings.push(registry_finding(e));
-            return report;
-        }
+        Err(e) => return (Vec::new(), vec![registry_finding(e)]),
     };
     let mut scanner = Scanner::default();
     for layer in &manifest.layers {
@@ -197,17 +209,11 @@ pub fn verify_image(
                 Ok(())
             });
         if let Err(e) = result {
-            report.findings.push(Finding::Registry(format!(
-                "reading layer {}: {e}",
-                layer.digest
-            )));
-            return report;
+            let finding = Finding::Registry(format!("reading layer {}: {e}", layer.digest));
+            return (Vec::new(), vec![finding]);
         }
     }
-    let (checked, findings) = check_modules(modules, &image.kernel, &scanner.finish());
-    report.checked = checked;
-    report.findings.extend(findings);
-    report
+    check_modules(modules, &image.kernel, &scanner.finish())
 }
 
 /// Verifies every image, in parallel; reports come back in lock order.

@@ -221,19 +221,5 @@ pub fn ok_in(dir: &Path, args: &[&str]) -> Output {
 
 /// A `.ko`-like ELF object whose `.modinfo` says it was built for `kernel`.
 pub fn module(name: &str, kernel: &str) -> Vec<u8> {
-    use object::write::{Object, StandardSection};
-    use object::{Architecture, BinaryFormat, Endianness, SectionKind};
-    let mut obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
-    let id = obj.add_section(
-        Vec::new(),
-        b".modinfo".to_vec(),
-        SectionKind::ReadOnlyString,
-    );
-    let info = format!(
-        "license=GPL\0name={name}\0vermagic={kernel} SMP preempt mod_unload modversions \0"
-    );
-    obj.append_section_data(id, info.as_bytes(), 1);
-    let text = obj.section_id(StandardSection::Text);
-    obj.append_section_data(text, &[0xc3], 1);
-    obj.write().unwrap()
+    driver_matrix_sandbox::kmod::fake_module(name, kernel)
 }

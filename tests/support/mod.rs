@@ -190,11 +190,20 @@ impl Project {
             ));
             let ctx = p.path().join("drivers").join(d.name);
             std::fs::create_dir_all(ctx.join("src")).unwrap();
+            // The module `build` reads back before it records an image: one per kernel.
+            for &(_, k) in releases {
+                let dir = ctx.join("modules").join(k);
+                std::fs::create_dir_all(&dir).unwrap();
+                let ko = driver_matrix_sandbox::kmod::fake_module("hello", k);
+                std::fs::write(dir.join("hello.ko"), ko).unwrap();
+            }
             std::fs::write(
                 ctx.join("Containerfile"),
                 format!(
                     "ARG DTK_IMAGE\nFROM ${{DTK_IMAGE}}\nARG KERNEL_FULL_VERSION\nARG DRIVER_NAME\n\
-                     COPY src /src\nRUN {}\n",
+                     COPY src /src\n\
+                     COPY modules/${{KERNEL_FULL_VERSION}}/ /opt/lib/modules/${{KERNEL_FULL_VERSION}}/\n\
+                     RUN {}\n",
                     d.run
                 ),
             )

@@ -9,6 +9,7 @@ pub mod dtk;
 pub mod faulty;
 pub mod graph;
 pub mod http;
+pub mod kmod;
 pub mod kmod_base;
 pub mod oci;
 pub mod openshift;

@@ -1,0 +1,339 @@
+//! `build`: which selected jobs are fresh, the lock brought up to date before anything is
+//! built ([`super::truth`]), the buildah runs, and each pushed image confirmed and recorded.
+//!
+//! An image enters the lock only after its push, once its modules have been read back from the
+//! registry and every one was built for the job's kernel (`vermagic`): that is what confirms a
+//! kernel the resolver could only read from an unverified prefix of a DTK layer, and what keeps
+//! a wrong build out of the lock. `collect` applies the same rule.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::truth::{self, Scope};
+use super::{Planned, Session};
+use crate::build::{
+    self, BuildError, Buildah, Cancel, Executor, Outcome, Reporter, Selection, Task, command,
+    registries,
+};
+use crate::domain::Digest;
+use crate::error::{Error, Result};
+use crate::lock::{Lock, LockedImage};
+use crate::matrix::Matrix;
+use crate::plan::{Job, State};
+use crate::registry::Client;
+
+/// Registry checks wait on the network; this many run at once.
+const CHECK_THREADS: usize = 16;
+
+/// What `build` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub selection: Selection,
+    pub force: bool,
+    /// Push and record (not `--no-push`).
+    pub push: bool,
+    /// Jobs at once.
+    pub jobs: usize,
+    pub fail_fast: bool,
+}
+
+/// What to do with a selected job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The lock's image is current and the registry still has it.
+    Fresh(Digest),
+    /// Build it, and why.
+    Build(&'static str),
+}
+
+/// A build, decided but not started.
+pub struct Prepared<'p> {
+    /// The selected jobs, in plan order, with what to do with each.
+    pub selected: Vec<(&'p Job, Decision)>,
+    /// The lock before anything is built: the truth of the current plan for what was selected,
+    /// without images the registry no longer has.
+    pub base: Lock,
+    /// One task per job to build, in plan order.
+    pub tasks: Vec<Task>,
+}
+
+impl Prepared<'_> {
+    /// `driver/kernel/arch (why)` of every job that would be built.
+    pub fn to_build(&self) -> Vec<String> {
+        self.selected
+            .iter()
+            .filter_map(|(j, d)| match d {
+                Decision::Build(why) => Some(format!("{} ({why})", j.id())),
+                Decision::Fresh(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Decides every selected job and renders the buildah commands of those to build.
+pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Result<Prepared<'p>> {
+    let plan = &planned.plan;
+    let selected: Vec<&Job> = plan
+        .jobs
+        .iter()
+        .filter(|j| req.selection.contains(j))
+        .collect();
+    let decisions = decide(session, &selected, req.force)?;
+    let selected: Vec<(&Job, Decision)> = selected.into_iter().zip(decisions).collect();
+    let mut base = truth::reconcile(
+        &session.lock,
+        &planned.resolution.releases,
+        plan,
+        &req.selection as &dyn Scope,
+    );
+    // An image the registry no longer has leaves the lock now; its rebuild puts it back.
+    base.images.retain(|i| {
+        !selected
+            .iter()
+            .any(|(j, d)| j.key() == i.key() && *d == Decision::Build("missing from the registry"))
+    });
+    let buildah = buildah(session)?;
+    let logs = cache_dir(session)?.join("logs").join(run_id());
+    let tasks = selected
+        .iter()
+        .filter(|(_, d)| matches!(d, Decision::Build(_)))
+        .map(|(job, _)| task(&session.matrix, job, &buildah, &logs, req.push))
+        .collect();
+    Ok(Prepared {
+        selected,
+        base,
+        tasks,
+    })
+}
+
+/// Fresh or not, per selected job; one registry check per job the plan calls fresh.
+fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decision>> {
+    let must_check =
+        !force && !session.opts.offline && selected.iter().any(|j| j.state == State::Fresh);
+    let client = if must_check {
+        Some(session.client()?)
+    } else {
+        None
+    };
+    let lock = &session.lock;
+    let decisions = build::fresh::parallel_map(selected, CHECK_THREADS, |job| {
+        if force {
+            return Ok(Decision::Build("forced"));
+        }
+        let locked = match (job.state, lock.image(&job.driver, &job.kernel, job.arch)) {
+            (State::New, _) | (_, None) => return Ok(Decision::Build("new")),
+            (State::Stale, _) => return Ok(Decision::Build("inputs changed")),
+            (State::Fresh, Some(l)) => l,
+        };
+        let present = match client {
+            Some(c) => build::ImageStore::has_digest(c, &locked.image, &locked.digest)?,
+            None => true,
+        };
+        Ok(if present {
+            Decision::Fresh(locked.digest.clone())
+        } else {
+            Decision::Build("missing from the registry")
+        })
+    });
+    decisions
+        .into_iter()
+        .map(|d: std::result::Result<Decision, build::StoreError>| {
+            d.map_err(|e| Error::from(BuildError::from(e)))
+        })
+        .collect()
+}
+
+/// `--locked`: what would change, if anything (jobs to build, then lock entries).
+pub fn outdated(session: &Session, prepared: &Prepared<'_>) -> Vec<String> {
+    let mut out = prepared.to_build();
+    if crate::lock::render(&prepared.base) != session.current_text() {
+        out.extend(super::describe_changes(&session.lock, &prepared.base));
+        if out.is_empty() {
+            out.push("its formatting differs from the canonical form".into());
+        }
+    }
+    out
+}
+
+/// Writes the base lock, runs the tasks, and records each confirmed push. Outcomes come back in
+/// task order.
+pub fn run(
+    session: &Session,
+    prepared: &Prepared<'_>,
+    req: &Request,
+    reporter: &dyn Reporter,
+    cancel: &Arc<Cancel>,
+) -> Result<Vec<Outcome>> {
+    let book = if req.push {
+        session.write(&prepared.base)?;
+        Some(Book {
+            lock: Mutex::new(prepared.base.clone()),
+            session,
+        })
+    } else {
+        None
+    };
+    let client = match (&book, prepared.tasks.is_empty()) {
+        (Some(_), false) => Some(session.client()?),
+        _ => None,
+    };
+    let on_pushed = |task: &Task, digest: &Digest| -> std::result::Result<(), String> {
+        let (Some(book), Some(client)) = (&book, client) else {
+            return Ok(());
+        };
+        let image = task.job.locked(digest.clone());
+        confirm(client, &session.matrix, &image)
+            .map_err(|why| format!("pushed as {digest}, but not recorded in the lock: {why}"))?;
+        book.record(image)
+            .map_err(|e| format!("pushed as {digest}, but not recorded in the lock: {e}"))
+    };
+    if prepared.tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let executor = Executor {
+        jobs: req.jobs.max(1),
+        fail_fast: req.fail_fast,
+        cancel: Arc::clone(cancel),
+    };
+    Ok(executor.run(&prepared.tasks, reporter, &on_pushed))
+}
+
+/// Why a pushed or found image may not enter the lock.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unconfirmed {
+    /// Reading it back failed (network, or bytes that do not match their digest).
+    #[error("cannot read it back from the registry: {0}")]
+    Registry(String),
+    /// Its modules were not built for its kernel, or are missing.
+    #[error("its modules do not confirm kernel `{kernel}`: {findings}")]
+    Modules { kernel: String, findings: String },
+}
+
+/// Reads `image` back from the registry and checks that its modules were built for its
+/// kernel; the reason it may not enter the lock otherwise.
+pub fn confirm(
+    client: &Client,
+    matrix: &Matrix,
+    image: &LockedImage,
+) -> std::result::Result<(), Unconfirmed> {
+    let modules = matrix
+        .driver(&image.driver)
+        .map(|d| d.modules.clone())
+        .unwrap_or_default();
+    let (_, findings) = crate::verify::deep_check(client, image, &modules);
+    if let Some(crate::verify::Finding::Registry(e)) = findings
+        .iter()
+        .find(|f| matches!(f, crate::verify::Finding::Registry(_)))
+    {
+        return Err(Unconfirmed::Registry(e.clone()));
+    }
+    let errors: Vec<String> = findings
+        .iter()
+        .filter(|f| f.is_error())
+        .map(crate::verify::Finding::describe)
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Unconfirmed::Modules {
+            kernel: image.kernel.to_string(),
+            findings: errors.join("; "),
+        })
+    }
+}
+
+/// The lock while a build runs: every confirmed image is written the moment it is, so an
+/// interrupted or killed run leaves a lock that names everything it pushed.
+struct Book<'s> {
+    lock: Mutex<Lock>,
+    session: &'s Session,
+}
+
+impl Book<'_> {
+    fn record(&self, image: LockedImage) -> Result<()> {
+        let mut lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        lock.upsert_image(image);
+        self.session.write(&lock)?;
+        Ok(())
+    }
+}
+
+/// buildah's settings for this run: credentials, `SOURCE_DATE_EPOCH`, and the generated
+/// registries.conf that takes mirrors and insecure hosts to buildah.
+fn buildah(session: &Session) -> Result<Buildah> {
+    let mut env = Vec::new();
+    if let Some(text) = registries::render(
+        &session.matrix.registries,
+        &registries::machine_search_registries(),
+    ) {
+        let path = registries::write(&cache_dir(session)?, &text)?;
+        env.push(("CONTAINERS_REGISTRIES_CONF".into(), path.into_os_string()));
+    }
+    Ok(Buildah {
+        authfile: crate::registry::tool_authfile(session.opts.authfile.as_deref()),
+        timestamp: source_date_epoch()?,
+        env,
+        ..Buildah::default()
+    })
+}
+
+fn task(matrix: &Matrix, job: &Job, buildah: &Buildah, logs: &Path, push: bool) -> Task {
+    let driver = matrix
+        .driver(&job.driver)
+        .expect("every job comes from a driver of the matrix");
+    let stem = format!("{}_{}_{}", job.driver, job.kernel.normalized(), job.arch);
+    let digestfile = logs.join(format!("{stem}.digest"));
+    let spec = command::Spec {
+        job,
+        driver,
+        registries: &matrix.registries,
+        buildah,
+        digestfile: &digestfile,
+    };
+    Task {
+        job: job.clone(),
+        build: command::build(&spec),
+        push: push.then(|| (command::push(&spec), digestfile.clone())),
+        log: logs.join(format!("{stem}.log")),
+    }
+}
+
+/// `--cache-dir`, else `driver-matrix` in the user's cache directory.
+fn cache_dir(session: &Session) -> Result<PathBuf> {
+    session
+        .opts
+        .cache_dir()
+        .ok_or_else(|| BuildError::NoCacheDir.into())
+}
+
+/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention, as buildah's `--timestamp`.
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.trim().parse().map(Some).map_err(|_| {
+            Error::usage(
+                format!("`SOURCE_DATE_EPOCH={v}` is not a number of seconds"),
+                Some("set it to seconds since 1970, or unset it".into()),
+            )
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// A name for this run's log directory: UTC time and process id, `20260131T235959Z-4242`.
+fn run_id() -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = stamp.chars().filter(|c| !matches!(c, '-' | ':')).collect();
+    format!("{compact}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_are_compact_utc_times() {
+        let id = super::run_id();
+        let (stamp, pid) = id.split_once('-').unwrap();
+        assert_eq!(stamp.len(), "20260131T235959Z".len(), "{id}");
+        assert!(stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T', "{id}");
+        assert_eq!(pid, std::process::id().to_string());
+    }
+}

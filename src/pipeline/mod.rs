@@ -1,0 +1,204 @@
+//! The run that every command shares, in the order it happens:
+//!
+//! ```text
+//! Session::open ── takes the writer's lock (commands that write), then reads matrix + lock once
+//!      │
+//!      ├─ resolve  ── releases → payload, DTK, kernel (registry, cache)      [resolve.rs]
+//!      ├─ plan     ── matrix × releases → jobs, each compared with the lock   [crate::plan]
+//!      ├─ truth    ── the lock a run from scratch would write, before builds  [truth.rs]
+//!      ├─ build    ── freshness, buildah, confirm each pushed image, record   [build.rs]
+//!      └─ collect  ── the images from the registry alone                      [collect.rs]
+//! ```
+//!
+//! Commands (`crate::commands`) parse flags, call these functions and render what they return;
+//! nothing here prints.
+
+pub mod build;
+pub mod collect;
+pub mod resolve;
+pub mod truth;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::domain::Digest;
+use crate::error::Result;
+use crate::lock::{self, Lock};
+use crate::matrix::{self, Matrix, Problem};
+use crate::plan::{self, Plan, PlanInput};
+use crate::registry::{Client, ClientOptions};
+use crate::release::Cache;
+pub use resolve::Resolution;
+pub use writer::Wait;
+
+/// Where a run reads and writes, and how it may reach the network.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub matrix: PathBuf,
+    /// `--lockfile`; else `matrix.lock` beside the matrix.
+    pub lockfile: Option<PathBuf>,
+    pub authfile: Option<PathBuf>,
+    /// `--cache-dir`; else the user cache directory's `driver-matrix/`.
+    pub cache_dir: Option<PathBuf>,
+    pub offline: bool,
+    /// What a writer does when another writer holds the lock.
+    pub wait: Wait,
+}
+
+impl Options {
+    pub fn lock_path(&self) -> PathBuf {
+        match &self.lockfile {
+            Some(p) => p.clone(),
+            None => self.matrix.with_file_name("matrix.lock"),
+        }
+    }
+
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(Cache::default_dir)
+    }
+}
+
+/// Whether the run writes the lock, and as which command (for the writer's note).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write(&'static str),
+}
+
+/// One run: the matrix and the lock, read once, and (for writers) the writer's lock held until
+/// the session ends.
+pub struct Session {
+    pub opts: Options,
+    pub matrix: Matrix,
+    /// What loading the matrix noticed (the caller shows them).
+    pub warnings: Vec<Problem>,
+    /// The lock as it was when the run started (read under the writer's lock).
+    pub lock: Lock,
+    client: OnceLock<Client>,
+    writer: Option<writer::Writer>,
+}
+
+/// A plan and what it was made from.
+pub struct Planned {
+    pub resolution: Resolution,
+    /// Each driver's context digest.
+    pub contexts: BTreeMap<String, Digest>,
+    pub plan: Plan,
+}
+
+impl Session {
+    /// Loads the matrix; a writer then takes the writer's lock (calling `waiting` with the
+    /// holder's note if it must wait), and only then reads the lock.
+    pub fn open(opts: Options, access: Access, waiting: impl FnOnce(&str)) -> Result<Session> {
+        let loaded = matrix::load(&opts.matrix)?;
+        let lock_path = opts.lock_path();
+        let writer = match access {
+            Access::Read => None,
+            Access::Write(command) => Some(writer::Writer::acquire(
+                &lock_path, command, opts.wait, waiting,
+            )?),
+        };
+        let lock = lock::read(&lock_path)?;
+        Ok(Session {
+            opts,
+            matrix: loaded.matrix,
+            warnings: loaded.warnings,
+            lock,
+            client: OnceLock::new(),
+            writer,
+        })
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.opts.lock_path()
+    }
+
+    /// The registry client of this run (mirrors, insecure hosts, credentials), made once.
+    pub fn client(&self) -> Result<&Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = Client::new(ClientOptions {
+            registries: self.matrix.registries.clone(),
+            authfile: self.opts.authfile.clone(),
+            ..ClientOptions::default()
+        })?;
+        Ok(self.client.get_or_init(|| c))
+    }
+
+    /// The client if one was made (for `-v` statistics).
+    pub fn client_if_used(&self) -> Option<&Client> {
+        self.client.get()
+    }
+
+    pub fn cache(&self) -> Cache {
+        match self.opts.cache_dir() {
+            Some(dir) => Cache::new(dir),
+            None => Cache::disabled(),
+        }
+    }
+
+    /// Plans the jobs for `resolution` against the lock the run started with.
+    pub fn plan(&self, resolution: Resolution) -> Result<Planned> {
+        let contexts = crate::inputs::context_digests(&self.matrix)?;
+        let plan = plan::plan(&PlanInput {
+            matrix: &self.matrix,
+            versions: &resolution.versions,
+            releases: &resolution.releases,
+            contexts: &contexts,
+            lock: &self.lock,
+        })?;
+        Ok(Planned {
+            resolution,
+            contexts,
+            plan,
+        })
+    }
+
+    /// Writes `lock` (atomically, only when its bytes change); returns whether it changed.
+    /// Only a session that holds the writer's lock may write.
+    pub fn write(&self, lock: &Lock) -> Result<bool> {
+        assert!(
+            self.writer.is_some(),
+            "only a session opened for writing writes the lock"
+        );
+        Ok(lock::write_if_changed(&self.lock_path(), lock)?)
+    }
+
+    /// `lock` without the images the registry no longer has at their digest (one `HEAD`
+    /// each); unchanged `--offline`.
+    pub fn without_missing(&self, mut lock: Lock) -> Result<Lock> {
+        if self.opts.offline || lock.images.is_empty() {
+            return Ok(lock);
+        }
+        let client = self.client()?;
+        let present = crate::build::fresh::parallel_map(&lock.images, 16, |i| {
+            crate::build::ImageStore::has_digest(client, &i.image, &i.digest)
+        });
+        let present = present
+            .into_iter()
+            .collect::<std::result::Result<Vec<bool>, _>>()
+            .map_err(crate::build::BuildError::from)?;
+        let mut keep = present.into_iter();
+        lock.images.retain(|_| keep.next().unwrap_or(true));
+        Ok(lock)
+    }
+
+    /// The lock as its file holds it now, rendered (empty when there is none), for `--locked`.
+    pub fn current_text(&self) -> String {
+        std::fs::read_to_string(self.lock_path()).unwrap_or_default()
+    }
+}
+
+/// What `--locked` reports when the lock would change: each change, one per item.
+pub fn describe_changes(old: &Lock, new: &Lock) -> Vec<String> {
+    let d = lock::diff(old, new);
+    let text = lock::render_diff_text(&d);
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
