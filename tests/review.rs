@@ -17,6 +17,11 @@ const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
 /// Publishes 4.14.1 and 4.14.2 on K1 and 4.16.1 on K2, and writes a matrix with two drivers:
 /// `good-kmod` copies the module built for each kernel, `bad-kmod` always the K1 one.
 fn world(name: &str) -> World {
+    world_with(name, K1)
+}
+
+/// [`world`], `bad-kmod` copying the module of `bad_copies` (`${KERNEL_VERSION}` makes it good).
+fn world_with(name: &str, bad_copies: &str) -> World {
     let w = World::new(name);
     for (versions, kernel) in [(&["4.14.1", "4.14.2"][..], K1), (&["4.16.1"][..], K2)] {
         let mut dtk = DtkSpec::new(kernel);
@@ -31,12 +36,12 @@ fn world(name: &str) -> World {
             );
         }
     }
-    write_project(&w, w.dir.path());
+    write_project(&w, w.dir.path(), bad_copies);
     w
 }
 
-fn write_project(w: &World, dir: &Path) {
-    for (driver, copy_from) in [("good-kmod", "${KERNEL_VERSION}"), ("bad-kmod", K1)] {
+fn write_project(w: &World, dir: &Path, bad_copies: &str) {
+    for (driver, copy_from) in [("good-kmod", "${KERNEL_VERSION}"), ("bad-kmod", bad_copies)] {
         let ctx = dir.join(driver);
         for k in [K1, K2] {
             std::fs::create_dir_all(ctx.join("modules").join(k)).unwrap();
@@ -73,8 +78,45 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
     let w = world("verify");
     let dir = w.dir.path();
     // `build` alone resolves the releases and writes them into the lock with the images.
-    ok_in(dir, &["build", "-j", "2"]);
-    let lock = driver_matrix::lock::read(&dir.join("matrix.lock")).unwrap();
+    // `build` reads every pushed image back: bad-kmod's K2 image carries the K1 module, so it
+    // fails and stays out of the lock; everything else is recorded.
+    let out = run_in(dir, &["build", "-j", "2"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!("do not confirm kernel `{K2}`")),
+        "{text}"
+    );
+    let mut lock = driver_matrix::lock::read(&dir.join("matrix.lock")).unwrap();
+    assert_eq!(lock.images.len(), 3, "{:?}", lock.images);
+    assert!(
+        !lock
+            .images
+            .iter()
+            .any(|i| i.driver == "bad-kmod" && i.kernel.as_str() == K2)
+    );
+    // Put it into the lock by hand, as a lock edited or written by something else would.
+    let pushed = text
+        .split("pushed as ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .expect("the failure names the pushed digest");
+    let mut bad = lock
+        .images
+        .iter()
+        .find(|i| i.driver == "good-kmod" && i.kernel.as_str() == K2)
+        .unwrap()
+        .clone();
+    bad.driver = "bad-kmod".into();
+    bad.image = bad
+        .image
+        .to_string()
+        .replace("good-kmod", "bad-kmod")
+        .parse()
+        .unwrap();
+    bad.digest = pushed.parse().unwrap();
+    lock.upsert_image(bad);
+    driver_matrix::lock::write_if_changed(&dir.join("matrix.lock"), &lock).unwrap();
     let versions: Vec<String> = lock
         .releases
         .iter()
@@ -142,7 +184,7 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
 
 #[test]
 fn shards_on_separate_machines_then_collect_equal_a_single_build() {
-    let w = world("shards");
+    let w = world_with("shards", "${KERNEL_VERSION}");
     // One machine: resolve and build everything.
     let single = w.dir.path();
     ok_in(single, &["resolve"]);
@@ -169,7 +211,7 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
     let mut built = 0;
     for i in 0..3 {
         let m = tempfile::tempdir().unwrap();
-        write_project(&w, m.path());
+        write_project(&w, m.path(), "${KERNEL_VERSION}");
         let out = ok_in(
             m.path(),
             &["build", "--shard", &format!("{i}/3"), "-j", "1"],
@@ -182,7 +224,7 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
 
     // A fourth checkout rebuilds the lock from the registry alone.
     let c = tempfile::tempdir().unwrap();
-    write_project(&w, c.path());
+    write_project(&w, c.path(), "${KERNEL_VERSION}");
     ok_in(c.path(), &["resolve"]);
     let out = ok_in(c.path(), &["collect"]);
     assert!(
@@ -196,7 +238,7 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
 
 #[test]
 fn collect_reports_jobs_the_registry_does_not_have() {
-    let w = world("collect-missing");
+    let w = world_with("collect-missing", "${KERNEL_VERSION}");
     let dir = w.dir.path();
     ok_in(dir, &["resolve"]);
     ok_in(dir, &["build", "--driver", "good-kmod"]);
@@ -206,7 +248,7 @@ fn collect_reports_jobs_the_registry_does_not_have() {
     assert!(err.contains("collected 2 of 4 images"), "{err}");
     assert!(
         err.contains(&format!(
-            "not in the registry: bad-kmod/{K1}/x86_64: the tag does not exist"
+            "not collected: bad-kmod/{K1}/x86_64: the tag does not exist"
         )),
         "{err}"
     );

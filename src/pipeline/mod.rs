@@ -192,13 +192,46 @@ impl Session {
     }
 }
 
-/// What `--locked` reports when the lock would change: each change, one per item.
+/// What `--locked` reports when the lock would change, one item per change:
+/// `added 4.16.3 (x86_64)`, `image hello-kmod/<kernel>/x86_64 would serve +4.16.3`.
 pub fn describe_changes(old: &Lock, new: &Lock) -> Vec<String> {
+    use crate::lock::diff::{ImageChangeKind, ReleaseChangeKind};
     let d = lock::diff(old, new);
-    let text = lock::render_diff_text(&d);
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut out: Vec<String> = d
+        .releases
+        .iter()
+        .map(|r| {
+            let what = match r.kind {
+                ReleaseChangeKind::Added => "added".to_string(),
+                ReleaseChangeKind::Removed => "removed".to_string(),
+                ReleaseChangeKind::Changed => format!("changed ({})", r.fields.join(", ")),
+            };
+            format!("{what} {} ({})", r.version, r.arch)
+        })
+        .collect();
+    for drv in &d.drivers {
+        for c in &drv.images {
+            let id = format!("image {}/{}/{}", drv.driver, c.kernel, c.arch);
+            let list = |vs: &[crate::domain::Version]| {
+                vs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut serves = Vec::new();
+            if !c.releases_added.is_empty() {
+                serves.push(format!("+{}", list(&c.releases_added)));
+            }
+            if !c.releases_removed.is_empty() {
+                serves.push(format!("-{}", list(&c.releases_removed)));
+            }
+            out.push(match c.kind {
+                ImageChangeKind::Added => format!("{id} added"),
+                ImageChangeKind::Removed => format!("{id} removed"),
+                ImageChangeKind::Rebuilt => format!("{id} rebuilt"),
+                ImageChangeKind::Releases => format!("{id} serves {}", serves.join(" ")),
+            });
+        }
+    }
+    out
 }
