@@ -204,6 +204,18 @@ impl Night {
         self.write_project(self.dir());
         self.serve_graph();
         let dir = self.dir();
+        // Every night changes something: `--locked` says so and writes nothing.
+        let unchanged = self.lock();
+        for locked in [&["build", "--locked"][..], &["resolve", "--locked"]] {
+            let out = run_in(dir, locked);
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "night `{what}`: {locked:?} should find the lock out of date:\n{}",
+                stderr(&out)
+            );
+            assert_eq!(self.lock(), unchanged, "night `{what}`: {locked:?} wrote");
+        }
         ok_in(dir, &["resolve"]);
         let (scratch, _) = self.collect_from_scratch();
         assert_eq!(

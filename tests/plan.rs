@@ -256,6 +256,37 @@ fn an_unresolved_release_is_a_clear_error_offline() {
     );
 }
 
+#[test]
+fn two_drivers_pushing_to_the_same_image_are_a_matrix_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&good(), dir.path());
+    let path = dir.path().join("matrix.toml");
+    // net-kmod now pushes where hello-kmod does, with the same tags.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "image = \"127.0.0.1:5000/acme/net-kmod\"",
+            "image = \"127.0.0.1:5000/acme/hello-kmod\"\ntag = \"1.0-${KERNEL_FULL_VERSION}\"",
+        );
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+        .args(["--offline", "--color", "never", "-m"])
+        .arg(&path)
+        .arg("--lockfile")
+        .arg(dir.path().join("resolved.lock"))
+        .arg("plan")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("drivers push to the same image")
+            && stderr.contains("hello-kmod/")
+            && stderr.contains("net-kmod/"),
+        "{stderr}"
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();

@@ -45,7 +45,15 @@ pub enum Wait {
 /// The held writer's lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct Writer {
-    _file: File,
+    file: File,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The note names a holder only while there is one (best effort: a killed process
+        // leaves it, and then nobody reads it, because the lock itself is free).
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// `matrix.lock.lock` beside `matrix.lock`.
@@ -122,7 +130,7 @@ impl Writer {
         let _ = file.rewind();
         let _ = file.write_all(note.as_bytes());
         let _ = file.flush();
-        Ok(Writer { _file: file })
+        Ok(Writer { file })
     }
 }
 
