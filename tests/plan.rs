@@ -262,12 +262,10 @@ fn two_drivers_pushing_to_the_same_image_are_a_matrix_error() {
     copy_dir(&good(), dir.path());
     let path = dir.path().join("matrix.toml");
     // net-kmod now pushes where hello-kmod does, with the same tags.
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
-            "image = \"127.0.0.1:5000/acme/net-kmod\"",
-            "image = \"127.0.0.1:5000/acme/hello-kmod\"\ntag = \"1.0-${KERNEL_FULL_VERSION}\"",
-        );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "image = \"127.0.0.1:5000/acme/net-kmod\"",
+        "image = \"127.0.0.1:5000/acme/hello-kmod\"\ntag = \"1.0-${KERNEL_FULL_VERSION}\"",
+    );
     std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
         .args(["--offline", "--color", "never", "-m"])

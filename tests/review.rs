@@ -183,7 +183,11 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
 
     // A registry that cannot be reached is not a finding: exit 4 (the contract), not 1.
     let text = std::fs::read_to_string(dir.join("matrix.lock")).unwrap();
-    std::fs::write(dir.join("matrix.lock"), text.replace(&w.addr, "127.0.0.1:9")).unwrap();
+    std::fs::write(
+        dir.join("matrix.lock"),
+        text.replace(&w.addr, "127.0.0.1:9"),
+    )
+    .unwrap();
     let out = run_in(dir, &["verify"]);
     assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
 }

@@ -115,11 +115,8 @@ impl Executor {
         let mut log = match open_log(task) {
             Ok(f) => f,
             Err(e) => {
-                return fail(
-                    format!("cannot create log file `{}`: {e}", task.log.display()),
-                    None,
-                    Vec::new(),
-                );
+                let message = format!("cannot create log file `{}`: {e}", task.log.display());
+                return fail(message, None, Vec::new());
             }
         };
         reporter.event(&Event::Started {
@@ -127,6 +124,54 @@ impl Executor {
             job,
             log: &task.log,
         });
+        match self.commands(index, task, &mut log, reporter) {
+            Ok(()) => {}
+            Err(Stop::Interrupted) => {
+                return Outcome::Interrupted {
+                    log: task.log.clone(),
+                };
+            }
+            Err(Stop::Failed(message, inv, tail)) => return fail(message, Some(inv), tail),
+        }
+        let digest = match &task.push {
+            None => None,
+            Some((push, file)) => {
+                let digest = match read_digest(file) {
+                    Ok(d) => d,
+                    Err(message) => return fail(message, Some(push), Vec::new()),
+                };
+                if let Err(message) = on_pushed(task, &digest) {
+                    let _ = writeln!(log, "# {message}");
+                    return fail(message, None, Vec::new());
+                }
+                Some(digest)
+            }
+        };
+        let elapsed = start.elapsed();
+        let _ = writeln!(log, "# done in {:.1}s", elapsed.as_secs_f64());
+        reporter.event(&Event::Finished {
+            index,
+            job,
+            digest: digest.as_ref(),
+            elapsed,
+        });
+        Outcome::Built {
+            digest,
+            elapsed,
+            log: task.log.clone(),
+        }
+    }
+
+    /// Runs the task's build, then its push, with their output in `log` and buildah's
+    /// `STEP n/m` lines reported as they come.
+    fn commands<'t>(
+        &self,
+        index: usize,
+        task: &'t Task,
+        log: &mut BufWriter<File>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), Stop<'t>> {
+        let job = &task.job;
         let mut steps = |line: &str| {
             if let Some((step, steps, text)) = process::parse_step(line) {
                 reporter.event(&Event::Step {
@@ -148,53 +193,31 @@ impl Executor {
                 reporter.event(&Event::Pushing { index, job });
             }
             let _ = writeln!(log, "$ {inv}");
-            let ran = process::run(inv, &mut log, &self.cancel, &mut steps);
+            let ran = process::run(inv, log, &self.cancel, &mut steps);
             let _ = log.flush();
-            let ran = match ran {
-                Err(e) => return fail(format!("cannot run buildah: {e}"), Some(inv), Vec::new()),
-                Ok(r) => r,
-            };
+            let ran =
+                ran.map_err(|e| Stop::Failed(format!("cannot run buildah: {e}"), inv, Vec::new()))?;
             // A push that completed is kept (and recorded) even after Ctrl-C; anything else
             // stops here, and no push starts after an interrupt.
             let pushed = i == last && ran.status.success();
             if self.cancel.is_interrupted() && !pushed {
                 let _ = writeln!(log, "# interrupted");
-                return Outcome::Interrupted {
-                    log: task.log.clone(),
-                };
+                return Err(Stop::Interrupted);
             }
             if !ran.status.success() {
                 let _ = writeln!(log, "# {}", describe(ran.status));
-                return fail(describe(ran.status), Some(inv), ran.tail.into());
+                return Err(Stop::Failed(describe(ran.status), inv, ran.tail.into()));
             }
         }
-        let digest = match &task.push {
-            None => None,
-            Some((push, file)) => {
-                let digest = match read_digest(file) {
-                    Ok(d) => d,
-                    Err(message) => return fail(message, Some(push), Vec::new()),
-                };
-                if let Err(message) = on_pushed(task, &digest) {
-                    return fail(message, None, Vec::new());
-                }
-                Some(digest)
-            }
-        };
-        let elapsed = start.elapsed();
-        let _ = writeln!(log, "# done in {:.1}s", elapsed.as_secs_f64());
-        reporter.event(&Event::Finished {
-            index,
-            job,
-            digest: digest.as_ref(),
-            elapsed,
-        });
-        Outcome::Built {
-            digest,
-            elapsed,
-            log: task.log.clone(),
-        }
+        Ok(())
     }
+}
+
+/// Why a task's commands stopped before the end.
+enum Stop<'t> {
+    Interrupted,
+    /// What failed, the command, the last lines of its output.
+    Failed(String, &'t Invocation, Vec<String>),
 }
 
 fn open_log(task: &Task) -> std::io::Result<BufWriter<File>> {

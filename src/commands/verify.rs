@@ -1,12 +1,12 @@
 //! `driver-matrix verify [--deep]`.
 
-use std::io::Write;
+use std::fmt::Write as _;
 
 use super::Context;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result, exit};
 use crate::pipeline::Access;
-use crate::verify::Finding;
+use crate::verify::{Finding, ImageReport};
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
     if ctx.global.offline {
@@ -27,32 +27,43 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
     let images: Vec<_> = lock
         .images
         .iter()
-        .map(|i| {
-            let modules = matrix
-                .driver(&i.driver)
-                .map(|d| d.modules.clone())
-                .unwrap_or_default();
-            (i.clone(), modules)
-        })
+        .map(|i| (i.clone(), matrix.modules_of(&i.driver).to_vec()))
         .collect();
     let reports = crate::verify::verify_all(client, &images, args.deep);
-    let mut out = std::io::stdout().lock();
+    print!("{}", render(&reports, args.deep, ctx.global.quiet));
+    // The contract: 4 when the registry could not answer, 1 only for what it answered.
+    let unreachable = reports
+        .iter()
+        .any(|r| r.findings.iter().any(|f| matches!(f, Finding::Registry(_))));
+    Ok(if unreachable {
+        exit::REGISTRY
+    } else if reports.iter().any(|r| !r.ok()) {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// A line per image (`ok` or `FAIL`, and what was checked or found under it; under `-q` only
+/// the failures), then a count.
+fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
+    let mut out = String::new();
     let mut failed = 0;
-    for r in &reports {
-        let status = if r.ok() { "ok  " } else { "FAIL" };
+    for r in reports {
         if !r.ok() {
             failed += 1;
-        }
-        if ctx.global.quiet && r.ok() {
+        } else if quiet {
             continue;
         }
+        let status = if r.ok() { "ok  " } else { "FAIL" };
+        let i = &r.image;
         let _ = writeln!(
             out,
             "{status} {} {} {}  {}",
-            r.image.driver,
-            r.image.kernel,
-            r.image.arch,
-            r.image.pinned()
+            i.driver,
+            i.kernel,
+            i.arch,
+            i.pinned()
         );
         for (module, vermagic) in &r.checked {
             let _ = writeln!(out, "     {module}: vermagic {vermagic}");
@@ -61,26 +72,12 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
             let _ = writeln!(out, "     {}", f.describe());
         }
     }
-    let what = if args.deep {
+    let what = if deep {
         "images and their modules"
     } else {
         "images"
     };
-    let _ = writeln!(
-        out,
-        "\n{} of {} {what} verified",
-        reports.len() - failed,
-        reports.len()
-    );
-    // The contract: 4 when the registry could not answer, 1 only for what it answered.
-    let unreachable = reports
-        .iter()
-        .any(|r| r.findings.iter().any(|f| matches!(f, Finding::Registry(_))));
-    Ok(if unreachable {
-        exit::REGISTRY
-    } else if failed > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
-    })
+    let total = reports.len();
+    let _ = writeln!(out, "\n{} of {total} {what} verified", total - failed);
+    out
 }

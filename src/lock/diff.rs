@@ -226,90 +226,90 @@ fn served(lock: &Lock, driver: &str) -> BTreeMap<(Version, Arch), String> {
 
 /// Compares two locks.
 pub fn diff(old: &Lock, new: &Lock) -> LockDiff {
-    let mut releases = Vec::new();
-    let old_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
-        old.releases.iter().map(|r| (r.sort_key(), r)).collect();
-    let new_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
-        new.releases.iter().map(|r| (r.sort_key(), r)).collect();
-    let keys: BTreeSet<(&Version, Arch)> = old_rel.keys().chain(new_rel.keys()).copied().collect();
-    for key in keys {
-        let change = match (old_rel.get(&key), new_rel.get(&key)) {
-            (None, Some(n)) => Some((ReleaseChangeKind::Added, Vec::new(), Some(n.kernel.clone()))),
-            (Some(o), None) => Some((
-                ReleaseChangeKind::Removed,
-                Vec::new(),
-                Some(o.kernel.clone()),
-            )),
-            (Some(o), Some(n)) => {
-                let fields = release_fields(o, n);
-                (!fields.is_empty())
-                    .then(|| (ReleaseChangeKind::Changed, fields, Some(n.kernel.clone())))
-            }
-            (None, None) => None,
-        };
-        if let Some((kind, fields, kernel)) = change {
-            releases.push(ReleaseChange {
-                version: key.0.clone(),
-                arch: key.1,
-                kind,
-                fields,
-                kernel,
-            });
-        }
-    }
-
     let old_img: BTreeMap<ImageKey<'_>, &LockedImage> =
         old.images.iter().map(|i| (i.key(), i)).collect();
     let new_img: BTreeMap<ImageKey<'_>, &LockedImage> =
         new.images.iter().map(|i| (i.key(), i)).collect();
     let drivers: BTreeSet<&str> = old_img.keys().chain(new_img.keys()).map(|k| k.0).collect();
-    let mut out = Vec::new();
-    for driver in drivers {
-        let keys: BTreeSet<ImageKey<'_>> = old_img
-            .keys()
-            .chain(new_img.keys())
-            .filter(|k| k.0 == driver)
-            .copied()
-            .collect();
-        let images: Vec<ImageChange> = keys
-            .into_iter()
-            .filter_map(|k| image_change(old_img.get(&k).copied(), new_img.get(&k).copied()))
-            .collect();
-        let before = served(old, driver);
-        let after = served(new, driver);
-        let releases_covered = after
-            .iter()
-            .filter(|(k, _)| !before.contains_key(k))
-            .map(|((version, arch), image)| ReleaseServed {
-                version: version.clone(),
-                arch: *arch,
-                image: image.clone(),
-            })
-            .collect();
-        let releases_dropped = before
-            .iter()
-            .filter(|(k, _)| !after.contains_key(k))
-            .map(|((version, arch), image)| ReleaseServed {
-                version: version.clone(),
-                arch: *arch,
-                image: image.clone(),
-            })
-            .collect();
-        let changes = DriverChanges {
-            driver: driver.to_string(),
-            images,
-            releases_covered,
-            releases_dropped,
-        };
-        if !changes.images.is_empty()
-            || !changes.releases_covered.is_empty()
-            || !changes.releases_dropped.is_empty()
-        {
-            out.push(changes);
-        }
-    }
+    let drivers = drivers
+        .into_iter()
+        .map(|driver| driver_changes(driver, (old, &old_img), (new, &new_img)))
+        .filter(|c| {
+            !c.images.is_empty() || !c.releases_covered.is_empty() || !c.releases_dropped.is_empty()
+        })
+        .collect();
     LockDiff {
-        releases,
-        drivers: out,
+        releases: release_changes(old, new),
+        drivers,
+    }
+}
+
+/// The `[[release]]` entries that appeared, disappeared or resolved differently.
+fn release_changes(old: &Lock, new: &Lock) -> Vec<ReleaseChange> {
+    let old_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
+        old.releases.iter().map(|r| (r.sort_key(), r)).collect();
+    let new_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
+        new.releases.iter().map(|r| (r.sort_key(), r)).collect();
+    let keys: BTreeSet<(&Version, Arch)> = old_rel.keys().chain(new_rel.keys()).copied().collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (kind, fields, kernel) = match (old_rel.get(&key), new_rel.get(&key)) {
+                (None, Some(n)) => (ReleaseChangeKind::Added, Vec::new(), &n.kernel),
+                (Some(o), None) => (ReleaseChangeKind::Removed, Vec::new(), &o.kernel),
+                (Some(o), Some(n)) => {
+                    let fields = release_fields(o, n);
+                    if fields.is_empty() {
+                        return None;
+                    }
+                    (ReleaseChangeKind::Changed, fields, &n.kernel)
+                }
+                (None, None) => return None,
+            };
+            Some(ReleaseChange {
+                version: key.0.clone(),
+                arch: key.1,
+                kind,
+                fields,
+                kernel: Some(kernel.clone()),
+            })
+        })
+        .collect()
+}
+
+type Images<'l> = BTreeMap<ImageKey<'l>, &'l LockedImage>;
+
+/// What changed for one driver: its images, and the releases it newly covers or drops.
+fn driver_changes(
+    driver: &str,
+    (old, old_img): (&Lock, &Images<'_>),
+    (new, new_img): (&Lock, &Images<'_>),
+) -> DriverChanges {
+    let keys: BTreeSet<ImageKey<'_>> = old_img
+        .keys()
+        .chain(new_img.keys())
+        .filter(|k| k.0 == driver)
+        .copied()
+        .collect();
+    let images = keys
+        .into_iter()
+        .filter_map(|k| image_change(old_img.get(&k).copied(), new_img.get(&k).copied()))
+        .collect();
+    let before = served(old, driver);
+    let after = served(new, driver);
+    let only_in = |a: &BTreeMap<(Version, Arch), String>, b: &BTreeMap<(Version, Arch), String>| {
+        a.iter()
+            .filter(|(k, _)| !b.contains_key(k))
+            .map(|((version, arch), image)| ReleaseServed {
+                version: version.clone(),
+                arch: *arch,
+                image: image.clone(),
+            })
+            .collect()
+    };
+    DriverChanges {
+        driver: driver.to_string(),
+        images,
+        releases_covered: only_in(&after, &before),
+        releases_dropped: only_in(&before, &after),
     }
 }

@@ -125,4 +125,9 @@ impl Matrix {
     pub fn driver(&self, name: &str) -> Option<&Driver> {
         self.drivers.iter().find(|d| d.name == name)
     }
+
+    /// The `modules` a driver declares (none for a driver the matrix no longer has).
+    pub fn modules_of(&self, driver: &str) -> &[String] {
+        self.driver(driver).map_or(&[], |d| d.modules.as_slice())
+    }
 }

@@ -216,11 +216,7 @@ pub fn confirm(
     matrix: &Matrix,
     image: &LockedImage,
 ) -> std::result::Result<(), Unconfirmed> {
-    let modules = matrix
-        .driver(&image.driver)
-        .map(|d| d.modules.clone())
-        .unwrap_or_default();
-    let (_, findings) = crate::verify::deep_check(client, image, &modules);
+    let (_, findings) = crate::verify::deep_check(client, image, matrix.modules_of(&image.driver));
     if let Some(crate::verify::Finding::Registry(e)) = findings
         .iter()
         .find(|f| matches!(f, crate::verify::Finding::Registry(_)))

@@ -4,13 +4,13 @@
 //! `arch` subset and by `[[exclude]]`. A *job* is (driver, kernel, arch): cells whose releases
 //! share a kernel share one job and one image. `rt = true` adds a job for each RT kernel.
 
+mod cells;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use sha2::Sha256;
 
 use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
 use crate::inputs::{DriverInputs, JobInputs, driver_hasher, hash_job};
@@ -213,150 +213,25 @@ pub fn channels_from_lock(matrix: &Matrix, lock: &Lock) -> BTreeMap<String, Vec<
         .collect()
 }
 
-struct Group<'a> {
-    driver: &'a Driver,
-    args: &'a Arc<BTreeMap<String, String>>,
-    hasher: &'a Sha256,
-    rt: bool,
-    releases: Vec<&'a LockedRelease>,
-}
-
-/// Expands the matrix into jobs.
+/// Expands the matrix into jobs: cells grouped by (driver, kernel, arch) ([`cells`]), one job
+/// per group, compared with the lock.
 pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let matrix = input.matrix;
-    let by_release: HashMap<(&Version, Arch), &LockedRelease> = input
-        .releases
-        .iter()
-        .map(|r| ((&r.version, r.arch), r))
-        .collect();
-    let mut excludes_used = vec![false; matrix.excludes.len()];
-    let driver_args: Vec<Arc<BTreeMap<String, String>>> = matrix
-        .drivers
-        .iter()
-        .map(|d| Arc::new(d.build_args.clone()))
-        .collect();
-    // What a driver's jobs share is hashed once per driver.
-    let hashers: Vec<Sha256> = matrix
-        .drivers
-        .iter()
-        .map(|d| {
-            driver_hasher(&DriverInputs {
-                context: input
-                    .contexts
-                    .get(&d.name)
-                    .expect("a context digest is computed for every driver"),
-                containerfile: &d.containerfile,
-                build_args: &d.build_args,
-            })
-        })
-        .collect();
-    let mut groups: BTreeMap<(&str, &Kernel, Arch), Group<'_>> = BTreeMap::new();
-    let mut cells = 0usize;
-    let mut builds_without_sharing = 0usize;
-    let mut missing_rt: BTreeSet<(&str, &Version, Arch)> = BTreeSet::new();
-    let mut unresolved: BTreeSet<(&Version, Arch)> = BTreeSet::new();
-
-    for ((driver, args), hasher) in matrix.drivers.iter().zip(&driver_args).zip(&hashers) {
-        for version in input.versions {
-            if driver
-                .openshift
-                .as_ref()
-                .is_some_and(|r| !r.matches(version))
-            {
-                continue;
-            }
-            for &arch in &driver.arches {
-                let mut excluded = false;
-                for (i, e) in matrix.excludes.iter().enumerate() {
-                    if e.matches(&driver.name, version, arch) {
-                        excludes_used[i] = true;
-                        excluded = true;
-                    }
-                }
-                if excluded {
-                    continue;
-                }
-                let Some(&release) = by_release.get(&(version, arch)) else {
-                    unresolved.insert((version, arch));
-                    continue;
-                };
-                cells += 1;
-                builds_without_sharing += 1;
-                groups
-                    .entry((&driver.name, &release.kernel, arch))
-                    .or_insert_with(|| Group {
-                        driver,
-                        args,
-                        hasher,
-                        rt: false,
-                        releases: Vec::new(),
-                    })
-                    .releases
-                    .push(release);
-                if driver.rt {
-                    match &release.rt_kernel {
-                        Some(rt) => {
-                            builds_without_sharing += 1;
-                            groups
-                                .entry((&driver.name, rt, arch))
-                                .or_insert_with(|| Group {
-                                    driver,
-                                    args,
-                                    hasher,
-                                    rt: true,
-                                    releases: Vec::new(),
-                                })
-                                .releases
-                                .push(release);
-                        }
-                        None => {
-                            missing_rt.insert((&driver.name, version, arch));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    if !unresolved.is_empty() {
+    let drivers = cells::DriverShared::of(matrix, input.contexts);
+    let expansion = cells::expand(input, &drivers);
+    if !expansion.unresolved.is_empty() {
         return Err(PlanError::Unresolved(
-            unresolved
+            expansion
+                .unresolved
                 .iter()
                 .map(|(v, a)| format!("{v} ({a})"))
                 .collect(),
         ));
     }
-    let mut warnings = Vec::new();
-    for (e, used) in matrix.excludes.iter().zip(&excludes_used) {
-        if !used {
-            warnings.push(
-                Problem::warning("this `[[exclude]]` rule matches no cell of the matrix")
-                    .label(e.span.clone(), "matches nothing")
-                    .help("remove it, or check its `driver`, `openshift` and `arch` against the matrix"),
-            );
-        }
-    }
-    // OpenShift ships RT kernels for x86_64 only: releases without one are normal, so this is
-    // advice (shown with `-v`), one line per driver and arch.
-    let mut without_rt: BTreeMap<(&str, Arch), Vec<String>> = BTreeMap::new();
-    for (driver, version, arch) in &missing_rt {
-        without_rt
-            .entry((driver, *arch))
-            .or_default()
-            .push(version.to_string());
-    }
-    for ((driver, arch), versions) in without_rt {
-        let mut p = Problem::new(format!(
-            "driver `{driver}` asks for RT kernels; {arch} releases {} have none, so only their standard kernel is built",
-            versions.join(", ")
-        ));
-        p.severity = miette::Severity::Advice;
-        warnings.push(p);
-    }
-
+    let warnings = warnings(matrix, &expansion);
     let locked: HashMap<(&str, &Kernel, Arch), &LockedImage> =
         input.lock.images.iter().map(|i| (i.key(), i)).collect();
-    let groups: Vec<_> = groups.into_iter().collect();
+    let groups: Vec<_> = expansion.groups.iter().collect();
     // Jobs are independent: build them on every core, collected back in plan order.
     let jobs = groups
         .par_iter()
@@ -370,10 +245,42 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     check_collisions(&jobs)?;
     Ok(Plan {
         jobs,
-        cells,
-        builds_without_sharing,
+        cells: expansion.cells,
+        builds_without_sharing: expansion.builds_without_sharing,
         warnings,
     })
+}
+
+/// An `[[exclude]]` that matched nothing is a warning; releases without the RT kernel a driver
+/// asks for are advice (OpenShift ships RT kernels for x86_64 only, so that is normal; shown
+/// with `-v`), one line per driver and arch.
+fn warnings(matrix: &Matrix, expansion: &cells::Expansion<'_>) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for (e, used) in matrix.excludes.iter().zip(&expansion.excludes_used) {
+        if !used {
+            warnings.push(
+                Problem::warning("this `[[exclude]]` rule matches no cell of the matrix")
+                    .label(e.span.clone(), "matches nothing")
+                    .help("remove it, or check its `driver`, `openshift` and `arch` against the matrix"),
+            );
+        }
+    }
+    let mut without_rt: BTreeMap<(&str, Arch), Vec<String>> = BTreeMap::new();
+    for (driver, version, arch) in &expansion.missing_rt {
+        without_rt
+            .entry((driver, *arch))
+            .or_default()
+            .push(version.to_string());
+    }
+    for ((driver, arch), versions) in without_rt {
+        let mut p = Problem::new(format!(
+            "driver `{driver}` asks for RT kernels; {arch} releases {} have none, so only their standard kernel is built",
+            versions.join(", ")
+        ));
+        p.severity = miette::Severity::Advice;
+        warnings.push(p);
+    }
+    warnings
 }
 
 /// Two jobs must not push to the same `repository:tag`, within a driver or across drivers.
@@ -428,7 +335,7 @@ pub fn inputs_with_dtk(
 }
 
 fn make_job(
-    group: &Group<'_>,
+    group: &cells::Group<'_>,
     kernel: &Kernel,
     arch: Arch,
     locked: Option<&LockedImage>,
@@ -445,35 +352,12 @@ fn make_job(
         .expect("a group holds at least one release");
     let dtk = source.dtk.clone();
     let rhel = source.rhel.clone();
-
-    let normalized = kernel.normalized();
-    let mut vars: BTreeMap<&str, &str> = driver
-        .build_args
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    vars.insert("KERNEL_FULL_VERSION", &normalized);
-    vars.insert("KERNEL_VERSION", &normalized);
-    vars.insert("DRIVER", &driver.name);
-    vars.insert("ARCH", arch.as_str());
-    vars.insert("RHEL_VERSION", &rhel);
-    let bad_tag = |message: String| PlanError::BadTag {
-        driver: driver.name.clone(),
-        kernel: kernel.clone(),
-        message,
-    };
-    let tag = driver.tag.render(&vars).map_err(|e| bad_tag(e.message))?;
-    let image = driver
-        .image
-        .with_tag(&tag)
-        .map_err(|e| bad_tag(e.message))?;
-
-    let dtk_text = dtk.to_string();
+    let image = image(driver, kernel, arch, &rhel)?;
     let inputs = hash_job(
         group.hasher,
         &JobInputs {
             arch,
-            dtk: &dtk_text,
+            dtk: &dtk.to_string(),
             kernel: kernel.as_str(),
             rhel: &rhel,
         },
@@ -496,4 +380,27 @@ fn make_job(
         inputs,
         state,
     })
+}
+
+/// `repository:tag` of a job: the driver's tag template rendered with the job's values (the
+/// kernel normalized as KMM does) and the driver's own build args.
+fn image(driver: &Driver, kernel: &Kernel, arch: Arch, rhel: &str) -> Result<ImageRef, PlanError> {
+    let normalized = kernel.normalized();
+    let mut vars: BTreeMap<&str, &str> = driver
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    vars.insert("KERNEL_FULL_VERSION", &normalized);
+    vars.insert("KERNEL_VERSION", &normalized);
+    vars.insert("DRIVER", &driver.name);
+    vars.insert("ARCH", arch.as_str());
+    vars.insert("RHEL_VERSION", rhel);
+    let bad_tag = |message: String| PlanError::BadTag {
+        driver: driver.name.clone(),
+        kernel: kernel.clone(),
+        message,
+    };
+    let tag = driver.tag.render(&vars).map_err(|e| bad_tag(e.message))?;
+    driver.image.with_tag(&tag).map_err(|e| bad_tag(e.message))
 }
