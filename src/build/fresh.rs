@@ -1,8 +1,9 @@
 //! Is a locked image still there? A job is fresh when the plan says so (same inputs, same
 //! reference) and the registry still serves the locked digest.
 //!
-//! The check sits behind [`ImageStore`]: `build` uses the native registry client (one `HEAD`
-//! per job); the `skopeo` implementation stays for comparison and as a fallback.
+//! The check sits behind [`ImageStore`]: `build` and `resolve` use the native registry client
+//! (one `HEAD` per image). The `skopeo` implementation is not used by any command; it is kept
+//! as the baseline `make bench` compares the native check with.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;

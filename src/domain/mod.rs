@@ -1,5 +1,6 @@
-//! Validated domain types. Raw strings from the matrix, the lockfile or a registry become one of
-//! these in exactly one place; no bare string crosses a layer boundary after that.
+//! Validated domain types. Raw strings from the matrix, the lockfile or a registry that name an
+//! architecture, a digest, an image, a kernel or a version become one of these in exactly one
+//! place. Names that are only names (a driver's, a RHEL version) stay strings.
 
 mod arch;
 mod digest;
