@@ -73,13 +73,16 @@ pub enum Error {
     )]
     Collect { failed: Vec<String> },
 
-    /// `--locked` and the lock would change.
-    #[error("{message}")]
+    /// `--locked` and the lock would change (or, for `build`, something would be built).
+    #[error("lockfile `{}` is out of date:\n  {}", lock.display(), changes.join("\n  "))]
     #[diagnostic(
         code(driver_matrix::locked),
         help("run the same command without `--locked` and commit the updated lock")
     )]
-    Outdated { message: String },
+    Outdated {
+        lock: std::path::PathBuf,
+        changes: Vec<String>,
+    },
 }
 
 impl Error {

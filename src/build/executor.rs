@@ -26,8 +26,24 @@ pub struct Task {
     pub log: PathBuf,
 }
 
-/// Called after a successful push, before the job counts as finished (records the lock).
-pub type OnPushed<'a> = dyn Fn(&Task, &Digest) -> Result<(), String> + Sync + 'a;
+/// Called after a successful push, before the job counts as finished (confirms the image and
+/// records it in the lock); an error fails the job.
+pub type OnPushed<'a> = dyn Fn(&Task, &Digest) -> Result<(), PushedError> + Sync + 'a;
+
+/// Why a pushed image does not count: the job fails with this error and its causes.
+pub type PushedError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `error: cause: cause`, one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
 
 pub struct Executor {
     /// Number of jobs run at once (at least 1).
@@ -140,7 +156,8 @@ impl Executor {
                     Ok(d) => d,
                     Err(message) => return fail(message, Some(push), Vec::new()),
                 };
-                if let Err(message) = on_pushed(task, &digest) {
+                if let Err(e) = on_pushed(task, &digest) {
+                    let message = chain(e.as_ref());
                     let _ = writeln!(log, "# {message}");
                     return fail(message, None, Vec::new());
                 }

@@ -13,8 +13,8 @@ use std::process::Stdio;
 use crate::domain::{Digest, ImageRef};
 
 /// Why the registry could not say whether an image exists.
-#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
-#[error("cannot check `{image}` in the registry: {message}")]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot check `{image}` in the registry")]
 #[diagnostic(
     code(driver_matrix::build::registry),
     help(
@@ -23,9 +23,23 @@ use crate::domain::{Digest, ImageRef};
 )]
 pub struct StoreError {
     pub image: String,
-    /// The command that asked, when one did.
-    pub command: Option<String>,
-    pub message: String,
+    #[source]
+    pub cause: Box<StoreCause>,
+}
+
+/// What failed while asking.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreCause {
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("cannot run `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
 }
 
 /// Where built images live.
@@ -67,16 +81,20 @@ const MISSING: [&str; 3] = ["manifest unknown", "name unknown", "not found"];
 impl ImageStore for Skopeo {
     fn has_digest(&self, image: &ImageRef, digest: &Digest) -> Result<bool, StoreError> {
         let inv = self.command(image, digest);
-        let err = |message: String| StoreError {
+        let err = |cause| StoreError {
             image: image.with_digest(digest.clone()).to_string(),
-            command: Some(inv.display()),
-            message,
+            cause: Box::new(cause),
         };
         let out = inv
             .command()
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| err(format!("cannot run `{}`: {e}", inv.display())))?;
+            .map_err(|source| {
+                err(StoreCause::Spawn {
+                    command: inv.display(),
+                    source,
+                })
+            })?;
         if out.status.success() {
             return Ok(true);
         }
@@ -84,11 +102,10 @@ impl ImageStore for Skopeo {
         if MISSING.iter().any(|m| stderr.to_lowercase().contains(m)) {
             return Ok(false);
         }
-        Err(err(format!(
-            "`{}` failed: {}",
-            inv.display(),
-            stderr.trim()
-        )))
+        Err(err(StoreCause::Command {
+            command: inv.display(),
+            stderr: stderr.trim().to_string(),
+        }))
     }
 }
 
@@ -111,8 +128,7 @@ impl ImageStore for crate::registry::Client {
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(StoreError {
                 image: pinned.to_string(),
-                command: None,
-                message: e.to_string(),
+                cause: Box::new(e.into()),
             }),
         }
     }

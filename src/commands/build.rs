@@ -102,7 +102,8 @@ fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<i
         return Ok(exit::OK);
     }
     Err(Error::Outdated {
-        message: format!("the lock is out of date: {}", out.join("; ")),
+        lock: session.lock_path(),
+        changes: out,
     })
 }
 

@@ -37,16 +37,14 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
     let changes = pipeline::describe_changes(&session.lock, &new);
     if args.locked {
         if lock::render(&new) != session.current_text() {
+            let changes = if changes.is_empty() {
+                vec!["its formatting differs from the canonical form".to_string()]
+            } else {
+                changes
+            };
             return Err(Error::Outdated {
-                message: format!(
-                    "lockfile `{}` is out of date: {}",
-                    path.display(),
-                    if changes.is_empty() {
-                        "its formatting differs".to_string()
-                    } else {
-                        changes.join("; ")
-                    }
-                ),
+                lock: path,
+                changes,
             });
         }
         return Ok(exit::OK);

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::truth::{self, Scope};
 use super::{Planned, Session};
+use crate::build::executor::PushedError;
 use crate::build::{
     self, BuildError, Buildah, Cancel, Executor, Outcome, Reporter, Selection, Task, command,
     registries,
@@ -145,7 +146,11 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
 
 /// `--locked`: what would change, if anything (jobs to build, then lock entries).
 pub fn outdated(session: &Session, prepared: &Prepared<'_>) -> Vec<String> {
-    let mut out = prepared.to_build();
+    let mut out: Vec<String> = prepared
+        .to_build()
+        .into_iter()
+        .map(|j| format!("would build {j}"))
+        .collect();
     if crate::lock::render(&prepared.base) != session.current_text() {
         out.extend(super::describe_changes(&session.lock, &prepared.base));
         if out.is_empty() {
@@ -177,15 +182,20 @@ pub fn run(
         (Some(_), false) => Some(session.client()?),
         _ => None,
     };
-    let on_pushed = |task: &Task, digest: &Digest| -> std::result::Result<(), String> {
+    let on_pushed = |task: &Task, digest: &Digest| -> std::result::Result<(), PushedError> {
         let (Some(book), Some(client)) = (&book, client) else {
             return Ok(());
         };
+        let not_recorded = |why| NotRecorded {
+            digest: digest.clone(),
+            why,
+        };
         let image = task.job.locked(digest.clone());
         confirm(client, &session.matrix, &image)
-            .map_err(|why| format!("pushed as {digest}, but not recorded in the lock: {why}"))?;
+            .map_err(|e| not_recorded(NotRecordedWhy::Unconfirmed(e)))?;
         book.record(image)
-            .map_err(|e| format!("pushed as {digest}, but not recorded in the lock: {e}"))
+            .map_err(|e| not_recorded(NotRecordedWhy::Lock(Box::new(e))))?;
+        Ok(())
     };
     if prepared.tasks.is_empty() {
         return Ok(Vec::new());
@@ -196,6 +206,23 @@ pub fn run(
         cancel: Arc::clone(cancel),
     };
     Ok(executor.run(&prepared.tasks, reporter, &on_pushed))
+}
+
+/// A pushed image that did not enter the lock.
+#[derive(Debug, thiserror::Error)]
+#[error("pushed as {digest}, but not recorded in the lock")]
+pub struct NotRecorded {
+    pub digest: Digest,
+    #[source]
+    pub why: NotRecordedWhy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotRecordedWhy {
+    #[error(transparent)]
+    Unconfirmed(#[from] Unconfirmed),
+    #[error("the lock could not be written")]
+    Lock(#[source] Box<Error>),
 }
 
 /// Why a pushed or found image may not enter the lock.
