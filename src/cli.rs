@@ -205,15 +205,29 @@ pub struct ExportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ExportKind {
-    /// A KMM `Module` per driver, mapping every locked kernel to its image by digest.
+    /// A KMM `Module` per driver, mapping every locked kernel to its image by digest; exits 1
+    /// naming each job the lock has no image for.
     Kmm {
         /// Namespace of the Modules [default: none, the namespace of `oc apply`]
         #[arg(long)]
         namespace: Option<String>,
 
-        /// Node selector `KEY=VALUE` (repeatable) [default: node-role.kubernetes.io/worker=]
+        /// Node selector `KEY=VALUE` (repeatable); replaces `[driver.kmm] selector` [default:
+        /// the driver's, else node-role.kubernetes.io/worker=]
         #[arg(long = "selector", value_name = "KEY=VALUE")]
         selectors: Vec<String>,
+    },
+
+    /// A KMM `BootModuleConfig` per driver: load its module at boot, before NetworkManager.
+    #[command(visible_alias = "boot")]
+    BootModuleConfig {
+        /// Namespace of the objects [default: none, the namespace of `oc apply`]
+        #[arg(long)]
+        namespace: Option<String>,
+
+        /// The MachineConfigPool whose nodes load the modules.
+        #[arg(long, value_name = "POOL", default_value = "worker")]
+        pool: String,
     },
 
     /// A KMM `PreflightValidationOCP` per locked release.
