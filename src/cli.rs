@@ -96,11 +96,22 @@ pub enum Command {
     /// Print the JSON Schema of matrix.toml.
     Schema,
 
+    /// Write a matrix.toml and a DTK-based Containerfile for a module source directory (with
+    /// a Kbuild or Makefile); never overwrites a file.
+    Init(InitArgs),
+
     /// Print shell completions.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The directory with the module's sources and its Kbuild or Makefile.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
