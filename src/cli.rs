@@ -96,8 +96,10 @@ pub enum Command {
     /// Print the JSON Schema of matrix.toml.
     Schema,
 
-    /// Write a matrix.toml and a DTK-based Containerfile for a module source directory (with
-    /// a Kbuild or Makefile); never overwrites a file.
+    /// Write a matrix.toml and a DTK Containerfile for a module source directory.
+    ///
+    /// Module names come from the `obj-m` lines of DIR's Kbuild or Makefile. Never overwrites
+    /// a file: exits 2 when either exists.
     Init(InitArgs),
 
     /// Print shell completions.
