@@ -9,7 +9,8 @@ use crate::lock::{Lock, LockedImage};
 use crate::matrix::{Driver, Matrix};
 use crate::plan::{channels_from_lock, target_versions};
 
-/// One (driver, kernel, arch) the matrix asks for.
+/// One (driver, kernel, arch) the matrix asks for. Exports report only the missing ones, so
+/// it displays as the line that names it missing.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Wanted {
     pub driver: String,
