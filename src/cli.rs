@@ -102,11 +102,24 @@ pub enum Command {
     /// Print the JSON Schema of matrix.toml.
     Schema,
 
+    /// Write a matrix.toml and a DTK Containerfile for a module source directory.
+    ///
+    /// Module names come from the `obj-m` lines of DIR's Kbuild or Makefile. Never overwrites
+    /// a file: exits 2 when either exists.
+    Init(InitArgs),
+
     /// Print shell completions.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The directory with the module's sources and its Kbuild or Makefile.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -212,15 +225,29 @@ pub struct ExportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ExportKind {
-    /// A KMM `Module` per driver, mapping every locked kernel to its image by digest.
+    /// A KMM `Module` per driver, mapping every locked kernel to its image by digest; exits 1
+    /// naming each job the lock has no image for.
     Kmm {
         /// Namespace of the Modules [default: none, the namespace of `oc apply`]
         #[arg(long)]
         namespace: Option<String>,
 
-        /// Node selector `KEY=VALUE` (repeatable) [default: node-role.kubernetes.io/worker=]
+        /// Node selector `KEY=VALUE` (repeatable); replaces `[driver.kmm] selector` [default:
+        /// the driver's, else node-role.kubernetes.io/worker=]
         #[arg(long = "selector", value_name = "KEY=VALUE")]
         selectors: Vec<String>,
+    },
+
+    /// A KMM `BootModuleConfig` per driver: load its module at boot, before NetworkManager.
+    #[command(visible_alias = "boot")]
+    BootModuleConfig {
+        /// Namespace of the objects [default: none, the namespace of `oc apply`]
+        #[arg(long)]
+        namespace: Option<String>,
+
+        /// The MachineConfigPool whose nodes load the modules.
+        #[arg(long, value_name = "POOL", default_value = "worker")]
+        pool: String,
     },
 
     /// A KMM `PreflightValidationOCP` per locked release.

@@ -11,8 +11,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-fn export(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+/// Runs `export ARGS` over the good matrix and `tests/locks/new.lock`.
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
         .args(["--offline", "--color", "never", "-m"])
         .arg(root().join("tests/matrices/good/matrix.toml"))
         .arg("--lockfile")
@@ -20,13 +21,28 @@ fn export(args: &[&str]) -> String {
         .arg("export")
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn export(args: &[&str]) -> String {
+    let out = run(args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `export ARGS` over `tests/matrices/kmm` (every `[driver.kmm]` key, every job locked).
+fn run_kmm(args: &[&str], lock: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+    cmd.args(["--offline", "--color", "never", "-m"])
+        .arg(root().join("tests/matrices/kmm/matrix.toml"));
+    if let Some(lock) = lock {
+        cmd.arg("--lockfile").arg(lock);
+    }
+    cmd.arg("export").args(args).output().unwrap()
 }
 
 /// The fields of KMM's `Module` (kmm.sigs.x-k8s.io/v1beta1) that the export sets.
@@ -70,6 +86,8 @@ struct Container {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Modprobe {
     module_name: String,
+    #[serde(default)]
+    modules_loading_order: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,14 +104,26 @@ fn documents<T: for<'de> Deserialize<'de>>(text: &str) -> Vec<T> {
 }
 
 #[test]
-fn kmm_modules_map_every_locked_kernel_once_by_digest() {
-    let text = export(&[
+fn kmm_modules_map_every_wanted_kernel_once_by_digest_and_name_the_missing() {
+    let out = run(&[
         "kmm",
         "--namespace",
         "acme",
         "--selector",
         "feature.node.kubernetes.io/pci-10de.present=true",
     ]);
+    // net-kmod (>=4.15) has no image for 4.16.3's kernel: the Modules are still written, the
+    // missing job is named, and the exit code says the export is incomplete.
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "driver `net-kmod`: no image for kernel `5.14.0-427.18.1.el9_4.x86_64` (x86_64)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("no image for").count(), 1, "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
     insta::assert_snapshot!("export_kmm", text);
     let modules: Vec<Module> = documents(&text);
     let lock = driver_matrix::lock::read(&root().join("tests/locks/new.lock")).unwrap();
@@ -106,45 +136,185 @@ fn kmm_modules_map_every_locked_kernel_once_by_digest() {
             m.spec.selector["feature.node.kubernetes.io/pci-10de.present"],
             "true"
         );
-        let locked: Vec<_> = lock
-            .images
-            .iter()
-            .filter(|i| i.driver == m.metadata.name)
-            .collect();
         let mappings = &m.spec.module_loader.container.kernel_mappings;
-        assert_eq!(mappings.len(), locked.len());
-        for image in locked {
-            let hits: Vec<_> = mappings
+        for k in mappings {
+            let hits: Vec<_> = lock
+                .images
                 .iter()
-                .filter(|k| k.literal == image.kernel.as_str())
+                .filter(|i| i.driver == m.metadata.name && i.kernel.as_str() == k.literal)
                 .collect();
             assert_eq!(
                 hits.len(),
                 1,
-                "kernel {} mapped {} times",
-                image.kernel,
+                "kernel {} mapped, locked {} times",
+                k.literal,
                 hits.len()
             );
-            assert_eq!(hits[0].container_image, image.pinned().to_string());
-            assert!(hits[0].container_image.contains("@sha256:"));
+            assert_eq!(k.container_image, hits[0].pinned().to_string());
+            assert!(k.container_image.contains("@sha256:"));
         }
+        let mut kernels: Vec<&str> = mappings.iter().map(|k| k.literal.as_str()).collect();
+        kernels.dedup();
+        assert_eq!(kernels.len(), mappings.len(), "a kernel mapped twice");
     }
     let hello = modules
         .iter()
         .find(|m| m.metadata.name == "hello-kmod")
         .unwrap();
-    assert_eq!(
-        hello.spec.module_loader.container.modprobe.module_name,
-        "hello"
-    );
+    let container = &hello.spec.module_loader.container;
+    assert_eq!(container.modprobe.module_name, "hello");
+    assert!(container.modprobe.modules_loading_order.is_empty());
+    assert_eq!(container.kernel_mappings.len(), 3);
     let net = modules
         .iter()
         .find(|m| m.metadata.name == "net-kmod")
         .unwrap();
+    let container = &net.spec.module_loader.container;
+    assert_eq!(container.modprobe.module_name, "netfoo");
     assert_eq!(
-        net.spec.module_loader.container.modprobe.module_name,
-        "netfoo"
+        container.modprobe.modules_loading_order,
+        ["netfoo", "netbar"]
     );
+    // The 4.14 image is outside net-kmod's `openshift = ">=4.15"`: no node of it runs that kernel.
+    let kernels: Vec<&str> = container
+        .kernel_mappings
+        .iter()
+        .map(|k| k.literal.as_str())
+        .collect();
+    assert_eq!(kernels, ["5.14.0-284.59.1.el9_2.x86_64"]);
+}
+
+#[test]
+fn kmm_settings_of_the_matrix_reach_the_module() {
+    let out = run_kmm(&["kmm"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    insta::assert_snapshot!("export_kmm_settings", text);
+    let docs: Vec<serde_json::Value> = documents(&text);
+    let gpu = &docs[0]["spec"];
+    let container = &gpu["moduleLoader"]["container"];
+    assert_eq!(
+        container["modprobe"]["parameters"],
+        serde_json::json!(["debug=1", "max_queues=8"])
+    );
+    assert_eq!(container["modprobe"]["firmwarePath"], "/firmware");
+    assert_eq!(
+        container["modprobe"]["modulesLoadingOrder"],
+        serde_json::json!(["acme_gpu", "acme_gpu_core"])
+    );
+    assert_eq!(
+        container["inTreeModulesToRemove"],
+        serde_json::json!(["nouveau"])
+    );
+    assert_eq!(gpu["moduleLoader"]["serviceAccountName"], "acme-gpu-loader");
+    assert_eq!(gpu["imageRepoSecret"]["name"], "acme-pull");
+    assert_eq!(
+        gpu["selector"]["feature.node.kubernetes.io/pci-10de.present"],
+        "true"
+    );
+    assert_eq!(gpu["tolerations"][1]["tolerationSeconds"], 300);
+    assert_eq!(container["kernelMappings"].as_array().unwrap().len(), 4);
+    let nic = &docs[1]["spec"]["moduleLoader"]["container"]["kernelMappings"];
+    assert_eq!(
+        nic.as_array().unwrap().len(),
+        4,
+        "two kernels and their RT kernels"
+    );
+    let rt = &nic[1];
+    assert_eq!(rt["literal"], "5.14.0-427.26.1.el9_4.x86_64+rt");
+    assert_eq!(
+        rt["containerImage"],
+        "quay.io/acme/nic-kmod-signed:5.14.0-427.26.1.el9_4.x86_64_rt-signed"
+    );
+    assert!(
+        rt["sign"]["unsignedImage"]
+            .as_str()
+            .unwrap()
+            .starts_with("quay.io/acme/nic-kmod@sha256:")
+    );
+    assert_eq!(rt["sign"]["keySecret"]["name"], "acme-signing-key");
+    assert_eq!(
+        rt["sign"]["filesToSign"],
+        serde_json::json!(["/opt/lib/modules/5.14.0-427.26.1.el9_4.x86_64+rt/acme_nic.ko"])
+    );
+}
+
+#[test]
+fn a_driver_without_any_image_is_named_and_the_others_are_written() {
+    let lock_path = root().join("tests/matrices/kmm/matrix.lock");
+    let mut lock = driver_matrix::lock::read(&lock_path).unwrap();
+    lock.images.retain(|i| {
+        i.driver != "nic-kmod"
+            && !(i.arch.as_str() == "aarch64" && i.releases[0].to_string() == "4.16.4")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dir.path().join("matrix.lock");
+    std::fs::write(&partial, driver_matrix::lock::render(&lock)).unwrap();
+    for what in ["kmm", "boot"] {
+        let out = run_kmm(&[what], Some(&partial));
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            stderr
+                .matches("error: driver `nic-kmod`: no image for kernel")
+                .count(),
+            4,
+            "{stderr}"
+        );
+        assert!(stderr.contains("error: driver `gpu-kmod`: no image for kernel `5.14.0-427.28.1.el9_4.aarch64` (aarch64)"), "{stderr}");
+        let docs: Vec<serde_json::Value> = documents(&String::from_utf8(out.stdout).unwrap());
+        assert_eq!(docs.len(), 1, "{what}: only gpu-kmod has images");
+        assert_eq!(docs[0]["metadata"]["name"], "gpu-kmod");
+    }
+}
+
+#[test]
+fn boot_module_configs_name_the_repository_kmm_appends_the_kernel_to() {
+    let out = run_kmm(&["boot-module-config", "--pool", "gpu-workers"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    insta::assert_snapshot!("export_boot", text);
+    assert_eq!(
+        text,
+        String::from_utf8(run_kmm(&["boot", "--pool", "gpu-workers"], None).stdout).unwrap()
+    );
+    let docs: Vec<serde_json::Value> = documents(&text);
+    assert_eq!(docs.len(), 2);
+    let gpu = &docs[0]["spec"];
+    assert_eq!(gpu["kernelModuleImage"], "quay.io/acme/gpu-kmod");
+    assert_eq!(gpu["kernelModuleName"], "acme_gpu");
+    assert_eq!(gpu["machineConfigPoolName"], "gpu-workers");
+    assert_eq!(gpu["machineConfigName"], "99-gpu-workers-kmm-gpu-kmod");
+    assert_eq!(gpu["firmwareFilesPath"], "/firmware");
+    assert_eq!(gpu["inTreeModulesToRemove"], serde_json::json!(["nouveau"]));
+    assert!(text.contains("Kernel `5.14.0-427.26.1.el9_4.x86_64+rt` cannot load at boot"));
+}
+
+#[test]
+fn boot_refuses_a_driver_whose_tag_is_not_the_bare_kernel() {
+    let out = run(&["boot"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("driver `hello-kmod` tags its images `${VERSION}-${KERNEL_FULL_VERSION}`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tag = \"${KERNEL_FULL_VERSION}\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("+rt"), "{stderr}");
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,7 +413,9 @@ fn the_github_matrix_carries_one_shard_per_entry() {
 
 #[test]
 fn exports_are_deterministic() {
-    assert_eq!(export(&["kmm"]), export(&["kmm"]));
+    let kmm = || run_kmm(&["kmm"], None).stdout;
+    assert_eq!(kmm(), kmm());
+    assert_eq!(export(&["preflight"]), export(&["preflight"]));
     assert_eq!(
         export(&["k8s-job", "--shards", "3"]),
         export(&["k8s-job", "--shards", "3"])

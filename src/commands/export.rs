@@ -1,4 +1,6 @@
-//! `driver-matrix export kmm|preflight|github-matrix|k8s-job`.
+//! `driver-matrix export kmm|boot-module-config|preflight|github-matrix|k8s-job`.
+
+use std::io::Write;
 
 use super::Context;
 use crate::cli::{ExportArgs, ExportKind};
@@ -14,15 +16,20 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
         } => {
             let matrix = ctx.matrix()?;
             let lock = ctx.lock()?;
-            export::modules(
-                &matrix,
-                &lock,
-                &export::ModuleOptions {
-                    namespace: namespace.clone(),
-                    selectors: selectors.clone(),
-                },
-            )
-            .map_err(Error::from)?
+            let opts = export::ModuleOptions {
+                namespace: namespace.clone(),
+                selectors: selectors.clone(),
+            };
+            return deployment(export::modules(&matrix, &lock, &opts)?);
+        }
+        ExportKind::BootModuleConfig { namespace, pool } => {
+            let matrix = ctx.matrix()?;
+            let lock = ctx.lock()?;
+            let opts = export::BootOptions {
+                namespace: namespace.clone(),
+                pool: pool.clone(),
+            };
+            return deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
         }
         ExportKind::Preflight { namespace } => {
             let lock = ctx.lock()?;
@@ -57,6 +64,25 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
     };
     print!("{text}");
     Ok(0)
+}
+
+/// Prints a deployment export, names every job without an image on stderr, and exits 1 if
+/// there is any: the objects written are still good for the kernels they map.
+fn deployment(out: export::Export) -> Result<i32> {
+    print!("{}", out.text);
+    if out.missing.is_empty() {
+        return Ok(0);
+    }
+    let mut err = std::io::stderr().lock();
+    for m in &out.missing {
+        let _ = writeln!(err, "error: {m}");
+    }
+    let _ = writeln!(
+        err,
+        "{} job(s) have no image in the lock; run `driver-matrix build` (or `collect`), then export again",
+        out.missing.len()
+    );
+    Ok(crate::error::exit::FAILED)
 }
 
 /// The shard count given, or one shard per job still to build (at least 1, at most 256).

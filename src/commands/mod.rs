@@ -5,6 +5,7 @@ mod build;
 mod collect;
 mod diff;
 mod export;
+mod init;
 mod plan;
 mod releases;
 pub mod resolve;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Diff(args) => diff::run(&ctx, &args),
         Command::Export(args) => export::run(&ctx, &args),
         Command::Schema => schema::run(),
+        Command::Init(args) => init::run(&ctx, &args.dir),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "driver-matrix", &mut std::io::stdout());

@@ -1,23 +1,16 @@
-//! KMM objects: a `Module` per driver mapping every locked kernel to its image by digest, and a
-//! `PreflightValidationOCP` per locked release.
+//! KMM `Module`s: one per driver, mapping every locked kernel to its image by digest, with the
+//! driver's `[driver.kmm]` settings (parameters, firmware, in-tree removal, pull secret, service
+//! account, selector, tolerations, in-cluster signing).
 
-use std::collections::BTreeMap;
+use serde_json::{Map, Value, json};
 
-use serde_json::{Value, json};
-
-use super::{object_name, yaml};
-use crate::lock::Lock;
-use crate::matrix::Matrix;
+use super::jobs::{Wanted, split, wanted};
+use super::{Export, object_name, yaml};
+use crate::lock::{Lock, LockedImage};
+use crate::matrix::{Driver, Kmm, Matrix, Sign};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ExportError {
-    #[error("the lock holds no image for driver `{driver}`")]
-    #[diagnostic(
-        code(driver_matrix::export::no_images),
-        help("run `driver-matrix build` first")
-    )]
-    NoImages { driver: String },
-
     #[error("driver `{driver}` has no `modules`, so the Module cannot name the module to load")]
     #[diagnostic(
         code(driver_matrix::export::no_modules),
@@ -44,18 +37,41 @@ pub enum ExportError {
         help("write `key=value`, or `key=` for an empty value")
     )]
     Selector { selector: String },
+
+    #[error("driver `{driver}`: the signed image `{image}:{tag}-signed` is not a valid reference")]
+    #[diagnostic(
+        code(driver_matrix::export::signed_tag),
+        help("shorten the driver's `tag`, or set `[driver.kmm.sign] image` to another repository")
+    )]
+    SignedTag {
+        driver: String,
+        image: String,
+        tag: String,
+    },
+
+    #[error(
+        "driver `{driver}` tags its images `{tag}`, but KMM loads at boot from `<image>:$(uname -r)`"
+    )]
+    #[diagnostic(
+        code(driver_matrix::export::boot_tag),
+        help(
+            "give the driver `tag = \"${{KERNEL_FULL_VERSION}}\"` (the default), or add a second driver with that tag for boot-time loading; real-time kernels (`+rt`, OpenShift 4.16 and later) cannot be served this way at all, because `+` is not valid in a tag"
+        )
+    )]
+    BootTag { driver: String, tag: String },
 }
 
 /// Options of `export kmm`.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleOptions {
     pub namespace: Option<String>,
-    /// `key=value` node selectors; default `node-role.kubernetes.io/worker=`.
+    /// `key=value` node selectors; they replace every driver's `kmm.selector`. When neither is
+    /// given: `node-role.kubernetes.io/worker=`.
     pub selectors: Vec<String>,
 }
 
-fn metadata(name: &str, namespace: Option<&str>) -> Value {
-    let mut m = serde_json::Map::new();
+pub(super) fn metadata(name: &str, namespace: Option<&str>) -> Value {
+    let mut m = Map::new();
     m.insert("name".into(), json!(name));
     if let Some(ns) = namespace {
         m.insert("namespace".into(), json!(ns));
@@ -63,110 +79,187 @@ fn metadata(name: &str, namespace: Option<&str>) -> Value {
     Value::Object(m)
 }
 
-/// One `Module` (kmm.sigs.x-k8s.io/v1beta1) per driver of the matrix, as YAML documents.
-pub fn modules(matrix: &Matrix, lock: &Lock, opts: &ModuleOptions) -> Result<String, ExportError> {
-    let mut selector = serde_json::Map::new();
-    let selectors = if opts.selectors.is_empty() {
-        vec!["node-role.kubernetes.io/worker=".to_string()]
-    } else {
-        opts.selectors.clone()
-    };
-    for s in &selectors {
-        let (k, v) = s.split_once('=').ok_or_else(|| ExportError::Selector {
-            selector: s.clone(),
-        })?;
-        if k.is_empty() {
-            return Err(ExportError::Selector {
-                selector: s.clone(),
-            });
-        }
-        selector.insert(k.to_string(), json!(v));
+/// The `--selector` values as a map, or `None` when none were given.
+fn cli_selector(selectors: &[String]) -> Result<Option<Map<String, Value>>, ExportError> {
+    if selectors.is_empty() {
+        return Ok(None);
     }
-    let mut docs = Vec::new();
-    for driver in &matrix.drivers {
-        let module = driver
-            .modules
-            .first()
-            .ok_or_else(|| ExportError::NoModules {
-                driver: driver.name.clone(),
-            })?;
-        let mut by_kernel: BTreeMap<&str, Vec<&crate::lock::LockedImage>> = BTreeMap::new();
-        for image in lock.images.iter().filter(|i| i.driver == driver.name) {
-            by_kernel
-                .entry(image.kernel.as_str())
-                .or_default()
-                .push(image);
-        }
-        if by_kernel.is_empty() {
-            return Err(ExportError::NoImages {
-                driver: driver.name.clone(),
-            });
-        }
-        let mut mappings = Vec::new();
-        for (kernel, images) in &by_kernel {
-            if images.len() > 1 {
-                return Err(ExportError::KernelOnSeveralArches {
-                    driver: driver.name.clone(),
-                    kernel: kernel.to_string(),
-                    arches: images
-                        .iter()
-                        .map(|i| i.arch.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+    let mut map = Map::new();
+    for s in selectors {
+        match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                map.insert(k.to_string(), json!(v));
+            }
+            _ => {
+                return Err(ExportError::Selector {
+                    selector: s.clone(),
                 });
             }
-            mappings.push(json!({
-                "literal": kernel,
-                "containerImage": images[0].pinned().to_string(),
-            }));
         }
+    }
+    Ok(Some(map))
+}
+
+fn selector(kmm: &Kmm, cli: Option<&Map<String, Value>>) -> Value {
+    if let Some(map) = cli {
+        return Value::Object(map.clone());
+    }
+    if kmm.selector.is_empty() {
+        return json!({ "node-role.kubernetes.io/worker": "" });
+    }
+    Value::Object(
+        kmm.selector
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect(),
+    )
+}
+
+/// One `Module` (kmm.sigs.x-k8s.io/v1beta1) per driver that has images, as YAML documents, and
+/// the jobs the lock has no image for.
+pub fn modules(matrix: &Matrix, lock: &Lock, opts: &ModuleOptions) -> Result<Export, ExportError> {
+    let cli = cli_selector(&opts.selectors)?;
+    let mut docs = Vec::new();
+    let mut missing: Vec<Wanted> = Vec::new();
+    for driver in &matrix.drivers {
+        if driver.modules.is_empty() {
+            return Err(ExportError::NoModules {
+                driver: driver.name.clone(),
+            });
+        }
+        let (images, absent) = split(lock, wanted(matrix, lock, driver));
+        missing.extend(absent);
+        if images.is_empty() {
+            continue;
+        }
+        let mappings = mappings(driver, &images)?;
+        let count = mappings.len();
         let doc = json!({
             "apiVersion": "kmm.sigs.x-k8s.io/v1beta1",
             "kind": "Module",
             "metadata": metadata(&object_name(&driver.name), opts.namespace.as_deref()),
-            "spec": {
-                "moduleLoader": {
-                    "container": {
-                        "modprobe": { "moduleName": module },
-                        "kernelMappings": mappings,
-                    }
-                },
-                "selector": Value::Object(selector.clone()),
-            }
+            "spec": spec(driver, mappings, selector(&driver.kmm, cli.as_ref())),
         });
         let header = format!(
-            "driver {}: {} kernel(s), images pinned by digest from matrix.lock",
-            driver.name,
-            mappings.len()
+            "driver {}: {count} kernel(s), images pinned by digest from matrix.lock",
+            driver.name
         );
-        docs.push(yaml::document(
-            &["@generated by driver-matrix export kmm", &header],
-            &doc,
-        ));
+        let mut comment = vec!["@generated by driver-matrix export kmm", header.as_str()];
+        if driver.kmm.sign.is_some() {
+            comment.push("KMM signs each image in the cluster and pushes it to the `-signed` tag it then loads.");
+        }
+        docs.push(yaml::document(&comment, &doc));
     }
-    Ok(yaml::documents(&docs))
+    Ok(Export {
+        text: yaml::documents(&docs),
+        missing,
+    })
 }
 
-/// One `PreflightValidationOCP` (kmm.sigs.x-k8s.io/v1beta2) per locked release: the values
-/// users otherwise look up with `oc adm release info --image-for=driver-toolkit`.
-pub fn preflights(lock: &Lock, namespace: Option<&str>) -> String {
-    let docs: Vec<String> = lock
-        .releases
-        .iter()
-        .map(|r| {
-            let doc = json!({
-                "apiVersion": "kmm.sigs.x-k8s.io/v1beta2",
-                "kind": "PreflightValidationOCP",
-                "metadata": metadata(&object_name(&format!("preflight-{}-{}", r.version, r.arch)), namespace),
-                "spec": {
-                    "kernelVersion": r.kernel.as_str(),
-                    "dtkImage": r.dtk.to_string(),
-                    "pushBuiltImage": false,
-                }
+/// `kernelMappings`, one per kernel; a kernel on several arches is an error.
+fn mappings(driver: &Driver, images: &[&LockedImage]) -> Result<Vec<Value>, ExportError> {
+    let mut out = Vec::new();
+    for image in images {
+        let same: Vec<&&LockedImage> = images.iter().filter(|o| o.kernel == image.kernel).collect();
+        if same.len() > 1 {
+            return Err(ExportError::KernelOnSeveralArches {
+                driver: driver.name.clone(),
+                kernel: image.kernel.to_string(),
+                arches: same
+                    .iter()
+                    .map(|o| o.arch.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
-            let header = format!("OpenShift {} ({})", r.version, r.arch);
-            yaml::document(&["@generated by driver-matrix export preflight", &header], &doc)
+        }
+        let pinned = image.pinned().to_string();
+        let mapping = match &driver.kmm.sign {
+            None => json!({ "literal": image.kernel.as_str(), "containerImage": pinned }),
+            Some(sign) => json!({
+                "literal": image.kernel.as_str(),
+                "containerImage": signed_image(driver, image, sign)?,
+                "sign": {
+                    "unsignedImage": pinned,
+                    "keySecret": { "name": sign.key_secret },
+                    "certSecret": { "name": sign.cert_secret },
+                    "filesToSign": sign.files_for(image.kernel.as_str()),
+                },
+            }),
+        };
+        out.push(mapping);
+    }
+    Ok(out)
+}
+
+/// Where KMM pushes the signed image: `<sign.image or image>:<tag>-signed`.
+fn signed_image(driver: &Driver, image: &LockedImage, sign: &Sign) -> Result<String, ExportError> {
+    let repo = sign.image.as_ref().unwrap_or(&driver.image);
+    let tag = image.image.tag().unwrap_or(image.kernel.as_str());
+    repo.with_tag(&format!("{tag}-signed"))
+        .map(|r| r.to_string())
+        .map_err(|_| ExportError::SignedTag {
+            driver: driver.name.clone(),
+            image: repo.to_string(),
+            tag: tag.to_string(),
         })
-        .collect();
-    yaml::documents(&docs)
+}
+
+/// The Module's `spec`: only the keys the driver sets, in KMM's documented order.
+fn spec(driver: &Driver, mappings: Vec<Value>, selector: Value) -> Value {
+    let kmm = &driver.kmm;
+    let mut modprobe = Map::new();
+    modprobe.insert("moduleName".into(), json!(driver.modules[0]));
+    if !kmm.parameters.is_empty() {
+        modprobe.insert("parameters".into(), json!(kmm.parameters));
+    }
+    if let Some(path) = &kmm.firmware_path {
+        modprobe.insert("firmwarePath".into(), json!(path));
+    }
+    if driver.modules.len() > 1 {
+        modprobe.insert("modulesLoadingOrder".into(), json!(driver.modules));
+    }
+    let mut container = Map::new();
+    container.insert("modprobe".into(), Value::Object(modprobe));
+    if !kmm.in_tree_modules_to_remove.is_empty() {
+        container.insert(
+            "inTreeModulesToRemove".into(),
+            json!(kmm.in_tree_modules_to_remove),
+        );
+    }
+    container.insert("kernelMappings".into(), Value::Array(mappings));
+    let mut loader = Map::new();
+    loader.insert("container".into(), Value::Object(container));
+    if let Some(sa) = &kmm.service_account {
+        loader.insert("serviceAccountName".into(), json!(sa));
+    }
+    let mut spec = Map::new();
+    spec.insert("moduleLoader".into(), Value::Object(loader));
+    if let Some(secret) = &kmm.image_repo_secret {
+        spec.insert("imageRepoSecret".into(), json!({ "name": secret }));
+    }
+    spec.insert("selector".into(), selector);
+    if !kmm.tolerations.is_empty() {
+        let list: Vec<Value> = kmm.tolerations.iter().map(toleration).collect();
+        spec.insert("tolerations".into(), Value::Array(list));
+    }
+    Value::Object(spec)
+}
+
+fn toleration(t: &crate::matrix::Toleration) -> Value {
+    let mut m = Map::new();
+    let fields = [
+        ("key", &t.key),
+        ("operator", &t.operator),
+        ("value", &t.value),
+        ("effect", &t.effect),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(s) = t.toleration_seconds {
+        m.insert("tolerationSeconds".into(), json!(s));
+    }
+    Value::Object(m)
 }

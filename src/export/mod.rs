@@ -1,13 +1,29 @@
-//! Deployment and CI material made from the lock and the plan: KMM `Module`s, KMM preflight
-//! validations, a GitHub Actions shard matrix and a Kubernetes Indexed Job. Pure functions;
-//! every output is deterministic and parses back.
+//! Deployment and CI material made from the lock and the plan: KMM `Module`s, boot-time
+//! `BootModuleConfig`s, KMM preflight validations, a GitHub Actions shard matrix and a
+//! Kubernetes Indexed Job. Pure functions; every output is deterministic, parses back, and the
+//! KMM objects validate against KMM's CRDs (`tests/kmm_crds.rs`).
 
+mod boot;
 mod ci;
+mod jobs;
 mod kmm;
+mod preflight;
 mod yaml;
 
+pub use boot::{BootOptions, boot_module_configs};
 pub use ci::{GITHUB_MATRIX_LIMIT, JobOptions, github_matrix, k8s_job};
-pub use kmm::{ExportError, ModuleOptions, modules, preflights};
+pub use jobs::Wanted;
+pub use kmm::{ExportError, ModuleOptions, modules};
+pub use preflight::preflights;
+
+/// What a deployment export wrote, and the jobs it found no image for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// YAML documents, possibly none.
+    pub text: String,
+    /// Sorted by driver, kernel, arch.
+    pub missing: Vec<Wanted>,
+}
 
 /// A Kubernetes object name from free text: lowercase, `[a-z0-9.-]`, at most 253 characters,
 /// starting and ending with an alphanumeric.

@@ -3,6 +3,12 @@
 //! Scalars are written as JSON strings, numbers and booleans (valid YAML that no parser reads
 //! as anything else: `"on"`, `"4.10"` and `"0755"` stay strings), keys keep their insertion
 //! order, and the output for the same value is always the same bytes.
+//!
+//! Why not a serde YAML crate: `serde_norway` (like `serde_yaml`) quotes only what YAML 1.2
+//! would misread, and writes `on`, `yes`, `y`, `off`, `no` and `12:30` bare. kubectl and `oc`
+//! read manifests as YAML 1.1 (go-yaml), where those are booleans and a sexagesimal number, so
+//! a node selector value `"yes"` would reach the API server as `true` and the Module would be
+//! rejected. Neither crate writes comments, which carry each document's provenance here.
 
 use serde_json::Value;
 
@@ -109,5 +115,51 @@ mod tests {
             y,
             "# head\na:\n  b: \"on\"\n  c: 3\n  d:\n  - x: \"1\"\n    y:\n      z: true\n  - \"s\"\nempty: {}\n\"weird key\": []\n"
         );
+    }
+
+    /// Strings that YAML 1.1 or 1.2 would read as something else, keys that need quoting and
+    /// multi-line text all come back as the same JSON from a YAML parser, and every string
+    /// scalar is quoted, so YAML 1.1 readers (kubectl) see strings too.
+    #[test]
+    fn every_string_is_quoted_and_reads_back_unchanged() {
+        let tricky = [
+            "on",
+            "off",
+            "yes",
+            "no",
+            "y",
+            "N",
+            "true",
+            "null",
+            "~",
+            "",
+            "4.10",
+            "0755",
+            "1e3",
+            "0x1F",
+            "12:30",
+            "2024-01-01",
+            ".inf",
+            "-",
+            "a: b",
+            "#x",
+            "<<",
+            "=",
+            " lead",
+            "multi\nline",
+            "${KERNEL_FULL_VERSION}",
+            "quote\"d",
+            "tab\there",
+            "\u{e9}t\u{e9}",
+        ];
+        let map: serde_json::Map<String, Value> =
+            tricky.iter().map(|s| (format!("k{s}"), json!(s))).collect();
+        let v = json!({ "list": tricky, "map": map, "n": -3, "f": 1.5, "b": false });
+        let text = document(&[], &v);
+        let back: Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(back, v, "{text}");
+        for line in text.lines().filter(|l| l.trim_start().starts_with("- ")) {
+            assert!(line.trim_start()[2..].starts_with('"'), "unquoted: {line}");
+        }
     }
 }

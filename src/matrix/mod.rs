@@ -7,6 +7,7 @@
 //! come back beside the matrix.
 
 mod diagnostic;
+mod kmm;
 mod model;
 mod raw;
 mod structure;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use miette::NamedSource;
 
 pub use diagnostic::{MatrixError, Problem};
+pub use kmm::{KERNEL_PLACEHOLDER, Kmm, Sign, Toleration, is_dns_subdomain, is_label_key};
 pub use model::*;
 pub use raw::{schema, schema_text};
 pub use validate::RESERVED_BUILD_ARGS;

@@ -101,6 +101,8 @@ pub struct Driver {
     /// The arches this driver is built for: its own subset, or all of `[openshift].arch`.
     pub arches: Vec<Arch>,
     pub rt: bool,
+    /// `[driver.kmm]`: what the KMM exports set beyond the images.
+    pub kmm: super::kmm::Kmm,
 }
 
 /// An `[[exclude]]` rule: drops every cell that matches all of its given keys.

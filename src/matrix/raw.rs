@@ -134,6 +134,10 @@ pub struct RawDriver {
     /// Also build for each release's real-time kernel.
     #[serde(default)]
     pub rt: Option<bool>,
+    /// How `export kmm` and `export boot` deploy the driver with Kernel Module Management.
+    #[serde(default)]
+    #[schemars(with = "Option<super::kmm::RawKmm>")]
+    pub kmm: Option<S<super::kmm::RawKmm>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -442,6 +442,7 @@ impl Validator {
                 set.into_iter().collect()
             }
         };
+        let kmm = super::kmm::validate(d.kmm.as_ref(), &modules, &mut self.problems);
         if self.problems[before..]
             .iter()
             .any(|p| p.severity == miette::Severity::Error)
@@ -461,6 +462,7 @@ impl Validator {
             openshift,
             arches,
             rt: d.rt.unwrap_or(false),
+            kmm,
         })
     }
 

@@ -40,6 +40,7 @@ fn fixture() -> (Job, Driver, BTreeMap<String, RegistrySettings>) {
         openshift: None,
         arches: vec![Arch::X86_64],
         rt: false,
+        kmm: Default::default(),
     };
     let registries = [(
         "127.0.0.1:5000".to_string(),

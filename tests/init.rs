@@ -1,0 +1,152 @@
+//! `driver-matrix init DIR`: the files it writes (snapshotted), that the matrix loads without
+//! a problem and plans once its releases are resolved, and that it never overwrites a file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn dm(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+        .args(["--color", "never"])
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// A module source directory named `name` holding `files`.
+fn sources(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn init_scaffolds_a_matrix_that_loads_and_plans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hello = std::fs::read_to_string(root().join("tests/matrices/good/hello/hello.c")).unwrap();
+    let dir = sources(
+        tmp.path(),
+        "Hello_KMod",
+        &[
+            ("Kbuild", "obj-m := hello.o\nobj-m += hello_extra.o\n"),
+            ("hello.c", &hello),
+        ],
+    );
+    let out = dm(&["init"], &dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let matrix = std::fs::read_to_string(dir.join("matrix.toml")).unwrap();
+    let containerfile = std::fs::read_to_string(dir.join("Containerfile")).unwrap();
+    insta::assert_snapshot!("init_matrix_toml", matrix);
+    insta::assert_snapshot!("init_containerfile", containerfile);
+    assert!(matrix.contains("name = \"hello_kmod\""));
+    assert!(containerfile.contains("cp hello.ko hello_extra.ko /opt/lib/modules/"));
+
+    let loaded = driver_matrix::matrix::load(&dir.join("matrix.toml")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.matrix.drivers[0].modules, ["hello", "hello_extra"]);
+    assert_eq!(loaded.matrix.drivers[0].containerfile, "Containerfile");
+
+    // Once `resolve` has recorded a release of the channel, `plan` has a job for it.
+    let lock = driver_matrix::lock::read(&root().join("tests/matrices/kmm/matrix.lock")).unwrap();
+    let resolved = driver_matrix::lock::Lock {
+        releases: lock
+            .releases
+            .into_iter()
+            .filter(|r| r.version.to_string() == "4.16.4")
+            .collect(),
+        images: Vec::new(),
+    };
+    std::fs::write(
+        dir.join("matrix.lock"),
+        driver_matrix::lock::render(&resolved),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+        .args(["--offline", "--color", "never", "-m"])
+        .arg(dir.join("matrix.toml"))
+        .args(["plan", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = plan.to_string();
+    assert!(
+        text.contains("quay.io/example/hello_kmod:5.14.0-427.28.1.el9_4.x86_64"),
+        "{text}"
+    );
+}
+
+#[test]
+fn init_reads_obj_m_from_a_makefile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let makefile = "ifneq ($(KERNELRELEASE),)\nobj-m += acme_net.o \\\n\tacme_core.o\nelse\nall:\n\t$(MAKE) -C /lib/modules/$(shell uname -r)/build M=$(PWD) modules\nendif\n";
+    let dir = sources(tmp.path(), "acme", &[("Makefile", makefile)]);
+    let out = dm(&["init"], &dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loaded = driver_matrix::matrix::load(&dir.join("matrix.toml")).unwrap();
+    assert_eq!(loaded.matrix.drivers[0].modules, ["acme_net", "acme_core"]);
+}
+
+#[test]
+fn init_never_overwrites_and_needs_a_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sources(
+        tmp.path(),
+        "mine",
+        &[
+            ("Kbuild", "obj-m := mine.o\n"),
+            ("Containerfile", "FROM scratch\n"),
+        ],
+    );
+    let out = dm(&["init"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("Containerfile")).unwrap(),
+        "FROM scratch\n"
+    );
+    assert!(
+        !dir.join("matrix.toml").exists(),
+        "nothing is written when one file exists"
+    );
+
+    let empty = sources(tmp.path(), "empty", &[("hello.c", "")]);
+    let out = dm(&["init"], &empty);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no Kbuild or Makefile"));
+
+    let no_module = sources(tmp.path(), "nomod", &[("Kbuild", "obj-y := builtin.o\n")]);
+    let out = dm(&["init"], &no_module);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("declares no module in `obj-m`"));
+    assert!(!no_module.join("matrix.toml").exists());
+
+    // A second run over its own output refuses too.
+    let twice = sources(tmp.path(), "twice", &[("Kbuild", "obj-m := twice.o\n")]);
+    assert_eq!(dm(&["init"], &twice).status.code(), Some(0));
+    let first = std::fs::read(twice.join("matrix.toml")).unwrap();
+    assert_eq!(dm(&["init"], &twice).status.code(), Some(2));
+    assert_eq!(std::fs::read(twice.join("matrix.toml")).unwrap(), first);
+}

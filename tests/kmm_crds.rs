@@ -1,0 +1,261 @@
+//! Every KMM object driver-matrix exports (`export kmm`, `export boot-module-config`,
+//! `export preflight`) validates against KMM's own CRDs in `tests/kmm-crds/`, with unknown
+//! fields rejected as `kubectl apply` does by default (strict field validation): an export a
+//! cluster would reject fails here, not on a customer's cluster.
+//!
+//! Each CRD version's `openAPIV3Schema` is read as JSON Schema. Kubernetes extensions are
+//! handled as the API server does: `x-kubernetes-preserve-unknown-fields` keeps unknown fields,
+//! every other object schema with `properties` rejects them; `x-kubernetes-int-or-string`
+//! comes with its own `anyOf`; the one CEL rule (`x-kubernetes-validations`: `dra` and
+//! `devicePlugin` are exclusive) concerns fields no export sets, which the test asserts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// (apiVersion, kind) → the validator of that version's schema.
+struct Crds(BTreeMap<(String, String), jsonschema::Validator>);
+
+/// Marks every object schema that lists its `properties` as closed, unless Kubernetes keeps
+/// unknown fields there.
+fn strict(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let keeps_unknown = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
+    if obj.contains_key("properties") && !obj.contains_key("additionalProperties") && !keeps_unknown
+    {
+        obj.insert("additionalProperties".into(), json!(false));
+    }
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        props.values_mut().for_each(strict);
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(sub) = obj.get_mut(key) {
+            strict(sub);
+        }
+    }
+    for key in ["anyOf", "allOf", "oneOf"] {
+        if let Some(Value::Array(list)) = obj.get_mut(key) {
+            list.iter_mut().for_each(strict);
+        }
+    }
+}
+
+fn crds() -> Crds {
+    let mut map = BTreeMap::new();
+    let dir = root().join("tests/kmm-crds");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let crd: Value = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let group = crd["spec"]["group"].as_str().unwrap();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
+        for version in crd["spec"]["versions"].as_array().unwrap() {
+            let mut schema = version["schema"]["openAPIV3Schema"].clone();
+            strict(&mut schema);
+            let validator = jsonschema::validator_for(&schema).unwrap();
+            let api = format!("{group}/{}", version["name"].as_str().unwrap());
+            map.insert((api, kind.to_string()), validator);
+        }
+    }
+    assert_eq!(
+        map.len(),
+        4,
+        "Module, BootModuleConfig, PreflightValidationOCP x2"
+    );
+    Crds(map)
+}
+
+/// Kubernetes object names (RFC 1123 subdomains), checked here independently of the code
+/// under test; the CRDs leave `metadata` to the API server.
+fn metadata_problems(meta: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(obj) = meta.as_object() else {
+        return vec!["metadata is not an object".into()];
+    };
+    for key in obj.keys() {
+        if !["name", "namespace", "labels", "annotations"].contains(&key.as_str()) {
+            out.push(format!("metadata.{key} is not set by users"));
+        }
+    }
+    let name = obj.get("name").and_then(Value::as_str).unwrap_or_default();
+    let label_ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        out.push(format!("metadata.name `{name}` is not a DNS subdomain"));
+    }
+    out
+}
+
+impl Crds {
+    /// Every reason the API server would reject `doc`.
+    fn problems(&self, doc: &Value) -> Vec<String> {
+        let api = doc["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let Some(validator) = self.0.get(&(api.clone(), kind.clone())) else {
+            return vec![format!("no CRD serves {kind} in {api}")];
+        };
+        let mut out: Vec<String> = validator
+            .iter_errors(doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        out.extend(metadata_problems(&doc["metadata"]));
+        for exclusive in ["dra", "devicePlugin"] {
+            if doc["spec"].get(exclusive).is_some() {
+                out.push(format!(
+                    "spec.{exclusive} is set; its CEL rule is not checked here"
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn run(matrix: &str, lock: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+    cmd.args(["--offline", "--color", "never", "-m"])
+        .arg(root().join(matrix));
+    if let Some(lock) = lock {
+        cmd.arg("--lockfile").arg(root().join(lock));
+    }
+    cmd.arg("export").args(args).output().unwrap()
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_kmm_export_validates_against_the_crds() {
+    let crds = crds();
+    let kmm = "tests/matrices/kmm/matrix.toml";
+    let good = "tests/matrices/good/matrix.toml";
+    let new_lock = Some("tests/locks/new.lock");
+    let cases: [(&str, Option<&str>, &[&str], usize); 6] = [
+        (kmm, None, &["kmm", "--namespace", "acme"], 2),
+        (kmm, None, &["boot-module-config", "--namespace", "acme"], 2),
+        (kmm, None, &["preflight"], 4),
+        // One job of net-kmod has no image: exit 1, the Modules still written must be valid.
+        (
+            good,
+            new_lock,
+            &["kmm", "--selector", "a.example.com/b=c"],
+            2,
+        ),
+        (good, new_lock, &["preflight"], 3),
+        (
+            kmm,
+            None,
+            &["kmm", "--selector", "node-role.kubernetes.io/worker="],
+            2,
+        ),
+    ];
+    let mut kinds = BTreeMap::new();
+    for (matrix, lock, args, count) in cases {
+        let out = run(matrix, lock, args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docs = documents(&String::from_utf8(out.stdout).unwrap());
+        assert_eq!(docs.len(), count, "{args:?}");
+        for doc in &docs {
+            let problems = crds.problems(doc);
+            assert!(
+                problems.is_empty(),
+                "{args:?} wrote an object KMM rejects: {problems:#?}\n{doc:#}"
+            );
+            *kinds
+                .entry(doc["kind"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            ("BootModuleConfig".to_string(), 2),
+            ("Module".to_string(), 6),
+            ("PreflightValidationOCP".to_string(), 7)
+        ])
+    );
+}
+
+/// A valid export, changed the ways a hand edit or a writer bug would change it: each change
+/// must be caught, or the test above proves nothing.
+#[test]
+fn objects_kmm_would_reject_fail_validation() {
+    let crds = crds();
+    let out = run("tests/matrices/kmm/matrix.toml", None, &["kmm"]);
+    let module = documents(&String::from_utf8(out.stdout).unwrap()).remove(0);
+    assert!(crds.problems(&module).is_empty());
+    type Breakage = (&'static str, fn(&mut Value));
+    let breakages: [Breakage; 7] = [
+        ("misspelt key", |m| {
+            let mp = m["spec"]["moduleLoader"]["container"]["modprobe"]
+                .as_object_mut()
+                .unwrap();
+            let name = mp.remove("moduleName").unwrap();
+            mp.insert("moduleNam".into(), name);
+        }),
+        ("missing required containerImage", |m| {
+            m["spec"]["moduleLoader"]["container"]["kernelMappings"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("containerImage");
+        }),
+        ("selector value read as a YAML 1.1 boolean", |m| {
+            m["spec"]["selector"]["feature.node.kubernetes.io/pci-10de.present"] = json!(true);
+        }),
+        ("tolerationSeconds as a string", |m| {
+            m["spec"]["tolerations"][1]["tolerationSeconds"] = json!("300");
+        }),
+        ("no selector", |m| {
+            m["spec"].as_object_mut().unwrap().remove("selector");
+        }),
+        ("imageRepoSecret as a bare string", |m| {
+            m["spec"]["imageRepoSecret"] = json!("acme-pull");
+        }),
+        ("object name with capitals", |m| {
+            m["metadata"]["name"] = json!("GPU_kmod");
+        }),
+    ];
+    for (what, breakage) in breakages {
+        let mut broken = module.clone();
+        breakage(&mut broken);
+        assert!(
+            !crds.problems(&broken).is_empty(),
+            "{what} passed validation"
+        );
+    }
+    let mut bmc = documents(
+        &String::from_utf8(run("tests/matrices/kmm/matrix.toml", None, &["boot"]).stdout).unwrap(),
+    )
+    .remove(0);
+    assert!(crds.problems(&bmc).is_empty());
+    bmc["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("machineConfigPoolName");
+    assert!(
+        !crds.problems(&bmc).is_empty(),
+        "a BootModuleConfig without pool passed"
+    );
+}
