@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::{AuthFiles, Credentials};
 use super::error::RegistryError;
+use super::retry::{Attempt, RetryPolicy};
 use crate::domain::ImageRef;
 use crate::matrix::RegistrySettings;
 
@@ -58,7 +60,7 @@ pub(crate) struct Transport {
     /// Bearer tokens by (host, repository).
     tokens: Mutex<HashMap<(String, String), String>>,
     permits: std::sync::Arc<Semaphore>,
-    pub retries: u32,
+    pub policy: RetryPolicy,
     pub timeout: Duration,
     /// Response body bytes received, for `-v` and the benchmarks.
     pub received: AtomicU64,
@@ -69,6 +71,54 @@ pub(crate) struct Transport {
 pub(crate) struct Held {
     pub response: Response,
     pub _permit: OwnedSemaphorePermit,
+}
+
+/// The most of an error body read (for its message); real ones are a few hundred bytes.
+pub(crate) const ERROR_BODY_CAP: usize = 64 << 10;
+/// The most of a token response read; real tokens are a few kilobytes.
+const TOKEN_CAP: usize = 1 << 20;
+
+/// One request as every try sends it.
+pub(crate) struct Request<'a> {
+    pub route: &'a Route,
+    pub method: Method,
+    pub url: &'a str,
+    pub accept: Option<&'a str>,
+    /// The timeout covers the whole exchange (documents), not only each read (blobs).
+    pub whole_timeout: bool,
+    pub range: Option<&'a str>,
+    /// Registry authentication (challenges, tokens, credentials); off for the update graph.
+    pub authenticate: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A registry `GET` (or `HEAD`) with the whole-exchange timeout.
+    pub fn new(route: &'a Route, method: Method, url: &'a str) -> Request<'a> {
+        Request {
+            route,
+            method,
+            url,
+            accept: None,
+            whole_timeout: true,
+            range: None,
+            authenticate: true,
+        }
+    }
+}
+
+/// A response read whole: status, headers and body.
+pub(crate) struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// How one try failed before there was a response.
+enum Failure {
+    /// A refused or reset connection, a timeout: worth another try.
+    Transient(RegistryError),
+    /// Worth nothing more (a refused login, a malformed URL).
+    Final(RegistryError),
 }
 
 impl Transport {
@@ -94,7 +144,7 @@ impl Transport {
             challenges: Mutex::default(),
             tokens: Mutex::default(),
             permits: std::sync::Arc::new(Semaphore::new(max_in_flight.max(1))),
-            retries,
+            policy: RetryPolicy::new(retries),
             timeout,
             received: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -187,16 +237,49 @@ impl Transport {
         }
         let url = reqwest::Url::parse_with_params(realm, &params)
             .map_err(|e| self.network(route, realm, format!("bad token realm `{realm}`: {e}")))?;
-        let mut req = self.http.get(url).timeout(self.timeout);
-        if let Some((c, _)) = self.credentials(route) {
-            req = req.header(AUTHORIZATION, c.basic_header());
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.network(route, realm, describe(&e)))?;
-        let status = resp.status();
-        let body = resp.bytes().await.unwrap_or_default();
+        let (status, body) = self
+            .policy
+            .run(|_| async {
+                let mut req = self.http.get(url.clone()).timeout(self.timeout);
+                if let Some((c, _)) = self.credentials(route) {
+                    req = req.header(AUTHORIZATION, c.basic_header());
+                }
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let resp = match req.send().await {
+                    Ok(resp) => resp,
+                    Err(e) if transient(&e) => {
+                        return Attempt::Retry {
+                            last: Err(self.network(route, realm, describe(&e))),
+                            after: None,
+                        };
+                    }
+                    Err(e) => return Attempt::Done(Err(self.network(route, realm, describe(&e)))),
+                };
+                let retry = retryable_status(&resp);
+                let status = resp.status();
+                let cap = if status.is_success() {
+                    TOKEN_CAP
+                } else {
+                    ERROR_BODY_CAP
+                };
+                match (read_body(resp, cap).await, retry) {
+                    (Err(BodyError::TooLarge), _) => Attempt::Done(Err(RegistryError::Malformed {
+                        reference: route.source.to_string(),
+                        tried: realm.to_string(),
+                        message: format!("the token response is larger than {}", bytes_text(cap)),
+                    })),
+                    (Err(BodyError::Broken(m)), after) => Attempt::Retry {
+                        last: Err(self.network(route, realm, m)),
+                        after: after.flatten(),
+                    },
+                    (Ok(body), Some(after)) => Attempt::Retry {
+                        last: Ok((status, body)),
+                        after,
+                    },
+                    (Ok(body), None) => Attempt::Done(Ok((status, body))),
+                }
+            })
+            .await?;
         if !status.is_success() {
             return Err(self.unauthorized(route, realm, status.as_u16(), said(&body)));
         }
@@ -220,20 +303,89 @@ impl Transport {
             })
     }
 
-    /// Sends `method url`, authenticating on a challenge and retrying what is worth
-    /// retrying. Returns the final response whatever its status (except 401, an error), with
+    /// Sends `req`, authenticating on a challenge and retrying what is worth retrying under
+    /// the policy. Returns the final response whatever its status (except 401, an error), with
     /// the permit that keeps it counted as in flight.
-    pub async fn send(
-        &self,
-        route: &Route,
-        method: Method,
-        url: &str,
-        accept: Option<&str>,
-        whole_timeout: bool,
-        range: Option<&str>,
-    ) -> Result<Held, RegistryError> {
+    pub async fn send(&self, req: &Request<'_>) -> Result<Held, RegistryError> {
+        self.policy
+            .run(|_| async {
+                match self.send_once(req).await {
+                    Ok(held) => match retryable_status(&held.response) {
+                        Some(after) => Attempt::Retry {
+                            last: Ok(held),
+                            after,
+                        },
+                        None => Attempt::Done(Ok(held)),
+                    },
+                    Err(Failure::Transient(e)) => Attempt::Retry {
+                        last: Err(e),
+                        after: None,
+                    },
+                    Err(Failure::Final(e)) => Attempt::Done(Err(e)),
+                }
+            })
+            .await
+    }
+
+    /// GETs `req` and reads its body (at most `cap` bytes) within each try, so that a body
+    /// that breaks mid-stream is tried again like a refused connection. Error bodies are read
+    /// too (for the message), up to [`ERROR_BODY_CAP`].
+    pub async fn fetch(&self, req: &Request<'_>, cap: usize) -> Result<Fetched, RegistryError> {
+        self.policy
+            .run(|_| async {
+                let held = match self.send_once(req).await {
+                    Ok(held) => held,
+                    Err(Failure::Transient(e)) => {
+                        return Attempt::Retry {
+                            last: Err(e),
+                            after: None,
+                        };
+                    }
+                    Err(Failure::Final(e)) => return Attempt::Done(Err(e)),
+                };
+                let retry = retryable_status(&held.response);
+                let status = held.response.status();
+                let headers = held.response.headers().clone();
+                let cap = if status.is_success() {
+                    cap
+                } else {
+                    ERROR_BODY_CAP
+                };
+                let body = match read_body(held.response, cap).await {
+                    Ok(body) => body,
+                    Err(BodyError::TooLarge) => {
+                        return Attempt::Done(Err(self.too_large(req, cap)));
+                    }
+                    Err(BodyError::Broken(message)) => {
+                        return Attempt::Retry {
+                            last: Err(self.network(req.route, req.url, message)),
+                            after: retry.flatten(),
+                        };
+                    }
+                };
+                self.received
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                let fetched = Fetched {
+                    status,
+                    headers,
+                    body,
+                };
+                match retry {
+                    Some(after) => Attempt::Retry {
+                        last: Ok(fetched),
+                        after,
+                    },
+                    None => Attempt::Done(Ok(fetched)),
+                }
+            })
+            .await
+    }
+
+    /// One try: the request, and again once with credentials when the first answer is a
+    /// challenge the client can meet.
+    async fn send_once(&self, req: &Request<'_>) -> Result<Held, Failure> {
+        let route = req.route;
         let mut challenged = false;
-        let mut attempt = 0u32;
         loop {
             let permit = self
                 .permits
@@ -241,82 +393,80 @@ impl Transport {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let mut req = self.http.request(method.clone(), url);
-            if whole_timeout {
-                req = req.timeout(self.timeout);
+            let mut builder = self.http.request(req.method.clone(), req.url);
+            if req.whole_timeout {
+                builder = builder.timeout(self.timeout);
             }
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
+            if let Some(a) = req.accept {
+                builder = builder.header(ACCEPT, a);
             }
-            if let Some(r) = range {
-                req = req.header(reqwest::header::RANGE, r);
+            if let Some(r) = req.range {
+                builder = builder.header(reqwest::header::RANGE, r);
             }
-            if let Some(auth) = self.authorization(route).await? {
-                req = req.header(AUTHORIZATION, auth);
+            if req.authenticate
+                && let Some(auth) = self.authorization(route).await.map_err(Failure::Final)?
+            {
+                builder = builder.header(AUTHORIZATION, auth);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let result = req.send().await;
-            let retry_in = match result {
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
-                    let learnt = parse_challenge(resp.headers());
-                    let body = resp.bytes().await.unwrap_or_default();
-                    drop(permit);
-                    let have_creds = self.credentials(route).is_some();
-                    match learnt {
-                        Some(ch @ Challenge::Bearer { .. }) if !challenged => {
-                            self.challenges
-                                .lock()
-                                .expect("the challenge map is never poisoned")
-                                .insert(route.host.clone(), ch);
-                            self.tokens
-                                .lock()
-                                .expect("the token map is never poisoned")
-                                .remove(&(route.host.clone(), route.repository.clone()));
-                            challenged = true;
-                            continue;
-                        }
-                        Some(ch @ Challenge::Basic) if !challenged && have_creds => {
-                            self.challenges
-                                .lock()
-                                .expect("the challenge map is never poisoned")
-                                .insert(route.host.clone(), ch);
-                            challenged = true;
-                            continue;
-                        }
-                        _ => return Err(self.unauthorized(route, url, 401, said(&body))),
-                    }
+            let resp = match builder.send().await {
+                Ok(resp) => resp,
+                Err(e) if transient(&e) => {
+                    return Err(Failure::Transient(self.network(
+                        route,
+                        req.url,
+                        describe(&e),
+                    )));
                 }
-                Ok(resp)
-                    if resp.status() == StatusCode::TOO_MANY_REQUESTS
-                        || resp.status().is_server_error() =>
-                {
-                    let wait = retry_after(resp.headers());
-                    if attempt >= self.retries {
-                        return Ok(Held {
-                            response: resp,
-                            _permit: permit,
-                        });
-                    }
-                    wait.unwrap_or_else(|| backoff(attempt))
-                }
-                Ok(resp) => {
-                    return Ok(Held {
-                        response: resp,
-                        _permit: permit,
-                    });
-                }
-                Err(e) => {
-                    if attempt >= self.retries
-                        || !(e.is_connect() || e.is_timeout() || e.is_request())
-                    {
-                        return Err(self.network(route, url, describe(&e)));
-                    }
-                    backoff(attempt)
-                }
+                Err(e) => return Err(Failure::Final(self.network(route, req.url, describe(&e)))),
             };
+            if resp.status() != StatusCode::UNAUTHORIZED || !req.authenticate {
+                return Ok(Held {
+                    response: resp,
+                    _permit: permit,
+                });
+            }
+            let learnt = parse_challenge(resp.headers());
+            let body = read_body(resp, ERROR_BODY_CAP).await.unwrap_or_default();
             drop(permit);
-            attempt += 1;
-            tokio::time::sleep(retry_in).await;
+            if challenged || !self.learn(route, learnt) {
+                return Err(Failure::Final(self.unauthorized(
+                    route,
+                    req.url,
+                    401,
+                    said(&body),
+                )));
+            }
+            challenged = true;
+        }
+    }
+
+    /// Records a host's challenge; false when the client cannot meet it (basic auth without
+    /// credentials, an unknown scheme).
+    fn learn(&self, route: &Route, challenge: Option<Challenge>) -> bool {
+        let ch = match challenge {
+            Some(ch @ Challenge::Bearer { .. }) => {
+                self.tokens
+                    .lock()
+                    .expect("the token map is never poisoned")
+                    .remove(&(route.host.clone(), route.repository.clone()));
+                ch
+            }
+            Some(ch @ Challenge::Basic) if self.credentials(route).is_some() => ch,
+            _ => return false,
+        };
+        self.challenges
+            .lock()
+            .expect("the challenge map is never poisoned")
+            .insert(route.host.clone(), ch);
+        true
+    }
+
+    fn too_large(&self, req: &Request<'_>, cap: usize) -> RegistryError {
+        RegistryError::Malformed {
+            reference: req.route.source.to_string(),
+            tried: req.url.to_string(),
+            message: format!("the response body is larger than {}", bytes_text(cap)),
         }
     }
 
@@ -465,25 +615,62 @@ fn split_params(s: &str) -> Vec<&str> {
     out
 }
 
-/// `Retry-After` in seconds, capped so a registry cannot park a run for long.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(30)))
+/// Whether a failed send is worth another try: the connection was refused, reset or timed
+/// out (rather than, say, the URL being unusable).
+fn transient(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request()
 }
 
-/// 250 ms doubling per attempt, capped at 8 s, with up to 50 % jitter so that parallel
-/// workers do not retry in lockstep.
-fn backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let base = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
-    let jitter = RandomState::new().hash_one(attempt) % (base / 2 + 1);
-    Duration::from_millis(base + jitter)
+/// `Some(Retry-After)` when `resp` is worth another try (429, 5xx); the policy caps the wait.
+pub(crate) fn retryable_status(resp: &Response) -> Option<Option<Duration>> {
+    let status = resp.status();
+    if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
+        return None;
+    }
+    let secs: Option<u64> = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    Some(secs.map(Duration::from_secs))
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The connection broke or timed out; another try may fix it.
+    Broken(String),
+    /// More than the cap; the rest was not read.
+    TooLarge,
+}
+
+/// Reads a whole body, holding at most `cap` bytes: a bigger one is refused as soon as the
+/// cap is passed, so a hostile or broken server cannot make the client buffer gigabytes.
+pub(crate) async fn read_body(mut resp: Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Broken(describe(&e)))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `8 MiB`, `64 KiB`: a cap as people write it.
+pub(crate) fn bytes_text(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 #[cfg(test)]
@@ -563,8 +750,9 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) >= Duration::from_millis(250));
-        assert!(backoff(10) <= Duration::from_millis(12_000));
+    fn caps_read_as_people_write_them() {
+        assert_eq!(bytes_text(8 << 20), "8 MiB");
+        assert_eq!(bytes_text(64 << 10), "64 KiB");
+        assert_eq!(bytes_text(1000), "1000 bytes");
     }
 }
