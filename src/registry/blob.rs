@@ -292,7 +292,10 @@ impl BlobReader {
         };
         self.failures += 1;
         self.resumes += 1;
-        self.inner.rt.block_on(tokio::time::sleep(wait));
+        // The timer is made inside the runtime: `sleep` needs its time driver.
+        self.inner
+            .rt
+            .block_on(async { tokio::time::sleep(wait).await });
         self.request(true)
             .map_err(|e| self.fail(io::ErrorKind::Other, format!("{why}; resuming: {e}")))
     }
@@ -357,5 +360,142 @@ impl Read for BlobReader {
         buf[..n].copy_from_slice(&self.chunk[..n]);
         let _ = self.chunk.split_to(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use driver_matrix_sandbox::faulty::{FaultServer, Reply};
+    use driver_matrix_sandbox::proxy::{Fault, FaultProxy};
+    use driver_matrix_sandbox::{Pusher, Registry, oci};
+
+    use super::*;
+    use crate::domain::ImageRef;
+    use crate::matrix::RegistrySettings;
+    use crate::registry::{Client, ClientOptions};
+
+    fn client(addr: &str) -> Client {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("auth.json"), "{}").unwrap();
+        let mut registries = BTreeMap::new();
+        registries.insert(
+            addr.to_string(),
+            RegistrySettings {
+                mirror: None,
+                insecure: true,
+            },
+        );
+        Client::new(ClientOptions {
+            registries,
+            authfile: Some(dir.join("auth.json")),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            ..ClientOptions::default()
+        })
+        .unwrap()
+    }
+
+    /// Reads `blob` of `repo` through `proxy` to the end.
+    fn read_all(proxy: &FaultProxy, repo: &str, blob: &[u8]) -> (Vec<u8>, BlobReader) {
+        let r: ImageRef = format!("{}/{repo}:t", proxy.addr()).parse().unwrap();
+        let desc = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: oci::sha256(blob).parse().unwrap(),
+            size: blob.len() as u64,
+        };
+        let mut reader = client(proxy.addr()).blob_reader(&r, &desc).unwrap();
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        (out, reader)
+    }
+
+    /// The `Range` headers of the blob GETs the proxy saw.
+    fn ranges(proxy: &FaultProxy) -> Vec<Option<String>> {
+        proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "GET" && s.path.contains("/blobs/"))
+            .map(|s| s.range)
+            .collect()
+    }
+
+    #[test]
+    fn a_body_cut_short_resumes_from_the_last_byte_where_ranges_are_honoured() {
+        let registry = Registry::shared();
+        let repo = format!("unit{}/resume", std::process::id());
+        let blob = oci::noise(100_000, 3);
+        Pusher::new(registry.addr()).blob(&repo, &blob).unwrap();
+        let proxy = FaultProxy::start(registry.addr(), 0, 0.0, Duration::ZERO).unwrap();
+        // The first window is cut after 5000 bytes, the resume is reset once, then cut again.
+        proxy.fault_next(Fault::Truncate { keep: Some(5000) });
+        proxy.fault_next(Fault::Reset);
+        proxy.fault_next(Fault::Truncate { keep: Some(1000) });
+        let (out, reader) = read_all(&proxy, &repo, &blob);
+        assert!(out == blob && reader.verified());
+        assert_eq!(reader.resumes(), 2);
+        let seen = ranges(&proxy);
+        assert_eq!(seen[0].as_deref(), Some("bytes=0-16383"));
+        // The resume asks for the next window (32 KiB) from the first byte not received; the
+        // reset is retried by the transport with the same range.
+        assert_eq!(seen[1].as_deref(), Some("bytes=5000-37767"));
+        assert_eq!(seen[2].as_deref(), Some("bytes=5000-37767"));
+        assert_eq!(seen[3].as_deref(), Some("bytes=6000-38767"));
+    }
+
+    #[test]
+    fn a_body_cut_short_restarts_and_skips_where_ranges_are_ignored() {
+        let blob = oci::noise(3000, 4);
+        let digest = oci::sha256(&blob);
+        let up = FaultServer::start().unwrap();
+        up.route(
+            &format!("/v2/a/b/blobs/{digest}"),
+            Reply::ok("application/octet-stream", &blob),
+        );
+        let proxy = FaultProxy::start(up.addr(), 0, 0.0, Duration::ZERO).unwrap();
+        proxy.fault_next(Fault::Truncate { keep: Some(1200) });
+        proxy.fault_next(Fault::Truncate { keep: Some(700) });
+        let (out, reader) = read_all(&proxy, "a/b", &blob);
+        assert!(out == blob && reader.verified());
+        // A small blob is asked for whole; the resumes ask from byte 1200 and get it all again:
+        // the second is cut before byte 1200, without progress, the third completes.
+        assert_eq!(reader.resumes(), 2);
+        assert_eq!(
+            ranges(&proxy),
+            [
+                None,
+                Some("bytes=1200-2999".into()),
+                Some("bytes=1200-2999".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_body_that_keeps_breaking_at_the_same_byte_is_given_up_on() {
+        let blob = oci::noise(3000, 5);
+        let digest = oci::sha256(&blob);
+        let up = FaultServer::start().unwrap();
+        up.route(
+            &format!("/v2/a/b/blobs/{digest}"),
+            Reply::ok("application/octet-stream", &blob),
+        );
+        let proxy = FaultProxy::start(up.addr(), 0, 0.0, Duration::ZERO).unwrap();
+        for _ in 0..10 {
+            proxy.fault_next(Fault::Truncate { keep: Some(100) });
+        }
+        let r: ImageRef = format!("{}/a/b:t", proxy.addr()).parse().unwrap();
+        let desc = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: digest.parse().unwrap(),
+            size: blob.len() as u64,
+        };
+        let mut reader = client(proxy.addr()).blob_reader(&r, &desc).unwrap();
+        let e = reader.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(TransferError::is_transfer(&e), "{e}");
+        assert!(e.to_string().contains("4 times without progress"), "{e}");
+        assert!(!reader.verified());
+        assert_eq!(ranges(&proxy).len(), 4, "one try and three resumes");
     }
 }

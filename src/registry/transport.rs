@@ -749,6 +749,58 @@ mod tests {
         );
     }
 
+    /// A client of `addr` over plain HTTP, with no credentials from the machine.
+    fn client(addr: &str) -> crate::registry::Client {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("auth.json"), "{}").unwrap();
+        let mut registries = BTreeMap::new();
+        registries.insert(
+            addr.to_string(),
+            RegistrySettings {
+                mirror: None,
+                insecure: true,
+            },
+        );
+        crate::registry::Client::new(crate::registry::ClientOptions {
+            registries,
+            authfile: Some(dir.join("auth.json")),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            ..crate::registry::ClientOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn documents_and_the_graph_whose_body_breaks_are_fetched_again() {
+        use driver_matrix_sandbox::faulty::{FaultServer, Reply};
+        use driver_matrix_sandbox::proxy::{Fault, FaultProxy};
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{mt}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{0}","size":2}},"layers":[]}}"#,
+            "a".repeat(64)
+        );
+        let up = FaultServer::start().unwrap();
+        up.route("/v2/a/b/manifests/t", Reply::ok(mt, manifest.as_bytes()));
+        up.route("/graph", Reply::ok("application/json", b"{\"nodes\":[]}"));
+        let proxy = FaultProxy::start(up.addr(), 0, 0.0, Duration::ZERO).unwrap();
+        let c = client(proxy.addr());
+        proxy.fault_next(Fault::Truncate { keep: Some(10) });
+        proxy.fault_next(Fault::Reset);
+        let r: ImageRef = format!("{}/a/b:t", proxy.addr()).parse().unwrap();
+        let m = c.manifest(&r, crate::domain::Arch::X86_64).unwrap();
+        assert_eq!(m.digest, crate::domain::Digest::sha256(manifest.as_bytes()));
+        proxy.fault_next(Fault::Truncate { keep: Some(3) });
+        proxy.fault_next(Fault::TooMany { retry_after: 0 });
+        let body = c
+            .get_json(&format!("http://{}/graph", proxy.addr()))
+            .unwrap();
+        assert_eq!(body, b"{\"nodes\":[]}");
+        let counts = proxy.counts();
+        assert_eq!(counts.requests, 6, "{counts}");
+        assert_eq!(counts.injected(), 4, "{counts}");
+    }
+
     #[test]
     fn caps_read_as_people_write_them() {
         assert_eq!(bytes_text(8 << 20), "8 MiB");
