@@ -10,8 +10,15 @@
 #[path = "resolve_support/mod.rs"]
 mod resolve_support;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use driver_matrix::domain::{Arch, Digest, ImageRef};
+use driver_matrix::matrix::RegistrySettings;
+use driver_matrix::registry::{Client, ClientOptions, Descriptor};
 
 use driver_matrix_sandbox::proxy::{Counts, FaultProxy};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
@@ -175,4 +182,137 @@ fn a_dead_registry_fails_the_run_in_reasonable_time() {
         "took {took:?}: were retries made?"
     );
     assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+/// A server on loopback that answers every request with `status` and a body of `len` zero
+/// bytes, generated as it is sent (with `Content-Length`, or chunked), and counts the bytes it
+/// managed to send before the client hung up.
+fn huge_body_server(status: u16, len: u64, chunked: bool) -> (String, Arc<AtomicU64>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let framing = if chunked {
+                    "Transfer-Encoding: chunked".to_string()
+                } else {
+                    format!("Content-Length: {len}")
+                };
+                let mut out = conn;
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+                );
+                if out.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let block = vec![b'0'; 64 << 10];
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(block.len() as u64) as usize;
+                    let written = if chunked {
+                        out.write_all(format!("{n:x}\r\n").as_bytes())
+                            .and_then(|()| out.write_all(&block[..n]))
+                            .and_then(|()| out.write_all(b"\r\n"))
+                    } else {
+                        out.write_all(&block[..n])
+                    };
+                    if written.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                    left -= n as u64;
+                }
+                let _ = out.write_all(b"0\r\n\r\n");
+            });
+        }
+    });
+    (addr, sent)
+}
+
+/// The process's peak resident memory since the last reset, in bytes; resets it.
+fn peak_rss_and_reset() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    // "5" resets the peak to the current resident size (proc(5), Linux 4.0+).
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    kb << 10
+}
+
+#[test]
+fn a_huge_body_is_refused_at_its_cap_in_bounded_memory() {
+    const HUGE: u64 = 1536 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("auth.json"), "{}").unwrap();
+    let client = |addr: &str| {
+        let settings = RegistrySettings {
+            mirror: None,
+            insecure: true,
+        };
+        Client::new(ClientOptions {
+            registries: [(addr.to_string(), settings)].into(),
+            authfile: Some(dir.path().join("auth.json")),
+            retries: 1,
+            ..ClientOptions::default()
+        })
+        .unwrap()
+    };
+    let cases = [(404, false), (404, true), (200, true)];
+    for (status, chunked) in cases {
+        let (addr, sent) = huge_body_server(status, HUGE, chunked);
+        let c = client(&addr);
+        let base = peak_rss_and_reset();
+        let r: ImageRef = format!("{addr}/a/b:t").parse().unwrap();
+        let manifest = c.manifest(&r, Arch::X86_64).unwrap_err().to_string();
+        let graph_url = format!("http://{addr}/graph");
+        let graph = c.get_json(&graph_url).unwrap_err().to_string();
+        let desc = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::sha256(b"x"),
+            size: 1 << 20,
+        };
+        let blob = match c.blob_reader(&r, &desc) {
+            Err(e) => e.to_string(),
+            Ok(mut reader) => std::io::copy(&mut reader, &mut std::io::sink())
+                .map(|_| "read".to_string())
+                .unwrap_or_else(|e| e.to_string()),
+        };
+        let grew = peak_rss_and_reset().saturating_sub(base);
+        let sent = sent.load(Ordering::Relaxed);
+        eprintln!(
+            "HTTP {status} body of {HUGE} bytes (chunked: {chunked}): refused after {sent} bytes sent, peak memory +{} KiB",
+            grew >> 10
+        );
+        let cap = if status == 200 { "8 MiB" } else { "64 KiB" };
+        for (what, e) in [("manifest", &manifest), ("graph", &graph)] {
+            assert!(
+                e.contains(&format!("larger than {cap}")) && e.contains(&addr),
+                "{what}: {e}"
+            );
+        }
+        if status == 404 {
+            assert!(
+                blob.contains("larger than 64 KiB") && blob.contains(&addr),
+                "{blob}"
+            );
+        } else {
+            // A blob that goes on past its size is refused there.
+            assert!(blob.contains("larger than its 1048576 bytes"), "{blob}");
+        }
+        assert!(grew < 64 << 20, "memory grew by {grew} bytes");
+        if status == 404 {
+            assert!(sent < 256 << 20, "{sent} bytes were read");
+        }
+    }
 }

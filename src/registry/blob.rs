@@ -25,7 +25,7 @@ use reqwest::header::CONTENT_RANGE;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use super::transport::{ERROR_BODY_CAP, Held, Request, Route, describe, read_body, said};
+use super::transport::{Held, Request, Route, describe, error_body, said};
 use super::{Descriptor, Inner, RegistryError, status_error};
 use crate::domain::Digest;
 
@@ -126,9 +126,7 @@ impl BlobReader {
             let held = t.send(&req).await?;
             let status = held.response.status();
             if !status.is_success() {
-                let body = read_body(held.response, ERROR_BODY_CAP)
-                    .await
-                    .unwrap_or_default();
+                let body = error_body(req.route, req.url, held.response).await?;
                 return Err(status_error(req.route, req.url, status, said(&body)));
             }
             Ok(held)

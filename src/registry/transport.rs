@@ -263,11 +263,9 @@ impl Transport {
                     ERROR_BODY_CAP
                 };
                 match (read_body(resp, cap).await, retry) {
-                    (Err(BodyError::TooLarge), _) => Attempt::Done(Err(RegistryError::Malformed {
-                        reference: route.source.to_string(),
-                        tried: realm.to_string(),
-                        message: format!("the token response is larger than {}", bytes_text(cap)),
-                    })),
+                    (Err(BodyError::TooLarge), _) => {
+                        Attempt::Done(Err(too_large(route, realm, status, cap)))
+                    }
                     (Err(BodyError::Broken(m)), after) => Attempt::Retry {
                         last: Err(self.network(route, realm, m)),
                         after: after.flatten(),
@@ -354,7 +352,7 @@ impl Transport {
                 let body = match read_body(held.response, cap).await {
                     Ok(body) => body,
                     Err(BodyError::TooLarge) => {
-                        return Attempt::Done(Err(self.too_large(req, cap)));
+                        return Attempt::Done(Err(too_large(req.route, req.url, status, cap)));
                     }
                     Err(BodyError::Broken(message)) => {
                         return Attempt::Retry {
@@ -427,7 +425,9 @@ impl Transport {
                 });
             }
             let learnt = parse_challenge(resp.headers());
-            let body = read_body(resp, ERROR_BODY_CAP).await.unwrap_or_default();
+            let body = error_body(route, req.url, resp)
+                .await
+                .map_err(Failure::Final)?;
             drop(permit);
             if challenged || !self.learn(route, learnt) {
                 return Err(Failure::Final(self.unauthorized(
@@ -460,14 +460,6 @@ impl Transport {
             .expect("the challenge map is never poisoned")
             .insert(route.host.clone(), ch);
         true
-    }
-
-    fn too_large(&self, req: &Request<'_>, cap: usize) -> RegistryError {
-        RegistryError::Malformed {
-            reference: req.route.source.to_string(),
-            tried: req.url.to_string(),
-            message: format!("the response body is larger than {}", bytes_text(cap)),
-        }
     }
 
     pub fn network(&self, route: &Route, url: &str, message: String) -> RegistryError {
@@ -662,6 +654,34 @@ pub(crate) async fn read_body(mut resp: Response, cap: usize) -> Result<Vec<u8>,
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// What an error answer says: its body, read up to [`ERROR_BODY_CAP`]. A bigger body is an
+/// error naming the URL and the cap; one that breaks says nothing.
+pub(crate) async fn error_body(
+    route: &Route,
+    url: &str,
+    resp: Response,
+) -> Result<Vec<u8>, RegistryError> {
+    let status = resp.status();
+    match read_body(resp, ERROR_BODY_CAP).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::Broken(_)) => Ok(Vec::new()),
+        Err(BodyError::TooLarge) => Err(too_large(route, url, status, ERROR_BODY_CAP)),
+    }
+}
+
+/// A body over its cap, not read further.
+pub(crate) fn too_large(route: &Route, url: &str, status: StatusCode, cap: usize) -> RegistryError {
+    RegistryError::Malformed {
+        reference: route.source.to_string(),
+        tried: url.to_string(),
+        message: format!(
+            "the body of the HTTP {} answer is larger than {}; it was not read further",
+            status.as_u16(),
+            bytes_text(cap)
+        ),
+    }
 }
 
 /// `8 MiB`, `64 KiB`: a cap as people write it.
