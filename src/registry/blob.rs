@@ -25,7 +25,8 @@ use reqwest::header::CONTENT_RANGE;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use super::transport::{Held, Request, Route, describe, error_body, said};
+use super::body::{error_body, said};
+use super::transport::{Held, Request, Route, describe};
 use super::{Descriptor, Inner, RegistryError, status_error};
 use crate::domain::Digest;
 

@@ -9,8 +9,11 @@
 //! - plain HTTP only for hosts marked `insecure`;
 //! - every manifest, config and fully read blob is checked against its digest, and content
 //!   that does not match is never returned;
-//! - retries with backoff and jitter on connection errors, 429 (honouring `Retry-After`) and
-//!   5xx; a timeout on every request; at most `max_in_flight` requests at once;
+//! - one retry policy (`retry.rs`: tries, backoff with jitter, `Retry-After` honoured up to a
+//!   cap) for every request: connection errors, resets, timeouts, 429, 5xx, and bodies that
+//!   break mid-stream (documents are fetched again, blobs resumed with `Range`); a timeout on
+//!   every request; at most `max_in_flight` requests at once;
+//! - every body is read under a cap (`body.rs`); a bigger one is an error naming the URL;
 //! - credentials never appear in any output or error.
 //!
 //! Why not `oci_client::Client` for the transport: it cannot HEAD without a fallback GET, it
@@ -19,6 +22,7 @@
 
 mod auth;
 mod blob;
+mod body;
 mod error;
 mod manifest;
 mod retry;
@@ -39,7 +43,8 @@ pub use manifest::{Descriptor, ImageManifest};
 
 use crate::domain::{Arch, Digest, ImageRef};
 use crate::matrix::RegistrySettings;
-use transport::{Request, Route, Transport, said};
+use body::said;
+use transport::{Request, Route, Transport};
 
 /// The largest manifest or config accepted; real ones are a few kilobytes.
 const MAX_DOCUMENT: usize = 8 << 20;
