@@ -140,15 +140,17 @@ fn thirty_percent_faults_leave_every_lock_byte_identical() {
         assert_eq!(faulted.resolved, clean.resolved, "seed {seed}: resolve");
         assert_eq!(faulted.built, clean.built, "seed {seed}: build");
         assert_eq!(faulted.collected, clean.collected, "seed {seed}: collect");
-        // The faults were real: about the rate asked, of several kinds.
-        let share = counts.injected() as f64 / counts.requests as f64;
-        assert!((0.15..0.45).contains(&share), "seed {seed}: {counts}");
+        assert!(counts.injected() > 0, "seed {seed}: {counts}");
         total.requests += counts.requests;
         for (kind, n) in counts.faults {
             *total.faults.entry(kind).or_insert(0) += n;
         }
     }
     eprintln!("all {} seeds: survived {total}", SEEDS.len());
+    // The faults were real: about the rate asked (300-odd requests: the share is within
+    // 0.2..0.4 but for a 4-sigma draw), and of every kind.
+    let share = total.injected() as f64 / total.requests as f64;
+    assert!((0.2..0.4).contains(&share), "{total}");
     for kind in ["reset", "500", "502", "503", "429", "stall", "truncate"] {
         assert!(
             total.faults.get(kind).is_some_and(|&n| n > 0),
