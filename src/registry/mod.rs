@@ -9,8 +9,11 @@
 //! - plain HTTP only for hosts marked `insecure`;
 //! - every manifest, config and fully read blob is checked against its digest, and content
 //!   that does not match is never returned;
-//! - retries with backoff and jitter on connection errors, 429 (honouring `Retry-After`) and
-//!   5xx; a timeout on every request; at most `max_in_flight` requests at once;
+//! - one retry policy (`retry.rs`: tries, backoff with jitter, `Retry-After` honoured up to a
+//!   cap) for every request: connection errors, resets, timeouts, 429, 5xx, and bodies that
+//!   break mid-stream (documents are fetched again, blobs resumed with `Range`); a timeout on
+//!   every request; at most `max_in_flight` requests at once;
+//! - every body is read under a cap (`body.rs`); a bigger one is an error naming the URL;
 //! - credentials never appear in any output or error.
 //!
 //! Why not `oci_client::Client` for the transport: it cannot HEAD without a fallback GET, it
@@ -19,8 +22,10 @@
 
 mod auth;
 mod blob;
+mod body;
 mod error;
 mod manifest;
+mod retry;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -38,7 +43,8 @@ pub use manifest::{Descriptor, ImageManifest};
 
 use crate::domain::{Arch, Digest, ImageRef};
 use crate::matrix::RegistrySettings;
-use transport::{Route, Transport, describe, said};
+use body::said;
+use transport::{Request, Route, Transport};
 
 /// The largest manifest or config accepted; real ones are a few kilobytes.
 const MAX_DOCUMENT: usize = 8 << 20;
@@ -54,7 +60,7 @@ pub struct ClientOptions {
     pub max_in_flight: usize,
     /// Per request (whole request for documents; between two reads for blobs).
     pub timeout: Duration,
-    /// Retries after the first attempt.
+    /// Retries after the first attempt (the budget is explained in `registry/retry.rs`).
     pub retries: u32,
 }
 
@@ -65,7 +71,7 @@ impl Default for ClientOptions {
             authfile: None,
             max_in_flight: 8,
             timeout: Duration::from_secs(60),
-            retries: 4,
+            retries: retry::DEFAULT_RETRIES,
         }
     }
 }
@@ -128,14 +134,10 @@ impl Client {
         let t = &self.inner.transport;
         self.inner.rt.block_on(async {
             let held = t
-                .send(
-                    &route,
-                    Method::HEAD,
-                    &url,
-                    Some(manifest::ACCEPT),
-                    true,
-                    None,
-                )
+                .send(&Request {
+                    accept: Some(manifest::ACCEPT),
+                    ..Request::new(&route, Method::HEAD, &url)
+                })
                 .await?;
             let status = held.response.status();
             if status == StatusCode::NOT_FOUND {
@@ -281,44 +283,27 @@ impl Client {
             repository: String::new(),
             scheme: "https",
         };
-        let t = &self.inner.transport;
-        self.inner.rt.block_on(async {
-            let mut attempt = 0;
-            loop {
-                let result = t
-                    .http
-                    .get(url)
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .timeout(t.timeout)
-                    .send()
-                    .await;
-                t.requests.fetch_add(1, Ordering::Relaxed);
-                let err = match result {
-                    Ok(resp) if resp.status().is_success() => {
-                        let body = read_capped(resp, &route, url).await?;
-                        t.received.fetch_add(body.len() as u64, Ordering::Relaxed);
-                        return Ok(body);
-                    }
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let body = resp.bytes().await.unwrap_or_default();
-                        if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                            return Err(graph_error(
-                                url,
-                                format!("HTTP {status}: {}", said(&body)),
-                            ));
-                        }
-                        graph_error(url, format!("HTTP {status}: {}", said(&body)))
-                    }
-                    Err(e) => graph_error(url, describe(&e)),
-                };
-                if attempt >= t.retries {
-                    return Err(err);
-                }
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
-            }
-        })
+        let req = Request {
+            accept: Some("application/json"),
+            authenticate: false,
+            ..Request::new(&route, Method::GET, url)
+        };
+        let fetched = self
+            .inner
+            .rt
+            .block_on(self.inner.transport.fetch(&req, MAX_DOCUMENT))
+            .map_err(|e| match e {
+                RegistryError::Network { message, .. }
+                | RegistryError::Malformed { message, .. } => graph_error(url, message),
+                e => e,
+            })?;
+        if !fetched.status.is_success() {
+            return Err(graph_error(
+                url,
+                format!("HTTP {}: {}", fetched.status, said(&fetched.body)),
+            ));
+        }
+        Ok(fetched.body)
     }
 
     /// GETs a manifest or config and checks it: its sha256 must equal the digest the reference
@@ -328,18 +313,15 @@ impl Client {
         route: &Route,
         url: &str,
     ) -> Result<(Digest, Vec<u8>, Option<String>), RegistryError> {
-        let t = &self.inner.transport;
-        let held = t
-            .send(route, Method::GET, url, Some(manifest::ACCEPT), true, None)
-            .await?;
-        let status = held.response.status();
-        let headers = held.response.headers().clone();
+        let req = Request {
+            accept: Some(manifest::ACCEPT),
+            ..Request::new(route, Method::GET, url)
+        };
+        let fetched = self.inner.transport.fetch(&req, MAX_DOCUMENT).await?;
+        let (status, headers, body) = (fetched.status, fetched.headers, fetched.body);
         if !status.is_success() {
-            let body = held.response.bytes().await.unwrap_or_default();
             return Err(status_error(route, url, status, said(&body)));
         }
-        let body = read_capped(held.response, route, url).await?;
-        t.received.fetch_add(body.len() as u64, Ordering::Relaxed);
         let actual = Digest::sha256(&body);
         if let Some(d) = header_digest(&headers) {
             check_equal(route, url, &d, &actual)?;
@@ -359,31 +341,6 @@ fn graph_error(url: &str, message: String) -> RegistryError {
         tried: url.to_string(),
         message,
     }
-}
-
-async fn read_capped(
-    mut resp: reqwest::Response,
-    route: &Route,
-    url: &str,
-) -> Result<Vec<u8>, RegistryError> {
-    let mut body = Vec::new();
-    loop {
-        let chunk = resp.chunk().await.map_err(|e| RegistryError::Network {
-            reference: route.source.to_string(),
-            tried: url.to_string(),
-            message: describe(&e),
-        })?;
-        let Some(chunk) = chunk else { break };
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(RegistryError::Malformed {
-                reference: route.source.to_string(),
-                tried: url.to_string(),
-                message: format!("the document is larger than {} MiB", MAX_DOCUMENT >> 20),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The tag or digest part of a manifest URL.

@@ -1,7 +1,9 @@
 //! The HTTP side of the distribution API: where a reference is read from (mirrors, plain HTTP
-//! for insecure hosts), authentication (bearer tokens and basic), retries with backoff and
-//! jitter, timeouts, and the bound on requests in flight. All of it async; [`super::Client`]
-//! wraps it in a synchronous API.
+//! for insecure hosts), authentication (bearer tokens and basic), timeouts, and the bound on
+//! requests in flight. Every request, token requests included, is tried under the one
+//! [`RetryPolicy`]; [`Transport::fetch`] reads the body within the try, so a document whose
+//! body breaks is fetched again. All of it async; [`super::Client`] wraps it in a synchronous
+//! API.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -10,11 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::{AuthFiles, Credentials};
+use super::body::{BodyError, ERROR_BODY_CAP, error_body, read_body, said, too_large};
 use super::error::RegistryError;
+use super::retry::{Attempt, RetryPolicy};
 use crate::domain::ImageRef;
 use crate::matrix::RegistrySettings;
 
@@ -58,7 +63,7 @@ pub(crate) struct Transport {
     /// Bearer tokens by (host, repository).
     tokens: Mutex<HashMap<(String, String), String>>,
     permits: std::sync::Arc<Semaphore>,
-    pub retries: u32,
+    pub policy: RetryPolicy,
     pub timeout: Duration,
     /// Response body bytes received, for `-v` and the benchmarks.
     pub received: AtomicU64,
@@ -69,6 +74,52 @@ pub(crate) struct Transport {
 pub(crate) struct Held {
     pub response: Response,
     pub _permit: OwnedSemaphorePermit,
+}
+
+/// The most of a token response read; real tokens are a few kilobytes.
+const TOKEN_CAP: usize = 1 << 20;
+
+/// One request as every try sends it.
+pub(crate) struct Request<'a> {
+    pub route: &'a Route,
+    pub method: Method,
+    pub url: &'a str,
+    pub accept: Option<&'a str>,
+    /// The timeout covers the whole exchange (documents), not only each read (blobs).
+    pub whole_timeout: bool,
+    pub range: Option<&'a str>,
+    /// Registry authentication (challenges, tokens, credentials); off for the update graph.
+    pub authenticate: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A registry `GET` (or `HEAD`) with the whole-exchange timeout.
+    pub fn new(route: &'a Route, method: Method, url: &'a str) -> Request<'a> {
+        Request {
+            route,
+            method,
+            url,
+            accept: None,
+            whole_timeout: true,
+            range: None,
+            authenticate: true,
+        }
+    }
+}
+
+/// A response read whole: status, headers and body.
+pub(crate) struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// How one try failed before there was a response.
+enum Failure {
+    /// A refused or reset connection, a timeout: worth another try.
+    Transient(RegistryError),
+    /// Worth nothing more (a refused login, a malformed URL).
+    Final(RegistryError),
 }
 
 impl Transport {
@@ -94,7 +145,7 @@ impl Transport {
             challenges: Mutex::default(),
             tokens: Mutex::default(),
             permits: std::sync::Arc::new(Semaphore::new(max_in_flight.max(1))),
-            retries,
+            policy: RetryPolicy::new(retries),
             timeout,
             received: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -187,16 +238,47 @@ impl Transport {
         }
         let url = reqwest::Url::parse_with_params(realm, &params)
             .map_err(|e| self.network(route, realm, format!("bad token realm `{realm}`: {e}")))?;
-        let mut req = self.http.get(url).timeout(self.timeout);
-        if let Some((c, _)) = self.credentials(route) {
-            req = req.header(AUTHORIZATION, c.basic_header());
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.network(route, realm, describe(&e)))?;
-        let status = resp.status();
-        let body = resp.bytes().await.unwrap_or_default();
+        let (status, body) = self
+            .policy
+            .run(|_| async {
+                let mut req = self.http.get(url.clone()).timeout(self.timeout);
+                if let Some((c, _)) = self.credentials(route) {
+                    req = req.header(AUTHORIZATION, c.basic_header());
+                }
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let resp = match req.send().await {
+                    Ok(resp) => resp,
+                    Err(e) if transient(&e) => {
+                        return Attempt::Retry {
+                            last: Err(self.network(route, realm, describe(&e))),
+                            after: None,
+                        };
+                    }
+                    Err(e) => return Attempt::Done(Err(self.network(route, realm, describe(&e)))),
+                };
+                let retry = retryable_status(&resp);
+                let status = resp.status();
+                let cap = if status.is_success() {
+                    TOKEN_CAP
+                } else {
+                    ERROR_BODY_CAP
+                };
+                match (read_body(resp, cap).await, retry) {
+                    (Err(BodyError::TooLarge), _) => {
+                        Attempt::Done(Err(too_large(route, realm, status, cap)))
+                    }
+                    (Err(BodyError::Broken(m)), after) => Attempt::Retry {
+                        last: Err(self.network(route, realm, m)),
+                        after: after.flatten(),
+                    },
+                    (Ok(body), Some(after)) => Attempt::Retry {
+                        last: Ok((status, body)),
+                        after,
+                    },
+                    (Ok(body), None) => Attempt::Done(Ok((status, body))),
+                }
+            })
+            .await?;
         if !status.is_success() {
             return Err(self.unauthorized(route, realm, status.as_u16(), said(&body)));
         }
@@ -220,20 +302,89 @@ impl Transport {
             })
     }
 
-    /// Sends `method url`, authenticating on a challenge and retrying what is worth
-    /// retrying. Returns the final response whatever its status (except 401, an error), with
+    /// Sends `req`, authenticating on a challenge and retrying what is worth retrying under
+    /// the policy. Returns the final response whatever its status (except 401, an error), with
     /// the permit that keeps it counted as in flight.
-    pub async fn send(
-        &self,
-        route: &Route,
-        method: Method,
-        url: &str,
-        accept: Option<&str>,
-        whole_timeout: bool,
-        range: Option<&str>,
-    ) -> Result<Held, RegistryError> {
+    pub async fn send(&self, req: &Request<'_>) -> Result<Held, RegistryError> {
+        self.policy
+            .run(|_| async {
+                match self.send_once(req).await {
+                    Ok(held) => match retryable_status(&held.response) {
+                        Some(after) => Attempt::Retry {
+                            last: Ok(held),
+                            after,
+                        },
+                        None => Attempt::Done(Ok(held)),
+                    },
+                    Err(Failure::Transient(e)) => Attempt::Retry {
+                        last: Err(e),
+                        after: None,
+                    },
+                    Err(Failure::Final(e)) => Attempt::Done(Err(e)),
+                }
+            })
+            .await
+    }
+
+    /// GETs `req` and reads its body (at most `cap` bytes) within each try, so that a body
+    /// that breaks mid-stream is tried again like a refused connection. Error bodies are read
+    /// too (for the message), up to [`ERROR_BODY_CAP`].
+    pub async fn fetch(&self, req: &Request<'_>, cap: usize) -> Result<Fetched, RegistryError> {
+        self.policy
+            .run(|_| async {
+                let held = match self.send_once(req).await {
+                    Ok(held) => held,
+                    Err(Failure::Transient(e)) => {
+                        return Attempt::Retry {
+                            last: Err(e),
+                            after: None,
+                        };
+                    }
+                    Err(Failure::Final(e)) => return Attempt::Done(Err(e)),
+                };
+                let retry = retryable_status(&held.response);
+                let status = held.response.status();
+                let headers = held.response.headers().clone();
+                let cap = if status.is_success() {
+                    cap
+                } else {
+                    ERROR_BODY_CAP
+                };
+                let body = match read_body(held.response, cap).await {
+                    Ok(body) => body,
+                    Err(BodyError::TooLarge) => {
+                        return Attempt::Done(Err(too_large(req.route, req.url, status, cap)));
+                    }
+                    Err(BodyError::Broken(message)) => {
+                        return Attempt::Retry {
+                            last: Err(self.network(req.route, req.url, message)),
+                            after: retry.flatten(),
+                        };
+                    }
+                };
+                self.received
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                let fetched = Fetched {
+                    status,
+                    headers,
+                    body,
+                };
+                match retry {
+                    Some(after) => Attempt::Retry {
+                        last: Ok(fetched),
+                        after,
+                    },
+                    None => Attempt::Done(Ok(fetched)),
+                }
+            })
+            .await
+    }
+
+    /// One try: the request, and again once with credentials when the first answer is a
+    /// challenge the client can meet.
+    async fn send_once(&self, req: &Request<'_>) -> Result<Held, Failure> {
+        let route = req.route;
         let mut challenged = false;
-        let mut attempt = 0u32;
         loop {
             let permit = self
                 .permits
@@ -241,83 +392,75 @@ impl Transport {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let mut req = self.http.request(method.clone(), url);
-            if whole_timeout {
-                req = req.timeout(self.timeout);
+            let mut builder = self.http.request(req.method.clone(), req.url);
+            if req.whole_timeout {
+                builder = builder.timeout(self.timeout);
             }
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
+            if let Some(a) = req.accept {
+                builder = builder.header(ACCEPT, a);
             }
-            if let Some(r) = range {
-                req = req.header(reqwest::header::RANGE, r);
+            if let Some(r) = req.range {
+                builder = builder.header(reqwest::header::RANGE, r);
             }
-            if let Some(auth) = self.authorization(route).await? {
-                req = req.header(AUTHORIZATION, auth);
+            if req.authenticate
+                && let Some(auth) = self.authorization(route).await.map_err(Failure::Final)?
+            {
+                builder = builder.header(AUTHORIZATION, auth);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let result = req.send().await;
-            let retry_in = match result {
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
-                    let learnt = parse_challenge(resp.headers());
-                    let body = resp.bytes().await.unwrap_or_default();
-                    drop(permit);
-                    let have_creds = self.credentials(route).is_some();
-                    match learnt {
-                        Some(ch @ Challenge::Bearer { .. }) if !challenged => {
-                            self.challenges
-                                .lock()
-                                .expect("the challenge map is never poisoned")
-                                .insert(route.host.clone(), ch);
-                            self.tokens
-                                .lock()
-                                .expect("the token map is never poisoned")
-                                .remove(&(route.host.clone(), route.repository.clone()));
-                            challenged = true;
-                            continue;
-                        }
-                        Some(ch @ Challenge::Basic) if !challenged && have_creds => {
-                            self.challenges
-                                .lock()
-                                .expect("the challenge map is never poisoned")
-                                .insert(route.host.clone(), ch);
-                            challenged = true;
-                            continue;
-                        }
-                        _ => return Err(self.unauthorized(route, url, 401, said(&body))),
-                    }
+            let resp = match builder.send().await {
+                Ok(resp) => resp,
+                Err(e) if transient(&e) => {
+                    return Err(Failure::Transient(self.network(
+                        route,
+                        req.url,
+                        describe(&e),
+                    )));
                 }
-                Ok(resp)
-                    if resp.status() == StatusCode::TOO_MANY_REQUESTS
-                        || resp.status().is_server_error() =>
-                {
-                    let wait = retry_after(resp.headers());
-                    if attempt >= self.retries {
-                        return Ok(Held {
-                            response: resp,
-                            _permit: permit,
-                        });
-                    }
-                    wait.unwrap_or_else(|| backoff(attempt))
-                }
-                Ok(resp) => {
-                    return Ok(Held {
-                        response: resp,
-                        _permit: permit,
-                    });
-                }
-                Err(e) => {
-                    if attempt >= self.retries
-                        || !(e.is_connect() || e.is_timeout() || e.is_request())
-                    {
-                        return Err(self.network(route, url, describe(&e)));
-                    }
-                    backoff(attempt)
-                }
+                Err(e) => return Err(Failure::Final(self.network(route, req.url, describe(&e)))),
             };
+            if resp.status() != StatusCode::UNAUTHORIZED || !req.authenticate {
+                return Ok(Held {
+                    response: resp,
+                    _permit: permit,
+                });
+            }
+            let learnt = parse_challenge(resp.headers());
+            let body = error_body(route, req.url, resp)
+                .await
+                .map_err(Failure::Final)?;
             drop(permit);
-            attempt += 1;
-            tokio::time::sleep(retry_in).await;
+            if challenged || !self.learn(route, learnt) {
+                return Err(Failure::Final(self.unauthorized(
+                    route,
+                    req.url,
+                    401,
+                    said(&body),
+                )));
+            }
+            challenged = true;
         }
+    }
+
+    /// Records a host's challenge; false when the client cannot meet it (basic auth without
+    /// credentials, an unknown scheme).
+    fn learn(&self, route: &Route, challenge: Option<Challenge>) -> bool {
+        let ch = match challenge {
+            Some(ch @ Challenge::Bearer { .. }) => {
+                self.tokens
+                    .lock()
+                    .expect("the token map is never poisoned")
+                    .remove(&(route.host.clone(), route.repository.clone()));
+                ch
+            }
+            Some(ch @ Challenge::Basic) if self.credentials(route).is_some() => ch,
+            _ => return false,
+        };
+        self.challenges
+            .lock()
+            .expect("the challenge map is never poisoned")
+            .insert(route.host.clone(), ch);
+        true
     }
 
     pub fn network(&self, route: &Route, url: &str, message: String) -> RegistryError {
@@ -368,39 +511,6 @@ impl Transport {
             said,
             help,
         }
-    }
-}
-
-/// What the registry said in an error body: `CODE: message` from the distribution error JSON,
-/// else the start of the text.
-pub(crate) fn said(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<Item>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Item {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    if let Ok(e) = serde_json::from_slice::<Errors>(body)
-        && !e.errors.is_empty()
-    {
-        return e
-            .errors
-            .iter()
-            .map(|i| format!("{}: {}", i.code, i.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-    }
-    let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
-    let text = text.trim();
-    if text.is_empty() {
-        "no details".into()
-    } else {
-        text.to_string()
     }
 }
 
@@ -465,25 +575,24 @@ fn split_params(s: &str) -> Vec<&str> {
     out
 }
 
-/// `Retry-After` in seconds, capped so a registry cannot park a run for long.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(30)))
+/// Whether a failed send is worth another try: the connection was refused, reset or timed
+/// out (rather than, say, the URL being unusable).
+fn transient(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request()
 }
 
-/// 250 ms doubling per attempt, capped at 8 s, with up to 50 % jitter so that parallel
-/// workers do not retry in lockstep.
-fn backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let base = 250u64.saturating_mul(1 << attempt.min(5)).min(8_000);
-    let jitter = RandomState::new().hash_one(attempt) % (base / 2 + 1);
-    Duration::from_millis(base + jitter)
+/// `Some(Retry-After)` when `resp` is worth another try (429, 5xx); the policy caps the wait.
+pub(crate) fn retryable_status(resp: &Response) -> Option<Option<Duration>> {
+    let status = resp.status();
+    if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
+        return None;
+    }
+    let secs: Option<u64> = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    Some(secs.map(Duration::from_secs))
 }
 
 #[cfg(test)]
@@ -506,15 +615,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn summarizes_registry_errors() {
-        assert_eq!(
-            said(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
-            "MANIFEST_UNKNOWN: manifest unknown"
-        );
-        assert_eq!(said(b""), "no details");
     }
 
     #[test]
@@ -562,9 +662,55 @@ mod tests {
         );
     }
 
+    /// A client of `addr` over plain HTTP, with no credentials from the machine.
+    fn client(addr: &str) -> crate::registry::Client {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("auth.json"), "{}").unwrap();
+        let mut registries = BTreeMap::new();
+        registries.insert(
+            addr.to_string(),
+            RegistrySettings {
+                mirror: None,
+                insecure: true,
+            },
+        );
+        crate::registry::Client::new(crate::registry::ClientOptions {
+            registries,
+            authfile: Some(dir.join("auth.json")),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            ..crate::registry::ClientOptions::default()
+        })
+        .unwrap()
+    }
+
     #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) >= Duration::from_millis(250));
-        assert!(backoff(10) <= Duration::from_millis(12_000));
+    fn documents_and_the_graph_whose_body_breaks_are_fetched_again() {
+        use driver_matrix_sandbox::faulty::{FaultServer, Reply};
+        use driver_matrix_sandbox::proxy::{Fault, FaultProxy};
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{mt}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{0}","size":2}},"layers":[]}}"#,
+            "a".repeat(64)
+        );
+        let up = FaultServer::start().unwrap();
+        up.route("/v2/a/b/manifests/t", Reply::ok(mt, manifest.as_bytes()));
+        up.route("/graph", Reply::ok("application/json", b"{\"nodes\":[]}"));
+        let proxy = FaultProxy::start(up.addr(), 0, 0.0, Duration::ZERO).unwrap();
+        let c = client(proxy.addr());
+        proxy.fault_next(Fault::Truncate { keep: Some(10) });
+        proxy.fault_next(Fault::Reset);
+        let r: ImageRef = format!("{}/a/b:t", proxy.addr()).parse().unwrap();
+        let m = c.manifest(&r, crate::domain::Arch::X86_64).unwrap();
+        assert_eq!(m.digest, crate::domain::Digest::sha256(manifest.as_bytes()));
+        proxy.fault_next(Fault::Truncate { keep: Some(3) });
+        proxy.fault_next(Fault::TooMany { retry_after: 0 });
+        let body = c
+            .get_json(&format!("http://{}/graph", proxy.addr()))
+            .unwrap();
+        assert_eq!(body, b"{\"nodes\":[]}");
+        let counts = proxy.counts();
+        assert_eq!(counts.requests, 6, "{counts}");
+        assert_eq!(counts.injected(), 4, "{counts}");
     }
 }
