@@ -1,22 +1,108 @@
-//! The resolution cache under `--cache-dir`: what a payload resolved to, keyed by the payload
-//! manifest's digest and the arch (content-addressed, so never stale); what a DTK holds, keyed by
-//! its image digest; and, for `--offline` only, the digest a payload tag had when last seen.
+//! The resolution cache under `--cache-dir`. It holds only facts read from bytes that matched
+//! their digest, each with a record of how it was verified:
 //!
-//! Every write goes to a temporary file in the same directory and is renamed into place, so
-//! concurrent runs and a crash mid-write leave either the old entry or the new one. An entry
-//! that cannot be parsed is a miss, never an error.
+//! - `payloads/<payload digest>-<arch>.json`: what a payload names (its DTK's per-arch image by
+//!   digest, the RHCOS version), read from the payload layer that holds `image-references`,
+//!   that layer read whole;
+//! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
+//!   was read whole (a provisional kernel, read from a prefix, is never cached);
+//! - `tags/`: for `--offline` only, the digest a payload tag had when last seen (a pointer,
+//!   not a fact: the entries it leads to are checked like any other).
+//!
+//! Keys are content digests, so entries are never stale. Every write goes to a temporary file
+//! in the same directory and is renamed into place, so concurrent runs and a crash mid-write
+//! leave either the old entry or the new one. An entry that cannot be parsed, or that does not
+//! check out (its contents name another key, a DTK by tag, no record of how it was verified),
+//! is a miss, never an error. The cache directory is trusted as the binary is: an entry forged
+//! with the right key and record is believed.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::dtk::DtkInfo;
-use crate::domain::{Arch, Digest, ImageRef};
+use super::payload::valid_machine_os;
+use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::LockedRelease;
 
-/// Bumped when the meaning of an entry changes.
-const LAYOUT: &str = "v1";
+/// Bumped when the meaning of an entry changes. `v1` entries (facts read from unverified
+/// prefixes of layers) are never read.
+const LAYOUT: &str = "v2";
+
+/// How a cached fact was verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Verified {
+    /// The layer the fact was read from.
+    pub layer: Digest,
+    pub how: How,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum How {
+    /// The layer was read to its end and its sha256 equalled the digest that the image
+    /// manifest (itself fetched by digest and hashed) names.
+    ReadWhole,
+}
+
+impl Verified {
+    pub fn read_whole(layer: Digest) -> Verified {
+        Verified {
+            layer,
+            how: How::ReadWhole,
+        }
+    }
+}
+
+/// What one payload names for one arch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PayloadEntry {
+    /// The payload manifest (the list's, for a multi payload): the key.
+    pub payload: Digest,
+    pub arch: Arch,
+    pub version: Version,
+    /// The DTK's per-arch image, by digest.
+    pub dtk: ImageRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_os: Option<String>,
+    pub verified: Verified,
+}
+
+impl PayloadEntry {
+    /// The lock entry for this payload, named as `payload` (by digest) names it.
+    pub fn locked(&self, payload: ImageRef, dtk: &DtkInfo) -> LockedRelease {
+        LockedRelease {
+            version: self.version.clone(),
+            arch: self.arch,
+            payload,
+            dtk: self.dtk.clone(),
+            kernel: dtk.kernel.clone(),
+            rt_kernel: dtk.rt_kernel.clone(),
+            rhel: dtk.rhel.clone(),
+            machine_os: self.machine_os.clone(),
+        }
+    }
+
+    fn checks_out(&self, key: &Digest, arch: Arch) -> bool {
+        &self.payload == key
+            && self.arch == arch
+            && self.dtk.digest().is_some()
+            && self.machine_os.as_deref().is_none_or(valid_machine_os)
+    }
+}
+
+/// What one DTK image's release file says, verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DtkEntry {
+    /// The per-arch image manifest: the key.
+    pub image: Digest,
+    pub info: DtkInfo,
+    pub verified: Verified,
+}
 
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -47,24 +133,44 @@ impl Cache {
             .map(|r| r.join(LAYOUT).join(kind).join(format!("{key}.json")))
     }
 
-    pub fn release(&self, payload: &Digest, arch: Arch) -> Option<LockedRelease> {
-        read(&self.path("releases", &format!("{}-{arch}", payload.hex()))?)
+    fn payload_key(payload: &Digest, arch: Arch) -> String {
+        format!("{}-{arch}", payload.hex())
     }
 
-    pub fn put_release(&self, payload: &Digest, r: &LockedRelease) {
-        if let Some(p) = self.path("releases", &format!("{}-{}", payload.hex(), r.arch)) {
-            write(&p, r);
+    pub fn payload(&self, payload: &Digest, arch: Arch) -> Option<PayloadEntry> {
+        read::<PayloadEntry>(&self.path("payloads", &Self::payload_key(payload, arch))?)
+            .filter(|e| e.checks_out(payload, arch))
+    }
+
+    pub fn put_payload(&self, e: &PayloadEntry) {
+        if let Some(p) = self.path("payloads", &Self::payload_key(&e.payload, e.arch)) {
+            write(&p, e);
         }
     }
 
-    pub fn dtk(&self, image: &Digest) -> Option<DtkInfo> {
-        read(&self.path("dtk", image.hex())?)
+    pub fn dtk(&self, image: &Digest) -> Option<DtkEntry> {
+        read::<DtkEntry>(&self.path("dtk", image.hex())?).filter(|e| &e.image == image)
     }
 
-    pub fn put_dtk(&self, image: &Digest, info: &DtkInfo) {
-        if let Some(p) = self.path("dtk", image.hex()) {
-            write(&p, info);
+    pub fn put_dtk(&self, e: &DtkEntry) {
+        if let Some(p) = self.path("dtk", e.image.hex()) {
+            write(&p, e);
         }
+    }
+
+    /// The whole release `version` for `arch` from the cache alone: its payload's entry and its
+    /// DTK's. `payload` names the payload by digest.
+    pub fn release(
+        &self,
+        payload: &ImageRef,
+        version: &Version,
+        arch: Arch,
+    ) -> Option<LockedRelease> {
+        let p = self
+            .payload(payload.digest()?, arch)
+            .filter(|p| &p.version == version)?;
+        let dtk = self.dtk(p.dtk.digest()?)?;
+        Some(p.locked(payload.clone(), &dtk.info))
     }
 
     /// The digest `tag_ref` had when last resolved online.
@@ -105,22 +211,112 @@ fn try_write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    const REPO: &str = "quay.io/openshift-release-dev/ocp-v4.0-art-dev";
+
+    fn dtk_entry(image: &Digest) -> DtkEntry {
+        DtkEntry {
+            image: image.clone(),
+            info: DtkInfo {
+                kernel: "5.14.0-1.el9.x86_64".parse().unwrap(),
+                rt_kernel: None,
+                rhel: "9.2".into(),
+            },
+            verified: Verified::read_whole(Digest::sha256(b"dtk layer")),
+        }
+    }
+
+    fn payload_entry(payload: &Digest, dtk: &Digest) -> PayloadEntry {
+        PayloadEntry {
+            payload: payload.clone(),
+            arch: Arch::X86_64,
+            version: "4.14.12".parse().unwrap(),
+            dtk: format!("{REPO}@{dtk}").parse().unwrap(),
+            machine_os: Some("414.92.202402130420-0".into()),
+            verified: Verified::read_whole(Digest::sha256(b"payload layer")),
+        }
+    }
+
     #[test]
     fn round_trips_and_treats_garbage_as_a_miss() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
-        let d = Digest::sha256(b"payload");
-        let info = DtkInfo {
-            kernel: "5.14.0-1.el9.x86_64".parse().unwrap(),
-            rt_kernel: None,
-            rhel: "9.2".into(),
-        };
+        let d = Digest::sha256(b"dtk");
         assert!(cache.dtk(&d).is_none());
-        cache.put_dtk(&d, &info);
-        assert_eq!(cache.dtk(&d), Some(info));
+        cache.put_dtk(&dtk_entry(&d));
+        assert_eq!(cache.dtk(&d), Some(dtk_entry(&d)));
         let p = cache.path("dtk", d.hex()).unwrap();
         std::fs::write(&p, b"{ truncated").unwrap();
         assert!(cache.dtk(&d).is_none());
         assert!(Cache::disabled().dtk(&d).is_none());
+    }
+
+    #[test]
+    fn a_release_needs_both_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let (p, d) = (Digest::sha256(b"payload"), Digest::sha256(b"dtk"));
+        let payload: ImageRef = format!("example.com/ocp-release@{p}").parse().unwrap();
+        let v: Version = "4.14.12".parse().unwrap();
+        cache.put_payload(&payload_entry(&p, &d));
+        assert!(cache.release(&payload, &v, Arch::X86_64).is_none());
+        cache.put_dtk(&dtk_entry(&d));
+        let r = cache.release(&payload, &v, Arch::X86_64).unwrap();
+        assert_eq!(r.payload, payload);
+        assert_eq!(r.kernel.as_str(), "5.14.0-1.el9.x86_64");
+        assert!(
+            cache
+                .release(&payload, &"4.14.13".parse().unwrap(), Arch::X86_64)
+                .is_none()
+        );
+        assert!(cache.release(&payload, &v, Arch::Aarch64).is_none());
+    }
+
+    /// Writes `json` where the entry for `key` lives.
+    fn plant(cache: &Cache, kind: &str, key: &str, json: &serde_json::Value) {
+        let p = cache.path(kind, key).unwrap();
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, json.to_string()).unwrap();
+    }
+
+    #[test]
+    fn entries_that_do_not_check_out_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let (p, other, d) = (
+            Digest::sha256(b"payload"),
+            Digest::sha256(b"other payload"),
+            Digest::sha256(b"dtk"),
+        );
+        let key = Cache::payload_key(&p, Arch::X86_64);
+        let good = serde_json::to_value(payload_entry(&p, &d)).unwrap();
+        plant(&cache, "payloads", &key, &good);
+        assert!(cache.payload(&p, Arch::X86_64).is_some(), "the control");
+        // Another payload's entry under this key.
+        let moved = serde_json::to_value(payload_entry(&other, &d)).unwrap();
+        plant(&cache, "payloads", &key, &moved);
+        assert!(cache.payload(&p, Arch::X86_64).is_none());
+        // A DTK by tag.
+        let mut by_tag = good.clone();
+        by_tag["dtk"] = format!("{REPO}:latest").into();
+        plant(&cache, "payloads", &key, &by_tag);
+        assert!(cache.payload(&p, Arch::X86_64).is_none());
+        // No record of how it was verified, or an unknown one.
+        for verified in [
+            serde_json::Value::Null,
+            serde_json::json!({"layer": d.to_string(), "how": "prefix"}),
+        ] {
+            let mut v = serde_json::to_value(dtk_entry(&d)).unwrap();
+            v["verified"] = verified;
+            plant(&cache, "dtk", d.hex(), &v);
+            assert!(cache.dtk(&d).is_none());
+        }
+        let mut bare = serde_json::to_value(dtk_entry(&d)).unwrap();
+        bare.as_object_mut().unwrap().remove("verified");
+        plant(&cache, "dtk", d.hex(), &bare);
+        assert!(cache.dtk(&d).is_none());
+        // A DTK entry whose contents name another image.
+        let moved = serde_json::to_value(dtk_entry(&other)).unwrap();
+        plant(&cache, "dtk", d.hex(), &moved);
+        assert!(cache.dtk(&d).is_none());
     }
 }

@@ -1,18 +1,30 @@
 //! The Driver Toolkit image: `etc/driver-toolkit-release.json`, found by walking the layers
 //! from the last to the first and streaming each only until the file appears, so the DTK's
 //! large base layers are never downloaded when the file sits in a small top layer.
+//!
+//! Layers passed over on the way are read whole (digest-checked). The layer holding the file is
+//! read to its end too when little of it is left ([`VERIFY_TAIL`]); the kernel is then
+//! *verified*. Otherwise (a squashed DTK, the file near the start of a gigabyte layer) it is
+//! *provisional*: read from bytes no digest vouches for. The resolver never caches a
+//! provisional kernel, and `build` confirms it from the `vermagic` of the modules it built
+//! before their image enters the lock.
 
 use serde::Deserialize;
 
-use super::{Fault, layer};
-use crate::domain::{ImageRef, Kernel};
+use super::{Fault, layer, verify_rest};
+use crate::domain::{Digest, ImageRef, Kernel};
 use crate::registry::{Client, ImageManifest};
 
 pub const RELEASE_JSON: &str = "etc/driver-toolkit-release.json";
 
-/// A layer whose unread rest is at most this many bytes is read to the end, so that its
-/// digest gets checked at a negligible cost.
-const VERIFY_TAIL: u64 = 256 << 10;
+/// A layer whose unread rest, once the release file is found, is at most this many bytes is
+/// read to its end so that the kernel is verified. Real DTKs come in two shapes: the release
+/// file alone in a top layer of a few KiB (its build's last step writes only that file), or
+/// somewhere in one squashed layer of over a gigabyte. Any threshold between a few hundred KiB
+/// and some tens of MiB sorts them the same way; 4 MiB keeps the worst case for a top layer
+/// of odd size to about what the payload's manifests layer (always read whole) costs, and to
+/// one range request of the blob reader (8 MiB windows).
+pub const VERIFY_TAIL: u64 = 4 << 20;
 
 /// What the DTK says about its kernels.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,29 +44,51 @@ struct Raw {
     rhel: Option<String>,
 }
 
+/// [`DtkInfo`] and how far to trust it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtkRead {
+    pub info: DtkInfo,
+    /// The layer the release file came from.
+    pub layer: Digest,
+    /// Whether that layer was read to its end and matched its digest; `false`: provisional.
+    pub verified: bool,
+}
+
 /// Finds and parses the release file of the DTK `dtk` (the per-platform image).
-pub fn read(client: &Client, dtk: &ImageRef, image: &ImageManifest) -> Result<DtkInfo, Fault> {
+pub fn read(client: &Client, dtk: &ImageRef, image: &ImageManifest) -> Result<DtkRead, Fault> {
     for desc in image.layers.iter().rev() {
         let mut blob = client.blob_reader(dtk, desc)?;
         let hint = blob.hint();
-        let found = match layer::scan(
+        let found = layer::scan(
             &mut blob,
             &[RELEASE_JSON],
             layer::Limits::default(),
             Some(hint),
-        ) {
+        );
+        let small_rest = desc.size.saturating_sub(blob.bytes_read()) <= VERIFY_TAIL;
+        let found = match found {
             Ok(f) => f,
-            Err(e) => return Err(Fault::layer(dtk, desc, e)),
+            Err(e @ layer::LayerError::Read(_)) => return Err(Fault::layer(dtk, desc, e)),
+            Err(e) => {
+                // Bad content: when it is cheap, tell altered bytes (exit 4) from a bad image.
+                if small_rest {
+                    verify_rest(&mut blob, dtk, desc)?;
+                }
+                return Err(Fault::layer(dtk, desc, e));
+            }
         };
-        let fault = |e| Fault::layer(dtk, desc, layer::LayerError::Read(e));
         match found.get(RELEASE_JSON) {
             Some(bytes) => {
-                if desc.size.saturating_sub(blob.bytes_read()) <= VERIFY_TAIL {
-                    blob.finish().map_err(fault)?;
+                if small_rest {
+                    verify_rest(&mut blob, dtk, desc)?;
                 }
-                return parse(bytes);
+                return Ok(DtkRead {
+                    info: parse(bytes)?,
+                    layer: desc.digest.clone(),
+                    verified: blob.verified(),
+                });
             }
-            None => blob.finish().map_err(fault)?,
+            None => verify_rest(&mut blob, dtk, desc)?,
         }
     }
     Err(Fault::Content(format!(

@@ -8,11 +8,14 @@
 //!                                                                              ─▶ LockedRelease
 //! ```
 //!
-//! Everything reads the least the formats allow (see [`layer`]); results are cached by payload
-//! manifest digest (see [`cache`]). A layer that is deliberately not read to its end cannot be
-//! digest-verified: the payload's last layer is abandoned right after `release-metadata`, and a
-//! DTK layer right after its release file unless little of it is left. Everything read to the
-//! end (manifests, configs, skipped layers, small DTK top layers) is verified.
+//! No fact comes from bytes that were not checked against their digest, with one named
+//! exception. Manifests are fetched by digest and hashed; the payload layer holding
+//! `image-references` and `release-metadata` is read to its end and its digest checked before
+//! either file is parsed; the DTK must be named by digest. The one exception is the DTK's
+//! kernel when it sits near the start of a large (squashed) layer: reading the whole layer would
+//! cost a gigabyte, so the kernel is then *provisional* (see [`dtk`]); the build confirms it from
+//! the `vermagic` of what it built before an image enters the lock, and the cache never holds
+//! it (see [`cache`]). Everything else reads the least the formats allow (see [`layer`]).
 
 pub mod cache;
 pub mod dtk;
@@ -22,12 +25,12 @@ pub mod layer;
 pub mod payload;
 mod resolver;
 
-pub use cache::Cache;
+pub use cache::{Cache, DtkEntry, How, PayloadEntry, Verified};
 pub use resolver::{Event, Progress, Resolver, Target};
 
 use crate::domain::{Arch, ImageRef, Version};
 use crate::error::exit;
-use crate::registry::{Descriptor, RegistryError};
+use crate::registry::{BlobReader, Descriptor, RegistryError};
 
 /// Why one release could not be resolved; the resolver turns it into a [`ReleaseError`] that
 /// names the release.
@@ -36,6 +39,8 @@ pub enum Fault {
     Registry(RegistryError),
     Content(String),
     NoDriverToolkit,
+    /// The payload names its DTK by tag, not by digest.
+    DtkByTag(String),
     Layer {
         image: String,
         layer: String,
@@ -59,6 +64,28 @@ impl Fault {
     }
 }
 
+/// Reads what is left of `blob` (in as few range requests as the reader allows) so that its
+/// digest is checked. Callers use nothing read from a layer before this returns `Ok`.
+fn verify_rest(blob: &mut BlobReader, image: &ImageRef, desc: &Descriptor) -> Result<(), Fault> {
+    blob.hint()
+        .store(desc.size, std::sync::atomic::Ordering::Relaxed);
+    blob.finish()
+        .map_err(|e| Fault::layer(image, desc, layer::LayerError::Read(e)))?;
+    if blob.verified() {
+        Ok(())
+    } else {
+        // `finish` after an earlier failure returns early without a check: never trust that.
+        Err(Fault::layer(
+            image,
+            desc,
+            layer::LayerError::Read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the layer could not be read to its end and checked",
+            )),
+        ))
+    }
+}
+
 /// A release that could not be resolved, or an update graph that could not be read.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ReleaseError {
@@ -77,6 +104,35 @@ pub enum ReleaseError {
         )
     )]
     NoDriverToolkit { release: String, payload: String },
+
+    #[error(
+        "release {release}: the payload `{payload}` names its Driver Toolkit by tag, `{reference}`, not by digest"
+    )]
+    #[diagnostic(
+        code(driver_matrix::release::dtk_by_tag),
+        help(
+            "a tag can be moved to other content, so it cannot say what the release ships; real payloads name every image `@sha256:`. This payload was not made by `oc adm release new`: check `payload-repo`"
+        )
+    )]
+    DtkByTag {
+        release: String,
+        payload: String,
+        reference: String,
+    },
+
+    #[error("release {release}: layer `{layer}` of `{image}` does not match its digest: {message}")]
+    #[diagnostic(
+        code(driver_matrix::release::digest_mismatch),
+        help(
+            "the registry or a mirror served other bytes than the digest names; nothing read from them was used or cached. Check the mirror, then run again"
+        )
+    )]
+    LayerDigest {
+        release: String,
+        image: String,
+        layer: String,
+        message: String,
+    },
 
     #[error("release {release}: {message} (in `{image}`)")]
     #[diagnostic(
@@ -127,7 +183,9 @@ impl ReleaseError {
     /// release payload or DTK should hold; 2 for what `--offline` cannot know.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ReleaseError::Registry { .. } | ReleaseError::Graph { .. } => exit::REGISTRY,
+            ReleaseError::Registry { .. }
+            | ReleaseError::Graph { .. }
+            | ReleaseError::LayerDigest { .. } => exit::REGISTRY,
             ReleaseError::Layer { network: true, .. } => exit::REGISTRY,
             ReleaseError::Offline { .. } => exit::USAGE,
             _ => exit::FAILED,
@@ -145,6 +203,25 @@ impl ReleaseError {
                 release,
                 payload: payload.to_string(),
             },
+            Fault::DtkByTag(reference) => ReleaseError::DtkByTag {
+                release,
+                payload: payload.to_string(),
+                reference,
+            },
+            Fault::Layer {
+                image,
+                layer: l,
+                error: layer::LayerError::Read(e),
+            } if e.kind() == std::io::ErrorKind::InvalidData
+                && crate::registry::TransferError::is_transfer(&e) =>
+            {
+                ReleaseError::LayerDigest {
+                    release,
+                    image,
+                    layer: l,
+                    message: e.to_string(),
+                }
+            }
             Fault::Content(message) => ReleaseError::Content {
                 release,
                 image: payload.to_string(),

@@ -1,11 +1,16 @@
 //! The release payload: `release-manifests/image-references` (an ImageStream naming every
 //! component image) and `release-manifests/release-metadata`, read from the payload's last
 //! layer, with the other layers as a fallback, newest first.
+//!
+//! The layer that holds them is read to its end and checked against its digest before either
+//! file is parsed: both say what the lock records (the DTK, the version), and a prefix of a
+//! layer proves nothing about who wrote it. On real payloads that layer is a few MB of
+//! compressed YAML; it is streamed, so memory stays bounded by [`layer::Limits`].
 
 use serde::Deserialize;
 
-use super::{Fault, layer};
-use crate::domain::{Arch, ImageRef, Version};
+use super::{Fault, layer, verify_rest};
+use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::registry::{Client, ImageManifest};
 
 pub const IMAGE_REFERENCES: &str = "release-manifests/image-references";
@@ -17,10 +22,18 @@ const OS_TAGS: [&str; 3] = ["rhel-coreos", "rhel-coreos-8", "machine-os-content"
 /// What the resolver takes from a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadInfo {
-    /// The `driver-toolkit` tag's `from.name`.
+    /// The `driver-toolkit` tag's `from.name`, always a digest reference.
     pub dtk: ImageRef,
     /// `machine-os=` of the OS tag's `io.openshift.build.versions`.
     pub machine_os: Option<String>,
+}
+
+/// [`PayloadInfo`] and where it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadRead {
+    pub info: PayloadInfo,
+    /// The layer both files came from, read whole and digest-checked.
+    pub layer: Digest,
 }
 
 #[derive(Deserialize)]
@@ -59,42 +72,42 @@ struct Metadata {
     version: String,
 }
 
-/// Reads the payload's release manifests, last layer first, stopping inside the layer as soon
-/// as both files are found.
+/// Reads the payload's release manifests, last layer first. Every layer looked at is read to
+/// its end and digest-checked before anything found in it (or any verdict on its format) is
+/// used, so altered bytes fail the run as a digest mismatch, whatever they decompress to.
 pub fn read(
     client: &Client,
     payload: &ImageRef,
     image: &ImageManifest,
     version: &Version,
     arch: Arch,
-) -> Result<PayloadInfo, Fault> {
+) -> Result<PayloadRead, Fault> {
     let wanted = [IMAGE_REFERENCES, RELEASE_METADATA];
     for layer_desc in image.layers.iter().rev() {
         let mut blob = client.blob_reader(payload, layer_desc)?;
-        let hint = blob.hint();
-        let found = layer::scan(&mut blob, &wanted, layer::Limits::default(), Some(hint));
+        let found = layer::scan(&mut blob, &wanted, layer::Limits::default(), None);
+        if let Err(e @ layer::LayerError::Read(_)) = found {
+            return Err(Fault::layer(payload, layer_desc, e));
+        }
+        verify_rest(&mut blob, payload, layer_desc)?;
         let mut found = match found {
             Ok(f) => f,
             // A layer that is not a tar (or is something else entirely) is not where the
-            // manifests are; try the next one. Read failures and bombs are not skipped.
+            // manifests are; try the next one. Bombs are not skipped.
             Err(layer::LayerError::Format(_)) => continue,
             Err(e) => return Err(Fault::layer(payload, layer_desc, e)),
         };
-        if found.len() < wanted.len() {
-            // The archive ended without them: read the rest so the digest is checked, then
-            // move on to an older layer.
-            blob.finish()
-                .map_err(|e| Fault::layer(payload, layer_desc, layer::LayerError::Read(e)))?;
+        let (Some(refs), Some(meta)) = (
+            found.remove(IMAGE_REFERENCES),
+            found.remove(RELEASE_METADATA),
+        ) else {
             continue;
-        }
-        let refs = found
-            .remove(IMAGE_REFERENCES)
-            .expect("both files were found");
-        let meta = found
-            .remove(RELEASE_METADATA)
-            .expect("both files were found");
+        };
         check_metadata(&meta, version, arch)?;
-        return parse_references(&refs);
+        return Ok(PayloadRead {
+            info: parse_references(&refs)?,
+            layer: layer_desc.digest.clone(),
+        });
     }
     Err(Fault::Content(format!(
         "no layer of the payload holds `{IMAGE_REFERENCES}` and `{RELEASE_METADATA}`"
@@ -120,7 +133,7 @@ fn check_metadata(bytes: &[u8], version: &Version, _arch: Arch) -> Result<(), Fa
 }
 
 /// Parses `image-references` as `oc` does: kind and apiVersion must be exactly those of an
-/// ImageStream.
+/// ImageStream. The DTK must be named by digest.
 pub fn parse_references(bytes: &[u8]) -> Result<PayloadInfo, Fault> {
     let stream: ImageStream = serde_json::from_slice(bytes)
         .map_err(|e| Fault::Content(format!("`{IMAGE_REFERENCES}` is not valid: {e}")))?;
@@ -142,6 +155,9 @@ pub fn parse_references(bytes: &[u8]) -> Result<PayloadInfo, Fault> {
     let dtk: ImageRef = from.name.parse().map_err(|e: crate::domain::ParseError| {
         Fault::Content(format!("the `driver-toolkit` tag names {}", e.message))
     })?;
+    if dtk.digest().is_none() {
+        return Err(Fault::DtkByTag(dtk.to_string()));
+    }
     let machine_os = OS_TAGS
         .iter()
         .filter_map(|n| tag(n))
@@ -151,13 +167,16 @@ pub fn parse_references(bytes: &[u8]) -> Result<PayloadInfo, Fault> {
                 .find_map(|kv| kv.trim().strip_prefix("machine-os="))
                 .map(str::to_string)
         })
-        .filter(|m| {
-            !m.is_empty()
-                && m.len() <= 64
-                && m.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        });
+        .filter(|m| valid_machine_os(m));
     Ok(PayloadInfo { dtk, machine_os })
+}
+
+/// An RHCOS version as the lock may record it: short, letters, digits, `.`, `-`, `_`.
+pub fn valid_machine_os(m: &str) -> bool {
+    !m.is_empty()
+        && m.len() <= 64
+        && m.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 #[cfg(test)]
@@ -197,5 +216,17 @@ mod tests {
             parse_references(&stream("ImageStream", r#"{"name":"cli"}"#)),
             Err(Fault::NoDriverToolkit)
         ));
+    }
+
+    #[test]
+    fn a_dtk_named_by_tag_is_refused_with_its_reference() {
+        let by_tag = "evil.example/ns/dtk:latest";
+        let tags = format!(
+            r#"{{"name":"driver-toolkit","from":{{"kind":"DockerImage","name":"{by_tag}"}}}}"#
+        );
+        match parse_references(&stream("ImageStream", &tags)) {
+            Err(Fault::DtkByTag(r)) => assert_eq!(r, by_tag),
+            other => panic!("{other:?}"),
+        }
     }
 }

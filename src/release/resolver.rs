@@ -1,13 +1,14 @@
 //! Resolving many releases: cache first, then payload → DTK, on a few worker threads; results
-//! come back in target order whatever order the workers finish in.
+//! come back in target order whatever order the workers finish in. The cache gains entries
+//! only from a release that resolved, and only verified facts (see [`super::cache`]).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::{Cache, Fault, ReleaseError, dtk, payload};
-use crate::domain::{Arch, ImageRef, Version};
+use super::{Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, Verified, dtk, payload};
+use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::{Lock, LockedRelease};
-use crate::registry::Client;
+use crate::registry::{Client, ImageManifest};
 
 /// One release to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,59 +93,95 @@ impl Resolver<'_> {
         let Some(client) = self.client else {
             return self.offline(t, lock).map(|r| (r, Event::Cached));
         };
-        let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, &t.payload, f);
-        let digest = match t.payload.digest() {
-            Some(d) => d.clone(),
-            None => client
-                .head_manifest(&t.payload)
-                .map_err(|e| fault(e.into()))?
-                .ok_or_else(|| {
-                    fault(Fault::Registry(crate::registry::RegistryError::NotFound {
-                        reference: t.payload.to_string(),
-                        tried: String::new(),
-                        said: "the registry has no such tag".into(),
-                    }))
-                })?,
-        };
-        if t.payload.digest().is_none() {
-            self.cache.put_tag(&t.payload, &digest);
-        }
-        if let Some(hit) = self.cache.release(&digest, t.arch)
-            && hit.version == t.version
-        {
-            return Ok((hit, Event::Cached));
-        }
+        let digest = self.payload_digest(client, t)?;
         let pinned = t.payload.with_digest(digest.clone());
         let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, &pinned, f);
-        let image = client
-            .manifest(&pinned, t.arch)
-            .map_err(|e| fault(e.into()))?;
-        let info = payload::read(client, &pinned, &image, &t.version, t.arch).map_err(fault)?;
-        let dtk_image = client
-            .manifest(&info.dtk, t.arch)
-            .map_err(|e| fault(e.into()))?;
-        let dtk_ref = dtk_image.pinned(&info.dtk);
+        let cached = self
+            .cache
+            .payload(&digest, t.arch)
+            .filter(|e| e.version == t.version);
+        if let Some(entry) = &cached
+            && let Some(hit) = entry.dtk.digest().and_then(|d| self.cache.dtk(d))
+        {
+            return Ok((entry.locked(pinned.clone(), &hit.info), Event::Cached));
+        }
+        let (entry, dtk_image) = match cached {
+            // The payload is known; only its DTK's kernel is not (it was provisional).
+            Some(entry) => {
+                let dtk_image = client
+                    .manifest(&entry.dtk, t.arch)
+                    .map_err(|e| fault(e.into()))?;
+                (entry, dtk_image)
+            }
+            None => self.read_payload(client, t, &digest, &pinned)?,
+        };
+        let dtk_ref = entry.dtk.clone();
         let dtk_info = match self.cache.dtk(&dtk_image.image_digest) {
-            Some(hit) => hit,
+            Some(hit) => hit.info,
             None => {
                 let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, &dtk_ref, f);
                 let read = dtk::read(client, &dtk_ref, &dtk_image).map_err(fault)?;
-                self.cache.put_dtk(&dtk_image.image_digest, &read);
-                read
+                if read.verified {
+                    self.cache.put_dtk(&DtkEntry {
+                        image: dtk_image.image_digest.clone(),
+                        info: read.info.clone(),
+                        verified: Verified::read_whole(read.layer),
+                    });
+                }
+                read.info
             }
         };
-        let release = LockedRelease {
-            version: t.version.clone(),
+        // Written only once the whole release resolved, so a failed run caches nothing.
+        self.cache.put_payload(&entry);
+        Ok((entry.locked(pinned.clone(), &dtk_info), Event::Fetched))
+    }
+
+    /// The digest the target's payload names: its own, else the tag's (one `HEAD`).
+    fn payload_digest(&self, client: &Client, t: &Target) -> Result<Digest, ReleaseError> {
+        if let Some(d) = t.payload.digest() {
+            return Ok(d.clone());
+        }
+        let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, &t.payload, f);
+        let digest = client
+            .head_manifest(&t.payload)
+            .map_err(|e| fault(e.into()))?
+            .ok_or_else(|| {
+                fault(Fault::Registry(crate::registry::RegistryError::NotFound {
+                    reference: t.payload.to_string(),
+                    tried: String::new(),
+                    said: "the registry has no such tag".into(),
+                }))
+            })?;
+        self.cache.put_tag(&t.payload, &digest);
+        Ok(digest)
+    }
+
+    /// Reads the payload (its manifests layer verified whole) and its DTK's manifest, both by
+    /// digest.
+    fn read_payload(
+        &self,
+        client: &Client,
+        t: &Target,
+        digest: &Digest,
+        pinned: &ImageRef,
+    ) -> Result<(PayloadEntry, ImageManifest), ReleaseError> {
+        let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, pinned, f);
+        let image = client
+            .manifest(pinned, t.arch)
+            .map_err(|e| fault(e.into()))?;
+        let read = payload::read(client, pinned, &image, &t.version, t.arch).map_err(fault)?;
+        let dtk_image = client
+            .manifest(&read.info.dtk, t.arch)
+            .map_err(|e| fault(e.into()))?;
+        let entry = PayloadEntry {
+            payload: digest.clone(),
             arch: t.arch,
-            payload: pinned,
-            dtk: dtk_ref,
-            kernel: dtk_info.kernel,
-            rt_kernel: dtk_info.rt_kernel,
-            rhel: dtk_info.rhel,
-            machine_os: info.machine_os,
+            version: t.version.clone(),
+            dtk: dtk_image.pinned(&read.info.dtk),
+            machine_os: read.info.machine_os,
+            verified: Verified::read_whole(read.layer),
         };
-        self.cache.put_release(&digest, &release);
-        Ok((release, Event::Fetched))
+        Ok((entry, dtk_image))
     }
 
     /// The lock's entry, else the cache's by the tag's last known digest.
@@ -158,8 +195,10 @@ impl Resolver<'_> {
             .cloned()
             .or_else(|| self.cache.tag(&t.payload));
         digest
-            .and_then(|d| self.cache.release(&d, t.arch))
-            .filter(|r| r.version == t.version)
+            .and_then(|d| {
+                self.cache
+                    .release(&t.payload.with_digest(d), &t.version, t.arch)
+            })
             .ok_or_else(|| ReleaseError::Offline {
                 release: format!("{} ({})", t.version, t.arch),
             })
