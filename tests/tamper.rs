@@ -462,6 +462,52 @@ fn a_provisional_kernel_is_never_cached() {
     ok(&w.run(&["resolve"]));
     assert!(w.lock().contains(EVIL_KERNEL), "{}", w.lock());
     assert_eq!(cache_entries(&w), entries);
+
+    // A build on that kernel compiles against the DTK's real headers (buildah pulls the DTK by
+    // digest and checks it), so its module says the real kernel: `build` reads the pushed image
+    // back, refuses it, and nothing enters the lock.
+    let ctx = w.path("evil-kmod");
+    std::fs::create_dir_all(ctx.join(EVIL_KERNEL)).unwrap();
+    std::fs::write(
+        ctx.join(EVIL_KERNEL).join("hello.ko"),
+        module("hello", K_416),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nARG KERNEL_VERSION\n\
+         COPY ${KERNEL_VERSION}/hello.ko /opt/lib/modules/${KERNEL_VERSION}/hello.ko\n",
+    )
+    .unwrap();
+    // `--offline` builds on the lock as it is, false kernel included, straight against the
+    // honest registry.
+    w.matrix(
+        &format!("releases = [\"{VERSION}\"]"),
+        &format!(
+            "\n[[driver]]\nname = \"evil-kmod\"\ncontext = \"evil-kmod\"\nimage = \"{}/{}/evil-kmod\"\n",
+            w.addr, w.ns
+        ),
+    );
+    let before = w.lock();
+    let out = run_in(w.dir.path(), &["--offline", "build"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("do not confirm kernel `{EVIL_KERNEL}`")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        w.lock(),
+        before,
+        "nothing built on the false kernel enters the lock"
+    );
+
     w.matrix(&format!("releases = [\"{VERSION}\"]"), "");
     ok(&w.run(&["resolve"]));
     assert_eq!(w.lock(), lock);
