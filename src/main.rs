@@ -7,6 +7,7 @@ use clap::Parser;
 use driver_matrix::cli::{Cli, ColorChoice};
 use driver_matrix::error::exit;
 
+#[allow(clippy::print_stderr)] // the one place an error is rendered
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

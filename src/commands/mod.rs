@@ -1,6 +1,9 @@
 //! One module per command: parse its flags, call the pipeline (`crate::pipeline`), render what
 //! it returns. This one holds what they share: opening the session, printing warnings.
 
+// Commands are where output is written; everything below them returns what to show.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod build;
 mod collect;
 mod diff;
