@@ -155,7 +155,7 @@ fn noop_over_100_fresh_jobs() {
             (0..REPS)
                 .map(|_| {
                     let start = Instant::now();
-                    let found = driver_matrix::build::fresh::parallel_map(&full.images, 16, |i| {
+                    let found = driver_matrix::parallel::map(&full.images, 16, |i| {
                         store.has_digest(&i.image, &i.digest).unwrap()
                     });
                     assert!(found.iter().all(|f| *f));

@@ -19,6 +19,7 @@ pub mod export;
 pub mod inputs;
 pub mod lock;
 pub mod matrix;
+pub mod parallel;
 pub mod pipeline;
 pub mod plan;
 pub mod registry;

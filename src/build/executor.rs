@@ -6,14 +6,14 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::command::Invocation;
 use super::event::{Event, Failure, Outcome, Reporter};
 use super::process::{self, Cancel};
 use crate::domain::Digest;
+use crate::parallel::Next;
 use crate::plan::Job;
 
 /// One job to build: its commands and where its output goes.
@@ -61,47 +61,23 @@ impl Executor {
         on_pushed: &OnPushed<'_>,
     ) -> Vec<Outcome> {
         reporter.event(&Event::Begin { total: tasks.len() });
-        let outcomes: Vec<Mutex<Outcome>> = tasks
-            .iter()
-            .map(|_| Mutex::new(Outcome::NotStarted))
-            .collect();
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let workers = self.jobs.clamp(1, tasks.len().max(1));
-        let worker = || {
-            loop {
-                if stop.load(Ordering::SeqCst) || self.cancel.is_interrupted() {
-                    return;
-                }
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(task) = tasks.get(index) else { return };
-                let outcome = self.one(index, task, reporter, on_pushed);
-                if matches!(outcome, Outcome::Failed(_)) && self.fail_fast {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                *outcomes[index].lock().unwrap_or_else(|e| e.into_inner()) = outcome;
-            }
-        };
         // Each worker takes the next task in plan order, so `-j1` builds in plan order and
-        // `--fail-fast` stops exactly the tasks not yet taken. The pool's threads spend their
-        // time waiting on buildah, one per slot.
-        match rayon::ThreadPoolBuilder::new()
-            .num_threads(workers)
-            .thread_name(|i| format!("build-{i}"))
-            .build()
-        {
-            Ok(pool) => pool.scope(|s| {
-                for _ in 0..workers {
-                    s.spawn(|_| worker());
-                }
-            }),
-            // No threads to be had: build one job after the other on this one.
-            Err(_) => worker(),
-        }
-        outcomes
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-            .collect()
+        // `--fail-fast` stops exactly the tasks not yet taken.
+        crate::parallel::run(tasks, self.jobs, |index, task| {
+            if self.cancel.is_interrupted() {
+                return (Outcome::NotStarted, Next::Stop);
+            }
+            let outcome = self.one(index, task, reporter, on_pushed);
+            let next = if matches!(outcome, Outcome::Failed(_)) && self.fail_fast {
+                Next::Stop
+            } else {
+                Next::Continue
+            };
+            (outcome, next)
+        })
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::NotStarted))
+        .collect()
     }
 
     fn one(

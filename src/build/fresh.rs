@@ -133,20 +133,3 @@ impl ImageStore for crate::registry::Client {
         }
     }
 }
-
-/// Runs `f` on every item with up to `threads` at once; results in item order. Registry
-/// checks wait on the network, not the CPU, so they get more threads than there are CPUs.
-pub fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    use rayon::prelude::*;
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-    {
-        Ok(pool) => pool.install(|| items.par_iter().map(&f).collect()),
-        Err(_) => items.iter().map(f).collect(),
-    }
-}

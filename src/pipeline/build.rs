@@ -117,7 +117,7 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
         None
     };
     let lock = &session.lock;
-    let decisions = build::fresh::parallel_map(selected, CHECK_THREADS, |job| {
+    let decisions = crate::parallel::map(selected, CHECK_THREADS, |job| {
         if force {
             return Ok(Decision::Build("forced"));
         }

@@ -174,7 +174,7 @@ impl Session {
             return Ok(lock);
         }
         let client = self.client()?;
-        let present = crate::build::fresh::parallel_map(&lock.images, 16, |i| {
+        let present = crate::parallel::map(&lock.images, 16, |i| {
             crate::build::ImageStore::has_digest(client, &i.image, &i.digest)
         });
         let present = present

@@ -1,13 +1,12 @@
-//! Resolving many releases: cache first, then payload → DTK, on a few worker threads; results
-//! come back in target order whatever order the workers finish in. The cache gains entries
-//! only from a release that resolved, and only verified facts (see [`super::cache`]).
-
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+//! Resolving many releases: cache first, then payload → DTK, on a few workers
+//! ([`crate::parallel`]); results come back in target order whatever order they finish in.
+//! The cache gains entries only from a release that resolved, and only verified facts (see
+//! [`super::cache`]).
 
 use super::{Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, Verified, dtk, payload};
 use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::{Lock, LockedRelease};
+use crate::parallel::Next;
 use crate::registry::{Client, ImageManifest};
 
 /// One release to resolve.
@@ -57,32 +56,20 @@ impl Resolver<'_> {
         progress: &dyn Progress,
     ) -> Result<Vec<LockedRelease>, ReleaseError> {
         progress.start(targets.len());
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let results: Mutex<Vec<Option<Result<LockedRelease, ReleaseError>>>> =
-            Mutex::new((0..targets.len()).map(|_| None).collect());
-        let workers = self.jobs.clamp(1, targets.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    while !stop.load(Ordering::Relaxed) {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(t) = targets.get(i) else { break };
-                        let r = self.one(t, lock);
-                        match &r {
-                            Ok((_, ev)) => progress.done(t, *ev),
-                            Err(_) => stop.store(true, Ordering::Relaxed),
-                        }
-                        results.lock().expect("no worker panics holding the lock")[i] =
-                            Some(r.map(|(r, _)| r));
-                    }
-                });
-            }
+        let results = crate::parallel::run(targets, self.jobs, |_, t| {
+            let r = self.one(t, lock);
+            let next = match &r {
+                Ok((_, ev)) => {
+                    progress.done(t, *ev);
+                    Next::Continue
+                }
+                Err(_) => Next::Stop,
+            };
+            (r.map(|(r, _)| r), next)
         });
         progress.finish();
-        let results = results.into_inner().expect("the workers are done");
         let mut out = Vec::with_capacity(targets.len());
-        // Targets are handed out in order, so every target before a failed one has a result.
+        // Targets are taken in order, so every target before a failed one has a result.
         for r in results.into_iter().flatten() {
             out.push(r?);
         }
