@@ -2,20 +2,7 @@
 
 use miette::Diagnostic;
 
-/// Exit codes of the public contract.
-pub mod exit {
-    pub const OK: i32 = 0;
-    /// A build or verification failed.
-    pub const FAILED: i32 = 1;
-    /// Usage or matrix error.
-    pub const USAGE: i32 = 2;
-    /// The lock is out of date under `--locked`.
-    pub const LOCKED: i32 = 3;
-    /// A registry, network or authentication failure.
-    pub const REGISTRY: i32 = 4;
-    /// Interrupted (Ctrl-C).
-    pub const INTERRUPTED: i32 = 130;
-}
+pub use crate::exit;
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum Error {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod domain;
 pub mod error;
+pub mod exit;
 pub mod export;
 pub mod inputs;
 pub mod lock;

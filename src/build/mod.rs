@@ -43,9 +43,9 @@ pub enum BuildError {
 impl BuildError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Store(_) => crate::error::exit::REGISTRY,
-            BuildError::NoCacheDir => crate::error::exit::USAGE,
-            BuildError::RegistriesConf { .. } => crate::error::exit::FAILED,
+            BuildError::Store(_) => crate::exit::REGISTRY,
+            BuildError::NoCacheDir => crate::exit::USAGE,
+            BuildError::RegistriesConf { .. } => crate::exit::FAILED,
         }
     }
 }

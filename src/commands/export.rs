@@ -82,7 +82,7 @@ fn deployment(out: export::Export) -> Result<i32> {
         "{} job(s) have no image in the lock; run `driver-matrix build` (or `collect`), then export again",
         out.missing.len()
     );
-    Ok(crate::error::exit::FAILED)
+    Ok(crate::exit::FAILED)
 }
 
 /// The shard count given, or one shard per job still to build (at least 1, at most 256).

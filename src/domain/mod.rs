@@ -6,12 +6,14 @@ mod arch;
 mod digest;
 mod image_ref;
 mod kernel;
+mod registry;
 mod version;
 
 pub use arch::Arch;
 pub use digest::Digest;
 pub use image_ref::{ImageRef, check_tag};
 pub use kernel::Kernel;
+pub use registry::{Mirror, RegistrySettings};
 pub use version::{Version, VersionReq};
 
 /// Why a string was not accepted as a domain value. The message is lowercase and names the

@@ -56,30 +56,8 @@ pub struct Channel {
     pub latest: u32,
 }
 
-/// Settings for one registry host.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistrySettings {
-    /// Reads of this host go to this mirror instead.
-    pub mirror: Option<Mirror>,
-    /// Plain HTTP and no TLS verification for this host.
-    pub insecure: bool,
-}
-
-/// Where reads of a mirrored host go: `host[:port]` and an optional namespace prepended to paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mirror {
-    pub host: String,
-    pub namespace: Option<String>,
-}
-
-impl std::fmt::Display for Mirror {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{}/{ns}", self.host),
-            None => f.write_str(&self.host),
-        }
-    }
-}
+// Per-host registry settings are the registry client's types; the matrix fills them in.
+pub use crate::domain::{Mirror, RegistrySettings};
 
 /// One driver of the matrix.
 #[derive(Debug, Clone)]

@@ -373,7 +373,7 @@ mod tests {
 
     use super::*;
     use crate::domain::ImageRef;
-    use crate::matrix::RegistrySettings;
+    use crate::domain::RegistrySettings;
     use crate::registry::{Client, ClientOptions};
 
     fn client(addr: &str) -> Client {

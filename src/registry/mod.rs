@@ -41,8 +41,8 @@ pub use blob::{BlobReader, TransferError};
 pub use error::RegistryError;
 pub use manifest::{Descriptor, ImageManifest};
 
+use crate::domain::RegistrySettings;
 use crate::domain::{Arch, Digest, ImageRef};
-use crate::matrix::RegistrySettings;
 use body::said;
 use transport::{Request, Route, Transport};
 

@@ -21,7 +21,7 @@ use super::body::{BodyError, ERROR_BODY_CAP, error_body, read_body, said, too_la
 use super::error::RegistryError;
 use super::retry::{Attempt, RetryPolicy};
 use crate::domain::ImageRef;
-use crate::matrix::RegistrySettings;
+use crate::domain::RegistrySettings;
 
 /// Where a reference is actually read from.
 #[derive(Debug, Clone)]
@@ -619,7 +619,7 @@ mod tests {
 
     #[test]
     fn mirrored_reads_go_to_the_mirror_and_keep_the_source_for_messages() {
-        use crate::matrix::Mirror;
+        use crate::domain::Mirror;
         let mut registries = BTreeMap::new();
         registries.insert(
             "quay.io".to_string(),

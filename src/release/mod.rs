@@ -29,7 +29,7 @@ pub use cache::{Cache, DtkEntry, How, PayloadEntry, Verified};
 pub use resolver::{Event, Progress, Resolver, Target};
 
 use crate::domain::{Arch, ImageRef, Version};
-use crate::error::exit;
+use crate::exit;
 use crate::registry::{BlobReader, Descriptor, RegistryError};
 
 /// Why one release could not be resolved; the resolver turns it into a [`ReleaseError`] that
