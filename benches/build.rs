@@ -8,7 +8,10 @@
 //!
 //! Real buildah, a real registry on loopback, the release binary.
 
-#[path = "../tests/support/mod.rs"]
+// A benchmark prints its figures and may unwrap.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::process::Command;

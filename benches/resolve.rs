@@ -11,6 +11,9 @@
 //!
 //! `DM_BENCH_RELEASES` (default 100) and `DM_BENCH_DTK_BASE_MB` (default 64) scale it.
 
+// A benchmark prints its figures and may unwrap.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Deployment and CI material made from the lock and the plan: KMM `Module`s, boot-time
 //! `BootModuleConfig`s, KMM preflight validations, a GitHub Actions shard matrix and a
 //! Kubernetes Indexed Job. Pure functions; every output is deterministic, parses back, and the
-//! KMM objects validate against KMM's CRDs (`tests/kmm_crds.rs`).
+//! KMM objects validate against KMM's CRDs (`tests/it/kmm_crds.rs`).
 
 mod boot;
 mod ci;

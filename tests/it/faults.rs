@@ -7,9 +7,6 @@
 //!
 //! Run with `--nocapture` to see the seeds and the faults each one survived.
 
-#[path = "resolve_support/mod.rs"]
-mod resolve_support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -20,9 +17,9 @@ use driver_matrix::domain::{Arch, Digest, ImageRef};
 use driver_matrix::matrix::RegistrySettings;
 use driver_matrix::registry::{Client, ClientOptions, Descriptor};
 
+use crate::support::{World, module, ok_in, run_in, stderr, stdout};
 use driver_matrix_sandbox::proxy::{Counts, FaultProxy};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
-use resolve_support::{World, module, ok_in, run_in, stderr, stdout};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";

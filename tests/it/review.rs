@@ -3,13 +3,10 @@
 //! rebuilds the lock. Real buildah, real docker-registry; modules are ELF objects with a real
 //! `.modinfo`, made by the test.
 
-#[path = "resolve_support/mod.rs"]
-mod resolve_support;
-
 use std::path::Path;
 
+use crate::support::{World, module, ok_in, run_in, stderr, stdout};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
-use resolve_support::{World, module, ok_in, run_in, stderr, stdout};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";

@@ -1,13 +1,12 @@
-//! Test support for `tests/resolve*.rs`: a `World` is a namespace of its own in the shared
-//! registry, a temporary project directory with a matrix, and a way to run the real binary
-//! there, isolated from the machine's credentials and cache.
+//! A `World` is a namespace of its own in the shared registry (payloads, DTK stand-ins and
+//! images pushed there by the sandbox crate) and a temporary project directory with a matrix.
 
-#![allow(dead_code)]
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, Pusher};
 
-use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, Pusher, Registry};
+use super::{binary, redact};
 
 pub const K_414: &str = "5.14.0-284.52.1.el9_2.x86_64";
 pub const RT_414: &str = "5.14.0-284.52.1.rt14.337.el9_2.x86_64";
@@ -24,7 +23,7 @@ pub struct World {
 
 impl World {
     pub fn new(name: &str) -> World {
-        Self::on(Registry::shared().addr(), name, None)
+        Self::on(super::registry().addr(), name, None)
     }
 
     /// A world on a registry of its own (e.g. one that requires auth).
@@ -101,17 +100,10 @@ impl World {
         std::fs::write(self.path("matrix.toml"), text).unwrap();
     }
 
+    /// The binary in this world's directory (see [`binary`]), without `SOURCE_DATE_EPOCH`.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-        cmd.current_dir(self.dir.path())
-            .args(args)
-            .arg("--cache-dir")
-            .arg(self.path("cache"))
-            .env("HOME", self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("XDG_RUNTIME_DIR")
-            .stdin(Stdio::null());
+        let mut cmd = binary(self.dir.path());
+        cmd.env_remove("SOURCE_DATE_EPOCH").args(args);
         cmd
     }
 
@@ -140,86 +132,4 @@ impl World {
     pub fn stable_lock(&self) -> String {
         redact(&self.lock(), &format!("{}/{}", self.addr, self.ns))
     }
-}
-
-/// Replaces `prefix` with `[registry]` and digests with `sha256:[digest]`.
-pub fn redact(text: &str, prefix: &str) -> String {
-    let text = text.replace(prefix, "[registry]");
-    let mut out = String::new();
-    let mut rest = text.as_str();
-    while let Some(i) = rest.find("sha256:") {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i + 7..];
-        let hex = tail.bytes().take_while(|b| b.is_ascii_hexdigit()).count();
-        out.push_str("sha256:[digest]");
-        rest = &tail[hex..];
-    }
-    out.push_str(rest);
-    out
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}
-
-/// Whether `hay` (a rendered diagnostic, wrapped at 80 columns with `  | ` margins) holds
-/// `needle`, ignoring whitespace and margins.
-pub fn says(hay: &str, needle: &str) -> bool {
-    let flat = |s: &str| -> String {
-        s.chars()
-            .filter(|c| !c.is_whitespace() && *c != '|')
-            .collect()
-    };
-    flat(hay).contains(&flat(needle))
-}
-
-/// The binary in `dir`, as a machine of its own would run it: its own cache and HOME, no
-/// credentials or registries.conf from this machine, reproducible images
-/// (`SOURCE_DATE_EPOCH`), and buildah set up for root without a container engine unless the
-/// environment says otherwise.
-pub fn run_in(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-    cmd.current_dir(dir)
-        .args(args)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .env("NO_COLOR", "1")
-        .env("HOME", dir)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("CONTAINERS_REGISTRIES_CONF")
-        .stdin(Stdio::null());
-    if std::env::var_os("STORAGE_DRIVER").is_none() {
-        cmd.env("STORAGE_DRIVER", "vfs");
-    }
-    if std::env::var_os("BUILDAH_ISOLATION").is_none() {
-        cmd.env("BUILDAH_ISOLATION", "chroot");
-    }
-    cmd.output().unwrap()
-}
-
-/// [`run_in`], asserting success.
-pub fn ok_in(dir: &Path, args: &[&str]) -> Output {
-    let out = run_in(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
-/// A `.ko`-like ELF object whose `.modinfo` says it was built for `kernel`.
-pub fn module(name: &str, kernel: &str) -> Vec<u8> {
-    driver_matrix_sandbox::kmod::fake_module(name, kernel)
 }

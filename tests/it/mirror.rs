@@ -3,11 +3,8 @@
 //! `collect`; the lock, the plan and the exports name quay.io only; the inputs hashes are the
 //! ones computed without a mirror.
 
-#[path = "resolve_support/mod.rs"]
-mod resolve_support;
-
+use crate::support::{World, module, ok_in, stdout};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Registry};
-use resolve_support::{World, module, ok_in, stdout};
 
 const K: &str = "5.14.0-284.52.1.el9_2.x86_64";
 

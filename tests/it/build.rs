@@ -1,7 +1,6 @@
 //! `driver-matrix build` end to end: real buildah, the real registry, the real binary.
 
-mod support;
-
+use crate::support;
 use support::{Driver, K1, K2, Project, inspect, redact};
 
 #[test]
@@ -11,7 +10,7 @@ fn builds_each_kernel_once_pushes_labels_and_locks() {
     // 2 drivers × 4 releases = 8 cells, but 3 releases share K1: 2 × 2 kernels = 4 builds.
     assert_eq!(p.builds(), 4, "{}", run.stderr());
     let lock = p.lock();
-    insta::assert_snapshot!("main_lock", redact(&lock));
+    insta::assert_snapshot!("main_lock", redact(&lock, support::registry().addr()));
 
     let parsed = driver_matrix::lock::read(&p.lock_path()).unwrap();
     assert_eq!(parsed.images.len(), 4);

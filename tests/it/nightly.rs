@@ -4,15 +4,12 @@
 //! `verify` and `build --locked` must pass, and a second `build` must build nothing.
 //! Real buildah, real docker-registry; modules are ELF objects with a real `.modinfo`.
 
-#[path = "resolve_support/mod.rs"]
-mod resolve_support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::{World, module, ok_in, run_in, stderr, stdout};
 use driver_matrix_sandbox::{DtkSpec, Flavor, GraphServer, PayloadSpec, graph};
-use resolve_support::{World, module, ok_in, run_in, stderr, stdout};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";

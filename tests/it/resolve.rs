@@ -1,10 +1,8 @@
 //! `driver-matrix resolve` against a real registry: media types, manifest lists, layer
 //! layouts, compression, RT kernel forms, and broken payloads.
 
-mod resolve_support;
-
+use crate::support::*;
 use driver_matrix_sandbox::{Compression, DtkSpec, Flavor, PayloadSpec};
-use resolve_support::*;
 
 #[test]
 fn docker_and_oci_payloads_resolve_into_the_lock() {

@@ -2,14 +2,11 @@
 //! read-modify-write, so concurrent runs lose nothing; `--no-wait` fails at once instead.
 //! Real buildah, real docker-registry.
 
-#[path = "resolve_support/mod.rs"]
-mod resolve_support;
-
 use std::path::Path;
 
+use crate::support::{World, module, run_in, says, stderr};
 use driver_matrix::pipeline::writer::{Wait, Writer};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
-use resolve_support::{World, module, run_in, says, stderr};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";

@@ -1,48 +1,17 @@
-//! Test support for `tests/build*.rs`: a DTK stand-in built with real buildah and pushed to the
-//! shared registry, and a `Project` (a matrix, driver contexts and a lock with `[[release]]`
-//! entries in a temporary directory) that runs the real binary with a counting buildah shim.
-
-#![allow(dead_code)]
+//! A DTK stand-in built with real buildah and pushed to the shared registry, and a `Project`
+//! (a matrix, driver contexts and a lock with `[[release]]` entries in a temporary directory)
+//! that runs the real binary `--offline` with a counting buildah shim.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use driver_matrix_sandbox::Registry;
+use super::{binary, buildah_env, registry};
 
 /// The two kernels the stub releases carry.
 pub const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 pub const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
-
-/// The shared registry, started from a thread that never ends: the sandbox starts it with
-/// `PR_SET_PDEATHSIG`, which fires when the *thread* that spawned it exits, so a registry
-/// started from a test's own thread would die with that test.
-pub fn registry() -> &'static Registry {
-    static STARTED: OnceLock<()> = OnceLock::new();
-    STARTED.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            Registry::shared();
-            tx.send(()).unwrap();
-            loop {
-                std::thread::park();
-            }
-        });
-        rx.recv().expect("the registry thread reports back");
-    });
-    Registry::shared()
-}
-
-/// buildah's environment for the tests, unless the caller's environment already says.
-pub fn buildah_env(cmd: &mut Command) -> &mut Command {
-    for (k, v) in [("STORAGE_DRIVER", "vfs"), ("BUILDAH_ISOLATION", "chroot")] {
-        if std::env::var_os(k).is_none() {
-            cmd.env(k, v);
-        }
-    }
-    cmd
-}
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = buildah_env(cmd)
@@ -276,22 +245,16 @@ impl Project {
 
     /// `driver-matrix --offline ARGS`, in the project, with the buildah shim first in PATH.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+        let mut cmd = binary(self.path());
         let path = format!(
             "{}:{}",
             self.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        cmd.current_dir(self.path())
-            .env("PATH", path)
-            .env("NO_COLOR", "1")
+        cmd.env("PATH", path)
             .env_remove("SOURCE_DATE_EPOCH")
             .arg("--offline")
-            .arg("--cache-dir")
-            .arg(self.path().join("cache"))
-            .args(args)
-            .stdin(Stdio::null());
-        buildah_env(&mut cmd);
+            .args(args);
         cmd
     }
 
@@ -357,19 +320,4 @@ pub fn inspect(image: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The lock's text with the registry port and digests made stable.
-pub fn redact(lock: &str) -> String {
-    let reg = registry().addr();
-    let mut s = lock.replace(reg, "[registry]");
-    // sha256 digests
-    while let Some(i) = s.find("sha256:") {
-        let end = i + 7 + 64;
-        if end > s.len() {
-            break;
-        }
-        s.replace_range(i..end, "SHA256:[digest]");
-    }
-    s.replace("SHA256:[digest]", "sha256:[digest]")
 }

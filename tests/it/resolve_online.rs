@@ -1,12 +1,10 @@
 //! `resolve`, `releases` and `plan` online: credentials, the update graph, a mirror of quay.io,
 //! the cache, `--offline` and `--locked`.
 
-mod resolve_support;
-
+use crate::support::*;
 use base64::Engine as _;
 use driver_matrix_sandbox::registry::Options;
 use driver_matrix_sandbox::{DtkSpec, Flavor, GraphServer, PayloadSpec, Registry, graph};
-use resolve_support::*;
 
 fn htpasswd(dir: &std::path::Path, user: &str, password: &str) -> std::path::PathBuf {
     let out = std::process::Command::new("htpasswd")

@@ -5,15 +5,13 @@
 //! message names the digest, that the lock is byte-identical to the honest one, and that no
 //! cache entry was written from the altered bytes.
 
-mod resolve_support;
-
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::*;
 use driver_matrix_sandbox::faulty::{FaultServer, Reply};
 use driver_matrix_sandbox::oci::{self, Compression, Layer};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, http};
-use resolve_support::*;
 
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 const EVIL_KERNEL: &str = "6.6.6-666.evil.x86_64";

@@ -1,0 +1,30 @@
+//! driver-matrix's integration tests, one binary: the real binary against a real registry
+//! (docker-registry on loopback) and real buildah. `support` is the one harness they share.
+
+// Tests may unwrap and print; the crate's lints keep the library from doing either.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+mod support;
+
+mod build;
+mod cli;
+mod demo_e2e;
+mod diff;
+mod export;
+mod faults;
+mod init;
+mod inputs;
+mod kmm_crds;
+mod kmm_matrix;
+mod lockfile;
+mod matrix_diagnostics;
+mod mirror;
+mod nightly;
+mod plan;
+mod resolve;
+mod resolve_faults;
+mod resolve_online;
+mod review;
+mod schema;
+mod tamper;
+mod writers;

@@ -1,0 +1,127 @@
+//! The one test harness: the shared registry, the binary run as a machine of its own would run
+//! it, buildah's environment, redaction, and two ways to set up a project:
+//! - [`World`] (`world.rs`): release payloads, DTK stand-ins and images pushed into a namespace
+//!   of the shared registry by the sandbox crate, and a matrix over them;
+//! - [`Project`] (`project.rs`): a matrix whose `[[release]]` entries are written into the lock,
+//!   run `--offline` with a buildah shim that counts builds.
+
+#![allow(dead_code, unused_imports)]
+
+mod project;
+mod world;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use driver_matrix_sandbox::Registry;
+
+pub use project::*;
+pub use world::*;
+
+/// The shared registry (`DRIVER_MATRIX_TEST_REGISTRY` under `make test`, else one started for
+/// this process from a thread that never ends: the sandbox starts it with `PR_SET_PDEATHSIG`,
+/// which fires when the *thread* that spawned it exits).
+pub fn registry() -> &'static Registry {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            Registry::shared();
+            tx.send(()).expect("the test thread waits for the registry");
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("the registry thread reports back");
+    });
+    Registry::shared()
+}
+
+/// buildah's environment for the tests, unless the caller's environment already says.
+pub fn buildah_env(cmd: &mut Command) -> &mut Command {
+    for (k, v) in [("STORAGE_DRIVER", "vfs"), ("BUILDAH_ISOLATION", "chroot")] {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+/// The binary in `dir`, as a machine of its own would run it: its own cache and HOME, no
+/// credentials or registries.conf from this machine, reproducible images
+/// (`SOURCE_DATE_EPOCH`), no colors, and buildah set up for root without a container engine
+/// unless the environment says otherwise.
+pub fn binary(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+    cmd.current_dir(dir)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .env("NO_COLOR", "1")
+        .env("HOME", dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .stdin(Stdio::null());
+    buildah_env(&mut cmd);
+    cmd
+}
+
+/// [`binary`] with `args`, run to completion.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    binary(dir).args(args).output().unwrap()
+}
+
+/// [`run_in`], asserting success.
+pub fn ok_in(dir: &Path, args: &[&str]) -> Output {
+    let out = run_in(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// `text` with `prefix` (a registry address, with a namespace) replaced by `[registry]` and
+/// every digest by `sha256:[digest]`, for snapshots.
+pub fn redact(text: &str, prefix: &str) -> String {
+    let text = text.replace(prefix, "[registry]");
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("sha256:") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 7..];
+        let hex = tail.bytes().take_while(|b| b.is_ascii_hexdigit()).count();
+        out.push_str("sha256:[digest]");
+        rest = &tail[hex..];
+    }
+    out.push_str(rest);
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `hay` (a rendered diagnostic, wrapped at 80 columns with `  | ` margins) holds
+/// `needle`, ignoring whitespace and margins.
+pub fn says(hay: &str, needle: &str) -> bool {
+    let flat = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '|')
+            .collect()
+    };
+    flat(hay).contains(&flat(needle))
+}
+
+/// A `.ko`-like ELF object whose `.modinfo` says it was built for `kernel`.
+pub fn module(name: &str, kernel: &str) -> Vec<u8> {
+    driver_matrix_sandbox::kmod::fake_module(name, kernel)
+}
