@@ -125,20 +125,9 @@ impl Executor {
             }
             Err(Stop::Failed(message, inv, tail)) => return fail(message, Some(inv), tail),
         }
-        let digest = match &task.push {
-            None => None,
-            Some((push, file)) => {
-                let digest = match read_digest(file) {
-                    Ok(d) => d,
-                    Err(message) => return fail(message, Some(push), Vec::new()),
-                };
-                if let Err(e) = on_pushed(task, &digest) {
-                    let message = chain(e.as_ref());
-                    let _ = writeln!(log, "# {message}");
-                    return fail(message, None, Vec::new());
-                }
-                Some(digest)
-            }
+        let digest = match pushed(task, &mut log, on_pushed) {
+            Ok(d) => d,
+            Err((message, command)) => return fail(message, command, Vec::new()),
         };
         let elapsed = start.elapsed();
         let _ = writeln!(log, "# done in {:.1}s", elapsed.as_secs_f64());
@@ -211,6 +200,25 @@ enum Stop<'t> {
     Interrupted,
     /// What failed, the command, the last lines of its output.
     Failed(String, &'t Invocation, Vec<String>),
+}
+
+/// The digest a completed push wrote, once `on_pushed` accepted it (none under `--no-push`);
+/// else what failed, and the command when one did.
+fn pushed<'t>(
+    task: &'t Task,
+    log: &mut impl Write,
+    on_pushed: &OnPushed<'_>,
+) -> Result<Option<Digest>, (String, Option<&'t Invocation>)> {
+    let Some((push, file)) = &task.push else {
+        return Ok(None);
+    };
+    let digest = read_digest(file).map_err(|message| (message, Some(push)))?;
+    if let Err(e) = on_pushed(task, &digest) {
+        let message = chain(e.as_ref());
+        let _ = writeln!(log, "# {message}");
+        return Err((message, None));
+    }
+    Ok(Some(digest))
 }
 
 fn open_log(task: &Task) -> std::io::Result<BufWriter<File>> {

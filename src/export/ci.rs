@@ -33,7 +33,8 @@ pub struct JobOptions {
     pub retries_per_index: u32,
 }
 
-/// An Indexed `batch/v1` Job: pod `i` runs `driver-matrix build --shard i/N`.
+/// An Indexed `batch/v1` Job: pod `i` runs `driver-matrix build --shard i/N`. (Long because it
+/// is one literal Kubernetes object, read top to bottom as it will be applied.)
 pub fn k8s_job(o: &JobOptions) -> String {
     let mut metadata = serde_json::Map::new();
     metadata.insert("name".into(), json!(object_name(&o.name)));
