@@ -122,29 +122,14 @@ pub fn modules_from_kbuild(text: &str) -> Vec<String> {
 }
 
 /// A valid driver name from the directory's name: lowercase, other characters as `-`.
+/// The driver's name from the directory's: a valid name close to it.
 fn driver_name(dir: &Path) -> String {
     let base = dir
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    let mapped: String = base
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-    if trimmed.is_empty() {
-        "driver".to_string()
-    } else {
-        trimmed.to_string()
-    }
+    crate::matrix::suggest_name(&base)
 }
 
 fn quoted(items: &[String]) -> String {

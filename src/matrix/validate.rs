@@ -627,7 +627,7 @@ fn is_arg_name(s: &str) -> bool {
 }
 
 /// A valid driver name close to `s`: lowercase, other characters replaced by `-`.
-fn suggest_name(s: &str) -> String {
+pub fn suggest_name(s: &str) -> String {
     let lowered: String = s
         .to_lowercase()
         .chars()
