@@ -33,6 +33,9 @@ pub struct Buildah {
     pub timestamp: Option<u64>,
     /// Extra environment for every buildah process, on top of this process's own.
     pub env: Vec<(OsString, OsString)>,
+    /// Secrets named on the command line (`build --secret ID=PATH`): given to every build, in
+    /// place of a driver's secret of the same id.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 impl Default for Buildah {
@@ -42,6 +45,7 @@ impl Default for Buildah {
             authfile: None,
             timestamp: None,
             env: Vec::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -101,6 +105,51 @@ pub fn quote(word: &OsStr) -> String {
     }
 }
 
+/// A secret named on the command line, `--secret ID=PATH`: a regular file anywhere (the CI
+/// case: a key mounted outside the checkout), resolved to its canonical path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliSecret {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for CliSecret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((id, path)) = s.split_once('=') else {
+            return Err("expected `ID=PATH`, like `signing-key=/run/secrets/key.priv`".into());
+        };
+        if !crate::matrix::is_secret_id(id) {
+            return Err(format!(
+                "`{id}` is not a valid secret id (letters, digits, `.`, `_` or `-`)"
+            ));
+        }
+        let has_separator = |p: &str| p.contains([',', '=']);
+        if path.is_empty() || has_separator(path) {
+            return Err(format!(
+                "secret path `{path}` is empty or contains `,` or `=`, which buildah would read as more options"
+            ));
+        }
+        let resolved = Path::new(path)
+            .canonicalize()
+            .map_err(|e| format!("secret file `{path}`: {e}"))?;
+        if !resolved.is_file() {
+            return Err(format!("secret `{path}` is not a regular file"));
+        }
+        if has_separator(&resolved.to_string_lossy()) {
+            return Err(format!(
+                "secret `{path}` resolves to `{}`, whose path contains `,` or `=`",
+                resolved.display()
+            ));
+        }
+        Ok(CliSecret {
+            id: id.to_string(),
+            path: resolved,
+        })
+    }
+}
+
 fn insecure(registries: &BTreeMap<String, RegistrySettings>, host: &str) -> bool {
     registries.get(host).is_some_and(|r| r.insecure)
 }
@@ -150,7 +199,11 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
     ] {
         a.flag("--label", format!("{k}={v}"));
     }
-    for (id, path) in &spec.driver.secrets {
+    // Ids and paths hold no `,` or `=` (the matrix and `--secret` refuse them), so each value
+    // is exactly one secret, whatever buildah makes of its options.
+    let mut secrets = spec.driver.secrets.clone();
+    secrets.extend(spec.buildah.secrets.clone());
+    for (id, path) in &secrets {
         let mut s = OsString::from(format!("id={id},src="));
         s.push(path);
         a.flag("--secret", s);
