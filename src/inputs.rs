@@ -6,7 +6,9 @@
 //! `.dockerignore` as buildah does, the containerfile's path and contents, every build arg
 //! (reserved and the driver's own), the DTK by digest, the kernel and the arch. It does not
 //! depend on where the checkout lives, on timestamps, or on the order of keys in matrix.toml.
-//! Secrets are never read here.
+//! Secrets are never read here: a secret file that lies inside a context is left out of its
+//! digest. Only regular files, directories and symlinks are taken; anything else (a FIFO, a
+//! socket, a device) is refused without being opened, since reading it could block forever.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -30,6 +32,13 @@ pub enum InputsError {
         #[source]
         source: std::io::Error,
     },
+
+    #[error("`{path}` in a build context is {kind}, not a regular file, directory or symlink")]
+    #[diagnostic(
+        code(driver_matrix::inputs::special_file),
+        help("remove it from the context, or list it in `.containerignore`")
+    )]
+    Special { path: PathBuf, kind: &'static str },
 
     #[error("bad pattern `{pattern}` in `{file}`: {message}")]
     #[diagnostic(code(driver_matrix::inputs::ignore))]
@@ -59,6 +68,16 @@ impl IgnoreRules {
     pub fn load(context: &Path) -> Result<Self, InputsError> {
         for name in [".containerignore", ".dockerignore"] {
             let path = context.join(name);
+            match std::fs::metadata(&path) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(InputsError::Special {
+                        kind: kind_of(&meta.file_type()),
+                        path,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                _ => {}
+            }
             match std::fs::read_to_string(&path) {
                 Ok(text) => return Self::parse(&text, &path),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -132,9 +151,37 @@ fn clean(pattern: &str) -> String {
     parts.join("/")
 }
 
+/// What a file that is neither regular, a directory nor a symlink is, for messages.
+fn kind_of(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
 /// The digest of a build context: every file, directory and symlink that buildah would send,
 /// with the containerfile always included.
 pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, InputsError> {
+    hash_context_without(context, containerfile, &[])
+}
+
+/// [`hash_context`], leaving out the files at `secrets` (canonical paths): a secret inside a
+/// context is not an input, and its contents must not reach a digest.
+pub fn hash_context_without(
+    context: &Path,
+    containerfile: &str,
+    secrets: &[&Path],
+) -> Result<Digest, InputsError> {
     let rules = IgnoreRules::load(context)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -164,11 +211,19 @@ pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, Input
             continue;
         }
         let ft = entry.file_type();
+        if ft.is_file() && secrets.contains(&entry.path()) {
+            continue;
+        }
         let record = if ft.is_symlink() {
             let target = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
             format!("link {}", target.to_string_lossy())
         } else if ft.is_dir() {
             "dir".to_string()
+        } else if !ft.is_file() {
+            return Err(InputsError::Special {
+                path: entry.path().to_path_buf(),
+                kind: kind_of(&ft),
+            });
         } else {
             let meta = entry.metadata().map_err(|e| InputsError::Io {
                 path: entry.path().to_path_buf(),
@@ -203,7 +258,11 @@ pub fn context_digests(
     matrix
         .drivers
         .par_iter()
-        .map(|d| Ok((d.name.clone(), hash_context(&d.context, &d.containerfile)?)))
+        .map(|d| {
+            let secrets: Vec<&Path> = d.secrets.values().map(PathBuf::as_path).collect();
+            let digest = hash_context_without(&d.context, &d.containerfile, &secrets)?;
+            Ok((d.name.clone(), digest))
+        })
         .collect()
 }
 
