@@ -137,12 +137,14 @@ pub fn check_modules(
             findings.push(Finding::ModuleMissing { module, elsewhere });
             continue;
         };
-        match modinfo::read(&file.bytes) {
-            Ok(info) if info.kernel() == kernel.as_str() => checked.push((module, info.vermagic)),
+        match &file.info {
+            Ok(info) if info.kernel() == kernel.as_str() => {
+                checked.push((module, info.vermagic.clone()))
+            }
             Ok(info) => findings.push(Finding::WrongKernel {
                 module,
                 path: file.path.clone(),
-                vermagic: info.vermagic,
+                vermagic: info.vermagic.clone(),
             }),
             Err(e) => findings.push(Finding::Unreadable {
                 path: file.path.clone(),
@@ -254,7 +256,7 @@ mod tests {
             path: path.into(),
             kernel_dir: kernel_dir.into(),
             name: scan::module_name(file.rsplit('/').next().unwrap()).unwrap(),
-            bytes: modinfo::tests::fake_module(info.as_bytes()),
+            info: modinfo::read(&modinfo::tests::fake_module(info.as_bytes())),
         }
     }
 
