@@ -94,12 +94,33 @@ impl std::fmt::Display for Invocation {
     }
 }
 
-/// Quotes one word for a POSIX shell, leaving common safe words bare.
+/// Quotes one word for a POSIX shell, leaving common safe words bare. A word with control
+/// characters is written `$'...'` with `\xHH` escapes, so that printing a command line never
+/// sends an escape sequence to the terminal and the line still pastes into bash.
 pub fn quote(word: &OsStr) -> String {
     let s = word.to_string_lossy();
     let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
     if !s.is_empty() && s.chars().all(safe) {
         s.into_owned()
+    } else if s.chars().any(|c| c.is_control()) {
+        let mut out = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\\' | '\'' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }

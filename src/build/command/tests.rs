@@ -138,6 +138,8 @@ fn quoting() {
     assert_eq!(quote(OsStr::new("1.0 beta")), "'1.0 beta'");
     assert_eq!(quote(OsStr::new("it's")), r"'it'\''s'");
     assert_eq!(quote(OsStr::new("")), "''");
+    assert_eq!(quote(OsStr::new("a\x1b[2J'b\\")), r"$'a\x1b[2J\'b\\'");
+    assert_eq!(quote(OsStr::new("\u{9b}")), r"$'\xc2\x9b'");
 }
 
 fn secret_values(inv: &Invocation) -> Vec<String> {
