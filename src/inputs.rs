@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -271,7 +271,20 @@ fn hash_file(path: &Path) -> Result<String, InputsError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = std::fs::File::open(path).map_err(err)?;
+    // Non-blocking, then checked: a file swapped for a FIFO after the walk saw a regular file
+    // is refused instead of blocking the open.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(err)?;
+    let ft = f.metadata().map_err(err)?.file_type();
+    if !ft.is_file() {
+        return Err(InputsError::Special {
+            path: path.to_path_buf(),
+            kind: kind_of(&ft),
+        });
+    }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -357,6 +370,20 @@ mod tests {
         assert!(r.is_ignored("a/b/tmp/file"));
         let last_wins = rules("!a.txt\n*.txt\n");
         assert!(last_wins.is_ignored("a.txt"));
+    }
+
+    #[test]
+    fn a_file_that_became_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("no NUL");
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // What the walk would open had the file been swapped after it looked.
+        match hash_file(&fifo) {
+            Err(InputsError::Special { kind, .. }) => assert_eq!(kind, "a FIFO"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
