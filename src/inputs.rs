@@ -68,21 +68,22 @@ impl IgnoreRules {
     pub fn load(context: &Path) -> Result<Self, InputsError> {
         for name in [".containerignore", ".dockerignore"] {
             let path = context.join(name);
-            match std::fs::metadata(&path) {
-                Ok(meta) if !meta.is_file() => {
-                    return Err(InputsError::Special {
-                        kind: kind_of(&meta.file_type()),
-                        path,
-                    });
+            let mut file = match open_regular(&path) {
+                Ok(f) => f,
+                Err(InputsError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                _ => {}
-            }
-            match std::fs::read_to_string(&path) {
-                Ok(text) => return Self::parse(&text, &path),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(InputsError::Io { path, source }),
-            }
+                Err(e) => return Err(e),
+            };
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .map_err(|source| InputsError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            return Self::parse(&text, &path);
         }
         Ok(IgnoreRules { rules: Vec::new() })
     }
@@ -266,14 +267,15 @@ pub fn context_digests(
         .collect()
 }
 
-fn hash_file(path: &Path) -> Result<String, InputsError> {
+/// Opens `path` for reading, refusing anything but a regular file. The open does not block and
+/// the check is made on what was opened, so a file swapped for a FIFO after a directory walk
+/// saw it is refused too.
+fn open_regular(path: &Path) -> Result<std::fs::File, InputsError> {
     let err = |source| InputsError::Io {
         path: path.to_path_buf(),
         source,
     };
-    // Non-blocking, then checked: a file swapped for a FIFO after the walk saw a regular file
-    // is refused instead of blocking the open.
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
@@ -285,6 +287,15 @@ fn hash_file(path: &Path) -> Result<String, InputsError> {
             kind: kind_of(&ft),
         });
     }
+    Ok(f)
+}
+
+fn hash_file(path: &Path) -> Result<String, InputsError> {
+    let err = |source| InputsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = open_regular(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
