@@ -195,6 +195,11 @@ pub struct BuildArgs {
     /// Build without pushing; the lock's images stay as they are.
     #[arg(long)]
     pub no_push: bool,
+
+    /// Give every build the file PATH as secret ID, in place of the matrix's secret ID; the
+    /// way to pass a file from outside the matrix directory, like a key CI mounts (repeatable).
+    #[arg(long = "secret", value_name = "ID=PATH")]
+    pub secrets: Vec<crate::build::CliSecret>,
 }
 
 #[derive(Debug, Args)]

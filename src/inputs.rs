@@ -6,11 +6,13 @@
 //! `.dockerignore` as buildah does, the containerfile's path and contents, every build arg
 //! (reserved and the driver's own), the DTK by digest, the kernel and the arch. It does not
 //! depend on where the checkout lives, on timestamps, or on the order of keys in matrix.toml.
-//! Secrets are never read here.
+//! Secrets are never read here: a secret file that lies inside a context is left out of its
+//! digest. Only regular files, directories and symlinks are taken; anything else (a FIFO, a
+//! socket, a device) is refused without being opened, since reading it could block forever.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -30,6 +32,13 @@ pub enum InputsError {
         #[source]
         source: std::io::Error,
     },
+
+    #[error("`{path}` in a build context is {kind}, not a regular file, directory or symlink")]
+    #[diagnostic(
+        code(driver_matrix::inputs::special_file),
+        help("remove it from the context, or list it in `.containerignore`")
+    )]
+    Special { path: PathBuf, kind: &'static str },
 
     #[error("bad pattern `{pattern}` in `{file}`: {message}")]
     #[diagnostic(code(driver_matrix::inputs::ignore))]
@@ -59,11 +68,22 @@ impl IgnoreRules {
     pub fn load(context: &Path) -> Result<Self, InputsError> {
         for name in [".containerignore", ".dockerignore"] {
             let path = context.join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => return Self::parse(&text, &path),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(InputsError::Io { path, source }),
-            }
+            let mut file = match open_regular(&path) {
+                Ok(f) => f,
+                Err(InputsError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .map_err(|source| InputsError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            return Self::parse(&text, &path);
         }
         Ok(IgnoreRules { rules: Vec::new() })
     }
@@ -132,9 +152,37 @@ fn clean(pattern: &str) -> String {
     parts.join("/")
 }
 
+/// What a file that is neither regular, a directory nor a symlink is, for messages.
+fn kind_of(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
 /// The digest of a build context: every file, directory and symlink that buildah would send,
 /// with the containerfile always included.
 pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, InputsError> {
+    hash_context_without(context, containerfile, &[])
+}
+
+/// [`hash_context`], leaving out the files at `secrets` (canonical paths): a secret inside a
+/// context is not an input, and its contents must not reach a digest.
+pub fn hash_context_without(
+    context: &Path,
+    containerfile: &str,
+    secrets: &[&Path],
+) -> Result<Digest, InputsError> {
     let rules = IgnoreRules::load(context)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -164,11 +212,19 @@ pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, Input
             continue;
         }
         let ft = entry.file_type();
+        if ft.is_file() && secrets.contains(&entry.path()) {
+            continue;
+        }
         let record = if ft.is_symlink() {
             let target = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
             format!("link {}", target.to_string_lossy())
         } else if ft.is_dir() {
             "dir".to_string()
+        } else if !ft.is_file() {
+            return Err(InputsError::Special {
+                path: entry.path().to_path_buf(),
+                kind: kind_of(&ft),
+            });
         } else {
             let meta = entry.metadata().map_err(|e| InputsError::Io {
                 path: entry.path().to_path_buf(),
@@ -203,8 +259,35 @@ pub fn context_digests(
     matrix
         .drivers
         .par_iter()
-        .map(|d| Ok((d.name.clone(), hash_context(&d.context, &d.containerfile)?)))
+        .map(|d| {
+            let secrets: Vec<&Path> = d.secrets.values().map(PathBuf::as_path).collect();
+            let digest = hash_context_without(&d.context, &d.containerfile, &secrets)?;
+            Ok((d.name.clone(), digest))
+        })
         .collect()
+}
+
+/// Opens `path` for reading, refusing anything but a regular file. The open does not block and
+/// the check is made on what was opened, so a file swapped for a FIFO after a directory walk
+/// saw it is refused too.
+fn open_regular(path: &Path) -> Result<std::fs::File, InputsError> {
+    let err = |source| InputsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(err)?;
+    let ft = f.metadata().map_err(err)?.file_type();
+    if !ft.is_file() {
+        return Err(InputsError::Special {
+            path: path.to_path_buf(),
+            kind: kind_of(&ft),
+        });
+    }
+    Ok(f)
 }
 
 fn hash_file(path: &Path) -> Result<String, InputsError> {
@@ -212,7 +295,7 @@ fn hash_file(path: &Path) -> Result<String, InputsError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut f = open_regular(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -298,6 +381,20 @@ mod tests {
         assert!(r.is_ignored("a/b/tmp/file"));
         let last_wins = rules("!a.txt\n*.txt\n");
         assert!(last_wins.is_ignored("a.txt"));
+    }
+
+    #[test]
+    fn a_file_that_became_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("no NUL");
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // What the walk would open had the file been swapped after it looked.
+        match hash_file(&fifo) {
+            Err(InputsError::Special { kind, .. }) => assert_eq!(kind, "a FIFO"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -27,4 +27,5 @@ pub mod registry;
 pub mod release;
 pub mod report;
 pub mod template;
+pub mod text;
 pub mod verify;

@@ -43,7 +43,10 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();
-            eprintln!("{:?}", miette::Report::new(e));
+            eprintln!(
+                "{:?}",
+                miette::Report::new(driver_matrix::text::Escaped::new(e))
+            );
             code
         }
     };

@@ -12,6 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::build::{Event, Failure, Outcome, Reporter};
 use crate::domain::Digest;
 use crate::plan::Job;
+use crate::text::{escape, escape_line};
 
 /// `driver kernel arch`, how a job is named on one line.
 fn name(job: &Job) -> String {
@@ -24,15 +25,20 @@ fn secs(d: Duration) -> String {
 
 /// The block shown for a failed job: what failed, the command, the log and its last lines.
 pub fn failure_block(job: &Job, failure: &Failure) -> String {
-    let mut s = format!("error: {} failed: {}\n", name(job), failure.message);
+    // The message, the command and the log come from buildah and the registry: escaped.
+    let mut s = format!(
+        "error: {} failed: {}\n",
+        name(job),
+        escape(&failure.message)
+    );
     if let Some(cmd) = &failure.command {
-        writeln!(s, "  command: {cmd}").expect("writing to a String cannot fail");
+        writeln!(s, "  command: {}", escape_line(cmd)).expect("writing to a String cannot fail");
     }
     writeln!(s, "  log: {}", failure.log.display()).expect("writing to a String cannot fail");
     if !failure.tail.is_empty() {
         writeln!(s, "  last lines of the log:").expect("writing to a String cannot fail");
         for line in &failure.tail {
-            writeln!(s, "  | {line}").expect("writing to a String cannot fail");
+            writeln!(s, "  | {}", escape_line(line)).expect("writing to a String cannot fail");
         }
     }
     s
@@ -78,7 +84,12 @@ impl Reporter for Plain {
                 step,
                 steps,
                 text,
-            } => format!("{} {} STEP {step}/{steps}: {text}", at(index), name(job)),
+            } => format!(
+                "{} {} STEP {step}/{steps}: {}",
+                at(index),
+                name(job),
+                escape_line(text)
+            ),
             Event::Pushing { index, job } => format!("{} pushing {}", at(index), job.image),
             Event::Finished {
                 index,
@@ -159,7 +170,7 @@ impl Reporter for Progress {
                 ..
             } => {
                 if let Some(bar) = running.get(index) {
-                    bar.set_message(format!("STEP {step}/{steps}: {text}"));
+                    bar.set_message(format!("STEP {step}/{steps}: {}", escape_line(text)));
                 }
             }
             Event::Pushing { index, job } => {
@@ -296,11 +307,61 @@ pub fn summary(rows: &[Row<'_>], elapsed: Duration) -> String {
                 out,
                 "failed: {}: {} (log: {})",
                 name(job),
-                f.message,
+                escape(&f.message),
                 f.log.display()
             )
             .expect("writing to a String cannot fail");
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Arch;
+    use crate::plan::State;
+
+    fn job() -> Job {
+        Job {
+            driver: "hello-kmod".into(),
+            kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().expect("a kernel"),
+            arch: Arch::X86_64,
+            rt: false,
+            releases: vec!["4.14.12".parse().expect("a version")],
+            dtk: format!("quay.io/ocp/dtk@sha256:{}", "d".repeat(64))
+                .parse()
+                .expect("an image"),
+            rhel: "9.2".into(),
+            image: "quay.io/acme/hello-kmod:t".parse().expect("an image"),
+            driver_args: std::sync::Arc::new(Default::default()),
+            inputs: Digest::sha256(b"inputs"),
+            state: State::New,
+        }
+    }
+
+    #[test]
+    fn a_failure_prints_no_control_character() {
+        let failure = Failure {
+            message: "pull failed: \x1b]0;owned\x07".into(),
+            command: Some("buildah build \x1b[2J".into()),
+            log: "/cache/logs/x.log".into(),
+            tail: vec!["Error: \x1b[8mhidden\rover".into()],
+            elapsed: Duration::from_secs(1),
+        };
+        let block = failure_block(&job(), &failure);
+        assert!(!block.contains(['\x1b', '\x07', '\r']), "{block}");
+        assert!(block.contains(r"\x1b]0;owned\x07"), "{block}");
+        assert!(block.contains(r"\x1b[8mhidden\x0dover"), "{block}");
+        let outcome = Outcome::Failed(failure);
+        let j = job();
+        let table = summary(
+            &[Row::Ran {
+                job: &j,
+                outcome: &outcome,
+            }],
+            Duration::from_secs(1),
+        );
+        assert!(!table.contains('\x1b'), "{table}");
+    }
 }

@@ -33,6 +33,9 @@ pub struct Buildah {
     pub timestamp: Option<u64>,
     /// Extra environment for every buildah process, on top of this process's own.
     pub env: Vec<(OsString, OsString)>,
+    /// Secrets named on the command line (`build --secret ID=PATH`): given to every build, in
+    /// place of a driver's secret of the same id.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 impl Default for Buildah {
@@ -42,6 +45,7 @@ impl Default for Buildah {
             authfile: None,
             timestamp: None,
             env: Vec::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -90,14 +94,80 @@ impl std::fmt::Display for Invocation {
     }
 }
 
-/// Quotes one word for a POSIX shell, leaving common safe words bare.
+/// Quotes one word for a POSIX shell, leaving common safe words bare. A word with control
+/// characters is written `$'...'` with `\xHH` escapes, so that printing a command line never
+/// sends an escape sequence to the terminal and the line still pastes into bash.
 pub fn quote(word: &OsStr) -> String {
     let s = word.to_string_lossy();
     let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
     if !s.is_empty() && s.chars().all(safe) {
         s.into_owned()
+    } else if s.chars().any(|c| c.is_control()) {
+        let mut out = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\\' | '\'' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A secret named on the command line, `--secret ID=PATH`: a regular file anywhere (the CI
+/// case: a key mounted outside the checkout), resolved to its canonical path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliSecret {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for CliSecret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((id, path)) = s.split_once('=') else {
+            return Err("expected `ID=PATH`, like `signing-key=/run/secrets/key.priv`".into());
+        };
+        if !crate::matrix::is_secret_id(id) {
+            return Err(format!(
+                "`{id}` is not a valid secret id (letters, digits, `.`, `_` or `-`)"
+            ));
+        }
+        let has_separator = |p: &str| p.contains([',', '=']);
+        if path.is_empty() || has_separator(path) {
+            return Err(format!(
+                "secret path `{path}` is empty or contains `,` or `=`, which buildah would read as more options"
+            ));
+        }
+        let resolved = Path::new(path)
+            .canonicalize()
+            .map_err(|e| format!("secret file `{path}`: {e}"))?;
+        if !resolved.is_file() {
+            return Err(format!("secret `{path}` is not a regular file"));
+        }
+        if has_separator(&resolved.to_string_lossy()) {
+            return Err(format!(
+                "secret `{path}` resolves to `{}`, whose path contains `,` or `=`",
+                resolved.display()
+            ));
+        }
+        Ok(CliSecret {
+            id: id.to_string(),
+            path: resolved,
+        })
     }
 }
 
@@ -150,7 +220,11 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
     ] {
         a.flag("--label", format!("{k}={v}"));
     }
-    for (id, path) in &spec.driver.secrets {
+    // Ids and paths hold no `,` or `=` (the matrix and `--secret` refuse them), so each value
+    // is exactly one secret, whatever buildah makes of its options.
+    let mut secrets = spec.driver.secrets.clone();
+    secrets.extend(spec.buildah.secrets.clone());
+    for (id, path) in &secrets {
         let mut s = OsString::from(format!("id={id},src="));
         s.push(path);
         a.flag("--secret", s);

@@ -13,7 +13,7 @@ pub mod process;
 pub mod registries;
 pub mod select;
 
-pub use command::{Buildah, Invocation};
+pub use command::{Buildah, CliSecret, Invocation};
 pub use event::{Event, Failure, Outcome, Reporter};
 pub use executor::{Executor, Task};
 pub use fresh::{ImageStore, Skopeo, StoreError};

@@ -37,6 +37,11 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
             .jobs
             .map_or_else(build::executor::default_jobs, usize::from),
         fail_fast: args.fail_fast,
+        secrets: args
+            .secrets
+            .iter()
+            .map(|s| (s.id.clone(), s.path.clone()))
+            .collect(),
     };
     let prepared = pipe::prepare(&session, &planned, &req)?;
     if args.locked {

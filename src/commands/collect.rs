@@ -40,6 +40,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
         );
     }
     for (job, why) in &missing {
+        let why = crate::text::escape_line(&why.to_string()).into_owned();
         let _ = writeln!(err, "not collected: {}: {why} ({})", job.id(), job.image);
     }
     Ok(if missing.is_empty() {

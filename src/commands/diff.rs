@@ -1,7 +1,7 @@
 //! `driver-matrix diff OLD [NEW]`: what changed between two lockfiles.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use super::Context;
 use crate::cli::{DiffArgs, DiffFormat};
@@ -47,18 +47,9 @@ fn read_spec(spec: &str, lock_path: &Path) -> Result<Lock> {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "matrix.lock".into());
-    let object = format!("{rev}:./{file}");
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["show", &object])
-        .output()
-        .map_err(|e| {
-            Error::usage(
-                format!("cannot run `git show {object}`: {e}"),
-                Some("install git, or pass a path".into()),
-            )
-        })?;
+    let commit = commit_of(dir, rev)?;
+    let object = format!("{commit}:./{file}");
+    let out = git(dir, &["show", "--end-of-options", &object])?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         // The lock did not exist at that revision: everything in the newer lock is new.
@@ -67,7 +58,7 @@ fn read_spec(spec: &str, lock_path: &Path) -> Result<Lock> {
         }
         return Err(Error::usage(
             format!(
-                "`git show {object}` failed in `{}`: {}",
+                "`git show {rev}:./{file}` failed in `{}`: {}",
                 dir.display(),
                 stderr.trim()
             ),
@@ -80,4 +71,76 @@ fn read_spec(spec: &str, lock_path: &Path) -> Result<Lock> {
         Path::new(&format!("{spec} ({file})")),
         &text,
     )?)
+}
+
+/// Runs `git -C dir ARGS`, capturing its output.
+fn git(dir: &Path, args: &[&str]) -> Result<Output> {
+    Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            Error::usage(
+                format!("cannot run `git {}`: {e}", args.join(" ")),
+                Some("install git, or pass a path".into()),
+            )
+        })
+}
+
+/// The commit `rev` names, as a full object id. Only a revision is accepted: a value that
+/// starts with `-` would be an option to git (`--output=FILE` writes a file), so it is refused
+/// before git runs, and git is told where its options end.
+fn commit_of(dir: &Path, rev: &str) -> Result<String> {
+    if rev.is_empty() || rev.starts_with('-') {
+        return Err(Error::usage(
+            format!("`git:{rev}` does not name a revision"),
+            Some(
+                "write `git:REV` with a branch, tag or commit, like `git:HEAD~1` or `git:main`"
+                    .into(),
+            ),
+        ));
+    }
+    let query = format!("{rev}^{{commit}}");
+    let out = git(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &query,
+        ],
+    )?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::usage(
+            format!(
+                "`{rev}` is not a commit in the git repository at `{}`",
+                dir.display()
+            ),
+            Some("check the revision with `git log`".into()),
+        ));
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_option_is_not_a_revision() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let target = dir.path().join("written");
+        for rev in [
+            format!("--output={}", target.display()),
+            "-p".into(),
+            String::new(),
+        ] {
+            let err = commit_of(dir.path(), &rev).expect_err("refused");
+            assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        }
+        assert!(!target.exists());
+    }
 }

@@ -107,7 +107,8 @@ impl Context {
             if w.severity == miette::Severity::Advice && self.global.verbose == 0 {
                 continue;
             }
-            let report = miette::Report::new(w.clone()).with_source_code(matrix.source.clone());
+            let report = miette::Report::new(crate::text::Escaped::new(w.clone()))
+                .with_source_code(matrix.source.clone());
             let _ = writeln!(std::io::stderr(), "{report:?}");
         }
     }

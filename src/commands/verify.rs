@@ -66,7 +66,11 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
             i.pinned()
         );
         for (module, vermagic) in &r.checked {
-            let _ = writeln!(out, "     {module}: vermagic {vermagic}");
+            let (m, v) = (
+                crate::text::escape_line(module),
+                crate::text::escape_line(vermagic),
+            );
+            let _ = writeln!(out, "     {m}: vermagic {v}");
         }
         for f in &r.findings {
             let _ = writeln!(out, "     {}", f.describe());

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::diff::{ImageChange, ImageChangeKind, LockDiff, ReleaseChangeKind, Summary};
+use crate::text::escape;
 
 fn short(image: &str) -> String {
     // `repo@sha256:<64>` → `repo@sha256:<12>`, readable in a table; JSON keeps full digests.
@@ -80,8 +81,13 @@ fn kind_word(k: ImageChangeKind) -> &'static str {
     }
 }
 
-/// For terminals.
+/// For terminals. A lock read from a git revision is anyone's text: control characters in it
+/// are escaped.
 pub fn render_text(d: &LockDiff) -> String {
+    escape(&text(d)).into_owned()
+}
+
+fn text(d: &LockDiff) -> String {
     let mut out = String::new();
     if d.is_empty() {
         out.push_str("no changes\n");
@@ -145,8 +151,13 @@ pub fn render_text(d: &LockDiff) -> String {
     out
 }
 
-/// For a pull-request comment: a summary line, then a table per driver.
+/// For a pull-request comment: a summary line, then a table per driver; control characters
+/// escaped as in the text.
 pub fn render_markdown(d: &LockDiff) -> String {
+    escape(&markdown(d)).into_owned()
+}
+
+fn markdown(d: &LockDiff) -> String {
     let mut out = String::new();
     writeln!(out, "**driver-matrix**: {}", summary_line(&d.summary()))
         .expect("writing to a String cannot fail");
@@ -234,4 +245,33 @@ pub fn render_json(d: &LockDiff) -> String {
     .expect("a diff is plain JSON");
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::diff::{DriverChanges, ReleaseServed};
+
+    #[test]
+    fn control_characters_are_escaped_in_text_and_markdown() {
+        let d = LockDiff {
+            releases: Vec::new(),
+            drivers: vec![DriverChanges {
+                driver: "evil\x1b]0;title\x07".into(),
+                images: Vec::new(),
+                releases_covered: vec![ReleaseServed {
+                    version: "4.16.3".parse().expect("a version"),
+                    arch: crate::domain::Arch::X86_64,
+                    image: "quay.io/x/y\x1b[2J@sha256:abc".into(),
+                }],
+                releases_dropped: Vec::new(),
+            }],
+        };
+        for out in [render_text(&d), render_markdown(&d)] {
+            assert!(!out.contains(['\x1b', '\x07']), "{out}");
+            assert!(out.contains(r"evil\x1b]0;title\x07"), "{out}");
+        }
+        assert!(render_text(&d).contains(r"y\x1b[2J@sha256:abc"));
+        assert!(render_json(&d).contains(r"\u001b"), "JSON stays JSON");
+    }
 }

@@ -22,7 +22,7 @@ pub use diagnostic::{MatrixError, Problem};
 pub use kmm::{KERNEL_PLACEHOLDER, Kmm, Sign, Toleration, is_dns_subdomain, is_label_key};
 pub use model::*;
 pub use raw::{schema, schema_text};
-pub use validate::{RESERVED_BUILD_ARGS, suggest_name};
+pub use validate::{RESERVED_BUILD_ARGS, is_secret_id, suggest_name};
 
 /// Why the matrix file could not be loaded at all.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

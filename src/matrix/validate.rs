@@ -387,28 +387,9 @@ impl Validator {
         }
         let mut secrets = BTreeMap::new();
         for (id, file) in &d.secrets {
-            let id_ok = !id.get_ref().is_empty()
-                && id
-                    .get_ref()
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !id_ok {
-                self.problems.push(
-                    Problem::new(format!("`{}` is not a valid secret id", id.get_ref()))
-                        .label(id.span(), "expected letters, digits, `.`, `_` or `-`"),
-                );
-                continue;
+            if let Some(path) = self.secret(id, file) {
+                secrets.insert(id.get_ref().clone(), path);
             }
-            let path = self.root.join(file.get_ref());
-            if !path.is_file() {
-                self.problems.push(
-                    Problem::new(format!("secret file `{}` does not exist", file.get_ref()))
-                        .label(file.span(), "no such file")
-                        .help("secret paths are relative to the matrix file"),
-                );
-                continue;
-            }
-            secrets.insert(id.get_ref().clone(), path);
         }
         let openshift = d
             .openshift
@@ -464,6 +445,83 @@ impl Validator {
             rt: d.rt.unwrap_or(false),
             kmm,
         })
+    }
+
+    /// A build secret: a valid id and a regular file inside the matrix directory (symlinks
+    /// resolved), given to buildah as `--secret id=ID,src=PATH`. buildah splits that value at
+    /// `,` and `=`, so neither may appear in the id or the path; a file from elsewhere is named
+    /// on the command line (`build --secret ID=PATH`), never in the matrix.
+    fn secret(&mut self, id: &Spanned<String>, file: &Spanned<String>) -> Option<PathBuf> {
+        let (name, text) = (id.get_ref(), file.get_ref());
+        if !is_secret_id(name) {
+            self.problems.push(
+                Problem::new(format!("`{name}` is not a valid secret id"))
+                    .label(id.span(), "expected letters, digits, `.`, `_` or `-`"),
+            );
+            return None;
+        }
+        let outside = "secret files must lie inside the matrix file's directory; name a file from elsewhere with `build --secret ID=PATH`";
+        let refuse = |message: String, label: &str, help: &str| {
+            Problem::new(message).label(file.span(), label).help(help)
+        };
+        if text.contains([',', '=']) {
+            self.problems.push(refuse(
+                format!("secret path `{text}` contains `,` or `=`"),
+                "buildah would read the rest as more `--secret` options",
+                "rename the file so that its path holds neither `,` nor `=`",
+            ));
+            return None;
+        }
+        if Path::new(text).is_absolute() {
+            self.problems.push(refuse(
+                format!("secret path `{text}` is absolute"),
+                "outside the matrix directory",
+                outside,
+            ));
+            return None;
+        }
+        let Ok(resolved) = self.root.join(text).canonicalize() else {
+            self.problems.push(
+                Problem::new(format!("secret file `{text}` does not exist"))
+                    .label(file.span(), "no such file")
+                    .help("secret paths are relative to the matrix file"),
+            );
+            return None;
+        };
+        let problem = if !resolved.starts_with(&self.root) {
+            Some(refuse(
+                format!(
+                    "secret `{text}` resolves to `{}`, outside the matrix file's directory",
+                    resolved.display()
+                ),
+                "escapes the matrix directory",
+                outside,
+            ))
+        } else if !resolved.is_file() {
+            Some(refuse(
+                format!("secret `{text}` is not a regular file"),
+                "not a file",
+                "a secret is a file whose contents buildah mounts for `RUN --mount=type=secret`",
+            ))
+        } else if resolved.to_string_lossy().contains([',', '=']) {
+            Some(refuse(
+                format!(
+                    "secret `{text}` resolves to `{}`, whose path contains `,` or `=`",
+                    resolved.display()
+                ),
+                "buildah cannot take this path",
+                "move the checkout to a directory whose path holds neither `,` nor `=`",
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.problems.push(p);
+                None
+            }
+            None => Some(resolved),
+        }
     }
 
     /// Renders the template with a long, realistic kernel to catch templates that can only
@@ -617,6 +675,13 @@ impl Validator {
             span: e.span(),
         })
     }
+}
+
+/// A build secret id: letters, digits, `.`, `_` or `-` (so never `,` or `=`).
+pub fn is_secret_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_arg_name(s: &str) -> bool {

@@ -6,6 +6,7 @@
 //! kernel the resolver could only read from an unverified prefix of a DTK layer, and what keeps
 //! a wrong build out of the lock. `collect` applies the same rule.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +37,8 @@ pub struct Request {
     /// Jobs at once.
     pub jobs: usize,
     pub fail_fast: bool,
+    /// Secrets named on the command line (`build --secret ID=PATH`), for every build.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 /// What to do with a selected job.
@@ -93,7 +96,10 @@ pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Re
             .iter()
             .any(|(j, d)| j.key() == i.key() && *d == Decision::Build("missing from the registry"))
     });
-    let buildah = buildah(session)?;
+    let buildah = Buildah {
+        secrets: req.secrets.clone(),
+        ..buildah(session)?
+    };
     let logs = cache_dir(session)?.join("logs").join(run_id());
     let tasks = selected
         .iter()

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::domain::Kernel;
 use crate::lock::LockedImage;
 use crate::registry::{Client, RegistryError};
+use crate::text::escape_line;
 use scan::{ModuleFile, Scanner};
 
 /// Something `verify` found wrong (or worth a warning) with one locked image.
@@ -44,34 +45,47 @@ impl Finding {
         !matches!(self, Finding::TagMoved { .. } | Finding::TagGone)
     }
 
+    /// One line for a human; every value read from the registry or the image (paths, module
+    /// names, `vermagic`, registry messages) has its control characters escaped.
     pub fn describe(&self) -> String {
+        let e = |s: &str| escape_line(s).into_owned();
         match self {
             Finding::Missing => "the registry no longer has this digest".into(),
             Finding::TagMoved { now } => {
-                format!("warning: the tag now points to {now}; the lock pins the digest")
+                format!(
+                    "warning: the tag now points to {}; the lock pins the digest",
+                    e(now)
+                )
             }
             Finding::TagGone => {
                 "warning: the tag no longer exists; the lock pins the digest".into()
             }
             Finding::ModuleMissing { module, elsewhere } if elsewhere.is_empty() => {
-                format!("module `{module}` is not in the image")
+                format!("module `{}` is not in the image", e(module))
             }
             Finding::ModuleMissing { module, elsewhere } => {
+                let places: Vec<String> = elsewhere.iter().map(|p| e(p)).collect();
                 format!(
-                    "module `{module}` is not under this kernel's directory; found at {}",
-                    elsewhere.join(", ")
+                    "module `{}` is not under this kernel's directory; found at {}",
+                    e(module),
+                    places.join(", ")
                 )
             }
             Finding::WrongKernel {
                 module,
                 path,
                 vermagic,
-            } => {
-                format!("module `{module}` (/{path}) was built for `{vermagic}`")
+            } => format!(
+                "module `{}` (/{}) was built for `{}`",
+                e(module),
+                e(path),
+                e(vermagic)
+            ),
+            Finding::Unreadable { path, why } => {
+                format!("/{} is not a readable module: {}", e(path), e(why))
             }
-            Finding::Unreadable { path, why } => format!("/{path} is not a readable module: {why}"),
             Finding::NoModules => "the image holds no module under lib/modules/<kernel>/".into(),
-            Finding::Registry(e) => e.clone(),
+            Finding::Registry(m) => e(m),
         }
     }
 }
@@ -123,12 +137,14 @@ pub fn check_modules(
             findings.push(Finding::ModuleMissing { module, elsewhere });
             continue;
         };
-        match modinfo::read(&file.bytes) {
-            Ok(info) if info.kernel() == kernel.as_str() => checked.push((module, info.vermagic)),
+        match &file.info {
+            Ok(info) if info.kernel() == kernel.as_str() => {
+                checked.push((module, info.vermagic.clone()))
+            }
             Ok(info) => findings.push(Finding::WrongKernel {
                 module,
                 path: file.path.clone(),
-                vermagic: info.vermagic,
+                vermagic: info.vermagic.clone(),
             }),
             Err(e) => findings.push(Finding::Unreadable {
                 path: file.path.clone(),
@@ -240,7 +256,7 @@ mod tests {
             path: path.into(),
             kernel_dir: kernel_dir.into(),
             name: scan::module_name(file.rsplit('/').next().unwrap()).unwrap(),
-            bytes: modinfo::tests::fake_module(info.as_bytes()),
+            info: modinfo::read(&modinfo::tests::fake_module(info.as_bytes())),
         }
     }
 
@@ -275,6 +291,27 @@ mod tests {
         assert!(
             matches!(&findings[1], Finding::ModuleMissing { module, elsewhere } if module == "gone" && elsewhere.is_empty())
         );
+    }
+
+    #[test]
+    fn findings_print_no_control_character() {
+        let findings = [
+            Finding::WrongKernel {
+                module: "hello".into(),
+                path: "opt/lib/modules/k/\x1b[2Jhello.ko".into(),
+                vermagic: "6.1.0 \x1b]0;title\x07\nok   forged line".into(),
+            },
+            Finding::ModuleMissing {
+                module: "x".into(),
+                elsewhere: vec!["/a\u{9b}31m".into()],
+            },
+            Finding::Registry("server said \x1b[8m".into()),
+        ];
+        for f in &findings {
+            let line = f.describe();
+            assert!(!line.contains(['\x1b', '\x07', '\n', '\u{9b}']), "{line}");
+        }
+        assert!(findings[0].describe().contains(r"\x1b]0;title\x07\x0aok"));
     }
 
     #[test]

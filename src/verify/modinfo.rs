@@ -28,7 +28,12 @@ pub enum ModInfoError {
     NoSection,
     #[error("its `.modinfo` section has no `vermagic`")]
     NoVermagic,
+    #[error("its `{0}` is over {VALUE_MAX} bytes; no real module has one that long")]
+    TooLong(&'static str),
 }
+
+/// Longest `vermagic` or `name` kept (real ones are under a hundred bytes).
+pub const VALUE_MAX: usize = 1024;
 
 /// Reads the `.modinfo` of a module's bytes.
 pub fn read(bytes: &[u8]) -> Result<ModInfo, ModInfoError> {
@@ -42,17 +47,24 @@ pub fn read(bytes: &[u8]) -> Result<ModInfo, ModInfoError> {
     let mut vermagic = None;
     let mut name = None;
     for entry in data.split(|b| *b == 0) {
-        let text = String::from_utf8_lossy(entry);
-        if let Some(v) = text.strip_prefix("vermagic=") {
-            vermagic = Some(v.trim().to_string());
-        } else if let Some(n) = text.strip_prefix("name=") {
-            name = Some(n.to_string());
+        if let Some(v) = entry.strip_prefix(b"vermagic=") {
+            vermagic = Some(value(v, "vermagic")?.trim().to_string());
+        } else if let Some(n) = entry.strip_prefix(b"name=") {
+            name = Some(value(n, "name")?);
         }
     }
     Ok(ModInfo {
         vermagic: vermagic.ok_or(ModInfoError::NoVermagic)?,
         name,
     })
+}
+
+/// A value of `.modinfo` as text, refused when it is far longer than any real one.
+fn value(bytes: &[u8], key: &'static str) -> Result<String, ModInfoError> {
+    if bytes.len() > VALUE_MAX {
+        return Err(ModInfoError::TooLong(key));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -93,5 +105,10 @@ pub(crate) mod tests {
         assert!(matches!(read(b"not an elf"), Err(ModInfoError::NotElf(_))));
         let no_vermagic = fake_module(b"license=GPL\0");
         assert_eq!(read(&no_vermagic), Err(ModInfoError::NoVermagic));
+        let long = format!("vermagic=6.1.0 {}\0", "x".repeat(VALUE_MAX));
+        assert_eq!(
+            read(&fake_module(long.as_bytes())),
+            Err(ModInfoError::TooLong("vermagic"))
+        );
     }
 }

@@ -1,14 +1,59 @@
 //! Finding kernel modules in an image: the layers are read base first, whiteouts applied, and
 //! every `.ko` under a `lib/modules/<kernel>/` directory (`/opt/lib/modules` as KMM uses it,
 //! `/lib/modules` or `/usr/lib/modules`) kept with the kernel directory it sits in.
+//!
+//! A layer is whatever the registry serves, so reading one is bounded the way the resolver's
+//! layer reader is ([`Limits`]): the decompressed stream may outgrow what was downloaded only
+//! by a fixed ratio, GNU long-name, long-link and PAX headers are read (or skipped) only up to a
+//! cap, one module is held at a time and only up to a cap (and no more than [`HELD_MAX`] bytes
+//! of modules across the threads of a run), each module is reduced to its `.modinfo` at once,
+//! and the names kept between layers (modules, whiteouts) have a cap too. The layer streams
+//! through: memory does not grow with its size.
 
-use std::collections::BTreeMap;
-use std::io::{self, BufReader, Read};
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
+use std::sync::{Condvar, Mutex};
 
-/// Largest module accepted; real ones are kilobytes to a few megabytes.
-const MODULE_MAX: u64 = 256 << 20;
+use super::modinfo::{self, ModInfo, ModInfoError};
 
-/// A module file of the image's final filesystem.
+/// Caps on what one image's layers may make `verify --deep` do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Decompressed bytes allowed per downloaded byte, beyond `slack`.
+    pub ratio: u64,
+    pub slack: u64,
+    /// Largest entry that may be skipped over.
+    pub entry_max: u64,
+    /// Largest GNU long-name or long-link header (a path; Linux allows 4 KiB).
+    pub long_name_max: u64,
+    /// Largest PAX extended header (paths, times, extended attributes).
+    pub pax_max: u64,
+    /// Largest module read (real ones are kilobytes to tens of megabytes).
+    pub module_max: u64,
+    /// Bytes of names kept between layers: module paths and `vermagic`s, whiteouts.
+    pub kept_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ratio: 200,
+            slack: 64 << 20,
+            entry_max: 4 << 30,
+            long_name_max: 64 << 10,
+            pax_max: 1 << 20,
+            module_max: 64 << 20,
+            kept_max: 16 << 20,
+        }
+    }
+}
+
+/// Module bytes held at once by every scan of the process together.
+pub const HELD_MAX: u64 = 128 << 20;
+
+/// A module file of the image's final filesystem, reduced to what its `.modinfo` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleFile {
     /// Path in the image, without a leading `/`.
@@ -17,7 +62,18 @@ pub struct ModuleFile {
     pub kernel_dir: String,
     /// Module name as the kernel sees it (`-` folded into `_`).
     pub name: String,
-    pub bytes: Vec<u8>,
+    /// Its `.modinfo`, or why it could not be read.
+    pub info: Result<ModInfo, ModInfoError>,
+}
+
+impl ModuleFile {
+    /// Bytes it keeps, for [`Limits::kept_max`].
+    fn weight(&self) -> usize {
+        let info = self.info.as_ref().map_or(64, |i| {
+            i.vermagic.len() + i.name.as_ref().map_or(0, String::len)
+        });
+        self.path.len() + self.kernel_dir.len() + self.name.len() + info + 64
+    }
 }
 
 /// The module name of a `.ko` file name, `-` folded into `_` as the kernel does.
@@ -40,72 +96,318 @@ fn classify(path: &str) -> Option<(String, String)> {
     None
 }
 
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Counts the bytes read from the blob.
+struct Counted<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Fails once the decompressed stream outgrows the downloaded one by more than the limits allow.
+struct Ratio<R> {
+    inner: R,
+    compressed: Rc<Cell<u64>>,
+    out: u64,
+    limits: Limits,
+}
+
+impl<R: Read> Read for Ratio<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let allowed = self
+            .compressed
+            .get()
+            .saturating_mul(self.limits.ratio)
+            .saturating_add(self.limits.slack);
+        if self.out > allowed {
+            return Err(invalid(format!(
+                "the layer decompresses to more than {}x its size (a compression bomb?); gave up after {} MiB",
+                self.limits.ratio,
+                self.out >> 20
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// The process-wide budget of module bytes held in memory.
+static HELD: Mutex<u64> = Mutex::new(0);
+static RELEASED: Condvar = Condvar::new();
+
+/// A share of [`HELD_MAX`], given back when dropped.
+struct Held(u64);
+
+impl Held {
+    /// Waits until `bytes` (at most [`HELD_MAX`]) fit in the budget.
+    fn take(bytes: u64) -> Held {
+        let bytes = bytes.min(HELD_MAX);
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        while *held + bytes > HELD_MAX {
+            held = RELEASED.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        *held += bytes;
+        Held(bytes)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        *held -= self.0;
+        RELEASED.notify_all();
+    }
+}
+
+/// Reads the data of an extension header of `size` bytes, refusing more than `max`.
+fn read_header<R: Read>(entry: &mut R, size: u64, max: u64, what: &str) -> io::Result<Vec<u8>> {
+    if size > max {
+        return Err(invalid(format!(
+            "the layer has a {what} header of {size} bytes; refusing anything over {} KiB",
+            max >> 10
+        )));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    entry.take(max).read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// The `path` (and `size`) records of a PAX header.
+fn pax_records(data: &[u8]) -> io::Result<(Option<Vec<u8>>, Option<u64>)> {
+    let (mut path, mut size) = (None, None);
+    for ext in tar::PaxExtensions::new(data) {
+        let ext = ext.map_err(|e| invalid(format!("a malformed PAX header: {e}")))?;
+        match ext.key_bytes() {
+            b"path" => path = Some(ext.value_bytes().to_vec()),
+            b"size" => {
+                let text = String::from_utf8_lossy(ext.value_bytes());
+                size = Some(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| invalid(format!("a PAX size `{text}` that is no number")))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok((path, size))
+}
+
+/// What the extension headers before an entry said about it.
+#[derive(Default)]
+struct Pending {
+    path: Option<Vec<u8>>,
+    size: Option<u64>,
+}
+
 /// The image's modules, from its layers in manifest order (base first).
 #[derive(Default)]
 pub struct Scanner {
+    limits: Limits,
     files: BTreeMap<String, ModuleFile>,
+    kept: usize,
+}
+
+/// What one layer adds and hides.
+#[derive(Default)]
+struct LayerChanges {
+    removed: HashSet<String>,
+    opaque: HashSet<String>,
+    added: Vec<ModuleFile>,
+    kept: usize,
 }
 
 impl Scanner {
+    pub fn with_limits(limits: Limits) -> Self {
+        Scanner {
+            limits,
+            ..Scanner::default()
+        }
+    }
+
     /// Applies one layer on top of what the layers before it left.
     pub fn layer<R: Read>(&mut self, blob: R) -> io::Result<()> {
-        let buffered = BufReader::with_capacity(64 << 10, blob);
-        let mut archive = tar::Archive::new(crate::release::layer::decoder(buffered)?);
-        let mut removed: Vec<String> = Vec::new();
-        let mut opaque: Vec<String> = Vec::new();
-        let mut added: Vec<ModuleFile> = Vec::new();
-        for entry in archive.entries()? {
+        let limits = self.limits;
+        let compressed = Rc::new(Cell::new(0));
+        let mut buffered = BufReader::with_capacity(
+            64 << 10,
+            Counted {
+                inner: blob,
+                count: compressed.clone(),
+            },
+        );
+        buffered.fill_buf()?;
+        let decoded = Ratio {
+            inner: crate::release::layer::decoder(buffered)?,
+            compressed,
+            out: 0,
+            limits,
+        };
+        let mut archive = tar::Archive::new(decoded);
+        let mut changes = LayerChanges {
+            kept: self.kept,
+            ..LayerChanges::default()
+        };
+        let mut pending = Pending::default();
+        for entry in archive.entries()?.raw(true) {
             let mut entry = entry?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let path = raw
-                .trim_start_matches("./")
-                .trim_start_matches('/')
-                .to_string();
-            let (dir, file) = match path.rsplit_once('/') {
-                Some((d, f)) => (format!("{d}/"), f.to_string()),
-                None => (String::new(), path.clone()),
-            };
-            if file == ".wh..wh..opq" {
-                opaque.push(dir);
+            if self.extension(&mut entry, &mut pending)? {
                 continue;
             }
-            if let Some(hidden) = file.strip_prefix(".wh.") {
-                removed.push(format!("{dir}{hidden}"));
-                continue;
-            }
-            let Some((kernel_dir, file_name)) = classify(&path) else {
-                continue;
-            };
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let size = entry.header().size()?;
-            if size > MODULE_MAX {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("`{path}` claims {size} bytes; no module is that large"),
-                ));
-            }
-            let mut bytes = Vec::with_capacity(size as usize);
-            (&mut entry).take(MODULE_MAX).read_to_end(&mut bytes)?;
-            added.push(ModuleFile {
-                name: module_name(&file_name).expect("classify only accepts .ko files"),
-                path,
-                kernel_dir,
-                bytes,
-            });
+            let taken = std::mem::take(&mut pending);
+            self.entry(&mut entry, taken, &mut changes)?;
         }
-        // Whiteouts and opaque directories hide what lower layers had, not this layer's files.
-        self.files.retain(|p, _| {
-            !removed
-                .iter()
-                .any(|r| p == r || p.starts_with(&format!("{r}/")))
-                && !opaque.iter().any(|d| p.starts_with(d.as_str()))
-        });
-        for f in added {
+        self.apply(changes);
+        Ok(())
+    }
+
+    /// Reads a GNU long-name/long-link or PAX header into `pending`; false for any other entry.
+    fn extension<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        pending: &mut Pending,
+    ) -> io::Result<bool> {
+        let kind = entry.header().entry_type();
+        let size = entry.header().entry_size()?;
+        let limits = &self.limits;
+        if kind.is_gnu_longname() {
+            let mut name = read_header(entry, size, limits.long_name_max, "GNU long-name")?;
+            while name.last() == Some(&0) {
+                name.pop();
+            }
+            pending.path = Some(name);
+        } else if kind.is_gnu_longlink() {
+            read_header(entry, size, limits.long_name_max, "GNU long-link")?;
+        } else if kind.is_pax_local_extensions() {
+            let data = read_header(entry, size, limits.pax_max, "PAX")?;
+            let (path, size) = pax_records(&data)?;
+            pending.path = path.or(pending.path.take());
+            pending.size = size;
+        } else if kind.is_pax_global_extensions() {
+            read_header(entry, size, limits.pax_max, "PAX global")?;
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Takes note of one entry of a layer: a whiteout, a module, or nothing of interest.
+    fn entry<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        pending: Pending,
+        changes: &mut LayerChanges,
+    ) -> io::Result<()> {
+        let size = entry.header().entry_size()?;
+        if let Some(pax) = pending.size
+            && pax != size
+        {
+            // The archive would read differently here than in buildah; refuse to guess.
+            return Err(invalid(format!(
+                "an entry whose PAX size {pax} differs from its header's {size}"
+            )));
+        }
+        let raw = pending
+            .path
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let raw = String::from_utf8_lossy(&raw);
+        let path = raw
+            .trim_start_matches("./")
+            .trim_start_matches('/')
+            .to_string();
+        let (dir, file) = match path.rsplit_once('/') {
+            Some((d, f)) => (format!("{d}/"), f),
+            None => (String::new(), path.as_str()),
+        };
+        if file == ".wh..wh..opq" {
+            return self.keep(changes, dir.len(), |c| c.opaque.insert(dir));
+        }
+        if let Some(hidden) = file.strip_prefix(".wh.") {
+            let hidden = format!("{dir}{hidden}");
+            return self.keep(changes, hidden.len(), |c| c.removed.insert(hidden));
+        }
+        let module = classify(&path).filter(|_| entry.header().entry_type().is_file());
+        let Some((kernel_dir, file_name)) = module else {
+            if size > self.limits.entry_max {
+                return Err(invalid(format!(
+                    "entry `{path}` claims {size} bytes, over the {} GiB limit",
+                    self.limits.entry_max >> 30
+                )));
+            }
+            return Ok(());
+        };
+        let info = self.modinfo(entry, &path, size)?;
+        let module = ModuleFile {
+            name: module_name(&file_name).expect("classify only accepts .ko files"),
+            path,
+            kernel_dir,
+            info,
+        };
+        self.keep(changes, module.weight(), |c| c.added.push(module))
+    }
+
+    /// Reads one module, holding its bytes only while its `.modinfo` is parsed.
+    fn modinfo<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        path: &str,
+        size: u64,
+    ) -> io::Result<Result<ModInfo, ModInfoError>> {
+        if size > self.limits.module_max {
+            return Err(invalid(format!(
+                "`{path}` claims {size} bytes; no module is over {} MiB",
+                self.limits.module_max >> 20
+            )));
+        }
+        let _held = Held::take(size);
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry.take(size).read_to_end(&mut bytes)?;
+        Ok(modinfo::read(&bytes))
+    }
+
+    /// Records something kept beyond this entry, within [`Limits::kept_max`].
+    fn keep<T>(
+        &self,
+        changes: &mut LayerChanges,
+        bytes: usize,
+        add: impl FnOnce(&mut LayerChanges) -> T,
+    ) -> io::Result<()> {
+        changes.kept += bytes;
+        if changes.kept > self.limits.kept_max {
+            return Err(invalid(format!(
+                "the image names more modules and whiteouts than {} MiB hold",
+                self.limits.kept_max >> 20
+            )));
+        }
+        add(changes);
+        Ok(())
+    }
+
+    /// Whiteouts and opaque directories hide what lower layers had, not this layer's files.
+    fn apply(&mut self, changes: LayerChanges) {
+        let hidden = |p: &str| {
+            changes.opaque.contains("")
+                || changes.removed.contains(p)
+                || p.match_indices('/').any(|(i, _)| {
+                    changes.removed.contains(&p[..i]) || changes.opaque.contains(&p[..=i])
+                })
+        };
+        self.files.retain(|p, _| !hidden(p));
+        for f in changes.added {
             self.files.insert(f.path.clone(), f);
         }
-        Ok(())
+        self.kept = self.files.values().map(ModuleFile::weight).sum();
     }
 
     /// Every module of the final filesystem, by path.
@@ -115,65 +417,4 @@ impl Scanner {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, name, *data).unwrap();
-        }
-        let tar = b.into_inner().unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &tar).unwrap();
-        gz.finish().unwrap()
-    }
-
-    #[test]
-    fn finds_modules_and_honours_whiteouts() {
-        let mut s = Scanner::default();
-        s.layer(
-            layer(&[
-                ("opt/lib/modules/6.1.0-50-amd64/hello.ko", b"one"),
-                ("opt/lib/modules/6.1.0-50-amd64/old-thing.ko", b"old"),
-                ("usr/lib/modules/6.1.0-50-amd64/kernel/x.ko", b"x"),
-                ("etc/passwd", b"root"),
-            ])
-            .as_slice(),
-        )
-        .unwrap();
-        s.layer(
-            layer(&[
-                ("./opt/lib/modules/6.1.0-50-amd64/.wh.old-thing.ko", b""),
-                ("usr/lib/modules/.wh..wh..opq", b""),
-                ("opt/lib/modules/6.1.0-50-amd64/hello.ko", b"two"),
-            ])
-            .as_slice(),
-        )
-        .unwrap();
-        let found = s.finish();
-        let paths: Vec<(&str, &str, &[u8])> = found
-            .iter()
-            .map(|f| (f.path.as_str(), f.name.as_str(), f.bytes.as_slice()))
-            .collect();
-        assert_eq!(
-            paths,
-            [(
-                "opt/lib/modules/6.1.0-50-amd64/hello.ko",
-                "hello",
-                b"two".as_slice()
-            )]
-        );
-        assert_eq!(found[0].kernel_dir, "6.1.0-50-amd64");
-    }
-
-    #[test]
-    fn module_names_fold_dashes() {
-        assert_eq!(module_name("acme-net.ko").as_deref(), Some("acme_net"));
-        assert_eq!(module_name("acme_net.ko.xz"), None);
-    }
-}
+mod tests;

@@ -212,6 +212,27 @@ fn no_push_builds_but_leaves_the_lock() {
 }
 
 #[test]
+fn a_secret_from_the_command_line_reaches_the_build() {
+    let reads_secret = Driver {
+        name: "signed",
+        run: "--mount=type=secret,id=signing-key grep -qx from-ci /run/secrets/signing-key",
+    };
+    let p = Project::new("secret", &[reads_secret]);
+    // Outside the matrix directory: only the command line may name it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let key = elsewhere.path().join("signing.priv");
+    std::fs::write(&key, "from-ci\n").unwrap();
+    let flag = format!("signing-key={}", key.display());
+    p.run(&["build", "--no-push", "--kernel", K2, "--secret", &flag])
+        .expect(0);
+    // Without it the RUN step finds no secret, so the secret above really was mounted.
+    p.run(&["build", "--no-push", "--kernel", K2]).expect(1);
+    let injected = format!("signing-key={},env=HOME", key.display());
+    p.run(&["build", "--no-push", "--secret", &injected])
+        .expect(2);
+}
+
+#[test]
 fn a_killed_build_keeps_what_it_pushed() {
     let p = Project::new("killed", &[Driver::ok("alpha"), Driver::ok("beta")]);
     let mut child = p

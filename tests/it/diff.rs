@@ -117,7 +117,43 @@ fn git_rev_reads_the_lock_at_that_revision() {
     git(&["commit", "-q", "--allow-empty", "-m", "empty"]);
     let (code, _, err) = diff(&["git:NOPE"], dir.path());
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("git show NOPE:./matrix.lock"), "{err}");
+    assert!(err.contains("`NOPE` is not a commit"), "{err}");
+}
+
+#[test]
+fn a_revision_that_looks_like_an_option_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let s = Command::new("git")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(s.status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "t@example.invalid"]);
+    git(&["config", "user.name", "t"]);
+    std::fs::copy(locks().join("old.lock"), dir.path().join("matrix.lock")).unwrap();
+    git(&["add", "matrix.lock"]);
+    git(&["commit", "-qm", "lock"]);
+    // `git show --output=D/out:./matrix.lock` writes into the directory `D/out:.`.
+    let out_dir = dir.path().join("out:.");
+    std::fs::create_dir(&out_dir).unwrap();
+    let written = out_dir.join("matrix.lock");
+    for arg in [
+        format!("git:--output={}", dir.path().join("out").display()),
+        "git:--all".to_string(),
+    ] {
+        let (code, out, err) = diff(&[&arg], dir.path());
+        assert_eq!(code, 2, "{arg}: {out}{err}");
+        assert!(err.contains("does not name a revision"), "{err}");
+        assert!(!written.exists(), "{arg} made git write a file");
+    }
+    // An option after a valid revision is still not an option to git.
+    let (code, _, err) = diff(&["git:HEAD --output=x"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(!dir.path().join("x").exists());
 }
 
 #[test]

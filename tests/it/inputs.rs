@@ -85,3 +85,53 @@ fn the_containerfile_counts_even_when_ignored() {
     std::fs::write(dir.path().join("Containerfile"), "FROM other\n").unwrap();
     assert_ne!(h, hash_context(dir.path(), "Containerfile").unwrap());
 }
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_in_a_context_is_refused_without_being_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    context(dir.path());
+    mkfifo(&dir.path().join("src/pipe"));
+    // Run off the test thread: the old code blocked forever opening the FIFO.
+    let root = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(hash_context(&root, "Containerfile").map_err(|e| e.to_string()));
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("hashing a context with a FIFO hung");
+    let err = got.expect_err("a FIFO was hashed");
+    assert!(err.contains("src/pipe"), "{err}");
+    assert!(err.contains("a FIFO"), "{err}");
+    // A symlink to one stays allowed: it is recorded as a link, never opened.
+    std::fs::remove_file(dir.path().join("src/pipe")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    mkfifo(&elsewhere.path().join("pipe"));
+    std::os::unix::fs::symlink(elsewhere.path().join("pipe"), dir.path().join("src/pipe")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("src/zero")).unwrap();
+    hash_context(dir.path(), "Containerfile").unwrap();
+}
+
+#[test]
+fn an_ignore_file_that_is_a_fifo_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    context(dir.path());
+    mkfifo(&dir.path().join(".containerignore"));
+    let root = dir.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(hash_context(&root, "Containerfile").map_err(|e| e.to_string()));
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("reading a FIFO .containerignore hung");
+    assert!(got.expect_err("accepted").contains(".containerignore"));
+}

@@ -297,3 +297,35 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_secret_inside_a_context_is_not_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&good(), dir.path());
+    let matrix_path = dir.path().join("matrix.toml");
+    let text = std::fs::read_to_string(&matrix_path).unwrap().replace(
+        "modules = [\"netfoo\", \"netbar\"]",
+        "modules = [\"netfoo\", \"netbar\"]\nsecrets = { signing-key = \"net/keys/signing.priv\" }",
+    );
+    std::fs::write(&matrix_path, text).unwrap();
+    std::fs::create_dir_all(dir.path().join("net/keys")).unwrap();
+    let key = dir.path().join("net/keys/signing.priv");
+    std::fs::write(&key, "key one").unwrap();
+    let m = matrix::load(&matrix_path).unwrap().matrix;
+    assert_eq!(m.driver("net-kmod").unwrap().secrets.len(), 1);
+    let l = lock::read(&dir.path().join("resolved.lock")).unwrap();
+    let inputs = |m: &matrix::Matrix| -> Vec<_> {
+        let contexts = inputs::context_digests(m).unwrap();
+        make_plan(m, &l, &contexts)
+            .jobs
+            .iter()
+            .map(|j| (j.id(), j.inputs.clone()))
+            .collect()
+    };
+    let before = inputs(&m);
+    std::fs::write(&key, "key two, rotated").unwrap();
+    assert_eq!(before, inputs(&m), "the secret's contents reached the hash");
+    // The files beside it still count.
+    std::fs::write(dir.path().join("net/keys/README"), "keys").unwrap();
+    assert_ne!(before, inputs(&m));
+}

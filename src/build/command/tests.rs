@@ -138,4 +138,64 @@ fn quoting() {
     assert_eq!(quote(OsStr::new("1.0 beta")), "'1.0 beta'");
     assert_eq!(quote(OsStr::new("it's")), r"'it'\''s'");
     assert_eq!(quote(OsStr::new("")), "''");
+    assert_eq!(quote(OsStr::new("a\x1b[2J'b\\")), r"$'a\x1b[2J\'b\\'");
+    assert_eq!(quote(OsStr::new("\u{9b}")), r"$'\xc2\x9b'");
+}
+
+fn secret_values(inv: &Invocation) -> Vec<String> {
+    inv.args
+        .windows(2)
+        .filter(|w| w[0] == "--secret")
+        .map(|w| w[1].to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn command_line_secrets_override_and_supply_the_drivers() {
+    let (job, driver, registries) = fixture();
+    let buildah = Buildah {
+        secrets: [
+            ("signing-key".to_string(), PathBuf::from("/run/ci/key.priv")),
+            ("token".to_string(), PathBuf::from("/run/ci/token")),
+        ]
+        .into(),
+        ..Buildah::default()
+    };
+    let spec = Spec {
+        job: &job,
+        driver: &driver,
+        registries: &registries,
+        buildah: &buildah,
+        digestfile: Path::new("/d"),
+    };
+    assert_eq!(
+        secret_values(&build(&spec)),
+        [
+            "id=signing-key,src=/run/ci/key.priv",
+            "id=token,src=/run/ci/token"
+        ]
+    );
+}
+
+#[test]
+fn a_command_line_secret_is_one_file_and_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.priv");
+    std::fs::write(&key, "k").unwrap();
+    let ok: CliSecret = format!("signing-key={}", key.display()).parse().unwrap();
+    assert_eq!(ok.id, "signing-key");
+    assert_eq!(ok.path, key.canonicalize().unwrap());
+    let comma = dir.path().join("k,env=GITHUB_TOKEN");
+    std::fs::write(&comma, "k").unwrap();
+    for bad in [
+        "no-equals".to_string(),
+        format!("a,b={}", key.display()),
+        format!("={}", key.display()),
+        format!("k={}", comma.display()),
+        format!("k={}", dir.path().join("missing").display()),
+        format!("k={}", dir.path().display()),
+        "k=".to_string(),
+    ] {
+        assert!(bad.parse::<CliSecret>().is_err(), "{bad} accepted");
+    }
 }

@@ -1,0 +1,198 @@
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::verify::modinfo::tests::fake_module;
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    gz(&tar_of(files))
+}
+
+fn module(vermagic: &str) -> Vec<u8> {
+    fake_module(format!("name=x\0vermagic={vermagic}\0").as_bytes())
+}
+
+#[test]
+fn finds_modules_and_honours_whiteouts() {
+    let (one, two) = (module("6.1.0-50-amd64 one"), module("6.1.0-50-amd64 two"));
+    let mut s = Scanner::default();
+    s.layer(
+        layer(&[
+            ("opt/lib/modules/6.1.0-50-amd64/hello.ko", &one),
+            ("opt/lib/modules/6.1.0-50-amd64/old-thing.ko", b"old"),
+            ("usr/lib/modules/6.1.0-50-amd64/kernel/x.ko", b"x"),
+            ("etc/passwd", b"root"),
+        ])
+        .as_slice(),
+    )
+    .unwrap();
+    s.layer(
+        layer(&[
+            ("./opt/lib/modules/6.1.0-50-amd64/.wh.old-thing.ko", b""),
+            ("usr/lib/modules/.wh..wh..opq", b""),
+            ("opt/lib/modules/6.1.0-50-amd64/hello.ko", &two),
+        ])
+        .as_slice(),
+    )
+    .unwrap();
+    let found = s.finish();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "opt/lib/modules/6.1.0-50-amd64/hello.ko");
+    assert_eq!(found[0].name, "hello");
+    assert_eq!(found[0].kernel_dir, "6.1.0-50-amd64");
+    assert_eq!(
+        found[0].info.as_ref().unwrap().vermagic,
+        "6.1.0-50-amd64 two"
+    );
+}
+
+#[test]
+fn a_module_that_is_no_elf_is_kept_with_the_reason() {
+    let mut s = Scanner::default();
+    s.layer(layer(&[("lib/modules/6.1.0/a.ko", b"junk")]).as_slice())
+        .unwrap();
+    assert!(matches!(s.finish()[0].info, Err(ModInfoError::NotElf(_))));
+}
+
+#[test]
+fn long_names_from_gnu_and_pax_headers_are_followed() {
+    let deep = format!("opt/lib/modules/6.1.0-50-amd64/{}/deep.ko", "d".repeat(120));
+    let pax_path = format!("lib/modules/6.1.0-50-amd64/{}/pax.ko", "p".repeat(120));
+    let ko = module("6.1.0-50-amd64 SMP");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(ko.len() as u64);
+    h.set_mode(0o644);
+    // Over 100 bytes: the builder writes a GNU long-name header first.
+    b.append_data(&mut h, &deep, ko.as_slice()).unwrap();
+    b.append_pax_extensions([("path", pax_path.as_bytes())])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("short-name-the-pax-header-replaces").unwrap();
+    h.set_size(ko.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, ko.as_slice()).unwrap();
+    let mut s = Scanner::default();
+    s.layer(b.into_inner().unwrap().as_slice()).unwrap();
+    let paths: Vec<String> = s.finish().into_iter().map(|f| f.path).collect();
+    assert_eq!(paths, [pax_path, deep]);
+}
+
+/// A tar header block of `kind` claiming `size` bytes.
+fn header(kind: tar::EntryType, name: &str, size: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_path(name).unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+/// A gzip stream of `header`, then `gib` GiB of zeros, as concatenated members: a few
+/// megabytes that decompress to gigabytes.
+pub(crate) fn bomb(header: &[u8], gib: u64) -> Vec<u8> {
+    let mut best = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    best.write_all(&vec![0u8; 1 << 20]).unwrap();
+    let mib = best.finish().unwrap();
+    let mut out = gz(header);
+    for _ in 0..gib << 10 {
+        out.extend_from_slice(&mib);
+    }
+    out
+}
+
+fn fails_fast(blob: &[u8], limits: Limits, expect: &str) {
+    let started = Instant::now();
+    let err = Scanner::with_limits(limits)
+        .layer(blob)
+        .expect_err("a hostile layer was accepted");
+    assert!(err.to_string().contains(expect), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_gigabyte_long_name_header_fails_before_it_is_read() {
+    let blob = bomb(
+        &header(tar::EntryType::GNULongName, "././@LongLink", 3 << 30),
+        3,
+    );
+    assert!(blob.len() < 4 << 20, "{} bytes", blob.len());
+    fails_fast(
+        &blob,
+        Limits::default(),
+        "GNU long-name header of 3221225472 bytes",
+    );
+    let link = bomb(
+        &header(tar::EntryType::GNULongLink, "././@LongLink", 1 << 30),
+        1,
+    );
+    fails_fast(&link, Limits::default(), "GNU long-link header");
+    let pax = bomb(&header(tar::EntryType::XHeader, "PaxHeaders/x", 1 << 30), 1);
+    fails_fast(&pax, Limits::default(), "PAX header of 1073741824 bytes");
+}
+
+#[test]
+fn a_compression_bomb_fails_fast() {
+    let blob = bomb(&header(tar::EntryType::Regular, "zeros", 3 << 30), 3);
+    fails_fast(&blob, Limits::default(), "compression bomb");
+    // The same inside a module: refused by its claimed size before any byte is held.
+    let ko = bomb(
+        &header(tar::EntryType::Regular, "lib/modules/6.1.0/big.ko", 1 << 30),
+        1,
+    );
+    fails_fast(&ko, Limits::default(), "no module is over 64 MiB");
+}
+
+#[test]
+fn names_kept_between_layers_are_capped() {
+    let names: Vec<String> = (0..200).map(|i| format!("etc/.wh.file-{i:04}")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+    let limits = Limits {
+        kept_max: 1 << 10,
+        ..Limits::default()
+    };
+    fails_fast(&layer(&files), limits, "more modules and whiteouts");
+    Scanner::default().layer(layer(&files).as_slice()).unwrap();
+}
+
+#[test]
+fn the_module_budget_is_shared_and_given_back() {
+    let a = Held::take(HELD_MAX);
+    let waiter = std::thread::spawn(|| {
+        let _b = Held::take(1 << 20);
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!waiter.is_finished(), "took bytes beyond the budget");
+    drop(a);
+    waiter.join().unwrap();
+}
+
+#[test]
+fn module_names_fold_dashes() {
+    assert_eq!(module_name("acme-net.ko").as_deref(), Some("acme_net"));
+    assert_eq!(module_name("acme_net.ko.xz"), None);
+}
