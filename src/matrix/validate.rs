@@ -107,6 +107,32 @@ impl Validator {
 
     fn openshift(&mut self, raw: &Spanned<RawOpenShift>) -> OpenShift {
         let o = raw.get_ref();
+        let releases = self.releases(o);
+        let channels = self.channels(o);
+        if o.releases.is_empty() && o.channels.is_empty() {
+            self.problems.push(
+                Problem::new("the matrix names no OpenShift release")
+                    .label(raw.span(), "no `releases` and no `channels` here")
+                    .help("add `releases = [\"4.16.3\"]` or `channels = [{ name = \"stable-4.16\", latest = 2 }]`"),
+            );
+        }
+        let arches = self.openshift_arches(raw);
+        let payload_repo = match &o.payload_repo {
+            Some(r) => self.repository(r, "payload-repo"),
+            None => None,
+        };
+        OpenShift {
+            releases,
+            channels,
+            arches,
+            payload_repo: payload_repo
+                .unwrap_or_else(|| DEFAULT_PAYLOAD_REPO.parse().expect("the default is valid")),
+            graph_url: self.graph_url(o),
+        }
+    }
+
+    /// Exact versions, sorted; one listed twice is a warning.
+    fn releases(&mut self, o: &RawOpenShift) -> Vec<Version> {
         let mut releases = BTreeSet::new();
         for r in &o.releases {
             if let Some(v) = self.parse::<Version>(r, "not an exact version")
@@ -118,77 +144,66 @@ impl Validator {
                 );
             }
         }
+        releases.into_iter().collect()
+    }
+
+    /// Channels, each once.
+    fn channels(&mut self, o: &RawOpenShift) -> Vec<Channel> {
         let mut channels: Vec<Channel> = Vec::new();
         for c in &o.channels {
-            if let Some(ch) = self.channel(c.get_ref()) {
-                if channels.iter().any(|x| x.name == ch.name) {
-                    self.problems.push(
-                        Problem::new(format!("channel `{}` is listed twice", ch.name))
-                            .label(c.get_ref().name.span(), "listed again here"),
-                    );
-                } else {
-                    channels.push(ch);
-                }
+            let Some(ch) = self.channel(c.get_ref()) else {
+                continue;
+            };
+            if channels.iter().any(|x| x.name == ch.name) {
+                self.problems.push(
+                    Problem::new(format!("channel `{}` is listed twice", ch.name))
+                        .label(c.get_ref().name.span(), "listed again here"),
+                );
+            } else {
+                channels.push(ch);
             }
         }
-        if o.releases.is_empty() && o.channels.is_empty() {
+        channels
+    }
+
+    /// `[openshift].arch`: known arches, sorted, not empty; `["x86_64"]` when absent.
+    fn openshift_arches(&mut self, raw: &Spanned<RawOpenShift>) -> Vec<Arch> {
+        let Some(list) = &raw.get_ref().arch else {
+            return vec![Arch::X86_64];
+        };
+        if list.is_empty() {
             self.problems.push(
-                Problem::new("the matrix names no OpenShift release")
-                    .label(raw.span(), "no `releases` and no `channels` here")
-                    .help("add `releases = [\"4.16.3\"]` or `channels = [{ name = \"stable-4.16\", latest = 2 }]`"),
+                Problem::new("`openshift.arch` is empty")
+                    .label(raw.span(), "in this table")
+                    .help(
+                        "list at least one arch, or remove the key for the default `[\"x86_64\"]`",
+                    ),
             );
         }
-        let arches = match &o.arch {
-            None => vec![Arch::X86_64],
-            Some(list) => {
-                if list.is_empty() {
-                    self.problems.push(
-                        Problem::new("`openshift.arch` is empty")
-                            .label(raw.span(), "in this table")
-                            .help("list at least one arch, or remove the key for the default `[\"x86_64\"]`"),
-                    );
-                }
-                let set: BTreeSet<Arch> = list
-                    .iter()
-                    .filter_map(|a| self.parse::<Arch>(a, "unknown arch"))
-                    .collect();
-                set.into_iter().collect()
-            }
+        let set: BTreeSet<Arch> = list
+            .iter()
+            .filter_map(|a| self.parse::<Arch>(a, "unknown arch"))
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// `graph-url`: an http(s) URL; the Cincinnati default when absent.
+    fn graph_url(&mut self, o: &RawOpenShift) -> String {
+        let Some(u) = &o.graph_url else {
+            return DEFAULT_GRAPH_URL.to_string();
         };
-        let payload_repo = match &o.payload_repo {
-            Some(r) => self.repository(r, "payload-repo"),
-            None => Some(
-                DEFAULT_PAYLOAD_REPO
-                    .parse()
-                    .expect("the default payload repo is valid"),
-            ),
-        };
-        let graph_url = match &o.graph_url {
-            Some(u) => {
-                let s = u.get_ref();
-                let ok = (s.starts_with("https://") || s.starts_with("http://"))
-                    && s.split_once("://").is_some_and(|(_, rest)| {
-                        !rest.is_empty() && !rest.contains(char::is_whitespace)
-                    });
-                if !ok {
-                    self.problems.push(
-                        Problem::new(format!("`{s}` is not an http(s) URL"))
-                            .label(u.span(), "not a URL")
-                            .help(format!("the default is `{DEFAULT_GRAPH_URL}`")),
-                    );
-                }
-                s.clone()
-            }
-            None => DEFAULT_GRAPH_URL.to_string(),
-        };
-        OpenShift {
-            releases: releases.into_iter().collect(),
-            channels,
-            arches,
-            payload_repo: payload_repo
-                .unwrap_or_else(|| DEFAULT_PAYLOAD_REPO.parse().expect("valid default")),
-            graph_url,
+        let s = u.get_ref();
+        let ok = (s.starts_with("https://") || s.starts_with("http://"))
+            && s.split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains(char::is_whitespace));
+        if !ok {
+            self.problems.push(
+                Problem::new(format!("`{s}` is not an http(s) URL"))
+                    .label(u.span(), "not a URL")
+                    .help(format!("the default is `{DEFAULT_GRAPH_URL}`")),
+            );
         }
+        s.clone()
     }
 
     fn channel(&mut self, c: &RawChannel) -> Option<Channel> {
@@ -300,23 +315,12 @@ impl Validator {
         })
     }
 
+    /// One `[[driver]]`: every key checked, every problem recorded; the driver only when none
+    /// of them is an error.
     fn driver(&mut self, d: &RawDriver, all_arches: &[Arch]) -> Option<Driver> {
         let before = self.problems.len();
         let name = d.name.get_ref();
-        let valid_name = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            });
-        if !valid_name {
-            self.problems.push(
-                Problem::new(format!("`{name}` is not a valid driver name"))
-                    .label(d.name.span(), "expected `[a-z0-9][a-z0-9._-]*`")
-                    .help(format!("try `{}`", suggest_name(name))),
-            );
-        }
+        let valid_name = self.driver_name(d);
         let context = self.context(&d.context);
         let containerfile_text = d
             .containerfile
@@ -326,7 +330,66 @@ impl Validator {
             .as_ref()
             .and_then(|ctx| self.containerfile(ctx, d, containerfile_text));
         let image = self.repository(&d.image, "image");
+        let build_args = self.build_args(d);
+        let tag = self.tag(d, &build_args);
+        let modules = self.modules(d);
+        let mut secrets = BTreeMap::new();
+        for (id, file) in &d.secrets {
+            if let Some(path) = self.secret(id, file) {
+                secrets.insert(id.get_ref().clone(), path);
+            }
+        }
+        let openshift = d
+            .openshift
+            .as_ref()
+            .and_then(|c| self.parse::<VersionReq>(c, "not a version constraint"));
+        let arches = self.driver_arches(d, all_arches);
+        let kmm = super::kmm::validate(d.kmm.as_ref(), &modules, &mut self.problems);
+        if self.problems[before..]
+            .iter()
+            .any(|p| p.severity == miette::Severity::Error)
+            || !valid_name
+        {
+            return None;
+        }
+        Some(Driver {
+            name: name.clone(),
+            context: context?,
+            containerfile: containerfile?,
+            image: image?,
+            tag: tag?,
+            modules,
+            build_args,
+            secrets,
+            openshift,
+            arches,
+            rt: d.rt.unwrap_or(false),
+            kmm,
+        })
+    }
 
+    /// Whether the driver's name is `[a-z0-9][a-z0-9._-]*`; a problem with a suggestion if not.
+    fn driver_name(&mut self, d: &RawDriver) -> bool {
+        let name = d.name.get_ref();
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            });
+        if !valid {
+            self.problems.push(
+                Problem::new(format!("`{name}` is not a valid driver name"))
+                    .label(d.name.span(), "expected `[a-z0-9][a-z0-9._-]*`")
+                    .help(format!("try `{}`", suggest_name(name))),
+            );
+        }
+        valid
+    }
+
+    /// The driver's own build args: valid names, none of the reserved ones.
+    fn build_args(&mut self, d: &RawDriver) -> BTreeMap<String, String> {
         let mut build_args = BTreeMap::new();
         for (k, v) in &d.build_args {
             let key = k.get_ref();
@@ -348,6 +411,11 @@ impl Validator {
                 build_args.insert(key.clone(), v.get_ref().clone());
             }
         }
+        build_args
+    }
+
+    /// The tag template: known placeholders, and a sample rendering that makes a valid tag.
+    fn tag(&mut self, d: &RawDriver, build_args: &BTreeMap<String, String>) -> Option<TagTemplate> {
         let tag_text = d.tag.as_ref().map_or(DEFAULT_TAG, |t| t.get_ref().as_str());
         let tag = match TagTemplate::parse(tag_text, build_args.keys().map(String::as_str)) {
             Ok(t) => Some(t),
@@ -358,9 +426,13 @@ impl Validator {
             }
         };
         if let (Some(t), Some(tag_span)) = (&tag, d.tag.as_ref().map(|t| t.span())) {
-            self.check_sample_render(t, name, &build_args, tag_span);
+            self.check_sample_render(t, d.name.get_ref(), build_args, tag_span);
         }
+        tag
+    }
 
+    /// Module names, as `modprobe` takes them (no `.ko`).
+    fn modules(&mut self, d: &RawDriver) -> Vec<String> {
         let mut modules = Vec::new();
         for m in &d.modules {
             let text = m.get_ref();
@@ -385,66 +457,45 @@ impl Validator {
                 modules.push(text.clone());
             }
         }
-        let mut secrets = BTreeMap::new();
-        for (id, file) in &d.secrets {
-            if let Some(path) = self.secret(id, file) {
-                secrets.insert(id.get_ref().clone(), path);
-            }
-        }
-        let openshift = d
-            .openshift
-            .as_ref()
-            .and_then(|c| self.parse::<VersionReq>(c, "not a version constraint"));
-        let arches = match &d.arch {
-            None => all_arches.to_vec(),
-            Some(list) => {
-                let mut set = BTreeSet::new();
-                for a in list {
-                    if let Some(arch) = self.parse::<Arch>(a, "unknown arch") {
-                        if all_arches.contains(&arch) {
-                            set.insert(arch);
-                        } else {
-                            let listed: Vec<&str> = all_arches.iter().map(|a| a.as_str()).collect();
-                            self.problems.push(
-                                Problem::new(format!("driver `{name}` asks for arch `{arch}`, which `[openshift].arch` does not list"))
-                                    .label(a.span(), "not in [openshift].arch")
-                                    .help(format!("add `{arch}` to `[openshift].arch` (now {})", listed.join(", "))),
-                            );
-                        }
-                    }
-                }
-                if list.is_empty() {
-                    self.problems.push(
-                        Problem::new(format!("driver `{name}` has an empty `arch` list"))
-                            .label(d.name.span(), "in this driver")
-                            .help("remove `arch` to build for every arch of `[openshift].arch`"),
-                    );
-                }
-                set.into_iter().collect()
-            }
+        modules
+    }
+
+    /// The driver's `arch` subset (all of `[openshift].arch` when absent): known arches that
+    /// `[openshift].arch` lists, and not an empty list.
+    fn driver_arches(&mut self, d: &RawDriver, all_arches: &[Arch]) -> Vec<Arch> {
+        let name = d.name.get_ref();
+        let Some(list) = &d.arch else {
+            return all_arches.to_vec();
         };
-        let kmm = super::kmm::validate(d.kmm.as_ref(), &modules, &mut self.problems);
-        if self.problems[before..]
-            .iter()
-            .any(|p| p.severity == miette::Severity::Error)
-            || !valid_name
-        {
-            return None;
+        let mut set = BTreeSet::new();
+        for a in list {
+            let Some(arch) = self.parse::<Arch>(a, "unknown arch") else {
+                continue;
+            };
+            if all_arches.contains(&arch) {
+                set.insert(arch);
+                continue;
+            }
+            let listed: Vec<&str> = all_arches.iter().map(|a| a.as_str()).collect();
+            self.problems.push(
+                Problem::new(format!(
+                    "driver `{name}` asks for arch `{arch}`, which `[openshift].arch` does not list"
+                ))
+                .label(a.span(), "not in [openshift].arch")
+                .help(format!(
+                    "add `{arch}` to `[openshift].arch` (now {})",
+                    listed.join(", ")
+                )),
+            );
         }
-        Some(Driver {
-            name: name.clone(),
-            context: context?,
-            containerfile: containerfile?,
-            image: image?,
-            tag: tag?,
-            modules,
-            build_args,
-            secrets,
-            openshift,
-            arches,
-            rt: d.rt.unwrap_or(false),
-            kmm,
-        })
+        if list.is_empty() {
+            self.problems.push(
+                Problem::new(format!("driver `{name}` has an empty `arch` list"))
+                    .label(d.name.span(), "in this driver")
+                    .help("remove `arch` to build for every arch of `[openshift].arch`"),
+            );
+        }
+        set.into_iter().collect()
     }
 
     /// A build secret: a valid id and a regular file inside the matrix directory (symlinks
