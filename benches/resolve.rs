@@ -173,7 +173,11 @@ fn main() {
         cache: &cache,
         jobs: 1,
     }
-    .resolve(std::slice::from_ref(&target), &Lock::default(), &())
+    .resolve(
+        std::slice::from_ref(&target),
+        &Lock::default(),
+        &driver_matrix::progress::Silent,
+    )
     .expect("resolving one release");
     let counted = client.stats();
     std::thread::sleep(Duration::from_millis(200)); // let the access log flush

@@ -23,6 +23,7 @@ pub mod matrix;
 pub mod parallel;
 pub mod pipeline;
 pub mod plan;
+pub mod progress;
 pub mod registry;
 pub mod release;
 pub mod report;

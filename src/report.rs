@@ -1,5 +1,6 @@
-//! What a user sees of a build: progress bars on a terminal, one plain line per event
-//! elsewhere (CI logs), only errors under `-q`; and the summary table at the end.
+//! What a user sees of a run: the [`crate::progress::Reporter`] implementations (progress bars
+//! on a terminal, one plain line per event elsewhere (CI logs), only errors under `-q`), and
+//! the build's summary table at the end.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -9,9 +10,10 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::build::{Event, Failure, Outcome, Reporter};
+use crate::build::Outcome;
 use crate::domain::Digest;
 use crate::plan::Job;
+use crate::progress::{Event, Failure, Reporter};
 use crate::text::{escape, escape_line};
 
 /// `driver kernel arch`, how a job is named on one line.
@@ -66,6 +68,10 @@ impl Reporter for Plain {
         let total = *self.total.lock().unwrap_or_else(|e| e.into_inner());
         let at = |i: &usize| format!("[{}/{total}]", i + 1);
         let line = match event {
+            // Releases known from the cache or the lock are not news in a log.
+            Event::Resolving { .. } | Event::ResolveEnd => return,
+            Event::Resolved { fetched: false, .. } => return,
+            Event::Resolved { version, arch, .. } => format!("resolved {version} ({arch})"),
             Event::Begin { total } => {
                 *self.total.lock().unwrap_or_else(|e| e.into_inner()) = *total;
                 format!("building {total} job{}", if *total == 1 { "" } else { "s" })
@@ -113,18 +119,20 @@ impl Reporter for Plain {
     }
 }
 
-/// A line per running job (its current buildah step) and an overall bar with an ETA.
+/// While resolving, a bar of releases; while building, a line per running job (its current
+/// buildah step) and an overall bar with an ETA.
 pub struct Progress {
     multi: MultiProgress,
+    resolving: Mutex<Option<ProgressBar>>,
     overall: ProgressBar,
     running: Mutex<HashMap<usize, ProgressBar>>,
 }
 
 impl Progress {
-    /// A view for `total` jobs (known up front, so the overall bar never draws without a length).
-    pub fn new(total: usize) -> Self {
+    pub fn new() -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let overall = multi.add(ProgressBar::new(total as u64));
+        // Hidden until the build says how many jobs it has, so it never draws without a length.
+        let overall = ProgressBar::hidden();
         overall.set_style(
             ProgressStyle::with_template(
                 "{prefix:>8} [{bar:30}] {pos}/{len} jobs, {elapsed} elapsed, ETA {eta}",
@@ -135,18 +143,58 @@ impl Progress {
         overall.set_prefix("building");
         Progress {
             multi,
+            resolving: Mutex::new(None),
             overall,
             running: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn resolve_event(&self, event: &Event<'_>) {
+        let mut bar = self.resolving.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Resolving { total } => {
+                let b = self.multi.add(ProgressBar::new(*total as u64));
+                b.set_style(
+                    ProgressStyle::with_template("{spinner} resolving releases {pos}/{len} {msg}")
+                        .expect("the template is valid"),
+                );
+                *bar = Some(b);
+            }
+            Event::Resolved { version, arch, .. } => {
+                if let Some(b) = bar.as_ref() {
+                    b.set_message(format!("{version} ({arch})"));
+                    b.inc(1);
+                }
+            }
+            _ => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
     }
 }
 
 impl Reporter for Progress {
     fn event(&self, event: &Event<'_>) {
+        if matches!(
+            event,
+            Event::Resolving { .. } | Event::Resolved { .. } | Event::ResolveEnd
+        ) {
+            return self.resolve_event(event);
+        }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         match event {
+            Event::Resolving { .. } | Event::Resolved { .. } | Event::ResolveEnd => {}
             Event::Begin { total } => {
                 self.overall.set_length(*total as u64);
+                self.multi.add(self.overall.clone());
                 self.overall.enable_steady_tick(Duration::from_millis(200));
             }
             Event::Started { index, job, .. } => {

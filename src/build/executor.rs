@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::command::Invocation;
-use super::event::{Event, Failure, Outcome, Reporter};
 use super::process::{self, Cancel};
 use crate::domain::Digest;
 use crate::parallel::Next;
 use crate::plan::Job;
+use crate::progress::{Event, Failure, Outcome, Reporter};
 
 /// One job to build: its commands and where its output goes.
 #[derive(Debug, Clone)]

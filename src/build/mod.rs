@@ -1,20 +1,19 @@
 //! Building the jobs of a plan with buildah: which jobs ([`select`], [`fresh`]), their command
 //! lines ([`command`], pure), running them in parallel ([`executor`], [`process`]) while
-//! reporting [`event`]s.
+//! reporting [`crate::progress`] events.
 //!
 //! The orchestration (freshness, the lock, confirming pushed images) lives in
 //! `crate::pipeline::build`; rendering events lives in `crate::report`.
 
 pub mod command;
-pub mod event;
 pub mod executor;
 pub mod fresh;
 pub mod process;
 pub mod registries;
 pub mod select;
 
+pub use crate::progress::{Event, Failure, Outcome, Reporter};
 pub use command::{Buildah, CliSecret, Invocation};
-pub use event::{Event, Failure, Outcome, Reporter};
 pub use executor::{Executor, Task};
 pub use fresh::{ImageStore, Skopeo, StoreError};
 pub use process::Cancel;

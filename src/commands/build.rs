@@ -2,12 +2,11 @@
 //! the summary rendered here.
 
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::Context;
-use crate::build::{self, Cancel, Outcome, Reporter, Selection, Task};
+use crate::build::{self, Cancel, Outcome, Selection, Task};
 use crate::cli::BuildArgs;
 use crate::domain::did_you_mean;
 use crate::error::{Error, Result, exit};
@@ -28,7 +27,8 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         Access::Read
     };
     let session = ctx.session(access)?;
-    let planned = super::plan::planned(ctx, &session)?;
+    let reporter = ctx.reporter();
+    let planned = super::plan::planned_with(ctx, &session, reporter.as_ref())?;
     let req = Request {
         selection: selection(&session.matrix, &planned.plan, args)?,
         force: args.force,
@@ -57,10 +57,9 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         // Fails only when a handler is already set, which this binary never does twice.
         let _ = ctrlc::set_handler(move || cancel.interrupt());
     }
-    let outcomes = {
-        let reporter = reporter(ctx, prepared.tasks.len());
-        pipe::run(&session, &prepared, &req, reporter.as_ref(), &cancel)?
-    };
+    let outcomes = pipe::run(&session, &prepared, &req, reporter.as_ref(), &cancel)?;
+    // The progress display is gone before the summary is printed.
+    drop(reporter);
     ctx.registry_stats(&session);
     let mut ran = outcomes.iter();
     let rows: Vec<Row<'_>> = prepared
@@ -84,16 +83,6 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     } else {
         exit::OK
     })
-}
-
-fn reporter(ctx: &Context, total: usize) -> Box<dyn Reporter> {
-    if ctx.global.quiet {
-        Box::new(report::Quiet)
-    } else if std::io::stderr().is_terminal() {
-        Box::new(report::Progress::new(total))
-    } else {
-        Box::new(report::Plain::default())
-    }
 }
 
 /// `--locked`: succeed only when nothing would be built and the lock would not change by a

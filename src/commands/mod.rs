@@ -113,6 +113,19 @@ impl Context {
         }
     }
 
+    /// The run's progress display on stderr: bars on a terminal, plain lines elsewhere, only
+    /// failures under `-q`.
+    pub fn reporter(&self) -> Box<dyn crate::progress::Reporter> {
+        use std::io::IsTerminal;
+        if self.global.quiet {
+            Box::new(crate::report::Quiet)
+        } else if std::io::stderr().is_terminal() {
+            Box::new(crate::report::Progress::new())
+        } else {
+            Box::new(crate::report::Plain::default())
+        }
+    }
+
     /// `-v`: what the registry client did.
     pub fn registry_stats(&self, session: &Session) {
         if self.global.verbose == 0 {

@@ -1,12 +1,11 @@
 //! `driver-matrix plan`: the jobs, from the matrix and the resolved releases.
 
 use super::Context;
-use super::resolve::Reporter;
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::error::Result;
 use crate::pipeline::{Access, Planned, Session};
 use crate::plan::{self, Plan};
-use crate::release::Progress;
+use crate::progress::Reporter;
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
     let plan = compute(ctx)?;
@@ -27,10 +26,10 @@ pub fn compute(ctx: &Context) -> Result<Plan> {
 /// Resolves and plans in `session`, with the resolve progress display; prints the plan's
 /// warnings.
 pub fn planned(ctx: &Context, session: &Session) -> Result<Planned> {
-    planned_with(ctx, session, &Reporter::new(ctx.global.quiet))
+    planned_with(ctx, session, ctx.reporter().as_ref())
 }
 
-pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Progress) -> Result<Planned> {
+pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Reporter) -> Result<Planned> {
     let resolution = session.resolve(progress)?;
     let planned = session.plan(resolution)?;
     ctx.warn_all(&session.matrix, &planned.plan.warnings);

@@ -1,20 +1,17 @@
 //! `driver-matrix resolve [--locked]`: every release of the matrix (exact versions, and channels
 //! expanded through the update graph) resolved to payload, DTK and kernel, written to the
 //! `[[release]]` part of the lock; the `[[image]]` part follows (images whose job changed or
-//! left the plan go, fresh ones serve the releases of their job now). Also the progress display
-//! that every resolving command shows.
+//! left the plan go, fresh ones serve the releases of their job now).
 
-use std::io::{IsTerminal, Write as _};
-use std::sync::Mutex;
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Context;
 use crate::cli::ResolveArgs;
 use crate::error::{Error, Result, exit};
 use crate::lock;
 use crate::pipeline::{self, Access, truth};
-use crate::release::{Event, Progress, Target};
+use crate::progress::{Event, Reporter};
 
 pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
     let access = if args.locked {
@@ -23,9 +20,13 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
         Access::Write("resolve")
     };
     let session = ctx.session(access)?;
-    let reporter = Reporter::new(ctx.global.quiet);
+    let shown = ctx.reporter();
+    let reporter = Counting {
+        inner: shown.as_ref(),
+        fetched: AtomicUsize::new(0),
+    };
     let planned = super::plan::planned_with(ctx, &session, &reporter)?;
-    let fetched = *reporter.fetched.lock().expect("no reporter panics");
+    let fetched = reporter.fetched.load(Ordering::Relaxed);
     // The releases as resolved, and the images brought up to date with them.
     let new = session.without_missing(truth::reconcile(
         &session.lock,
@@ -67,55 +68,17 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// Progress on stderr: a bar on a terminal, a line per release read from the registry
-/// elsewhere, nothing under `-q`.
-pub struct Reporter {
-    bar: Option<ProgressBar>,
-    plain: bool,
-    pub fetched: Mutex<usize>,
+/// A reporter that also counts the releases read from the registry.
+struct Counting<'r> {
+    inner: &'r dyn Reporter,
+    fetched: AtomicUsize,
 }
 
-impl Reporter {
-    pub fn new(quiet: bool) -> Reporter {
-        let tty = std::io::stderr().is_terminal();
-        let bar = (!quiet && tty).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} resolving releases {pos}/{len} {msg}")
-                    .expect("a valid template"),
-            );
-            bar
-        });
-        Reporter {
-            bar,
-            plain: !quiet && !tty,
-            fetched: Mutex::new(0),
+impl Reporter for Counting<'_> {
+    fn event(&self, event: &Event<'_>) {
+        if let Event::Resolved { fetched: true, .. } = event {
+            self.fetched.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-impl Progress for Reporter {
-    fn start(&self, total: usize) {
-        if let Some(b) = &self.bar {
-            b.set_length(total as u64);
-        }
-    }
-
-    fn done(&self, t: &Target, event: Event) {
-        if event == Event::Fetched {
-            *self.fetched.lock().expect("no reporter panics") += 1;
-        }
-        if let Some(b) = &self.bar {
-            b.set_message(format!("{} ({})", t.version, t.arch));
-            b.inc(1);
-        } else if self.plain && event == Event::Fetched {
-            eprintln!("resolved {} ({})", t.version, t.arch);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
+        self.inner.event(event);
     }
 }

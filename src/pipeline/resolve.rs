@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::lock::LockedRelease;
 use crate::matrix::Matrix;
 use crate::plan;
+use crate::progress::Reporter;
 use crate::registry::Client;
-use crate::release::{Progress, Resolver, Target, graph};
+use crate::release::{Resolver, Target, graph};
 
 /// Worker threads resolving releases; each holds at most a couple of requests in flight.
 const JOBS: usize = 8;
@@ -29,7 +30,7 @@ pub struct Resolution {
 
 impl Session {
     /// Resolves the matrix's releases, reporting each to `progress`.
-    pub fn resolve(&self, progress: &dyn Progress) -> Result<Resolution> {
+    pub fn resolve(&self, progress: &dyn Reporter) -> Result<Resolution> {
         let matrix = &self.matrix;
         let client = if self.opts.offline {
             None

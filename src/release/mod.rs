@@ -26,7 +26,7 @@ pub mod payload;
 mod resolver;
 
 pub use cache::{Cache, DtkEntry, How, PayloadEntry, Verified};
-pub use resolver::{Event, Progress, Resolver, Target};
+pub use resolver::{Resolver, Target};
 
 use crate::domain::{Arch, ImageRef, Version};
 use crate::exit;

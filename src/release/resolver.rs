@@ -7,6 +7,16 @@ use super::{Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, Verified, dtk, p
 use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::{Lock, LockedRelease};
 use crate::parallel::Next;
+use crate::progress::{Event as ProgressEvent, Reporter};
+
+/// Where a release came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// Found in the lock (offline) or the cache.
+    Cached,
+    /// Read from the registry.
+    Fetched,
+}
 use crate::registry::{Client, ImageManifest};
 
 /// One release to resolve.
@@ -18,25 +28,6 @@ pub struct Target {
     /// graph, `...@sha256:...`.
     pub payload: ImageRef,
 }
-
-/// What happened to one target, for a progress display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// Found in the lock (offline) or the cache.
-    Cached,
-    /// Read from the registry.
-    Fetched,
-}
-
-/// Receives progress from the worker threads.
-pub trait Progress: Sync {
-    fn start(&self, _total: usize) {}
-    fn done(&self, _target: &Target, _event: Event) {}
-    fn finish(&self) {}
-}
-
-/// No progress display.
-impl Progress for () {}
 
 pub struct Resolver<'a> {
     /// `None` resolves offline: lock and cache only.
@@ -53,21 +44,27 @@ impl Resolver<'_> {
         &self,
         targets: &[Target],
         lock: &Lock,
-        progress: &dyn Progress,
+        progress: &dyn Reporter,
     ) -> Result<Vec<LockedRelease>, ReleaseError> {
-        progress.start(targets.len());
+        progress.event(&ProgressEvent::Resolving {
+            total: targets.len(),
+        });
         let results = crate::parallel::run(targets, self.jobs, |_, t| {
             let r = self.one(t, lock);
             let next = match &r {
                 Ok((_, ev)) => {
-                    progress.done(t, *ev);
+                    progress.event(&ProgressEvent::Resolved {
+                        version: &t.version,
+                        arch: t.arch,
+                        fetched: *ev == Event::Fetched,
+                    });
                     Next::Continue
                 }
                 Err(_) => Next::Stop,
             };
             (r.map(|(r, _)| r), next)
         });
-        progress.finish();
+        progress.event(&ProgressEvent::ResolveEnd);
         let mut out = Vec::with_capacity(targets.len());
         // Targets are taken in order, so every target before a failed one has a result.
         for r in results.into_iter().flatten() {

@@ -1,16 +1,29 @@
-//! What the executor reports while it runs, and how each job ended. The executor never prints:
-//! a [`Reporter`] (see `crate::report`) turns these into progress bars or plain lines.
+//! What a run reports while it works: releases resolved, jobs built. The resolver and the
+//! executor never print; they send [`Event`]s to the one [`Reporter`] interface, which
+//! `crate::report` implements at the edge (progress bars on a terminal, plain lines elsewhere,
+//! only failures under `-q`). Also how each job ended ([`Outcome`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::domain::Digest;
+use crate::domain::{Arch, Digest, Version};
 use crate::plan::Job;
 
-/// One thing that happened to a job. `index` is the job's place among the jobs being built.
+/// One thing that happened. For builds, `index` is the job's place among the jobs being built.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// The run starts: `total` jobs to build (others were fresh or not selected).
+    /// Resolution starts: `total` releases (version × arch).
+    Resolving { total: usize },
+    /// One release is resolved: read from the registry (`fetched`), or known from the cache or,
+    /// offline, the lock.
+    Resolved {
+        version: &'a Version,
+        arch: Arch,
+        fetched: bool,
+    },
+    /// Resolution is over.
+    ResolveEnd,
+    /// The build starts: `total` jobs to build (others were fresh or not selected).
     Begin { total: usize },
     Started {
         index: usize,
@@ -41,7 +54,7 @@ pub enum Event<'a> {
     },
 }
 
-/// Renders events. Called from the executor's worker threads.
+/// Renders events. Called from the resolver's and the executor's worker threads.
 pub trait Reporter: Sync {
     fn event(&self, event: &Event<'_>);
 }
