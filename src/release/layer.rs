@@ -13,6 +13,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::tarball::{self, HeaderLimits, Pending};
+
 /// Caps on what a layer may make us do.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -123,16 +125,17 @@ fn classify(e: io::Error) -> LayerError {
     if let Some(b) = e.get_ref().and_then(|r| r.downcast_ref::<Bomb>()) {
         return LayerError::TooLarge(b.0.clone());
     }
+    if let Some(o) = e
+        .get_ref()
+        .and_then(|r| r.downcast_ref::<tarball::Oversized>())
+    {
+        return LayerError::TooLarge(o.0.clone());
+    }
     if crate::registry::TransferError::is_transfer(&e) {
         LayerError::Read(e)
     } else {
         LayerError::Format(format!("the layer is not a readable tar archive: {e}"))
     }
-}
-
-/// `./a/b`, `/a/b` and `a/b` name the same file.
-fn clean(name: &str) -> &str {
-    name.trim_start_matches("./").trim_start_matches('/')
 }
 
 /// The decompressed stream of a layer, the compression told by its magic bytes (gzip, zstd or
@@ -180,11 +183,17 @@ pub fn scan<R: Read>(
     };
     let mut archive = tar::Archive::new(guarded);
     let mut found = BTreeMap::new();
-    for entry in archive.entries().map_err(classify)? {
+    // Raw entries: extension headers are read here, each within its cap (`crate::tarball`).
+    let mut pending = Pending::default();
+    for entry in archive.entries().map_err(classify)?.raw(true) {
         let mut entry = entry.map_err(classify)?;
-        let size = entry.header().size().map_err(classify)?;
-        let path = entry.path_bytes();
-        let name = clean(&String::from_utf8_lossy(&path)).to_string();
+        if tarball::extension(&mut entry, &mut pending, HeaderLimits::default())
+            .map_err(classify)?
+        {
+            continue;
+        }
+        let (name, size) =
+            tarball::path_and_size(&entry, std::mem::take(&mut pending)).map_err(classify)?;
         if wanted.contains(&name.as_str()) && entry.header().entry_type().is_file() {
             if size > limits.wanted_max {
                 return Err(LayerError::TooLarge(format!(
@@ -284,6 +293,42 @@ mod tests {
             scan(big.as_slice(), &["f"], limits, None),
             Err(LayerError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn an_oversized_extension_header_is_refused_before_it_is_read() {
+        for kind in [
+            tar::EntryType::GNULongName,
+            tar::EntryType::XHeader,
+            tar::EntryType::GNULongLink,
+        ] {
+            // A header that claims 3 GiB of long name, then nothing: the old reader kept such a
+            // name whole (bounded only by the ratio guard).
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_path("././@LongLink").unwrap();
+            h.set_size(3 << 30);
+            h.set_cksum();
+            let mut t = h.as_bytes().to_vec();
+            t.extend_from_slice(&[0u8; 4096]);
+            match scan(gz(&t).as_slice(), &["f"], Limits::default(), None) {
+                Err(LayerError::TooLarge(m)) => assert!(m.contains("header"), "{m}"),
+                other => panic!("{kind:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn long_names_and_pax_paths_name_the_wanted_file() {
+        let long = format!("{}/f.json", "d".repeat(150));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &long, &b"{}"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let got = scan(t.as_slice(), &[long.as_str()], Limits::default(), None).unwrap();
+        assert_eq!(got[&long], b"{}");
     }
 
     #[test]

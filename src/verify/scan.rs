@@ -17,6 +17,7 @@ use std::rc::Rc;
 use std::sync::{Condvar, Mutex};
 
 use super::modinfo::{self, ModInfo, ModInfoError};
+use crate::tarball::{HeaderLimits, Pending};
 
 /// Caps on what one image's layers may make `verify --deep` do.
 #[derive(Debug, Clone, Copy)]
@@ -170,47 +171,6 @@ impl Drop for Held {
     }
 }
 
-/// Reads the data of an extension header of `size` bytes, refusing more than `max`.
-fn read_header<R: Read>(entry: &mut R, size: u64, max: u64, what: &str) -> io::Result<Vec<u8>> {
-    if size > max {
-        return Err(invalid(format!(
-            "the layer has a {what} header of {size} bytes; refusing anything over {} KiB",
-            max >> 10
-        )));
-    }
-    let mut data = Vec::with_capacity(size as usize);
-    entry.take(max).read_to_end(&mut data)?;
-    Ok(data)
-}
-
-/// The `path` (and `size`) records of a PAX header.
-fn pax_records(data: &[u8]) -> io::Result<(Option<Vec<u8>>, Option<u64>)> {
-    let (mut path, mut size) = (None, None);
-    for ext in tar::PaxExtensions::new(data) {
-        let ext = ext.map_err(|e| invalid(format!("a malformed PAX header: {e}")))?;
-        match ext.key_bytes() {
-            b"path" => path = Some(ext.value_bytes().to_vec()),
-            b"size" => {
-                let text = String::from_utf8_lossy(ext.value_bytes());
-                size = Some(
-                    text.trim()
-                        .parse()
-                        .map_err(|_| invalid(format!("a PAX size `{text}` that is no number")))?,
-                );
-            }
-            _ => {}
-        }
-    }
-    Ok((path, size))
-}
-
-/// What the extension headers before an entry said about it.
-#[derive(Default)]
-struct Pending {
-    path: Option<Vec<u8>>,
-    size: Option<u64>,
-}
-
 /// The image's modules, from its layers in manifest order (base first).
 #[derive(Default)]
 pub struct Scanner {
@@ -272,34 +232,16 @@ impl Scanner {
         Ok(())
     }
 
-    /// Reads a GNU long-name/long-link or PAX header into `pending`; false for any other entry.
     fn extension<R: Read>(
         &self,
         entry: &mut tar::Entry<R>,
         pending: &mut Pending,
     ) -> io::Result<bool> {
-        let kind = entry.header().entry_type();
-        let size = entry.header().entry_size()?;
-        let limits = &self.limits;
-        if kind.is_gnu_longname() {
-            let mut name = read_header(entry, size, limits.long_name_max, "GNU long-name")?;
-            while name.last() == Some(&0) {
-                name.pop();
-            }
-            pending.path = Some(name);
-        } else if kind.is_gnu_longlink() {
-            read_header(entry, size, limits.long_name_max, "GNU long-link")?;
-        } else if kind.is_pax_local_extensions() {
-            let data = read_header(entry, size, limits.pax_max, "PAX")?;
-            let (path, size) = pax_records(&data)?;
-            pending.path = path.or(pending.path.take());
-            pending.size = size;
-        } else if kind.is_pax_global_extensions() {
-            read_header(entry, size, limits.pax_max, "PAX global")?;
-        } else {
-            return Ok(false);
-        }
-        Ok(true)
+        let limits = HeaderLimits {
+            long_name_max: self.limits.long_name_max,
+            pax_max: self.limits.pax_max,
+        };
+        crate::tarball::extension(entry, pending, limits)
     }
 
     /// Takes note of one entry of a layer: a whiteout, a module, or nothing of interest.
@@ -309,23 +251,7 @@ impl Scanner {
         pending: Pending,
         changes: &mut LayerChanges,
     ) -> io::Result<()> {
-        let size = entry.header().entry_size()?;
-        if let Some(pax) = pending.size
-            && pax != size
-        {
-            // The archive would read differently here than in buildah; refuse to guess.
-            return Err(invalid(format!(
-                "an entry whose PAX size {pax} differs from its header's {size}"
-            )));
-        }
-        let raw = pending
-            .path
-            .unwrap_or_else(|| entry.path_bytes().into_owned());
-        let raw = String::from_utf8_lossy(&raw);
-        let path = raw
-            .trim_start_matches("./")
-            .trim_start_matches('/')
-            .to_string();
+        let (path, size) = crate::tarball::path_and_size(entry, pending)?;
         let (dir, file) = match path.rsplit_once('/') {
             Some((d, f)) => (format!("{d}/"), f),
             None => (String::new(), path.as_str()),

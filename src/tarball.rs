@@ -1,0 +1,140 @@
+//! Reading the tar stream of an image layer without trusting its headers: a GNU long-name,
+//! long-link or PAX extension header is read only up to a cap (checked against its claimed size
+//! before a byte is read), and its `path` and `size` records are folded into the entry that
+//! follows. The resolver's layer reader (`release::layer`) and `verify --deep`'s scanner
+//! (`verify::scan`) both read layers this way, with `tar::Archive::entries().raw(true)`.
+
+use std::io::{self, Read};
+
+/// Caps on extension headers.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderLimits {
+    /// Largest GNU long-name or long-link header (a path; Linux allows 4 KiB).
+    pub long_name_max: u64,
+    /// Largest PAX extended header (paths, times, extended attributes).
+    pub pax_max: u64,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            long_name_max: 64 << 10,
+            pax_max: 1 << 20,
+        }
+    }
+}
+
+/// A header over its cap: the layer asks for more memory than any real one needs.
+#[derive(Debug)]
+pub struct Oversized(pub String);
+
+impl std::fmt::Display for Oversized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Oversized {}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// What the extension headers before an entry said about it.
+#[derive(Debug, Default)]
+pub struct Pending {
+    path: Option<Vec<u8>>,
+    size: Option<u64>,
+}
+
+/// Reads the data of an extension header of `size` bytes, refusing more than `max`.
+fn read_header<R: Read>(entry: &mut R, size: u64, max: u64, what: &str) -> io::Result<Vec<u8>> {
+    if size > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            Oversized(format!(
+                "the layer has a {what} header of {size} bytes; refusing anything over {} KiB",
+                max >> 10
+            )),
+        ));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    entry.take(max).read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// The `path` (and `size`) records of a PAX header.
+fn pax_records(data: &[u8]) -> io::Result<(Option<Vec<u8>>, Option<u64>)> {
+    let (mut path, mut size) = (None, None);
+    for ext in tar::PaxExtensions::new(data) {
+        let ext = ext.map_err(|e| invalid(format!("a malformed PAX header: {e}")))?;
+        match ext.key_bytes() {
+            b"path" => path = Some(ext.value_bytes().to_vec()),
+            b"size" => {
+                let text = String::from_utf8_lossy(ext.value_bytes());
+                size = Some(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| invalid(format!("a PAX size `{text}` that is no number")))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok((path, size))
+}
+
+/// Reads a GNU long-name/long-link or PAX header into `pending`; false for any other entry.
+pub fn extension<R: Read>(
+    entry: &mut tar::Entry<R>,
+    pending: &mut Pending,
+    limits: HeaderLimits,
+) -> io::Result<bool> {
+    let kind = entry.header().entry_type();
+    let size = entry.header().entry_size()?;
+    if kind.is_gnu_longname() {
+        let mut name = read_header(entry, size, limits.long_name_max, "GNU long-name")?;
+        while name.last() == Some(&0) {
+            name.pop();
+        }
+        pending.path = Some(name);
+    } else if kind.is_gnu_longlink() {
+        read_header(entry, size, limits.long_name_max, "GNU long-link")?;
+    } else if kind.is_pax_local_extensions() {
+        let data = read_header(entry, size, limits.pax_max, "PAX")?;
+        let (path, size) = pax_records(&data)?;
+        pending.path = path.or(pending.path.take());
+        pending.size = size;
+    } else if kind.is_pax_global_extensions() {
+        read_header(entry, size, limits.pax_max, "PAX global")?;
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The entry's path (from its extension headers, else its own header; `./a`, `/a` and `a` name
+/// the same file) and size. A PAX size that disagrees with the header is refused: the archive
+/// would read differently here than in buildah.
+pub fn path_and_size<R: Read>(
+    entry: &tar::Entry<R>,
+    pending: Pending,
+) -> io::Result<(String, u64)> {
+    let size = entry.header().entry_size()?;
+    if let Some(pax) = pending.size
+        && pax != size
+    {
+        return Err(invalid(format!(
+            "an entry whose PAX size {pax} differs from its header's {size}"
+        )));
+    }
+    let raw = pending
+        .path
+        .unwrap_or_else(|| entry.path_bytes().into_owned());
+    let raw = String::from_utf8_lossy(&raw);
+    let path = raw
+        .trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string();
+    Ok((path, size))
+}
