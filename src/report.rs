@@ -183,32 +183,18 @@ impl Default for Progress {
 
 impl Reporter for Progress {
     fn event(&self, event: &Event<'_>) {
-        if matches!(
-            event,
-            Event::Resolving { .. } | Event::Resolved { .. } | Event::ResolveEnd
-        ) {
-            return self.resolve_event(event);
-        }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         match event {
-            Event::Resolving { .. } | Event::Resolved { .. } | Event::ResolveEnd => {}
+            Event::Resolving { .. } | Event::Resolved { .. } | Event::ResolveEnd => {
+                return self.resolve_event(event);
+            }
             Event::Begin { total } => {
                 self.overall.set_length(*total as u64);
                 self.multi.add(self.overall.clone());
                 self.overall.enable_steady_tick(Duration::from_millis(200));
             }
             Event::Started { index, job, .. } => {
-                let bar = self
-                    .multi
-                    .insert_before(&self.overall, ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {elapsed}")
-                        .expect("the template is valid"),
-                );
-                bar.set_prefix(name(job));
-                bar.set_message("starting");
-                bar.enable_steady_tick(Duration::from_millis(120));
-                running.insert(*index, bar);
+                running.insert(*index, self.job_line(job));
             }
             Event::Step {
                 index,
@@ -232,32 +218,48 @@ impl Reporter for Progress {
                 digest,
                 elapsed,
             } => {
-                if let Some(bar) = running.remove(index) {
-                    bar.finish_and_clear();
-                }
-                let _ = self.multi.println(format!(
-                    "   built {} in {}{}",
-                    name(job),
-                    secs(*elapsed),
-                    digest.map(|d| format!(" ({d})")).unwrap_or_default()
-                ));
-                self.overall.inc(1);
+                let digest = digest.map(|d| format!(" ({d})")).unwrap_or_default();
+                let line = format!("   built {} in {}{digest}", name(job), secs(*elapsed));
+                self.job_done(running.remove(index), &line);
             }
             Event::Failed {
                 index,
                 job,
                 failure,
             } => {
-                if let Some(bar) = running.remove(index) {
-                    bar.finish_and_clear();
-                }
-                let _ = self.multi.println(failure_block(job, failure).trim_end());
-                self.overall.inc(1);
+                let block = failure_block(job, failure);
+                self.job_done(running.remove(index), block.trim_end());
             }
         }
         if running.is_empty() && self.overall.position() >= self.overall.length().unwrap_or(0) {
             self.overall.finish_and_clear();
         }
+    }
+}
+
+impl Progress {
+    /// A spinner line for a job that starts, above the overall bar.
+    fn job_line(&self, job: &Job) -> ProgressBar {
+        let bar = self
+            .multi
+            .insert_before(&self.overall, ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {elapsed}")
+                .expect("the template is valid"),
+        );
+        bar.set_prefix(name(job));
+        bar.set_message("starting");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
+    /// A job ended: its spinner goes, `line` stays above the bars, the overall bar moves on.
+    fn job_done(&self, bar: Option<ProgressBar>, line: &str) {
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.println(line);
+        self.overall.inc(1);
     }
 }
 
@@ -276,70 +278,18 @@ pub enum Row<'a> {
 
 /// The summary table, in plan order, and a closing count.
 pub fn summary(rows: &[Row<'_>], elapsed: Duration) -> String {
-    let mut table: Vec<[String; 6]> = Vec::new();
-    let (mut built, mut fresh, mut failed, mut skipped) = (0, 0, 0, 0);
-    for row in rows {
-        let (job, result, time, digest) = match row {
-            Row::Fresh { job, digest } => {
-                fresh += 1;
-                (job, "fresh", String::new(), digest.to_string())
-            }
-            Row::Ran { job, outcome } => match outcome {
-                Outcome::Built {
-                    digest, elapsed, ..
-                } => {
-                    built += 1;
-                    let digest = digest
-                        .as_ref()
-                        .map_or_else(|| "(not pushed)".to_string(), ToString::to_string);
-                    (job, "built", secs(*elapsed), digest)
-                }
-                Outcome::Failed(f) => {
-                    failed += 1;
-                    (job, "FAILED", secs(f.elapsed), String::new())
-                }
-                Outcome::Interrupted { .. } => {
-                    skipped += 1;
-                    (job, "interrupted", String::new(), String::new())
-                }
-                Outcome::NotStarted => {
-                    skipped += 1;
-                    (job, "not started", String::new(), String::new())
-                }
-            },
-        };
-        table.push([
-            job.driver.clone(),
-            job.kernel.to_string(),
-            job.arch.to_string(),
-            result.to_string(),
-            time,
-            digest,
-        ]);
-    }
-    let header = ["DRIVER", "KERNEL", "ARCH", "RESULT", "TIME", "DIGEST"].map(String::from);
-    let mut widths = [0usize; 6];
-    for row in std::iter::once(&header).chain(&table) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    if !table.is_empty() {
-        for row in std::iter::once(&header).chain(&table) {
-            let mut line = String::new();
-            for (cell, w) in row.iter().zip(widths) {
-                write!(line, "{cell:<w$}  ").expect("writing to a String cannot fail");
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out.push('\n');
-    }
-    let mut parts = vec![format!("{built} built"), format!("{fresh} fresh")];
+    let cells: Vec<(&str, [String; 6])> = rows.iter().map(row_cells).collect();
+    let mut out = table(&cells);
+    let count = |what: &[&str]| cells.iter().filter(|(r, _)| what.contains(r)).count();
+    let mut parts = vec![
+        format!("{} built", count(&["built"])),
+        format!("{} fresh", count(&["fresh"])),
+    ];
+    let failed = count(&["FAILED"]);
     if failed > 0 {
         parts.push(format!("{failed} failed"));
     }
+    let skipped = count(&["interrupted", "not started"]);
     if skipped > 0 {
         parts.push(format!("{skipped} not built"));
     }
@@ -361,6 +311,61 @@ pub fn summary(rows: &[Row<'_>], elapsed: Duration) -> String {
             .expect("writing to a String cannot fail");
         }
     }
+    out
+}
+
+/// A row's result word and its cells: driver, kernel, arch, result, time, digest.
+fn row_cells(row: &Row<'_>) -> (&'static str, [String; 6]) {
+    let (job, result, time, digest) = match row {
+        Row::Fresh { job, digest } => (job, "fresh", String::new(), digest.to_string()),
+        Row::Ran { job, outcome } => match outcome {
+            Outcome::Built {
+                digest, elapsed, ..
+            } => {
+                let digest = digest
+                    .as_ref()
+                    .map_or_else(|| "(not pushed)".to_string(), ToString::to_string);
+                (job, "built", secs(*elapsed), digest)
+            }
+            Outcome::Failed(f) => (job, "FAILED", secs(f.elapsed), String::new()),
+            Outcome::Interrupted { .. } => (job, "interrupted", String::new(), String::new()),
+            Outcome::NotStarted => (job, "not started", String::new(), String::new()),
+        },
+    };
+    let cells = [
+        job.driver.clone(),
+        job.kernel.to_string(),
+        job.arch.to_string(),
+        result.to_string(),
+        time,
+        digest,
+    ];
+    (result, cells)
+}
+
+/// The rows under a header, columns padded to their widest cell; nothing for no rows.
+fn table(rows: &[(&str, [String; 6])]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let header = ["DRIVER", "KERNEL", "ARCH", "RESULT", "TIME", "DIGEST"].map(String::from);
+    let all = || std::iter::once(&header).chain(rows.iter().map(|(_, c)| c));
+    let mut widths = [0usize; 6];
+    for row in all() {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in all() {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            write!(line, "{cell:<w$}  ").expect("writing to a String cannot fail");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
     out
 }
 
