@@ -29,20 +29,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     let session = ctx.session(access)?;
     let reporter = ctx.reporter();
     let planned = super::plan::planned_with(ctx, &session, reporter.as_ref())?;
-    let req = Request {
-        selection: selection(&session.matrix, &planned.plan, args)?,
-        force: args.force,
-        push: !args.no_push,
-        jobs: args
-            .jobs
-            .map_or_else(build::executor::default_jobs, usize::from),
-        fail_fast: args.fail_fast,
-        secrets: args
-            .secrets
-            .iter()
-            .map(|s| (s.id.clone(), s.path.clone()))
-            .collect(),
-    };
+    let req = request(args, selection(&session.matrix, &planned.plan, args)?);
     let prepared = pipe::prepare(&session, &planned, &req)?;
     if args.locked {
         return locked(ctx, &session, &prepared);
@@ -61,8 +48,43 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     // The progress display is gone before the summary is printed.
     drop(reporter);
     ctx.registry_stats(&session);
+    if !ctx.global.quiet {
+        print!(
+            "{}",
+            report::summary(&rows(&prepared, &outcomes), started.elapsed())
+        );
+    }
+    Ok(if cancel.is_interrupted() {
+        exit::INTERRUPTED
+    } else if outcomes.iter().any(|o| matches!(o, Outcome::Failed(_))) {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// What the flags ask of the build.
+fn request(args: &BuildArgs, selection: Selection) -> Request {
+    Request {
+        selection,
+        force: args.force,
+        push: !args.no_push,
+        jobs: args
+            .jobs
+            .map_or_else(build::executor::default_jobs, usize::from),
+        fail_fast: args.fail_fast,
+        secrets: args
+            .secrets
+            .iter()
+            .map(|s| (s.id.clone(), s.path.clone()))
+            .collect(),
+    }
+}
+
+/// The summary's rows: every selected job, fresh or with how its build ended.
+fn rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>> {
     let mut ran = outcomes.iter();
-    let rows: Vec<Row<'_>> = prepared
+    prepared
         .selected
         .iter()
         .map(|(job, d)| match d {
@@ -72,17 +94,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
                 outcome: ran.next().expect("one outcome per task"),
             },
         })
-        .collect();
-    if !ctx.global.quiet {
-        print!("{}", report::summary(&rows, started.elapsed()));
-    }
-    Ok(if cancel.is_interrupted() {
-        exit::INTERRUPTED
-    } else if outcomes.iter().any(|o| matches!(o, Outcome::Failed(_))) {
-        exit::FAILED
-    } else {
-        exit::OK
-    })
+        .collect()
 }
 
 /// `--locked`: succeed only when nothing would be built and the lock would not change by a

@@ -195,12 +195,6 @@ pub fn scan<R: Read>(
         let (name, size) =
             tarball::path_and_size(&entry, std::mem::take(&mut pending)).map_err(classify)?;
         if wanted.contains(&name.as_str()) && entry.header().entry_type().is_file() {
-            if size > limits.wanted_max {
-                return Err(LayerError::TooLarge(format!(
-                    "`{name}` is {size} bytes; refusing anything over {} MiB",
-                    limits.wanted_max >> 20
-                )));
-            }
             // Where this entry's data ends; when more files are wanted, allow for a small one
             // right after it (the payload's `release-metadata` follows `image-references`).
             let more = if found.len() + 1 < wanted.len() {
@@ -209,11 +203,7 @@ pub fn scan<R: Read>(
                 0
             };
             target.set(entry.raw_file_position() + size.div_ceil(512) * 512 + more);
-            let mut data = Vec::with_capacity(size as usize);
-            (&mut entry)
-                .take(limits.wanted_max + 1)
-                .read_to_end(&mut data)
-                .map_err(classify)?;
+            let data = read_wanted(&mut entry, &name, size, limits)?;
             found.insert(name, data);
             if found.len() == wanted.len() {
                 break;
@@ -226,6 +216,27 @@ pub fn scan<R: Read>(
         }
     }
     Ok(found)
+}
+
+/// A wanted file's bytes, refused over [`Limits::wanted_max`].
+fn read_wanted<R: Read>(
+    entry: &mut R,
+    name: &str,
+    size: u64,
+    limits: Limits,
+) -> Result<Vec<u8>, LayerError> {
+    if size > limits.wanted_max {
+        return Err(LayerError::TooLarge(format!(
+            "`{name}` is {size} bytes; refusing anything over {} MiB",
+            limits.wanted_max >> 20
+        )));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    entry
+        .take(limits.wanted_max + 1)
+        .read_to_end(&mut data)
+        .map_err(classify)?;
+    Ok(data)
 }
 
 #[cfg(test)]
