@@ -503,7 +503,7 @@ impl Validator {
     /// `,` and `=`, so neither may appear in the id or the path; a file from elsewhere is named
     /// on the command line (`build --secret ID=PATH`), never in the matrix.
     fn secret(&mut self, id: &Spanned<String>, file: &Spanned<String>) -> Option<PathBuf> {
-        let (name, text) = (id.get_ref(), file.get_ref());
+        let name = id.get_ref();
         if !is_secret_id(name) {
             self.problems.push(
                 Problem::new(format!("`{name}` is not a valid secret id"))
@@ -511,67 +511,17 @@ impl Validator {
             );
             return None;
         }
-        let outside = "secret files must lie inside the matrix file's directory; name a file from elsewhere with `build --secret ID=PATH`";
-        let refuse = |message: String, label: &str, help: &str| {
-            Problem::new(message).label(file.span(), label).help(help)
-        };
-        if text.contains([',', '=']) {
-            self.problems.push(refuse(
-                format!("secret path `{text}` contains `,` or `=`"),
-                "buildah would read the rest as more `--secret` options",
-                "rename the file so that its path holds neither `,` nor `=`",
-            ));
-            return None;
-        }
-        if Path::new(text).is_absolute() {
-            self.problems.push(refuse(
-                format!("secret path `{text}` is absolute"),
-                "outside the matrix directory",
-                outside,
-            ));
-            return None;
-        }
-        let Ok(resolved) = self.root.join(text).canonicalize() else {
-            self.problems.push(
-                Problem::new(format!("secret file `{text}` does not exist"))
-                    .label(file.span(), "no such file")
-                    .help("secret paths are relative to the matrix file"),
-            );
-            return None;
-        };
-        let problem = if !resolved.starts_with(&self.root) {
-            Some(refuse(
-                format!(
-                    "secret `{text}` resolves to `{}`, outside the matrix file's directory",
-                    resolved.display()
-                ),
-                "escapes the matrix directory",
-                outside,
-            ))
-        } else if !resolved.is_file() {
-            Some(refuse(
-                format!("secret `{text}` is not a regular file"),
-                "not a file",
-                "a secret is a file whose contents buildah mounts for `RUN --mount=type=secret`",
-            ))
-        } else if resolved.to_string_lossy().contains([',', '=']) {
-            Some(refuse(
-                format!(
-                    "secret `{text}` resolves to `{}`, whose path contains `,` or `=`",
-                    resolved.display()
-                ),
-                "buildah cannot take this path",
-                "move the checkout to a directory whose path holds neither `,` nor `=`",
-            ))
-        } else {
-            None
-        };
-        match problem {
-            Some(p) => {
-                self.problems.push(p);
+        match secret_file(&self.root, file.get_ref()) {
+            Ok(path) => Some(path),
+            Err(Refused {
+                message,
+                label,
+                help,
+            }) => {
+                self.problems
+                    .push(Problem::new(message).label(file.span(), label).help(help));
                 None
             }
-            None => Some(resolved),
         }
     }
 
@@ -761,4 +711,73 @@ pub fn suggest_name(s: &str) -> String {
     } else {
         trimmed.to_string()
     }
+}
+
+/// Why a value was refused: the message, the label at its place, the fix.
+struct Refused {
+    message: String,
+    label: &'static str,
+    help: &'static str,
+}
+
+/// A secret's file: relative to `root`, resolved (symlinks followed) to a regular file inside
+/// it, with neither `,` nor `=` in the path written or resolved.
+fn secret_file(root: &Path, text: &str) -> Result<PathBuf, Refused> {
+    const OUTSIDE: &str = "secret files must lie inside the matrix file's directory; name a file from elsewhere with `build --secret ID=PATH`";
+    let refuse = |message: String, label, help| {
+        Err(Refused {
+            message,
+            label,
+            help,
+        })
+    };
+    if text.contains([',', '=']) {
+        return refuse(
+            format!("secret path `{text}` contains `,` or `=`"),
+            "buildah would read the rest as more `--secret` options",
+            "rename the file so that its path holds neither `,` nor `=`",
+        );
+    }
+    if Path::new(text).is_absolute() {
+        return refuse(
+            format!("secret path `{text}` is absolute"),
+            "outside the matrix directory",
+            OUTSIDE,
+        );
+    }
+    let Ok(resolved) = root.join(text).canonicalize() else {
+        return refuse(
+            format!("secret file `{text}` does not exist"),
+            "no such file",
+            "secret paths are relative to the matrix file",
+        );
+    };
+    if !resolved.starts_with(root) {
+        return refuse(
+            format!(
+                "secret `{text}` resolves to `{}`, outside the matrix file's directory",
+                resolved.display()
+            ),
+            "escapes the matrix directory",
+            OUTSIDE,
+        );
+    }
+    if !resolved.is_file() {
+        return refuse(
+            format!("secret `{text}` is not a regular file"),
+            "not a file",
+            "a secret is a file whose contents buildah mounts for `RUN --mount=type=secret`",
+        );
+    }
+    if resolved.to_string_lossy().contains([',', '=']) {
+        return refuse(
+            format!(
+                "secret `{text}` resolves to `{}`, whose path contains `,` or `=`",
+                resolved.display()
+            ),
+            "buildah cannot take this path",
+            "move the checkout to a directory whose path holds neither `,` nor `=`",
+        );
+    }
+    Ok(resolved)
 }
