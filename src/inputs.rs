@@ -184,10 +184,6 @@ pub fn hash_context_without(
     secrets: &[&Path],
 ) -> Result<Digest, InputsError> {
     let rules = IgnoreRules::load(context)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| InputsError::Io { path, source }
-    };
     let mut entries: BTreeMap<String, String> = BTreeMap::new();
     let walker = walkdir::WalkDir::new(context)
         .follow_links(false)
@@ -215,30 +211,7 @@ pub fn hash_context_without(
         if ft.is_file() && secrets.contains(&entry.path()) {
             continue;
         }
-        let record = if ft.is_symlink() {
-            let target = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
-            format!("link {}", target.to_string_lossy())
-        } else if ft.is_dir() {
-            "dir".to_string()
-        } else if !ft.is_file() {
-            return Err(InputsError::Special {
-                path: entry.path().to_path_buf(),
-                kind: kind_of(&ft),
-            });
-        } else {
-            let meta = entry.metadata().map_err(|e| InputsError::Io {
-                path: entry.path().to_path_buf(),
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("metadata")),
-            })?;
-            let exec = meta.permissions().mode() & 0o111 != 0;
-            format!(
-                "file {} {}",
-                if exec { "x" } else { "-" },
-                hash_file(entry.path())?
-            )
-        };
+        let record = record(&entry)?;
         entries.insert(rel, record);
     }
     let mut h = Sha256::new();
@@ -249,6 +222,41 @@ pub fn hash_context_without(
         h.update(format!("{}:{path} {}:{record}\n", path.len(), record.len()).as_bytes());
     }
     Ok(Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest"))
+}
+
+/// What the hash records of one context entry: a symlink's target, a directory, or a regular
+/// file's executable bit and contents. Anything else (a FIFO, a device, a socket) is refused
+/// without being opened.
+fn record(entry: &walkdir::DirEntry) -> Result<String, InputsError> {
+    let ft = entry.file_type();
+    if ft.is_symlink() {
+        let target = std::fs::read_link(entry.path()).map_err(|source| InputsError::Io {
+            path: entry.path().to_path_buf(),
+            source,
+        })?;
+        return Ok(format!("link {}", target.to_string_lossy()));
+    }
+    if ft.is_dir() {
+        return Ok("dir".to_string());
+    }
+    if !ft.is_file() {
+        return Err(InputsError::Special {
+            path: entry.path().to_path_buf(),
+            kind: kind_of(&ft),
+        });
+    }
+    let meta = entry.metadata().map_err(|e| InputsError::Io {
+        path: entry.path().to_path_buf(),
+        source: e
+            .into_io_error()
+            .unwrap_or_else(|| std::io::Error::other("metadata")),
+    })?;
+    let exec = meta.permissions().mode() & 0o111 != 0;
+    Ok(format!(
+        "file {} {}",
+        if exec { "x" } else { "-" },
+        hash_file(entry.path())?
+    ))
 }
 
 /// Every driver's context digest, hashed in parallel.
