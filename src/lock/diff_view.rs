@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::diff::{ImageChange, ImageChangeKind, LockDiff, ReleaseChangeKind, Summary};
+use super::diff::{
+    DriverChanges, ImageChange, ImageChangeKind, LockDiff, ReleaseChangeKind, Summary,
+};
 use crate::text::escape;
 
 fn short(image: &str) -> String {
@@ -162,68 +164,73 @@ fn markdown(d: &LockDiff) -> String {
     writeln!(out, "**driver-matrix**: {}", summary_line(&d.summary()))
         .expect("writing to a String cannot fail");
     for drv in &d.drivers {
-        writeln!(out, "\n### `{}`\n", drv.driver).expect("writing to a String cannot fail");
-        if !drv.images.is_empty() {
-            out.push_str(
-                "| change | kernel | arch | releases | image | why |\n|---|---|---|---|---|---|\n",
-            );
-            for c in &drv.images {
-                writeln!(
-                    out,
-                    "| {} | `{}` | {} | {} | `{}` | {} |",
-                    kind_word(c.kind),
-                    c.kernel,
-                    c.arch,
-                    releases_cell(c),
-                    image_cell(c),
-                    c.reason.map(|r| r.describe()).unwrap_or_default()
-                )
-                .expect("writing to a String cannot fail");
-            }
-        }
-        if !drv.releases_covered.is_empty() {
-            let list: Vec<String> = drv
-                .releases_covered
-                .iter()
-                .map(|r| format!("{} ({})", r.version, r.arch))
-                .collect();
-            writeln!(out, "\nNewly covered: {}", list.join(", "))
-                .expect("writing to a String cannot fail");
-        }
-        if !drv.releases_dropped.is_empty() {
-            let list: Vec<String> = drv
-                .releases_dropped
-                .iter()
-                .map(|r| format!("{} ({})", r.version, r.arch))
-                .collect();
-            writeln!(out, "\nNo longer covered: {}", list.join(", "))
-                .expect("writing to a String cannot fail");
-        }
+        markdown_driver(&mut out, drv);
     }
     if !d.releases.is_empty() {
-        writeln!(
-            out,
-            "\n<details><summary>Release resolutions ({})</summary>\n\n| release | arch | change | kernel |\n|---|---|---|---|",
-            d.releases.len()
-        )
-        .expect("writing to a String cannot fail");
-        for r in &d.releases {
-            let what = match r.kind {
-                ReleaseChangeKind::Added => "added".to_string(),
-                ReleaseChangeKind::Removed => "removed".to_string(),
-                ReleaseChangeKind::Changed => format!("changed: {}", r.fields.join(", ")),
-            };
-            let kernel = r
-                .kernel
-                .as_ref()
-                .map(|k| format!("`{k}`"))
-                .unwrap_or_default();
-            writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.arch)
-                .expect("writing to a String cannot fail");
-        }
-        out.push_str("\n</details>\n");
+        markdown_releases(&mut out, d);
     }
     out
+}
+
+/// A driver's section: a table of its images, then the releases it newly covers or drops.
+fn markdown_driver(out: &mut String, drv: &DriverChanges) {
+    writeln!(out, "\n### `{}`\n", drv.driver).expect("writing to a String cannot fail");
+    if !drv.images.is_empty() {
+        out.push_str(
+            "| change | kernel | arch | releases | image | why |\n|---|---|---|---|---|---|\n",
+        );
+        for c in &drv.images {
+            writeln!(
+                out,
+                "| {} | `{}` | {} | {} | `{}` | {} |",
+                kind_word(c.kind),
+                c.kernel,
+                c.arch,
+                releases_cell(c),
+                image_cell(c),
+                c.reason.map(|r| r.describe()).unwrap_or_default()
+            )
+            .expect("writing to a String cannot fail");
+        }
+    }
+    for (label, list) in [
+        ("Newly covered", &drv.releases_covered),
+        ("No longer covered", &drv.releases_dropped),
+    ] {
+        if !list.is_empty() {
+            let list: Vec<String> = list
+                .iter()
+                .map(|r| format!("{} ({})", r.version, r.arch))
+                .collect();
+            writeln!(out, "\n{label}: {}", list.join(", "))
+                .expect("writing to a String cannot fail");
+        }
+    }
+}
+
+/// The `[[release]]` changes, folded away under a summary line.
+fn markdown_releases(out: &mut String, d: &LockDiff) {
+    writeln!(
+        out,
+        "\n<details><summary>Release resolutions ({})</summary>\n\n| release | arch | change | kernel |\n|---|---|---|---|",
+        d.releases.len()
+    )
+    .expect("writing to a String cannot fail");
+    for r in &d.releases {
+        let what = match r.kind {
+            ReleaseChangeKind::Added => "added".to_string(),
+            ReleaseChangeKind::Removed => "removed".to_string(),
+            ReleaseChangeKind::Changed => format!("changed: {}", r.fields.join(", ")),
+        };
+        let kernel = r
+            .kernel
+            .as_ref()
+            .map(|k| format!("`{k}`"))
+            .unwrap_or_default();
+        writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.arch)
+            .expect("writing to a String cannot fail");
+    }
+    out.push_str("\n</details>\n");
 }
 
 /// For scripts.
