@@ -27,6 +27,7 @@ pub mod progress;
 pub mod registry;
 pub mod release;
 pub mod report;
+pub mod scaffold;
 pub mod tarball;
 pub mod template;
 pub mod text;

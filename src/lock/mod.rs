@@ -8,6 +8,7 @@ pub mod diff;
 mod diff_view;
 mod model;
 mod read;
+mod source;
 mod write;
 
 pub use diff::{LockDiff, diff};
@@ -17,6 +18,7 @@ pub use diff_view::{
 };
 pub use model::{Lock, LockedImage, LockedRelease};
 pub use read::{LockError, read, read_str};
+pub use source::read_spec;
 pub use write::{render, write_if_changed};
 
 /// The header every lockfile starts with.

@@ -32,6 +32,16 @@ pub enum LockError {
     )]
     UnknownVersion { path: PathBuf, found: String },
 
+    /// A lock named on the command line that cannot be had (no such file, not a revision,
+    /// git failed).
+    #[error("{message}")]
+    #[diagnostic(code(driver_matrix::lock::source))]
+    Source {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("cannot write lockfile `{path}`")]
     #[diagnostic(code(driver_matrix::lock::write))]
     Write {
@@ -66,6 +76,15 @@ struct RawLock {
     release: Vec<LockedRelease>,
     #[serde(default)]
     image: Vec<LockedImage>,
+}
+
+impl LockError {
+    pub(crate) fn source(message: impl Into<String>, help: Option<String>) -> Self {
+        LockError::Source {
+            message: message.into(),
+            help,
+        }
+    }
 }
 
 /// Reads the lock at `path`; a missing file is an empty lock.
