@@ -385,6 +385,22 @@ mod tests {
     }
 
     #[test]
+    fn a_creds_store_is_named_as_unsupported() {
+        let a = files(r#"{"credsStore":"desktop"}"#);
+        assert_eq!(a.lookup("quay.io", "a/b"), None);
+        let why = a.unavailable("quay.io").unwrap();
+        assert!(
+            why.contains("credsStore") && why.contains("not supported"),
+            "{why}"
+        );
+        let h = files(r#"{"credHelpers":{"quay.io":"dm-none-such"}}"#);
+        assert_eq!(h.lookup("quay.io", "a/b"), None);
+        let why = h.unavailable("quay.io").unwrap();
+        assert!(why.contains("docker-credential-dm-none-such"), "{why}");
+        assert!(why.contains("failed"), "{why}");
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let c = Credentials::new("u", "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));

@@ -740,4 +740,69 @@ mod tests {
         assert_eq!(counts.requests, 6, "{counts}");
         assert_eq!(counts.injected(), 4, "{counts}");
     }
+
+    #[test]
+    fn credentials_never_go_to_a_plain_http_realm_of_a_host_that_is_not_insecure() {
+        use driver_matrix_sandbox::faulty::{FaultServer, Reply};
+        let dir = tempfile::tempdir().unwrap();
+        let token = FaultServer::start().unwrap();
+        token.route(
+            "/token",
+            Reply::ok("application/json", br#"{"token":"t0k3n"}"#),
+        );
+        let up = FaultServer::start().unwrap();
+        let challenge = format!(
+            r#"Bearer realm="http://{}/token",service="s""#,
+            token.addr()
+        );
+        up.route(
+            "/v2/a/b/manifests/t",
+            Reply::status(401).header("WWW-Authenticate", &challenge),
+        );
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "u:pw");
+        std::fs::write(
+            dir.path().join("auth.json"),
+            format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, up.addr()),
+        )
+        .unwrap();
+        let client_with = |insecure_token: bool| {
+            let mut registries = BTreeMap::new();
+            for (host, insecure) in [(up.addr(), true), (token.addr(), insecure_token)] {
+                let settings = RegistrySettings {
+                    mirror: None,
+                    insecure,
+                };
+                registries.insert(host.to_string(), settings);
+            }
+            crate::registry::Client::new(crate::registry::ClientOptions {
+                registries,
+                authfile: Some(dir.path().join("auth.json")),
+                timeout: Duration::from_secs(5),
+                retries: 0,
+                ..crate::registry::ClientOptions::default()
+            })
+            .unwrap()
+        };
+        let r: ImageRef = format!("{}/a/b:t", up.addr()).parse().unwrap();
+        let err = client_with(false)
+            .manifest(&r, crate::domain::Arch::X86_64)
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::InsecureRealm { .. }),
+            "{err:?}"
+        );
+        assert!(token.requests().is_empty(), "{:?}", token.requests());
+        // Marked insecure, the realm gets the credentials (and the registry refuses again).
+        let err = client_with(true)
+            .manifest(&r, crate::domain::Arch::X86_64)
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+        assert_eq!(token.requests().len(), 1, "{:?}", token.requests());
+        // Neither the token nor the credentials show in the error.
+        let plain = format!("{err:?} {err}");
+        let shown = format!("{plain} {:?}", miette::Report::new(err));
+        for secret in ["t0k3n", &b64] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
 }
