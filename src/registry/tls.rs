@@ -210,4 +210,96 @@ mod tests {
         let err = c.certificates("h").unwrap_err().to_string();
         assert!(err.contains("ca.crt"), "{err}");
     }
+
+    /// A CA and a certificate for 127.0.0.1 it signed, made with `openssl`: (CA, cert, key).
+    fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let run = |args: &str| {
+            let out = std::process::Command::new("openssl")
+                .current_dir(dir)
+                .args(args.split(' '))
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ca -keyout ca.key -out ca.crt");
+        run("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout s.key -out s.csr");
+        std::fs::write(dir.join("ext"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+        run(
+            "x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out s.crt",
+        );
+        (dir.join("ca.crt"), dir.join("s.crt"), dir.join("s.key"))
+    }
+
+    /// An HTTPS server on loopback that answers every request with a redirect to `location`.
+    fn redirector(cert: &Path, key: &Path, location: String) -> String {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::io::{Read, Write};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let config = std::sync::Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 4096];
+                if tls.read(&mut buf).is_err() {
+                    continue;
+                }
+                let reply = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.write_all(reply.as_bytes());
+                let _ = tls.flush();
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_redirect_from_https_to_plain_http_is_refused() {
+        use driver_matrix_sandbox::faulty::{FaultServer, Reply};
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = certificates(dir.path());
+        let plain = FaultServer::start().unwrap();
+        plain.route("/x", Reply::ok("text/plain", b"in clear"));
+        let addr = redirector(&cert, &key, format!("http://{}/x", plain.addr()));
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+        let clients = Clients::new(Some(certs), Duration::from_secs(5));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // reqwest's client must be built inside the runtime it will run on.
+        let sent = rt.block_on(async {
+            let client = clients.get(&addr, true).unwrap();
+            client
+                .get(format!("https://{addr}/v2/"))
+                .header("Authorization", "Bearer secret")
+                .send()
+                .await
+        });
+        let err = sent.expect_err("the downgrade is refused");
+        assert!(err.is_redirect(), "{err:?}");
+        assert!(super::super::transport::describe(&err).contains(DOWNGRADE));
+        assert!(plain.requests().is_empty(), "{:?}", plain.requests());
+    }
 }
