@@ -484,18 +484,17 @@ impl Transport {
 
     fn unauthorized(&self, route: &Route, url: &str, status: u16, said: String) -> RegistryError {
         let host = route.source.registry();
-        let mut help = match self.credentials(route) {
-            Some((_, path)) => format!(
+        let unavailable = self.auth.unavailable(auth_host(route));
+        let mut help = match (self.credentials(route), unavailable) {
+            (Some((_, path)), _) => format!(
                 "the credentials for `{}` from `{}` were refused; log in again (`podman login --authfile {} {}`) or fix that file",
                 route.host,
                 path.display(),
                 path.display(),
                 route.host
             ),
-            None if self.auth.unavailable(auth_host(route)).is_some() => {
-                self.auth.unavailable(auth_host(route)).unwrap_or_default()
-            }
-            None => {
+            (None, Some(why)) => why,
+            (None, None) => {
                 let searched: Vec<String> = self
                     .auth
                     .searched()
