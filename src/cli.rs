@@ -38,6 +38,11 @@ pub struct Global {
     #[arg(long, global = true, value_name = "PATH")]
     pub authfile: Option<PathBuf>,
 
+    /// CA certificates (`*.crt`) for every registry, instead of
+    /// /etc/containers/certs.d/HOST/ (as buildah's `--cert-dir`; passed on to buildah)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
     /// Where resolutions and build logs are kept [default: the user cache directory]
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -29,6 +29,8 @@ pub struct Buildah {
     pub program: OsString,
     /// Registry credentials, passed as `--authfile` when one was found.
     pub authfile: Option<PathBuf>,
+    /// `--cert-dir`: CA certificates for every registry, instead of `/etc/containers/certs.d`.
+    pub cert_dir: Option<PathBuf>,
     /// `--timestamp` for reproducible images, from `SOURCE_DATE_EPOCH` when it is set.
     pub timestamp: Option<u64>,
     /// Extra environment for every buildah process, on top of this process's own.
@@ -43,6 +45,7 @@ impl Default for Buildah {
         Buildah {
             program: "buildah".into(),
             authfile: None,
+            cert_dir: None,
             timestamp: None,
             env: Vec::new(),
             secrets: BTreeMap::new(),
@@ -171,10 +174,6 @@ impl std::str::FromStr for CliSecret {
     }
 }
 
-fn insecure(registries: &BTreeMap<String, RegistrySettings>, host: &str) -> bool {
-    registries.get(host).is_some_and(|r| r.insecure)
-}
-
 struct Args(Vec<OsString>);
 
 impl Args {
@@ -190,12 +189,14 @@ impl Args {
     }
 }
 
-fn common(args: &mut Args, buildah: &Buildah, tls_off: bool) {
+/// Credentials and CA certificates. No `--tls-verify`: insecure hosts are insecure through the
+/// generated registries.conf, for that host only, so every other pull keeps its TLS checks.
+fn common(args: &mut Args, buildah: &Buildah) {
     if let Some(auth) = &buildah.authfile {
         args.flag("--authfile", auth);
     }
-    if tls_off {
-        args.word("--tls-verify=false");
+    if let Some(dir) = &buildah.cert_dir {
+        args.flag("--cert-dir", dir);
     }
 }
 
@@ -229,13 +230,7 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
         s.push(path);
         a.flag("--secret", s);
     }
-    // The build only pulls; the hosts it pulls from are the DTK's (mirrors come through the
-    // environment's registries.conf).
-    common(
-        &mut a,
-        spec.buildah,
-        insecure(spec.registries, job.dtk.registry()),
-    );
+    common(&mut a, spec.buildah);
     if let Some(t) = spec.buildah.timestamp {
         a.flag("--timestamp", t.to_string());
     }
@@ -253,11 +248,7 @@ pub fn push(spec: &Spec<'_>) -> Invocation {
     let image = &spec.job.image;
     let mut a = Args(vec!["push".into()]);
     a.flag("--digestfile", spec.digestfile);
-    common(
-        &mut a,
-        spec.buildah,
-        insecure(spec.registries, image.registry()),
-    );
+    common(&mut a, spec.buildah);
     let image = image.to_string();
     a.word(&image).word(format!("docker://{image}"));
     Invocation {

@@ -37,6 +37,17 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the machine's registries configuration `{path}`: {message}")]
+    #[diagnostic(
+        code(driver_matrix::build::machine_registries_conf),
+        help(
+            "buildah's registries.conf is this file plus the matrix's `[registries]`; fix it (containers-registries.conf(5)) or point `CONTAINERS_REGISTRIES_CONF` at a valid one"
+        )
+    )]
+    MachineRegistriesConf {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 impl BuildError {
@@ -45,6 +56,7 @@ impl BuildError {
             BuildError::Store(_) => crate::exit::REGISTRY,
             BuildError::NoCacheDir => crate::exit::USAGE,
             BuildError::RegistriesConf { .. } => crate::exit::FAILED,
+            BuildError::MachineRegistriesConf { .. } => crate::exit::USAGE,
         }
     }
 }

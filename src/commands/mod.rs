@@ -63,6 +63,7 @@ impl Context {
             matrix: g.matrix.clone(),
             lockfile: g.lockfile.clone(),
             authfile: g.authfile.clone(),
+            cert_dir: g.cert_dir.clone(),
             cache_dir: g.cache_dir.clone(),
             offline: g.offline,
             wait: if g.no_wait {

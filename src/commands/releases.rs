@@ -38,6 +38,7 @@ pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<i32> {
     let client = Client::new(ClientOptions {
         registries,
         authfile: ctx.global.authfile.clone(),
+        cert_dir: ctx.global.cert_dir.clone(),
         ..ClientOptions::default()
     })?;
     let nodes = graph::channel(&client, &url, &args.channel, arch)?;

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::lock::{Lock, LockedImage};
 use crate::matrix::Matrix;
 use crate::plan::{Job, State};
-use crate::registry::Client;
+use crate::registry::{self, Client};
 
 /// Registry checks wait on the network; this many run at once.
 const CHECK_THREADS: usize = 16;
@@ -59,6 +59,8 @@ pub struct Prepared<'p> {
     pub base: Lock,
     /// One task per job to build, in plan order.
     pub tasks: Vec<Task>,
+    /// The credentials file the tasks name; a merged one is removed when this is dropped.
+    _authfile: Option<registry::ToolAuthfile>,
 }
 
 impl Prepared<'_> {
@@ -96,9 +98,10 @@ pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Re
             .iter()
             .any(|(j, d)| j.key() == i.key() && *d == Decision::Build("missing from the registry"))
     });
+    let (buildah, authfile) = buildah(session)?;
     let buildah = Buildah {
         secrets: req.secrets.clone(),
-        ..buildah(session)?
+        ..buildah
     };
     let logs = cache_dir(session)?.join("logs").join(run_id());
     let tasks = selected
@@ -110,6 +113,7 @@ pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Re
         selected,
         base,
         tasks,
+        _authfile: authfile,
     })
 }
 
@@ -287,23 +291,33 @@ impl Book<'_> {
     }
 }
 
-/// buildah's settings for this run: credentials, `SOURCE_DATE_EPOCH`, and the generated
-/// registries.conf that takes mirrors and insecure hosts to buildah.
-fn buildah(session: &Session) -> Result<Buildah> {
+/// buildah's settings for this run: the credentials the native client uses (merged into one
+/// private file, which lives as long as the returned value), `--cert-dir`,
+/// `SOURCE_DATE_EPOCH`, and the generated registries.conf (the machine's plus the matrix's
+/// mirrors and insecure hosts; TLS is relaxed per host there, never for the whole build).
+fn buildah(session: &Session) -> Result<(Buildah, Option<registry::ToolAuthfile>)> {
     let mut env = Vec::new();
-    if let Some(text) = registries::render(
-        &session.matrix.registries,
-        &registries::machine_search_registries(),
-    ) {
-        let path = registries::write(&cache_dir(session)?, &text)?;
-        env.push(("CONTAINERS_REGISTRIES_CONF".into(), path.into_os_string()));
+    let has_rules = session
+        .matrix
+        .registries
+        .values()
+        .any(|r| r.mirror.is_some() || r.insecure);
+    if has_rules {
+        let machine = registries::machine_config()?;
+        if let Some(text) = registries::render(&session.matrix.registries, &machine) {
+            let path = registries::write(&cache_dir(session)?, &text)?;
+            env.push(("CONTAINERS_REGISTRIES_CONF".into(), path.into_os_string()));
+        }
     }
-    Ok(Buildah {
-        authfile: crate::registry::tool_authfile(session.opts.authfile.as_deref()),
+    let authfile = registry::tool_authfile(session.opts.authfile.as_deref())?;
+    let buildah = Buildah {
+        authfile: authfile.as_ref().map(|a| a.path().to_path_buf()),
+        cert_dir: session.opts.cert_dir.clone(),
         timestamp: source_date_epoch()?,
         env,
         ..Buildah::default()
-    })
+    };
+    Ok((buildah, authfile))
 }
 
 fn task(matrix: &Matrix, job: &Job, buildah: &Buildah, logs: &Path, push: bool) -> Task {

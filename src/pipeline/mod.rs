@@ -40,6 +40,8 @@ pub struct Options {
     /// `--lockfile`; else `matrix.lock` beside the matrix.
     pub lockfile: Option<PathBuf>,
     pub authfile: Option<PathBuf>,
+    /// `--cert-dir`: CA certificates for every registry.
+    pub cert_dir: Option<PathBuf>,
     /// `--cache-dir`; else the user cache directory's `driver-matrix/`.
     pub cache_dir: Option<PathBuf>,
     pub offline: bool,
@@ -123,6 +125,7 @@ impl Session {
         let c = Client::new(ClientOptions {
             registries: self.matrix.registries.clone(),
             authfile: self.opts.authfile.clone(),
+            cert_dir: self.opts.cert_dir.clone(),
             ..ClientOptions::default()
         })?;
         Ok(self.client.get_or_init(|| c))

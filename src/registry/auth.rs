@@ -2,13 +2,25 @@
 //! lookup order: `--authfile`, `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
 //! `~/.config/containers/auth.json`, `~/.docker/config.json`.
 //!
-//! Entries are keyed `host` or `host/namespace[/...]`; the most specific key that prefixes the
-//! repository wins. Secrets stay in [`Credentials`], whose `Debug` prints no secret, and are only
-//! ever written into an `Authorization` header.
+//! As containers-auth.json(5) says: the first file with credentials for the repository wins;
+//! within a file, `credHelpers` (run as `docker-credential-NAME get`, the host on stdin) come
+//! before `auths`, whose keys are `host` or `host/namespace[/...]`, the most specific one that
+//! prefixes the repository winning. `credsStore` is ignored, as containers tools ignore it.
+//!
+//! The files are merged once, at load, into one view that answers exactly what that per-file
+//! order answers ([`merge`]); buildah gets that view as one file ([`tool_authfile`]), so that a
+//! run that can resolve can also push. Secrets stay in [`Credentials`], whose `Debug` prints no
+//! secret, and are only ever written into an `Authorization` header or that private file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+mod helper;
+mod merged;
+
+pub use merged::{ToolAuthfile, tool_authfile};
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -50,18 +62,41 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The credentials files found, in lookup order, with their entries.
-#[derive(Debug, Default, Clone)]
+/// The credentials files found, merged (see [`merge`]).
+#[derive(Debug, Default)]
 pub struct AuthFiles {
-    files: Vec<(PathBuf, BTreeMap<String, Credentials>)>,
+    /// `auths` keys (normalized) with their credentials and file.
+    entries: BTreeMap<String, (Credentials, PathBuf)>,
+    /// `credHelpers`: host → helper name and file.
+    helpers: BTreeMap<String, (String, PathBuf)>,
+    /// Files that name a `credsStore`, for messages.
+    stores: Vec<(PathBuf, String)>,
     /// Every path looked at, for messages.
     searched: Vec<PathBuf>,
+    /// What each helper said per host (a failure is kept for messages).
+    asked: Mutex<HashMap<String, Result<Option<Credentials>, String>>>,
+}
+
+impl Clone for AuthFiles {
+    fn clone(&self) -> Self {
+        AuthFiles {
+            entries: self.entries.clone(),
+            helpers: self.helpers.clone(),
+            stores: self.stores.clone(),
+            searched: self.searched.clone(),
+            asked: Mutex::default(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
 struct RawFile {
     #[serde(default)]
     auths: BTreeMap<String, RawEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +107,14 @@ struct RawEntry {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+}
+
+/// One parsed file.
+#[derive(Debug, Default)]
+struct Parsed {
+    auths: BTreeMap<String, Credentials>,
+    helpers: BTreeMap<String, String>,
+    store: Option<String>,
 }
 
 /// The candidate files in lookup order. An explicit `--authfile` is the only candidate.
@@ -93,15 +136,6 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
-/// The credentials file to hand to buildah and skopeo: `--authfile` as given (even when it does
-/// not exist, so that they name it in their error), else the first candidate that exists.
-pub fn tool_authfile(explicit: Option<&Path>) -> Option<PathBuf> {
-    match explicit {
-        Some(p) => Some(p.to_path_buf()),
-        None => candidates(None).into_iter().find(|p| p.is_file()),
-    }
-}
-
 /// `https://index.docker.io/v1/` → `docker.io`; `http://h:5000/ns/` → `h:5000/ns`.
 fn normalize_key(key: &str) -> String {
     let k = key
@@ -116,6 +150,16 @@ fn normalize_key(key: &str) -> String {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
         _ => k.to_string(),
     }
+}
+
+/// The host part of a key.
+fn key_host(key: &str) -> &str {
+    key.split('/').next().unwrap_or(key)
+}
+
+/// Whether `key` names `full` (`host/repository`) or one of its parents.
+fn covers(key: &str, full: &str) -> bool {
+    full == key || full.starts_with(&format!("{key}/"))
 }
 
 impl AuthFiles {
@@ -139,41 +183,114 @@ impl AuthFiles {
             };
             files.push((path.clone(), parse(path, &text)?));
         }
-        Ok(AuthFiles { files, searched })
+        let mut out = merge(files);
+        out.searched = searched;
+        Ok(out)
     }
 
-    /// Credentials for `repository` on `host`, and the file they came from: the first file (in
-    /// lookup order) with a matching key; within it the longest key that prefixes `host/repo`.
-    pub fn lookup(&self, host: &str, repository: &str) -> Option<(&Credentials, &Path)> {
-        let full = format!("{host}/{repository}");
-        for (path, entries) in &self.files {
-            let best = entries
-                .iter()
-                .filter(|(k, _)| {
-                    full == **k || full.starts_with(&format!("{k}/")) || host == k.as_str()
-                })
-                .max_by_key(|(k, _)| k.len());
-            if let Some((_, c)) = best {
-                return Some((c, path));
-            }
+    /// Credentials for `repository` on `host`, and the file they came from.
+    pub fn lookup(&self, host: &str, repository: &str) -> Option<(Credentials, PathBuf)> {
+        if let Some((name, path)) = self.helpers.get(host) {
+            let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+            let said = asked
+                .entry(host.to_string())
+                .or_insert_with(|| helper::get(name, host));
+            return said.clone().ok().flatten().map(|c| (c, path.clone()));
         }
-        None
+        let full = format!("{host}/{repository}");
+        self.entries
+            .iter()
+            .filter(|(k, _)| covers(k, &full) || host == k.as_str())
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, (c, p))| (c.clone(), p.clone()))
+    }
+
+    /// Why `host` has no credentials although a helper or store was configured, for messages.
+    pub fn unavailable(&self, host: &str) -> Option<String> {
+        if let Some((name, path)) = self.helpers.get(host) {
+            let asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+            return Some(match asked.get(host) {
+                Some(Err(e)) => format!(
+                    "the credential helper `docker-credential-{name}` named in `{}` failed: {e}",
+                    path.display()
+                ),
+                _ => format!(
+                    "the credential helper `docker-credential-{name}` named in `{}` has no credentials for `{host}`",
+                    path.display()
+                ),
+            });
+        }
+        self.stores.first().map(|(path, store)| {
+            format!(
+                "`credsStore = \"{store}\"` in `{}` is not supported (containers tools ignore it too); name the helper per host in `credHelpers`, or log in with `podman login`",
+                path.display()
+            )
+        })
     }
 
     /// The paths looked at, in order, for messages.
     pub fn searched(&self) -> &[PathBuf] {
         &self.searched
     }
+
+    /// Whether any file was found with anything in it.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.helpers.is_empty()
+    }
 }
 
-fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Credentials>, RegistryError> {
+/// The files, in lookup order, as one view. A later file's `auths` key is dropped when an
+/// earlier file has the same key, a parent of it, or a helper for its host; a later file's
+/// helper is dropped when an earlier file has a helper or any key for that host. Then "the
+/// longest key across the view" picks what "the first file with a match, its longest key"
+/// picks: a later key longer than the earlier file's match would be a child of it, and dropped.
+fn merge(files: Vec<(PathBuf, Parsed)>) -> AuthFiles {
+    let mut out = AuthFiles::default();
+    for (path, file) in files {
+        let earlier_key = |k: &str, out: &AuthFiles| {
+            out.helpers.contains_key(key_host(k))
+                || out.entries.keys().any(|e| k == e || covers(e, k))
+        };
+        let keys: Vec<(String, Credentials)> = file
+            .auths
+            .into_iter()
+            .filter(|(k, _)| !earlier_key(k, &out))
+            .collect();
+        let helpers: Vec<(String, String)> = file
+            .helpers
+            .into_iter()
+            .filter(|(h, _)| {
+                !out.helpers.contains_key(h) && !out.entries.keys().any(|e| key_host(e) == h)
+            })
+            .collect();
+        for (k, c) in keys {
+            out.entries.insert(k, (c, path.clone()));
+        }
+        for (h, name) in helpers {
+            out.helpers.insert(h, (name, path.clone()));
+        }
+        if let Some(store) = file.store {
+            out.stores.push((path.clone(), store));
+        }
+    }
+    out
+}
+
+fn parse(path: &Path, text: &str) -> Result<Parsed, RegistryError> {
     let bad = |message: String| RegistryError::AuthFile {
         path: path.to_path_buf(),
         message,
     };
     let raw: RawFile =
         serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let mut out = BTreeMap::new();
+    let mut out = Parsed {
+        store: raw.creds_store.filter(|s| !s.is_empty()),
+        ..Parsed::default()
+    };
+    for (key, name) in raw.cred_helpers {
+        helper::check_name(&name).map_err(|m| bad(format!("`credHelpers` of `{key}`: {m}")))?;
+        out.helpers.insert(normalize_key(&key), name);
+    }
     for (key, entry) in raw.auths {
         let creds = match (
             entry.auth.filter(|a| !a.is_empty()),
@@ -196,7 +313,7 @@ fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Credentials>, Regis
             (None, Some(u), Some(p)) => Credentials::new(u, p),
             _ => continue,
         };
-        out.insert(normalize_key(&key), creds);
+        out.auths.insert(normalize_key(&key), creds);
     }
     Ok(out)
 }
@@ -207,22 +324,54 @@ mod tests {
 
     fn files(text: &str) -> AuthFiles {
         let path = PathBuf::from("auth.json");
-        AuthFiles {
-            files: vec![(path.clone(), parse(&path, text).unwrap())],
-            searched: vec![path],
-        }
+        merge(vec![(path.clone(), parse(&path, text).unwrap())])
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn the_merged_view_answers_what_the_first_file_with_a_match_answers() {
+        let one = PathBuf::from("one.json");
+        let two = PathBuf::from("two.json");
+        let a = format!(
+            r#"{{"auths":{{"quay.io":{{"auth":"{}"}},"h:5000/a":{{"auth":"{}"}}}}}}"#,
+            b64("one-quay:1"),
+            b64("one-a:1")
+        );
+        let b = format!(
+            r#"{{"auths":{{"quay.io/ns":{{"auth":"{}"}},"h:5000":{{"auth":"{}"}},"ghcr.io":{{"auth":"{}"}}}},"credHelpers":{{"quay.io":"x","reg.example":"y"}}}}"#,
+            b64("two-ns:2"),
+            b64("two-h:2"),
+            b64("two-ghcr:2")
+        );
+        let m = merge(vec![
+            (one.clone(), parse(&one, &a).unwrap()),
+            (two.clone(), parse(&two, &b).unwrap()),
+        ]);
+        let user = |h: &str, r: &str| m.lookup(h, r).map(|(c, p)| (c.username, p));
+        // The first file has `quay.io`: its key wins over the second file's more specific one,
+        // and over the second file's helper.
+        assert_eq!(
+            user("quay.io", "ns/x"),
+            Some(("one-quay".into(), one.clone()))
+        );
+        assert_eq!(user("h:5000", "a/b"), Some(("one-a".into(), one.clone())));
+        assert_eq!(user("h:5000", "c"), Some(("two-h".into(), two.clone())));
+        assert_eq!(user("ghcr.io", "c"), Some(("two-ghcr".into(), two.clone())));
+        assert!(m.helpers.contains_key("reg.example") && !m.helpers.contains_key("quay.io"));
     }
 
     #[test]
     fn most_specific_key_wins() {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let a = files(&format!(
             r#"{{"auths":{{"quay.io":{{"auth":"{}"}},"quay.io/openshift-release-dev":{{"auth":"{}"}},"https://index.docker.io/v1/":{{"auth":"{}"}}}}}}"#,
             b64("any:1"),
             b64("ocp:2"),
             b64("hub:3")
         ));
-        let user = |h: &str, r: &str| a.lookup(h, r).map(|(c, _)| c.username.clone());
+        let user = |h: &str, r: &str| a.lookup(h, r).map(|(c, _)| c.username);
         assert_eq!(
             user("quay.io", "openshift-release-dev/ocp-release").as_deref(),
             Some("ocp")
@@ -236,6 +385,22 @@ mod tests {
     }
 
     #[test]
+    fn a_creds_store_is_named_as_unsupported() {
+        let a = files(r#"{"credsStore":"desktop"}"#);
+        assert_eq!(a.lookup("quay.io", "a/b"), None);
+        let why = a.unavailable("quay.io").unwrap();
+        assert!(
+            why.contains("credsStore") && why.contains("not supported"),
+            "{why}"
+        );
+        let h = files(r#"{"credHelpers":{"quay.io":"dm-none-such"}}"#);
+        assert_eq!(h.lookup("quay.io", "a/b"), None);
+        let why = h.unavailable("quay.io").unwrap();
+        assert!(why.contains("docker-credential-dm-none-such"), "{why}");
+        assert!(why.contains("failed"), "{why}");
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let c = Credentials::new("u", "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
@@ -246,5 +411,6 @@ mod tests {
         let path = PathBuf::from("a.json");
         assert!(parse(&path, r#"{"auths":{"quay.io":{"auth":"!!"}}}"#).is_err());
         assert!(parse(&path, "not json").is_err());
+        assert!(parse(&path, r#"{"credHelpers":{"quay.io":"../../bin/sh"}}"#).is_err());
     }
 }

@@ -101,6 +101,30 @@ pub enum RegistryError {
     )]
     AuthFile { path: PathBuf, message: String },
 
+    #[error(
+        "refused to send credentials for `{reference}` to `{realm}`: the registry names a token service on plain HTTP"
+    )]
+    #[diagnostic(
+        code(driver_matrix::registry::insecure_realm),
+        help(
+            "credentials go over plain HTTP only to hosts marked `insecure = true` under `[registries.\"{host}\"]`; fix the registry's token realm, or mark that host if it really is trusted"
+        )
+    )]
+    InsecureRealm {
+        reference: String,
+        realm: String,
+        host: String,
+    },
+
+    #[error("cannot use the CA certificates in `{path}`: {message}")]
+    #[diagnostic(
+        code(driver_matrix::registry::certificate),
+        help(
+            "certificate directories (`/etc/containers/certs.d/HOST/`, or `--cert-dir`) hold PEM CA certificates named `*.crt`"
+        )
+    )]
+    Certificate { path: PathBuf, message: String },
+
     #[error("cannot start the registry client: {message}")]
     #[diagnostic(code(driver_matrix::registry::client))]
     Client { message: String },

@@ -6,7 +6,11 @@
 //! - reads of a mirrored host (`[registries."quay.io"] mirror = ...`) go to the mirror with the
 //!   mirror's credentials and `insecure` setting; nothing is sent to the mirrored host, and
 //!   errors name both the source reference and the URL tried;
-//! - plain HTTP only for hosts marked `insecure`;
+//! - HTTPS verified against the system roots and the host's CA certificates
+//!   (`/etc/containers/certs.d/HOST/*.crt`, or `--cert-dir`); for hosts marked `insecure`, HTTPS
+//!   without verification, then plain HTTP (`tls.rs`); never a redirect from HTTPS to HTTP;
+//! - credentials only in requests to the registry and to its token realm, never to a realm on
+//!   plain HTTP unless that host is `insecure`;
 //! - every manifest, config and fully read blob is checked against its digest, and content
 //!   that does not match is never returned;
 //! - one retry policy (`retry.rs`: tries, backoff with jitter, `Retry-After` honoured up to a
@@ -26,6 +30,7 @@ mod body;
 mod error;
 mod manifest;
 mod retry;
+mod tls;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -36,7 +41,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 
-pub use auth::{AuthFiles, Credentials, tool_authfile};
+pub use auth::{AuthFiles, Credentials, ToolAuthfile, tool_authfile};
 pub use blob::{BlobReader, TransferError};
 pub use error::RegistryError;
 pub use manifest::{Descriptor, ImageManifest};
@@ -56,6 +61,9 @@ pub struct ClientOptions {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// `--authfile`; `None` follows the lookup order of the contract.
     pub authfile: Option<std::path::PathBuf>,
+    /// `--cert-dir`: CA certificates for every host, instead of
+    /// `/etc/containers/certs.d/HOST/`.
+    pub cert_dir: Option<std::path::PathBuf>,
     /// Requests in flight at once, over all threads.
     pub max_in_flight: usize,
     /// Per request (whole request for documents; between two reads for blobs).
@@ -69,6 +77,7 @@ impl Default for ClientOptions {
         ClientOptions {
             registries: BTreeMap::new(),
             authfile: None,
+            cert_dir: None,
             max_in_flight: 8,
             timeout: Duration::from_secs(60),
             retries: retry::DEFAULT_RETRIES,
@@ -108,9 +117,8 @@ impl Client {
             Transport::new(
                 opts.registries,
                 auth,
-                opts.max_in_flight,
-                opts.timeout,
-                opts.retries,
+                opts.cert_dir,
+                (opts.max_in_flight, opts.timeout, opts.retries),
             )
         })?;
         Ok(Client {
@@ -129,10 +137,10 @@ impl Client {
     /// The digest `r` currently names, by a single `HEAD`; `None` when the registry says it
     /// does not exist. A reference by digest is checked against what the registry answers.
     pub fn head_manifest(&self, r: &ImageRef) -> Result<Option<Digest>, RegistryError> {
-        let route = self.inner.transport.route(r);
-        let url = route.url("manifests", &object(r));
         let t = &self.inner.transport;
         self.inner.rt.block_on(async {
+            let route = t.route(r).await;
+            let url = route.url("manifests", &object(r));
             let held = t
                 .send(&Request {
                     accept: Some(manifest::ACCEPT),
@@ -163,9 +171,9 @@ impl Client {
     /// The single-platform image `r` names for `arch`: when `r` names a manifest list or an
     /// OCI index, its `linux/<goarch>` child.
     pub fn manifest(&self, r: &ImageRef, arch: Arch) -> Result<ImageManifest, RegistryError> {
-        let route = self.inner.transport.route(r);
-        let url = route.url("manifests", &object(r));
         self.inner.rt.block_on(async {
+            let route = self.inner.transport.route(r).await;
+            let url = route.url("manifests", &object(r));
             let (digest, body, ctype) = self.document(&route, &url).await?;
             let malformed = |message: String, url: &str| RegistryError::Malformed {
                 reference: r.to_string(),
@@ -194,7 +202,7 @@ impl Client {
                         }
                     })?;
                     let child_ref = r.with_digest(child.clone());
-                    let child_route = self.inner.transport.route(&child_ref);
+                    let child_route = self.inner.transport.route(&child_ref).await;
                     let child_url = child_route.url("manifests", child.as_str());
                     let (image_digest, body, ctype) =
                         self.document(&child_route, &child_url).await?;
@@ -225,9 +233,9 @@ impl Client {
         r: &ImageRef,
         image: &ImageManifest,
     ) -> Result<BTreeMap<String, String>, RegistryError> {
-        let route = self.inner.transport.route(r);
-        let url = route.url("blobs", image.config.digest.as_str());
-        let body = self.inner.rt.block_on(async {
+        let (url, body) = self.inner.rt.block_on(async {
+            let route = self.inner.transport.route(r).await;
+            let url = route.url("blobs", image.config.digest.as_str());
             let named = r.with_digest(image.config.digest.clone());
             let route = Route {
                 source: named,
@@ -235,7 +243,7 @@ impl Client {
             };
             let (d, body, _) = self.document(&route, &url).await?;
             check_equal(&route, &url, &image.config.digest, &d)?;
-            Ok::<_, RegistryError>(body)
+            Ok::<_, RegistryError>((url, body))
         })?;
         #[derive(serde::Deserialize)]
         struct Config {
@@ -263,10 +271,8 @@ impl Client {
         r: &ImageRef,
         blob: &Descriptor,
     ) -> Result<BlobReader, RegistryError> {
-        let route = self
-            .inner
-            .transport
-            .route(&r.with_digest(blob.digest.clone()));
+        let named = r.with_digest(blob.digest.clone());
+        let route = self.inner.rt.block_on(self.inner.transport.route(&named));
         let url = route.url("blobs", blob.digest.as_str());
         BlobReader::open(self.inner.clone(), route, url, blob)
     }

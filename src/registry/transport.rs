@@ -1,5 +1,7 @@
-//! The HTTP side of the distribution API: where a reference is read from (mirrors, plain HTTP
-//! for insecure hosts), authentication (bearer tokens and basic), timeouts, and the bound on
+//! The HTTP side of the distribution API: where a reference is read from (mirrors; HTTPS, or
+//! plain HTTP for insecure hosts that do not speak TLS, see `tls.rs`), authentication (bearer
+//! tokens and basic; credentials never go to a plain-HTTP token realm unless its host is
+//! `insecure`), timeouts, and the bound on
 //! requests in flight. Every request, token requests included, is tried under the one
 //! [`RetryPolicy`]; [`Transport::fetch`] reads the body within the try, so a document whose
 //! body breaks is fetched again. All of it async; [`super::Client`] wraps it in a synchronous
@@ -20,6 +22,7 @@ use super::auth::{AuthFiles, Credentials};
 use super::body::{BodyError, ERROR_BODY_CAP, error_body, read_body, said, too_large};
 use super::error::RegistryError;
 use super::retry::{Attempt, RetryPolicy};
+use super::tls::{Clients, host_port};
 use crate::domain::ImageRef;
 use crate::domain::RegistrySettings;
 
@@ -56,7 +59,7 @@ enum Challenge {
 }
 
 pub(crate) struct Transport {
-    pub http: reqwest::Client,
+    clients: Clients,
     registries: BTreeMap<String, RegistrySettings>,
     auth: AuthFiles,
     challenges: Mutex<HashMap<String, Challenge>>,
@@ -126,20 +129,11 @@ impl Transport {
     pub fn new(
         registries: BTreeMap<String, RegistrySettings>,
         auth: AuthFiles,
-        max_in_flight: usize,
-        timeout: Duration,
-        retries: u32,
+        cert_dir: Option<PathBuf>,
+        (max_in_flight, timeout, retries): (usize, Duration, u32),
     ) -> Result<Transport, RegistryError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("driver-matrix/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(timeout)
-            .build()
-            .map_err(|e| RegistryError::Client {
-                message: e.to_string(),
-            })?;
         Ok(Transport {
-            http,
+            clients: Clients::new(cert_dir, timeout),
             registries,
             auth,
             challenges: Mutex::default(),
@@ -152,9 +146,9 @@ impl Transport {
         })
     }
 
-    /// Where reads of `r` go: its mirror when the matrix names one, over plain HTTP when the
-    /// host actually contacted is marked insecure.
-    pub fn route(&self, r: &ImageRef) -> Route {
+    /// Where reads of `r` go: its mirror when the matrix names one; over HTTPS, or plain HTTP
+    /// when the host actually contacted is marked insecure and does not answer HTTPS.
+    pub async fn route(&self, r: &ImageRef) -> Route {
         let physical = match self
             .registries
             .get(r.registry())
@@ -163,31 +157,33 @@ impl Transport {
             Some(m) => r.rehomed(&m.host, m.namespace.as_deref()),
             None => r.clone(),
         };
-        let insecure = self
-            .registries
-            .get(physical.registry())
-            .is_some_and(|s| s.insecure);
+        let insecure = self.insecure(physical.registry());
         let host = match physical.registry() {
             "docker.io" => "registry-1.docker.io".to_string(),
             h => h.to_string(),
         };
         Route {
             source: r.clone(),
+            scheme: self.clients.scheme(&host, insecure).await,
             host,
             repository: physical.repository().to_string(),
-            scheme: if insecure { "http" } else { "https" },
         }
     }
 
-    fn credentials(&self, route: &Route) -> Option<(&Credentials, PathBuf)> {
-        let host = if route.host == "registry-1.docker.io" {
-            "docker.io"
-        } else {
-            &route.host
-        };
-        self.auth
-            .lookup(host, &route.repository)
-            .map(|(c, p)| (c, p.to_path_buf()))
+    /// Whether `[registries."HOST"]` marks `host` insecure.
+    fn insecure(&self, host: &str) -> bool {
+        self.registries.get(host).is_some_and(|s| s.insecure)
+    }
+
+    /// The HTTP client for `url`: its host's CA certificates, no verification when insecure.
+    fn http(&self, url: &reqwest::Url) -> Result<reqwest::Client, RegistryError> {
+        let host = host_port(url);
+        let insecure = self.insecure(&host);
+        self.clients.get(&host, !insecure)
+    }
+
+    fn credentials(&self, route: &Route) -> Option<(Credentials, PathBuf)> {
+        self.auth.lookup(auth_host(route), &route.repository)
     }
 
     /// The `Authorization` header to send before any challenge, when one is known.
@@ -238,10 +234,18 @@ impl Transport {
         }
         let url = reqwest::Url::parse_with_params(realm, &params)
             .map_err(|e| self.network(route, realm, format!("bad token realm `{realm}`: {e}")))?;
+        if url.scheme() != "https" && !self.insecure(&host_port(&url)) {
+            return Err(RegistryError::InsecureRealm {
+                reference: route.source.to_string(),
+                realm: realm.to_string(),
+                host: host_port(&url),
+            });
+        }
+        let http = self.http(&url)?;
         let (status, body) = self
             .policy
             .run(|_| async {
-                let mut req = self.http.get(url.clone()).timeout(self.timeout);
+                let mut req = http.get(url.clone()).timeout(self.timeout);
                 if let Some((c, _)) = self.credentials(route) {
                     req = req.header(AUTHORIZATION, c.basic_header());
                 }
@@ -392,7 +396,7 @@ impl Transport {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let mut builder = self.http.request(req.method.clone(), req.url);
+            let mut builder = self.client_for(req)?.request(req.method.clone(), req.url);
             if req.whole_timeout {
                 builder = builder.timeout(self.timeout);
             }
@@ -442,6 +446,13 @@ impl Transport {
         }
     }
 
+    fn client_for(&self, req: &Request<'_>) -> Result<reqwest::Client, Failure> {
+        let url = reqwest::Url::parse(req.url).map_err(|e| {
+            Failure::Final(self.network(req.route, req.url, format!("not a URL: {e}")))
+        })?;
+        self.http(&url).map_err(Failure::Final)
+    }
+
     /// Records a host's challenge; false when the client cannot meet it (basic auth without
     /// credentials, an unknown scheme).
     fn learn(&self, route: &Route, challenge: Option<Challenge>) -> bool {
@@ -473,15 +484,17 @@ impl Transport {
 
     fn unauthorized(&self, route: &Route, url: &str, status: u16, said: String) -> RegistryError {
         let host = route.source.registry();
-        let mut help = match self.credentials(route) {
-            Some((_, path)) => format!(
+        let unavailable = self.auth.unavailable(auth_host(route));
+        let mut help = match (self.credentials(route), unavailable) {
+            (Some((_, path)), _) => format!(
                 "the credentials for `{}` from `{}` were refused; log in again (`podman login --authfile {} {}`) or fix that file",
                 route.host,
                 path.display(),
                 path.display(),
                 route.host
             ),
-            None => {
+            (None, Some(why)) => why,
+            (None, None) => {
                 let searched: Vec<String> = self
                     .auth
                     .searched()
@@ -511,6 +524,15 @@ impl Transport {
             said,
             help,
         }
+    }
+}
+
+/// The host credentials are keyed by (`docker.io` for Docker Hub's API host).
+fn auth_host(route: &Route) -> &str {
+    if route.host == "registry-1.docker.io" {
+        "docker.io"
+    } else {
+        &route.host
     }
 }
 
@@ -641,15 +663,19 @@ mod tests {
         let t = Transport::new(
             registries,
             AuthFiles::default(),
-            1,
-            Duration::from_secs(1),
-            0,
+            None,
+            (1, Duration::from_secs(1), 0),
         )
         .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let r: ImageRef = "quay.io/openshift-release-dev/ocp-release:4.14.12-x86_64"
             .parse()
             .unwrap();
-        let route = t.route(&r);
+        // Nothing listens on that port: HTTPS fails, plain HTTP is kept for the insecure host.
+        let route = rt.block_on(t.route(&r));
         assert_eq!(
             route.url("manifests", "4.14.12-x86_64"),
             "http://127.0.0.1:5000/v2/ocp/openshift-release-dev/ocp-release/manifests/4.14.12-x86_64"
@@ -657,7 +683,7 @@ mod tests {
         assert_eq!(route.source, r);
         let other: ImageRef = "registry.example/a/b:c".parse().unwrap();
         assert_eq!(
-            t.route(&other).url("manifests", "c"),
+            rt.block_on(t.route(&other)).url("manifests", "c"),
             "https://registry.example/v2/a/b/manifests/c"
         );
     }
@@ -712,5 +738,70 @@ mod tests {
         let counts = proxy.counts();
         assert_eq!(counts.requests, 6, "{counts}");
         assert_eq!(counts.injected(), 4, "{counts}");
+    }
+
+    #[test]
+    fn credentials_never_go_to_a_plain_http_realm_of_a_host_that_is_not_insecure() {
+        use driver_matrix_sandbox::faulty::{FaultServer, Reply};
+        let dir = tempfile::tempdir().unwrap();
+        let token = FaultServer::start().unwrap();
+        token.route(
+            "/token",
+            Reply::ok("application/json", br#"{"token":"t0k3n"}"#),
+        );
+        let up = FaultServer::start().unwrap();
+        let challenge = format!(
+            r#"Bearer realm="http://{}/token",service="s""#,
+            token.addr()
+        );
+        up.route(
+            "/v2/a/b/manifests/t",
+            Reply::status(401).header("WWW-Authenticate", &challenge),
+        );
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "u:pw");
+        std::fs::write(
+            dir.path().join("auth.json"),
+            format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, up.addr()),
+        )
+        .unwrap();
+        let client_with = |insecure_token: bool| {
+            let mut registries = BTreeMap::new();
+            for (host, insecure) in [(up.addr(), true), (token.addr(), insecure_token)] {
+                let settings = RegistrySettings {
+                    mirror: None,
+                    insecure,
+                };
+                registries.insert(host.to_string(), settings);
+            }
+            crate::registry::Client::new(crate::registry::ClientOptions {
+                registries,
+                authfile: Some(dir.path().join("auth.json")),
+                timeout: Duration::from_secs(5),
+                retries: 0,
+                ..crate::registry::ClientOptions::default()
+            })
+            .unwrap()
+        };
+        let r: ImageRef = format!("{}/a/b:t", up.addr()).parse().unwrap();
+        let err = client_with(false)
+            .manifest(&r, crate::domain::Arch::X86_64)
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::InsecureRealm { .. }),
+            "{err:?}"
+        );
+        assert!(token.requests().is_empty(), "{:?}", token.requests());
+        // Marked insecure, the realm gets the credentials (and the registry refuses again).
+        let err = client_with(true)
+            .manifest(&r, crate::domain::Arch::X86_64)
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+        assert_eq!(token.requests().len(), 1, "{:?}", token.requests());
+        // Neither the token nor the credentials show in the error.
+        let plain = format!("{err:?} {err}");
+        let shown = format!("{plain} {:?}", miette::Report::new(err));
+        for secret in ["t0k3n", &b64] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

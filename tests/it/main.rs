@@ -8,6 +8,7 @@ mod support;
 
 mod build;
 mod cli;
+mod credentials;
 mod demo_e2e;
 mod diff;
 mod export;
@@ -27,4 +28,5 @@ mod resolve_online;
 mod review;
 mod schema;
 mod tamper;
+mod tls;
 mod writers;

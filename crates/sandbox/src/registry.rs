@@ -24,6 +24,8 @@ pub struct Options {
     pub storage: Option<PathBuf>,
     /// A fixed port instead of a free one.
     pub port: Option<u16>,
+    /// Serve HTTPS with this PEM certificate (chain) and key instead of plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn free_port() -> u16 {
@@ -92,8 +94,16 @@ impl Registry {
             ),
             None => String::new(),
         };
+        let tls = match &opts.tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls}{auth}",
             storage.display()
         );
         std::fs::write(dir.join("config.yml"), config)?;

@@ -1,0 +1,118 @@
+//! The credentials file buildah gets: the merged view of every credentials file (what the
+//! native client uses), written 0600 into a private (0700) temporary directory that is removed
+//! when the run ends. It is never written into the cache, and only its path is ever printed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use super::{AuthFiles, RegistryError};
+
+/// The file given to buildah with `--authfile`; a merged one lives as long as this value.
+#[derive(Debug)]
+pub struct ToolAuthfile {
+    path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ToolAuthfile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `--authfile` as given (even when it does not exist, so that buildah names it in its error);
+/// else the merged view of every candidate file, or `None` when none holds anything.
+pub fn tool_authfile(explicit: Option<&Path>) -> Result<Option<ToolAuthfile>, RegistryError> {
+    if let Some(p) = explicit {
+        return Ok(Some(ToolAuthfile {
+            path: p.to_path_buf(),
+            _dir: None,
+        }));
+    }
+    let files = AuthFiles::load(None)?;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    write(&files).map(Some)
+}
+
+/// The merged view as an auth.json: `auths` with base64 `auth` values, and `credHelpers`.
+fn render(files: &AuthFiles) -> String {
+    let auths: BTreeMap<&str, serde_json::Value> = files
+        .entries
+        .iter()
+        .map(|(k, (c, _))| {
+            let raw = format!("{}:{}", c.username, c.password);
+            let auth = base64::engine::general_purpose::STANDARD.encode(raw);
+            (k.as_str(), serde_json::json!({ "auth": auth }))
+        })
+        .collect();
+    let helpers: BTreeMap<&str, &str> = files
+        .helpers
+        .iter()
+        .map(|(h, (name, _))| (h.as_str(), name.as_str()))
+        .collect();
+    serde_json::json!({ "auths": auths, "credHelpers": helpers }).to_string()
+}
+
+fn write(files: &AuthFiles) -> Result<ToolAuthfile, RegistryError> {
+    let err = |path: &Path, e: std::io::Error| RegistryError::AuthFile {
+        path: path.to_path_buf(),
+        message: format!("cannot write the merged credentials for buildah: {e}"),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("driver-matrix-auth-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| err(&std::env::temp_dir(), e))?;
+    let path = dir.path().join("auth.json");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| err(&path, e))?;
+    f.write_all(render(files).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err(&path, e))?;
+    Ok(ToolAuthfile {
+        path,
+        _dir: Some(dir),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_merged_file_is_private_and_gone_with_its_owner() {
+        let src = tempfile::tempdir().unwrap();
+        let a = src.path().join("a.json");
+        std::fs::write(
+            &a,
+            r#"{"auths":{"h:1":{"username":"u","password":"p"}},"credHelpers":{"h:2":"x"}}"#,
+        )
+        .unwrap();
+        let files = super::super::merge(vec![(
+            a.clone(),
+            super::super::parse(&a, &std::fs::read_to_string(&a).unwrap()).unwrap(),
+        )]);
+        let t = write(&files).unwrap();
+        let meta = std::fs::metadata(t.path()).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let dir = t.path().parent().unwrap().to_path_buf();
+        let dmode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o077, 0, "{dmode:o}");
+        let text = std::fs::read_to_string(t.path()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["auths"]["h:1"]["auth"], "dTpw");
+        assert_eq!(v["credHelpers"]["h:2"], "x");
+        drop(t);
+        assert!(!dir.exists());
+    }
+}
