@@ -75,6 +75,7 @@ fn resolutions(versions: &[Version]) -> Vec<LockedRelease> {
                 rt_kernel: None,
                 rhel: "9.4".into(),
                 machine_os: None,
+                node_kernel: None,
             });
         }
     }

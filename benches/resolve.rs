@@ -248,6 +248,7 @@ fn main() {
             version: version.parse::<Version>().expect("a version"),
             dtk: template.dtk.clone(),
             machine_os: template.machine_os.clone(),
+            node: None,
             verified: Verified::read_whole(payload_layer.clone()),
         });
         many.push(version);

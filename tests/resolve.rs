@@ -3,7 +3,7 @@
 
 mod resolve_support;
 
-use driver_matrix_sandbox::{Compression, DtkSpec, Flavor, PayloadSpec};
+use driver_matrix_sandbox::{Compression, DtkSpec, Flavor, OsImage, PayloadSpec};
 use resolve_support::*;
 
 #[test]
@@ -206,5 +206,95 @@ fn a_missing_tag_is_a_registry_error() {
     assert!(
         says(&err, "4.14.99 (x86_64)") && says(&err, "release:4.14.99-x86_64"),
         "{err}"
+    );
+}
+
+/// Releases have shipped a DTK whose kernel is not the one their nodes boot. `resolve` reads
+/// the nodes' kernel from the payload's OS image, records it, and warns; `verify` fails on it.
+#[test]
+fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
+    const NODE_NEWER: &str = "5.14.0-284.54.1.el9_2.x86_64";
+    let w = World::new("nodekernel");
+    let (dtk, dtk_pushed) = w.dtk(&DtkSpec::new(K_414), "amd64", Flavor::Docker);
+    let mut rpm_label = OsImage::new(K_414);
+    rpm_label.label = "com.coreos.rpm.kernel";
+    for (version, os) in [
+        ("4.14.12", OsImage::new(K_414)),
+        ("4.14.13", OsImage::new(NODE_NEWER)),
+        ("4.14.14", rpm_label),
+    ] {
+        let mut spec = PayloadSpec::new(version, Some(dtk.clone()));
+        spec.os = Some(w.os(&os, "amd64"));
+        w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
+    }
+    w.matrix(r#"releases = ["4.14.12", "4.14.13", "4.14.14"]"#, "");
+    let out = w.ok(&["resolve"]);
+    let err = stderr(&out);
+    assert!(
+        says(
+            &err,
+            &format!(
+                "release 4.14.13 (x86_64): its Driver Toolkit carries kernel `{K_414}`, but its nodes boot `{NODE_NEWER}`"
+            )
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("4.14.12 (x86_64): its"), "{err}");
+    assert!(!err.contains("4.14.14 (x86_64): its"), "{err}");
+    let lock = w.lock();
+    assert_eq!(
+        lock.matches(&format!("node-kernel = \"{K_414}\"")).count(),
+        2,
+        "{lock}"
+    );
+    assert_eq!(
+        lock.matches(&format!("node-kernel = \"{NODE_NEWER}\""))
+            .count(),
+        1,
+        "{lock}"
+    );
+    // From the cache (no lock), the same bytes.
+    std::fs::remove_file(w.path("matrix.lock")).unwrap();
+    w.ok(&["resolve"]);
+    assert_eq!(w.lock(), lock);
+
+    // `verify` fails on the release (with an image in the lock to verify), and passes once the
+    // release is gone.
+    let with_image = |lock: &str| {
+        let image = format!(
+            "{lock}\n[[image]]\ndriver = \"d\"\nkernel = \"{K_414}\"\narch = \"x86_64\"\ndtk = \"{dtk}\"\ninputs = \"{}\"\nimage = \"{}/{}:x\"\ndigest = \"{}\"\nreleases = [\"4.14.12\"]\n",
+            dtk_pushed.digest,
+            w.addr,
+            w.repo("dtk"),
+            dtk_pushed.digest
+        );
+        std::fs::write(w.path("matrix.lock"), image).unwrap();
+    };
+    with_image(&lock);
+    let out = w.run(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "FAIL release 4.14.13 x86_64: the DTK's kernel {K_414} is not the nodes' kernel {NODE_NEWER}"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    w.matrix(r#"releases = ["4.14.12", "4.14.14"]"#, "");
+    w.ok(&["resolve"]);
+    with_image(&w.lock());
+    let out = w.run(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
     );
 }

@@ -32,6 +32,10 @@ pub fn planned(ctx: &Context, session: &Session) -> Result<Planned> {
 
 pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Progress) -> Result<Planned> {
     let resolution = session.resolve(progress)?;
+    ctx.warn_all(
+        &session.matrix,
+        &crate::pipeline::kernel_warnings(&resolution.releases),
+    );
     let planned = session.plan(resolution)?;
     ctx.warn_all(&session.matrix, &planned.plan.warnings);
     Ok(planned)

@@ -20,11 +20,23 @@ pub struct LockedRelease {
     pub rhel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_os: Option<String>,
+    /// The kernel the release's nodes boot, from its OS image's config; absent where it could
+    /// not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_kernel: Option<Kernel>,
 }
 
 impl LockedRelease {
     pub fn sort_key(&self) -> (&Version, Arch) {
         (&self.version, self.arch)
+    }
+
+    /// The nodes' kernel when it differs from the DTK's (compared as parsed kernels): drivers
+    /// built on this DTK will not load on this release's nodes.
+    pub fn node_kernel_mismatch(&self) -> Option<&Kernel> {
+        self.node_kernel
+            .as_ref()
+            .filter(|n| !n.same_build(&self.kernel))
     }
 }
 

@@ -30,7 +30,7 @@ use crate::matrix::{self, Matrix, Problem};
 use crate::plan::{self, Plan, PlanInput};
 use crate::registry::{Client, ClientOptions};
 use crate::release::Cache;
-pub use resolve::Resolution;
+pub use resolve::{Resolution, kernel_warnings};
 pub use writer::Wait;
 
 /// Where a run reads and writes, and how it may reach the network.

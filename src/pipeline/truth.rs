@@ -120,6 +120,7 @@ mod tests {
             rt_kernel: None,
             rhel: "9.2".into(),
             machine_os: None,
+            node_kernel: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! - `payloads/<payload digest>-<arch>.json`: what a payload names (its DTK's per-arch image by
 //!   digest, the RHCOS version), read from the payload layer that holds `image-references`,
-//!   that layer read whole;
+//!   that layer read whole; and the nodes' kernel, read from the OS image's config (fetched by
+//!   the digest its manifest names, and hashed), with that config's digest;
 //! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
 //!   was read whole (a provisional kernel, read from a prefix, is never cached);
 //! - `tags/`: for `--offline` only, the digest a payload tag had when last seen (a pointer,
@@ -22,19 +23,21 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::dtk::DtkInfo;
+use super::os::NodeKernel;
 use super::payload::valid_machine_os;
 use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::LockedRelease;
 
 /// Bumped when the meaning of an entry changes. `v1` entries (facts read from unverified
-/// prefixes of layers) are never read.
-const LAYOUT: &str = "v2";
+/// prefixes of layers) are never read; `v2` entries do not say whether the nodes' kernel was
+/// looked for, so they are not read either.
+const LAYOUT: &str = "v3";
 
 /// How a cached fact was verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Verified {
-    /// The layer the fact was read from.
+    /// The layer (or, for [`How::ImageConfig`], the config blob) the fact was read from.
     pub layer: Digest,
     pub how: How,
 }
@@ -45,6 +48,9 @@ pub enum How {
     /// The layer was read to its end and its sha256 equalled the digest that the image
     /// manifest (itself fetched by digest and hashed) names.
     ReadWhole,
+    /// The image config blob was fetched by the digest that the image manifest (itself
+    /// fetched by digest and hashed) names, and its sha256 equalled that digest.
+    ImageConfig,
 }
 
 impl Verified {
@@ -52,6 +58,13 @@ impl Verified {
         Verified {
             layer,
             how: How::ReadWhole,
+        }
+    }
+
+    pub fn image_config(config: Digest) -> Verified {
+        Verified {
+            layer: config,
+            how: How::ImageConfig,
         }
     }
 }
@@ -68,6 +81,10 @@ pub struct PayloadEntry {
     pub dtk: ImageRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_os: Option<String>,
+    /// The nodes' kernel; absent when the payload names no OS image the registry holds, or its
+    /// config carries no kernel label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeKernel>,
     pub verified: Verified,
 }
 
@@ -83,6 +100,7 @@ impl PayloadEntry {
             rt_kernel: dtk.rt_kernel.clone(),
             rhel: dtk.rhel.clone(),
             machine_os: self.machine_os.clone(),
+            node_kernel: self.node.as_ref().map(|n| n.kernel.clone()),
         }
     }
 
@@ -91,6 +109,10 @@ impl PayloadEntry {
             && self.arch == arch
             && self.dtk.digest().is_some()
             && self.machine_os.as_deref().is_none_or(valid_machine_os)
+            && self
+                .node
+                .as_ref()
+                .is_none_or(|n| n.image.digest().is_some() && n.verified.how == How::ImageConfig)
     }
 }
 
@@ -232,6 +254,7 @@ mod tests {
             version: "4.14.12".parse().unwrap(),
             dtk: format!("{REPO}@{dtk}").parse().unwrap(),
             machine_os: Some("414.92.202402130420-0".into()),
+            node: None,
             verified: Verified::read_whole(Digest::sha256(b"payload layer")),
         }
     }

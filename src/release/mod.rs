@@ -22,6 +22,7 @@ pub mod dtk;
 pub mod graph;
 mod inflate;
 pub mod layer;
+pub mod os;
 pub mod payload;
 mod resolver;
 

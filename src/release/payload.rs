@@ -17,7 +17,7 @@ pub const IMAGE_REFERENCES: &str = "release-manifests/image-references";
 pub const RELEASE_METADATA: &str = "release-manifests/release-metadata";
 
 /// The tags of the OS image, newest naming first.
-const OS_TAGS: [&str; 3] = ["rhel-coreos", "rhel-coreos-8", "machine-os-content"];
+pub const OS_TAGS: [&str; 3] = ["rhel-coreos", "rhel-coreos-8", "machine-os-content"];
 
 /// What the resolver takes from a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub struct PayloadInfo {
     pub dtk: ImageRef,
     /// `machine-os=` of the OS tag's `io.openshift.build.versions`.
     pub machine_os: Option<String>,
+    /// The OS images the payload names by digest, in [`OS_TAGS`] order: where the nodes'
+    /// own kernel is read (see [`super::os`]).
+    pub os: Vec<ImageRef>,
 }
 
 /// [`PayloadInfo`] and where it was read from.
@@ -168,7 +171,17 @@ pub fn parse_references(bytes: &[u8]) -> Result<PayloadInfo, Fault> {
                 .map(str::to_string)
         })
         .filter(|m| valid_machine_os(m));
-    Ok(PayloadInfo { dtk, machine_os })
+    let os = OS_TAGS
+        .iter()
+        .filter_map(|n| tag(n)?.from.as_ref())
+        .filter_map(|f| f.name.parse::<ImageRef>().ok())
+        .filter(|r| r.digest().is_some())
+        .collect();
+    Ok(PayloadInfo {
+        dtk,
+        machine_os,
+        os,
+    })
 }
 
 /// An RHCOS version as the lock may record it: short, letters, digits, `.`, `-`, `_`.
@@ -201,6 +214,8 @@ mod tests {
         let info = parse_references(&stream("ImageStream", &tags)).unwrap();
         assert_eq!(info.dtk.to_string(), DTK);
         assert_eq!(info.machine_os.as_deref(), Some("414.92.202402130420-0"));
+        assert_eq!(info.os.len(), 1);
+        assert_eq!(info.os[0].to_string(), DTK);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The cache gains entries only from a release that resolved, and only verified facts (see
 //! [`super::cache`]).
 
-use super::{Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, Verified, dtk, payload};
+use super::{Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, Verified, dtk, os, payload};
 use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::{Lock, LockedRelease};
 use crate::parallel::Next;
@@ -160,12 +160,14 @@ impl Resolver<'_> {
         let dtk_image = client
             .manifest(&read.info.dtk, t.arch)
             .map_err(|e| fault(e.into()))?;
+        let node = os::node_kernel(client, &read.info.os, t.arch).map_err(fault)?;
         let entry = PayloadEntry {
             payload: digest.clone(),
             arch: t.arch,
             version: t.version.clone(),
             dtk: dtk_image.pinned(&read.info.dtk),
             machine_os: read.info.machine_os,
+            node,
             verified: Verified::read_whole(read.layer),
         };
         Ok((entry, dtk_image))

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, Pusher, Registry};
+use driver_matrix_sandbox::{DtkSpec, Flavor, OsImage, PayloadSpec, Pushed, Pusher, Registry};
 
 pub const K_414: &str = "5.14.0-284.52.1.el9_2.x86_64";
 pub const RT_414: &str = "5.14.0-284.52.1.rt14.337.el9_2.x86_64";
@@ -54,6 +54,14 @@ impl World {
             format!("{}/{}@{}", self.addr, self.repo("dtk"), p.digest),
             p,
         )
+    }
+
+    /// Pushes an RHCOS stand-in; returns `host/ns/rhcos@digest`.
+    pub fn os(&self, spec: &OsImage, goarch: &str) -> String {
+        let p = spec
+            .push(&self.pusher, &self.repo("rhcos"), goarch, Flavor::Docker)
+            .unwrap();
+        format!("{}/{}@{}", self.addr, self.repo("rhcos"), p.digest)
     }
 
     /// Pushes a payload as `host/ns/release:<version>-<arch>`.

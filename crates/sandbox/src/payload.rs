@@ -41,6 +41,9 @@ pub struct PayloadSpec {
     pub dtk: Option<String>,
     /// `machine-os=` of `rhel-coreos`; `None` leaves the annotation out.
     pub machine_os: Option<String>,
+    /// `from.name` of `rhel-coreos` (see [`OsImage`]); `None` gives that tag no `from`, so the
+    /// payload names no OS image to read the nodes' kernel from.
+    pub os: Option<String>,
     /// The ImageStream's `kind` (`ImageStream` unless testing a broken payload).
     pub kind: String,
     /// Total tags in the ImageStream.
@@ -65,6 +68,7 @@ impl PayloadSpec {
                 "4{}.92.202402130420-0",
                 version.split('.').nth(1).unwrap_or("0")
             )),
+            os: None,
             kind: "ImageStream".into(),
             tags: 190,
             filler: 3 << 20,
@@ -101,9 +105,15 @@ impl PayloadSpec {
             .tag_names()
             .iter()
             .map(|name| {
-                let from = match (name.as_str(), &self.dtk) {
-                    ("driver-toolkit", Some(d)) => d.clone(),
+                let from = match (name.as_str(), &self.dtk, &self.os) {
+                    ("driver-toolkit", Some(d), _) => d.clone(),
+                    ("rhel-coreos", _, Some(os)) => os.clone(),
                     _ => self.component(name),
+                };
+                let from = serde_json::json!({"kind": "DockerImage", "name": from});
+                let from = match (name.as_str(), &self.os) {
+                    ("rhel-coreos", None) => serde_json::Value::Null,
+                    _ => from,
                 };
                 let mut annotations = serde_json::json!({
                     "io.openshift.build.commit.id": hex::encode(&oci::sha256(name.as_bytes()).as_bytes()[7..27]),
@@ -115,14 +125,17 @@ impl PayloadSpec {
                     annotations["io.openshift.build.versions"] =
                         format!("machine-os={m}").into();
                 }
-                serde_json::json!({
+                let mut tag = serde_json::json!({
                     "name": name,
                     "annotations": annotations,
-                    "from": {"kind": "DockerImage", "name": from},
                     "generation": 2,
                     "importPolicy": {},
                     "referencePolicy": {"type": "Source"},
-                })
+                });
+                if !from.is_null() {
+                    tag["from"] = from;
+                }
+                tag
             })
             .collect();
         let stream = serde_json::json!({
@@ -247,6 +260,51 @@ impl PayloadSpec {
                     &oci::sha256(b"base"),
                 ),
             ],
+            goarch,
+            flavor,
+        )
+    }
+}
+
+/// An RHCOS stand-in: one small layer, and the kernel the nodes boot in its config's
+/// `ostree.linux` label (or `com.coreos.rpm.kernel`, as `machine-os-content` carries it).
+#[derive(Debug, Clone)]
+pub struct OsImage {
+    pub kernel: String,
+    /// The label that carries the kernel.
+    pub label: &'static str,
+}
+
+impl OsImage {
+    pub fn new(kernel: &str) -> OsImage {
+        OsImage {
+            kernel: kernel.to_string(),
+            label: "ostree.linux",
+        }
+    }
+
+    /// Pushes the image by digest (no tag), as a payload names it.
+    pub fn push(
+        &self,
+        pusher: &Pusher,
+        repo: &str,
+        goarch: &str,
+        flavor: Flavor,
+    ) -> std::io::Result<Pushed> {
+        let release = format!(
+            "NAME=\"Red Hat Enterprise Linux CoreOS\"\nKERNEL={}\n",
+            self.kernel
+        );
+        let layer = oci::tar(&[
+            ("usr/", b""),
+            ("usr/lib/", b""),
+            ("usr/lib/os-release", release.as_bytes()),
+        ]);
+        pusher.image(
+            repo,
+            None,
+            &[Layer::new(&layer, Compression::Gzip)],
+            &[(self.label, &self.kernel), ("ostree.bootable", "true")],
             goarch,
             flavor,
         )
