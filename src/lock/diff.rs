@@ -163,6 +163,7 @@ fn release_fields(a: &LockedRelease, b: &LockedRelease) -> Vec<&'static str> {
     check("rt-kernel", a.rt_kernel != b.rt_kernel);
     check("rhel", a.rhel != b.rhel);
     check("machine-os", a.machine_os != b.machine_os);
+    check("node-kernel", a.node_kernel != b.node_kernel);
     f
 }
 
