@@ -62,6 +62,7 @@ fn resolutions(versions: &[Version]) -> Vec<LockedRelease> {
             out.push(LockedRelease {
                 version: v.clone(),
                 arch,
+                stream: None,
                 payload: format!(
                     "quay.io/openshift-release-dev/ocp-release@{}",
                     Digest::sha256(v.to_string().as_bytes())

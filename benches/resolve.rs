@@ -249,6 +249,7 @@ fn main() {
             dtk: template.dtk.clone(),
             machine_os: template.machine_os.clone(),
             node: None,
+            rhel10: None,
             verified: Verified::read_whole(payload_layer.clone()),
         });
         many.push(version);

@@ -281,7 +281,7 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
     );
     assert!(
         stdout(&out).contains(&format!(
-            "FAIL release 4.14.13 x86_64: the DTK's kernel {K_414} is not the nodes' kernel {NODE_NEWER}"
+            "FAIL release 4.14.13 (x86_64): the DTK's kernel {K_414} is not the nodes' kernel {NODE_NEWER}"
         )),
         "{}",
         stdout(&out)
@@ -297,4 +297,70 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
         stdout(&out),
         stderr(&out)
     );
+}
+
+/// A dual-stream payload resolves to an entry per stream, each with its DTK, kernel and nodes'
+/// kernel, online, from the cache and from the lock alike.
+#[test]
+fn a_dual_stream_release_has_an_entry_per_stream() {
+    const K10: &str = "6.12.0-55.9.1.el10_0.x86_64";
+    const NODE10: &str = "6.12.0-55.11.1.el10_0.x86_64";
+    let w = World::new("dualresolve");
+    let (dtk, _) = w.dtk(&DtkSpec::new(K_416), "amd64", Flavor::Docker);
+    let mut rhel10 = DtkSpec::new(K10);
+    rhel10.rhel = "10.0".into();
+    let (dtk10, _) = w.dtk(&rhel10, "amd64", Flavor::Docker);
+    let mut spec = PayloadSpec::new("4.19.1", Some(dtk.clone()));
+    spec.os = Some(w.os(&OsImage::new(K_416), "amd64"));
+    spec.dtk10 = Some(dtk10.clone());
+    spec.os10 = Some(w.os(&OsImage::new(NODE10), "amd64"));
+    w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
+    w.matrix(r#"releases = ["4.19.1"]"#, "");
+    let out = w.ok(&["resolve"]);
+    assert!(
+        says(
+            &stderr(&out),
+            &format!(
+                "release 4.19.1 (x86_64, rhel-10): its Driver Toolkit carries kernel `{K10}`, but its nodes boot `{NODE10}`"
+            )
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("4.19.1 (x86_64):"),
+        "{}",
+        stderr(&out)
+    );
+    let lock = w.lock();
+    let rhel10_entry = format!(
+        "stream = \"rhel-10\"\npayload = \"{}/{}@",
+        w.addr,
+        w.repo("release")
+    );
+    assert!(lock.contains(&rhel10_entry), "{lock}");
+    assert!(
+        lock.contains(&format!(
+            "dtk = \"{dtk10}\"\nkernel = \"{K10}\"\nnode-kernel = \"{NODE10}\"\nrhel = \"10.0\""
+        )),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!(
+            "dtk = \"{dtk}\"\nkernel = \"{K_416}\"\nnode-kernel = \"{K_416}\""
+        )),
+        "{lock}"
+    );
+    w.ok(&["--offline", "resolve", "--locked"]);
+    // From the cache alone, online and offline: the same bytes.
+    for offline in [false, true] {
+        std::fs::remove_file(w.path("matrix.lock")).unwrap();
+        let args: &[&str] = if offline {
+            &["--offline", "resolve"]
+        } else {
+            &["resolve"]
+        };
+        w.ok(args);
+        assert_eq!(w.lock(), lock, "offline: {offline}");
+    }
 }

@@ -54,8 +54,9 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
         if let Some(node) = r.node_kernel_mismatch() {
             let _ = writeln!(
                 out,
-                "FAIL release {} {}: the DTK's kernel {} is not the nodes' kernel {node}",
-                r.version, r.arch, r.kernel
+                "FAIL release {}: the DTK's kernel {} is not the nodes' kernel {node}",
+                r.label(),
+                r.kernel
             );
         }
     }

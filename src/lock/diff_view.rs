@@ -138,7 +138,7 @@ pub fn render_text(d: &LockDiff) -> String {
                 .as_ref()
                 .map(|k| format!("  kernel {k}"))
                 .unwrap_or_default();
-            writeln!(out, "  {sign} {} ({}) {what}{kernel}", r.version, r.arch)
+            writeln!(out, "  {sign} {} ({}) {what}{kernel}", r.version, r.place())
                 .expect("writing to a String cannot fail");
         }
     }
@@ -207,7 +207,7 @@ pub fn render_markdown(d: &LockDiff) -> String {
                 .as_ref()
                 .map(|k| format!("`{k}`"))
                 .unwrap_or_default();
-            writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.arch)
+            writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.place())
                 .expect("writing to a String cannot fail");
         }
         out.push_str("\n</details>\n");

@@ -60,6 +60,22 @@ pub struct RawOpenShift {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub graph_url: Option<S<String>>,
+    /// The node OS streams to build for: `default` (the payload's `driver-toolkit` and
+    /// `rhel-coreos`) and `rhel-10` (`driver-toolkit-10` and `rhel-coreos-10` of a dual-stream
+    /// release). Default: every stream a release ships.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<Stream>>")]
+    pub streams: Option<Vec<S<String>>>,
+}
+
+/// A node OS stream of a release.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub enum Stream {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "rhel-10")]
+    Rhel10,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -181,7 +181,12 @@ impl Validator {
             }
             None => DEFAULT_GRAPH_URL.to_string(),
         };
+        let streams = o
+            .streams
+            .as_ref()
+            .map(|list| self.streams(list, raw.span()));
         OpenShift {
+            streams,
             releases: releases.into_iter().collect(),
             channels,
             arches,
@@ -189,6 +194,31 @@ impl Validator {
                 .unwrap_or_else(|| DEFAULT_PAYLOAD_REPO.parse().expect("valid default")),
             graph_url,
         }
+    }
+
+    /// `[openshift] streams`: known names, at least one, sorted and unique.
+    fn streams(&mut self, list: &[Spanned<String>], table: std::ops::Range<usize>) -> Vec<String> {
+        let known = [crate::lock::STREAM_DEFAULT, crate::lock::STREAM_RHEL10];
+        if list.is_empty() {
+            self.problems.push(
+                Problem::new("`openshift.streams` is empty")
+                    .label(table, "in this table")
+                    .help("list `default`, `rhel-10` or both, or remove the key to build every stream"),
+            );
+        }
+        let mut out = BTreeSet::new();
+        for s in list {
+            if known.contains(&s.get_ref().as_str()) {
+                out.insert(s.get_ref().clone());
+            } else {
+                self.problems.push(
+                    Problem::new(format!("unknown node OS stream `{}`", s.get_ref()))
+                        .label(s.span(), "unknown stream")
+                        .help("the streams are `default` (the payload's `driver-toolkit`) and `rhel-10` (`driver-toolkit-10`)"),
+                );
+            }
+        }
+        out.into_iter().collect()
     }
 
     fn channel(&mut self, c: &RawChannel) -> Option<Channel> {

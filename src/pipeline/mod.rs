@@ -206,7 +206,7 @@ pub fn describe_changes(old: &Lock, new: &Lock) -> Vec<String> {
                 ReleaseChangeKind::Removed => "removed".to_string(),
                 ReleaseChangeKind::Changed => format!("changed ({})", r.fields.join(", ")),
             };
-            format!("{what} {} ({})", r.version, r.arch)
+            format!("{what} {} ({})", r.version, r.place())
         })
         .collect();
     for drv in &d.drivers {

@@ -69,8 +69,9 @@ pub fn kernel_warnings(releases: &[LockedRelease]) -> Vec<crate::matrix::Problem
             let node = r.node_kernel_mismatch()?;
             Some(
                 crate::matrix::Problem::warning(format!(
-                    "release {} ({}): its Driver Toolkit carries kernel `{}`, but its nodes boot `{node}`",
-                    r.version, r.arch, r.kernel
+                    "release {}: its Driver Toolkit carries kernel `{}`, but its nodes boot `{node}`",
+                    r.label(),
+                    r.kernel
                 ))
                 .help(
                     "modules built on this DTK will not load on the release's nodes; build for another release of the same kernel, or wait for a z-stream whose DTK matches",

@@ -112,6 +112,7 @@ mod tests {
         LockedRelease {
             version: v(version),
             arch: Arch::X86_64,
+            stream: None,
             payload: format!("quay.io/r/p@sha256:{}", "ab".repeat(32))
                 .parse()
                 .unwrap(),

@@ -1,6 +1,7 @@
 //! Cells → groups: every (driver, release, arch) the matrix asks for, after the driver's
 //! `openshift` constraint and `arch` subset and the `[[exclude]]` rules, grouped by the job it
 //! belongs to (driver, kernel, arch); `rt = true` adds the release to its RT kernel's group too.
+//! A dual-stream release is a cell per stream: each stream's kernel has its own group.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -73,11 +74,11 @@ pub struct Expansion<'a> {
 /// Expands every driver × version × arch of `input`.
 pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<'a> {
     let matrix = input.matrix;
-    let by_release: HashMap<(&Version, Arch), &LockedRelease> = input
-        .releases
-        .iter()
-        .map(|r| ((&r.version, r.arch), r))
-        .collect();
+    // Every stream of a release (a dual-stream release has two kernels, so two jobs).
+    let mut by_release: HashMap<(&Version, Arch), Vec<&LockedRelease>> = HashMap::new();
+    for r in input.releases {
+        by_release.entry((&r.version, r.arch)).or_default().push(r);
+    }
     let mut out = Expansion {
         groups: BTreeMap::new(),
         cells: 0,
@@ -100,7 +101,7 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                 if out.excluded(matrix, driver, version, arch) {
                     continue;
                 }
-                let Some(&release) = by_release.get(&(version, arch)) else {
+                let Some(streams) = by_release.get(&(version, arch)) else {
                     out.unresolved.insert((version, arch));
                     continue;
                 };
@@ -111,7 +112,11 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                     rt,
                     releases: Vec::new(),
                 };
-                out.add(release, driver, arch, group);
+                for release in streams {
+                    if matrix.openshift.builds_stream(release.stream_name()) {
+                        out.add(release, driver, arch, group);
+                    }
+                }
             }
         }
     }

@@ -26,6 +26,13 @@ pub struct NodeKernel {
     pub verified: Verified,
 }
 
+impl NodeKernel {
+    /// Whether a cached entry is what [`node_kernel`] writes.
+    pub fn checks_out(&self) -> bool {
+        self.image.digest().is_some() && self.verified.how == super::How::ImageConfig
+    }
+}
+
 /// Reads the node kernel from the first of `images` whose config carries a kernel label. An
 /// OS image the registry (or mirror) does not hold is passed over: the check is then not made,
 /// which is not a fact about the release. Any other failure fails the release.

@@ -44,6 +44,11 @@ pub struct PayloadSpec {
     /// `from.name` of `rhel-coreos` (see [`OsImage`]); `None` gives that tag no `from`, so the
     /// payload names no OS image to read the nodes' kernel from.
     pub os: Option<String>,
+    /// A dual-stream release (RHEL 10): `from.name` of `driver-toolkit-10`; `None` leaves the
+    /// stream out.
+    pub dtk10: Option<String>,
+    /// `from.name` of `rhel-coreos-10` (with [`Self::dtk10`]); `None` gives it no `from`.
+    pub os10: Option<String>,
     /// The ImageStream's `kind` (`ImageStream` unless testing a broken payload).
     pub kind: String,
     /// Total tags in the ImageStream.
@@ -69,6 +74,8 @@ impl PayloadSpec {
                 version.split('.').nth(1).unwrap_or("0")
             )),
             os: None,
+            dtk10: None,
+            os10: None,
             kind: "ImageStream".into(),
             tags: 190,
             filler: 3 << 20,
@@ -95,6 +102,11 @@ impl PayloadSpec {
         if self.dtk.is_none() {
             names.retain(|n| n != "driver-toolkit");
         }
+        if self.dtk10.is_some() {
+            names.truncate(self.tags.saturating_sub(2).max(REAL_TAGS.len()));
+            names.push("driver-toolkit-10".into());
+            names.push("rhel-coreos-10".into());
+        }
         names.sort();
         names
     }
@@ -105,15 +117,16 @@ impl PayloadSpec {
             .tag_names()
             .iter()
             .map(|name| {
-                let from = match (name.as_str(), &self.dtk, &self.os) {
-                    ("driver-toolkit", Some(d), _) => d.clone(),
-                    ("rhel-coreos", _, Some(os)) => os.clone(),
-                    _ => self.component(name),
+                let named = |r: &Option<String>| match r {
+                    Some(r) => serde_json::json!({"kind": "DockerImage", "name": r}),
+                    None => serde_json::Value::Null,
                 };
-                let from = serde_json::json!({"kind": "DockerImage", "name": from});
-                let from = match (name.as_str(), &self.os) {
-                    ("rhel-coreos", None) => serde_json::Value::Null,
-                    _ => from,
+                let from = match name.as_str() {
+                    "driver-toolkit" => named(&self.dtk),
+                    "driver-toolkit-10" => named(&self.dtk10),
+                    "rhel-coreos" => named(&self.os),
+                    "rhel-coreos-10" => named(&self.os10),
+                    _ => named(&Some(self.component(name))),
                 };
                 let mut annotations = serde_json::json!({
                     "io.openshift.build.commit.id": hex::encode(&oci::sha256(name.as_bytes()).as_bytes()[7..27]),
