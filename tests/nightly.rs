@@ -49,6 +49,8 @@ struct Night {
     dual: BTreeMap<&'static str, &'static str>,
     /// `[openshift] streams`, verbatim, or empty.
     streams: String,
+    /// `[[toolkit]]` entries, verbatim.
+    toolkits: String,
     source_rev: u32,
 }
 
@@ -74,6 +76,7 @@ impl Night {
             excludes: String::new(),
             dual: BTreeMap::new(),
             streams: String::new(),
+            toolkits: String::new(),
             source_rev: 1,
         }
     }
@@ -180,7 +183,7 @@ impl Night {
              arch = [{arches}]\n{streams}\n\
              [registries.\"{addr}\"]\ninsecure = true\n\n\
              [[driver]]\nname = \"good-kmod\"\ncontext = \"good-kmod\"\nimage = \"{addr}/{ns}/good-kmod\"\n\
-             tag = \"${{KERNEL_FULL_VERSION}}\"\nmodules = [\"hello\"]\n{excludes}",
+             tag = \"${{KERNEL_FULL_VERSION}}\"\nmodules = [\"hello\"]\n{excludes}\n{toolkits}",
             addr = self.w.addr,
             release = self.w.repo("release"),
             exact = list(&self.exact),
@@ -189,6 +192,7 @@ impl Night {
             ns = self.w.ns,
             excludes = self.excludes,
             streams = self.streams,
+            toolkits = self.toolkits,
         );
         std::fs::write(dir.join("matrix.toml"), text).unwrap();
     }
@@ -335,6 +339,42 @@ fn a_dual_stream_release_builds_an_image_per_node_os() {
     n.run("only the RHEL 10 stream");
     assert!(n.releases_of(K1).is_empty(), "{}", n.lock());
     assert_eq!(n.releases_of(K10), ["4.16.1"]);
+}
+
+/// The hard way: a kernel no release ships, named with its builder image in `[[toolkit]]`, is
+/// planned, built, locked, collected and exported like a DTK's kernel (serving no release).
+#[test]
+fn a_toolkit_kernel_is_built_like_a_dtk_kernel() {
+    let mut n = Night::named("hardway");
+    n.dtk("builder", K3, 1);
+    let builder = n.dtk_ref("builder", &X86);
+    n.toolkits = format!("[[toolkit]]\nkernel = \"{K3}\"\nimage = \"{builder}\"\nrhel = \"9.2\"\n");
+    n.run("a toolkit kernel, no release");
+    let lock = n.lock();
+    assert!(!lock.contains("[[release]]"), "{lock}");
+    assert_eq!(n.images().len(), 1, "{lock}");
+    assert!(
+        lock.contains(&format!(
+            "kernel = \"{K3}\"\narch = \"x86_64\"\ndtk = \"{builder}\""
+        )),
+        "{lock}"
+    );
+    assert!(n.releases_of(K3).is_empty(), "{lock}");
+    let kmm = ok_in(n.dir(), &["export", "kmm"]);
+    assert!(
+        stdout(&kmm).contains(&format!("literal: {K3}"))
+            || stdout(&kmm).contains(&format!("literal: \"{K3}\"")),
+        "{}",
+        stdout(&kmm)
+    );
+
+    // A release beside it: its kernel's job is added, the toolkit's image stays.
+    n.dtk("a1", K1, 1);
+    n.publish("4.14.7", "a1");
+    n.exact = vec!["4.14.7"];
+    n.run("a release beside the toolkit");
+    assert_eq!(n.releases_of(K1), ["4.14.7"]);
+    assert_eq!(n.images().len(), 2, "{}", n.lock());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Which images an export needs: the jobs the matrix asks for over the releases the lock holds.
 //! Pure: the lock's `[[release]]` entries that the matrix still targets, filtered by each
 //! driver's `openshift` constraint, `arch` subset, `rt`, `[[exclude]]` and `[openshift] streams`,
-//! as the planner does.
+//! as the planner does; and the `[[toolkit]]` kernels of the driver's arches.
 
 use std::collections::BTreeSet;
 
@@ -59,6 +59,17 @@ pub fn wanted(matrix: &Matrix, lock: &Lock, driver: &Driver) -> BTreeSet<Wanted>
                 arch: r.arch,
             });
         }
+    }
+    for t in matrix
+        .toolkits
+        .iter()
+        .filter(|t| driver.arches.contains(&t.arch))
+    {
+        out.insert(Wanted {
+            driver: driver.name.clone(),
+            kernel: t.kernel.clone(),
+            arch: t.arch,
+        });
     }
     out
 }

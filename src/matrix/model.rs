@@ -33,6 +33,8 @@ pub struct Matrix {
     /// Sorted by name.
     pub drivers: Vec<Driver>,
     pub excludes: Vec<Exclude>,
+    /// `[[toolkit]]` kernels, sorted by (kernel, arch).
+    pub toolkits: Vec<super::toolkit::Toolkit>,
 }
 
 #[derive(Debug, Clone)]

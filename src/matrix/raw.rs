@@ -32,6 +32,10 @@ pub struct RawMatrix {
     #[serde(default, rename = "exclude")]
     #[schemars(with = "Vec<RawExclude>")]
     pub excludes: Vec<S<RawExclude>>,
+    /// Kernels to build for without an OpenShift release, each with its builder image.
+    #[serde(default, rename = "toolkit")]
+    #[schemars(with = "Vec<super::toolkit::RawToolkit>")]
+    pub toolkits: Vec<S<super::toolkit::RawToolkit>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -64,7 +64,9 @@ impl Validator {
         path: &Path,
         source: Arc<NamedSource<String>>,
     ) -> Matrix {
-        let openshift = self.openshift(&raw.openshift);
+        let openshift = self.openshift(&raw.openshift, !raw.toolkits.is_empty());
+        let toolkits =
+            super::toolkit::validate(&raw.toolkits, &openshift.arches, &mut self.problems);
         let registries = raw
             .registries
             .iter()
@@ -102,10 +104,12 @@ impl Validator {
             registries,
             drivers,
             excludes,
+            toolkits,
         }
     }
 
-    fn openshift(&mut self, raw: &Spanned<RawOpenShift>) -> OpenShift {
+    /// `[openshift]`; without `toolkits`, it must name a release or a channel.
+    fn openshift(&mut self, raw: &Spanned<RawOpenShift>, toolkits: bool) -> OpenShift {
         let o = raw.get_ref();
         let mut releases = BTreeSet::new();
         for r in &o.releases {
@@ -131,11 +135,11 @@ impl Validator {
                 }
             }
         }
-        if o.releases.is_empty() && o.channels.is_empty() {
+        if o.releases.is_empty() && o.channels.is_empty() && !toolkits {
             self.problems.push(
                 Problem::new("the matrix names no OpenShift release")
                     .label(raw.span(), "no `releases` and no `channels` here")
-                    .help("add `releases = [\"4.16.3\"]` or `channels = [{ name = \"stable-4.16\", latest = 2 }]`"),
+                    .help("add `releases = [\"4.16.3\"]` or `channels = [{ name = \"stable-4.16\", latest = 2 }]`, or name kernels in `[[toolkit]]` entries"),
             );
         }
         let arches = match &o.arch {

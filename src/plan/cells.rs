@@ -1,7 +1,8 @@
 //! Cells → groups: every (driver, release, arch) the matrix asks for, after the driver's
 //! `openshift` constraint and `arch` subset and the `[[exclude]]` rules, grouped by the job it
 //! belongs to (driver, kernel, arch); `rt = true` adds the release to its RT kernel's group too.
-//! A dual-stream release is a cell per stream: each stream's kernel has its own group.
+//! A dual-stream release is a cell per stream: each stream's kernel has its own group. A
+//! `[[toolkit]]` kernel is a cell of its own, grouped like a release's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use super::PlanInput;
 use crate::domain::{Arch, Digest, Kernel, Version};
 use crate::inputs::{DriverInputs, driver_hasher};
 use crate::lock::LockedRelease;
-use crate::matrix::{Driver, Matrix};
+use crate::matrix::{Driver, Matrix, Toolkit};
 
 /// What a driver's jobs share, computed once per driver: its build args, and its part of the
 /// inputs hash.
@@ -52,6 +53,8 @@ pub struct Group<'a> {
     pub hasher: &'a Sha256,
     pub rt: bool,
     pub releases: Vec<&'a LockedRelease>,
+    /// The `[[toolkit]]` naming this kernel, for a kernel no release offers.
+    pub toolkit: Option<&'a Toolkit>,
 }
 
 type Key<'a> = (&'a str, &'a Kernel, Arch);
@@ -111,6 +114,7 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                     hasher,
                     rt,
                     releases: Vec::new(),
+                    toolkit: None,
                 };
                 for release in streams {
                     if matrix.openshift.builds_stream(release.stream_name()) {
@@ -119,6 +123,7 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                 }
             }
         }
+        out.add_toolkits(matrix, driver, args, hasher);
     }
     out
 }
@@ -140,6 +145,36 @@ impl<'a> Expansion<'a> {
             }
         }
         excluded
+    }
+
+    /// Adds a cell for every `[[toolkit]]` kernel of the driver's arches. Where a release
+    /// offers the same kernel, its DTK builds it (the toolkit is only recorded).
+    fn add_toolkits(
+        &mut self,
+        matrix: &'a Matrix,
+        driver: &'a Driver,
+        args: &'a Arc<BTreeMap<String, String>>,
+        hasher: &'a Sha256,
+    ) {
+        for t in matrix
+            .toolkits
+            .iter()
+            .filter(|t| driver.arches.contains(&t.arch))
+        {
+            self.cells += 1;
+            self.builds_without_sharing += 1;
+            self.groups
+                .entry((&driver.name, &t.kernel, t.arch))
+                .or_insert_with(|| Group {
+                    driver,
+                    args,
+                    hasher,
+                    rt: false,
+                    releases: Vec::new(),
+                    toolkit: None,
+                })
+                .toolkit = Some(t);
+        }
     }
 
     /// Adds the cell of `release` to its kernel's group, and to its RT kernel's when the
