@@ -65,6 +65,7 @@ fn resolutions(versions: &[Version]) -> Vec<LockedRelease> {
             out.push(LockedRelease {
                 version: v.clone(),
                 arch,
+                stream: None,
                 payload: format!(
                     "quay.io/openshift-release-dev/ocp-release@{}",
                     Digest::sha256(v.to_string().as_bytes())
@@ -78,6 +79,7 @@ fn resolutions(versions: &[Version]) -> Vec<LockedRelease> {
                 rt_kernel: None,
                 rhel: "9.4".into(),
                 machine_os: None,
+                node_kernel: None,
             });
         }
     }

@@ -255,6 +255,8 @@ fn main() {
             version: version.parse::<Version>().expect("a version"),
             dtk: template.dtk.clone(),
             machine_os: template.machine_os.clone(),
+            node: None,
+            rhel10: None,
             verified: Verified::read_whole(payload_layer.clone()),
         });
         many.push(version);

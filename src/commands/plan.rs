@@ -31,6 +31,10 @@ pub fn planned(ctx: &Context, session: &Session) -> Result<Planned> {
 
 pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Reporter) -> Result<Planned> {
     let resolution = session.resolve(progress)?;
+    ctx.warn_all(
+        &session.matrix,
+        &crate::pipeline::kernel_warnings(&resolution.releases),
+    );
     let planned = session.plan(resolution)?;
     ctx.warn_all(&session.matrix, &planned.plan.warnings);
     Ok(planned)

@@ -60,7 +60,13 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
         let _ = writeln!(
             err,
             "resolved {} releases ({fetched} from the registry); `{}` {}",
-            planned.resolution.releases.len(),
+            // A dual-stream release has an entry per stream: count releases, not entries.
+            planned
+                .resolution
+                .releases
+                .iter()
+                .filter(|r| r.stream.is_none())
+                .count(),
             path.display(),
             if written { "updated" } else { "unchanged" }
         );

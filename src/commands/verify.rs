@@ -31,17 +31,36 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
         .collect();
     let reports = crate::verify::verify_all(client, &images, args.deep);
     print!("{}", render(&reports, args.deep, ctx.global.quiet));
+    let kernels = render_kernels(&lock.releases);
+    print!("{kernels}");
     // The contract: 4 when the registry could not answer, 1 only for what it answered.
     let unreachable = reports
         .iter()
         .any(|r| r.findings.iter().any(|f| matches!(f, Finding::Registry(_))));
     Ok(if unreachable {
         exit::REGISTRY
-    } else if reports.iter().any(|r| !r.ok()) {
+    } else if reports.iter().any(|r| !r.ok()) || !kernels.is_empty() {
         exit::FAILED
     } else {
         exit::OK
     })
+}
+
+/// A finding per locked release whose DTK carries another kernel than its nodes boot (the
+/// images built on it will not load there); empty when there is none.
+fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
+    let mut out = String::new();
+    for r in releases {
+        if let Some(node) = r.node_kernel_mismatch() {
+            let _ = writeln!(
+                out,
+                "FAIL release {}: the DTK's kernel {} is not the nodes' kernel {node}",
+                r.label(),
+                r.kernel
+            );
+        }
+    }
+    out
 }
 
 /// A line per image (`ok` or `FAIL`, and what was checked or found under it; under `-q` only

@@ -19,6 +19,14 @@ impl Kernel {
         &self.0
     }
 
+    /// Whether `self` and `other` name the same kernel build, compared as parsed kernels:
+    /// version (before the first `-`), release and arch must be equal, where the arch is the
+    /// last `.`-component when it names one (`x86_64`, `aarch64`, `ppc64le`, `s390x`) and is only compared when both sides carry it.
+    pub fn same_build(&self, other: &Kernel) -> bool {
+        let (a, b) = (parts(&self.0), parts(&other.0));
+        a.0 == b.0 && a.1 == b.1 && (a.2.is_none() || b.2.is_none() || a.2 == b.2)
+    }
+
     /// The kernel as KMM puts it into image tags: every character outside `[A-Za-z0-9._-]`
     /// becomes `_`.
     pub fn normalized(&self) -> String {
@@ -33,6 +41,18 @@ impl Kernel {
             })
             .collect()
     }
+}
+
+/// (version, release, arch) of an rpm-style kernel string.
+fn parts(s: &str) -> (&str, &str, Option<&str>) {
+    let (rest, arch) = match s.rsplit_once('.') {
+        Some((rest, a)) if ["x86_64", "aarch64", "ppc64le", "s390x"].contains(&a) => {
+            (rest, Some(a))
+        }
+        _ => (s, None),
+    };
+    let (version, release) = rest.split_once('-').unwrap_or((rest, ""));
+    (version, release, arch)
 }
 
 impl fmt::Display for Kernel {
@@ -105,6 +125,30 @@ mod tests {
         ] {
             assert!(k.parse::<Kernel>().is_err(), "{k:?} accepted");
         }
+    }
+
+    #[test]
+    fn compares_as_parsed_kernels() {
+        let k = |s: &str| s.parse::<Kernel>().unwrap();
+        let dtk = k("5.14.0-284.52.1.el9_2.x86_64");
+        assert!(dtk.same_build(&k("5.14.0-284.52.1.el9_2.x86_64")));
+        assert!(
+            dtk.same_build(&k("5.14.0-284.52.1.el9_2")),
+            "no arch on one side"
+        );
+        assert!(
+            !dtk.same_build(&k("5.14.0-284.54.1.el9_2.x86_64")),
+            "another release"
+        );
+        assert!(
+            !dtk.same_build(&k("5.14.1-284.52.1.el9_2.x86_64")),
+            "another version"
+        );
+        assert!(
+            !dtk.same_build(&k("5.14.0-284.52.1.el9_2.aarch64")),
+            "another arch"
+        );
+        assert!(!dtk.same_build(&k("5.14.0-284.52.1.el9_2.x86_64+rt")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Which images an export needs: the jobs the matrix asks for over the releases the lock holds.
 //! Pure: the lock's `[[release]]` entries that the matrix still targets, filtered by each
-//! driver's `openshift` constraint, `arch` subset, `rt` and `[[exclude]]`, as the planner does.
+//! driver's `openshift` constraint, `arch` subset, `rt`, `[[exclude]]` and `[openshift] streams`,
+//! as the planner does; and the `[[toolkit]]` kernels of the driver's arches.
 
 use std::collections::BTreeSet;
 
@@ -45,7 +46,8 @@ pub fn wanted(matrix: &Matrix, lock: &Lock, driver: &Driver) -> BTreeSet<Wanted>
             .openshift
             .as_ref()
             .is_none_or(|c| c.matches(&r.version))
-            && driver.arches.contains(&r.arch);
+            && driver.arches.contains(&r.arch)
+            && matrix.openshift.builds_stream(r.stream_name());
         if excluded || !allowed {
             continue;
         }
@@ -57,6 +59,17 @@ pub fn wanted(matrix: &Matrix, lock: &Lock, driver: &Driver) -> BTreeSet<Wanted>
                 arch: r.arch,
             });
         }
+    }
+    for t in matrix
+        .toolkits
+        .iter()
+        .filter(|t| driver.arches.contains(&t.arch))
+    {
+        out.insert(Wanted {
+            driver: driver.name.clone(),
+            kernel: t.kernel.clone(),
+            arch: t.arch,
+        });
     }
     out
 }

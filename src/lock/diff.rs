@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::model::ReleaseKey;
 use super::{Lock, LockedImage, LockedRelease};
 use crate::domain::{Arch, Kernel, Version};
 
@@ -89,6 +90,9 @@ pub struct ReleaseServed {
 pub struct ReleaseChange {
     pub version: Version,
     pub arch: Arch,
+    /// The node OS stream, for entries of a stream other than the payload's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     pub kind: ReleaseChangeKind,
     /// For `changed`: the keys whose values differ.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -138,6 +142,16 @@ impl LockDiff {
     }
 }
 
+impl ReleaseChange {
+    /// The arch, and the stream where it is not the default: `x86_64` or `x86_64, rhel-10`.
+    pub fn place(&self) -> String {
+        match &self.stream {
+            Some(s) => format!("{}, {s}", self.arch),
+            None => self.arch.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Summary {
@@ -163,6 +177,7 @@ fn release_fields(a: &LockedRelease, b: &LockedRelease) -> Vec<&'static str> {
     check("rt-kernel", a.rt_kernel != b.rt_kernel);
     check("rhel", a.rhel != b.rhel);
     check("machine-os", a.machine_os != b.machine_os);
+    check("node-kernel", a.node_kernel != b.node_kernel);
     f
 }
 
@@ -246,11 +261,11 @@ pub fn diff(old: &Lock, new: &Lock) -> LockDiff {
 
 /// The `[[release]]` entries that appeared, disappeared or resolved differently.
 fn release_changes(old: &Lock, new: &Lock) -> Vec<ReleaseChange> {
-    let old_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
+    let old_rel: BTreeMap<ReleaseKey<'_>, &LockedRelease> =
         old.releases.iter().map(|r| (r.sort_key(), r)).collect();
-    let new_rel: BTreeMap<(&Version, Arch), &LockedRelease> =
+    let new_rel: BTreeMap<ReleaseKey<'_>, &LockedRelease> =
         new.releases.iter().map(|r| (r.sort_key(), r)).collect();
-    let keys: BTreeSet<(&Version, Arch)> = old_rel.keys().chain(new_rel.keys()).copied().collect();
+    let keys: BTreeSet<ReleaseKey<'_>> = old_rel.keys().chain(new_rel.keys()).copied().collect();
     keys.into_iter()
         .filter_map(|key| {
             let (kind, fields, kernel) = match (old_rel.get(&key), new_rel.get(&key)) {
@@ -268,6 +283,7 @@ fn release_changes(old: &Lock, new: &Lock) -> Vec<ReleaseChange> {
             Some(ReleaseChange {
                 version: key.0.clone(),
                 arch: key.1,
+                stream: key.2.map(str::to_string),
                 kind,
                 fields,
                 kernel: Some(kernel.clone()),

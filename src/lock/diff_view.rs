@@ -146,7 +146,7 @@ fn text(d: &LockDiff) -> String {
                 .as_ref()
                 .map(|k| format!("  kernel {k}"))
                 .unwrap_or_default();
-            writeln!(out, "  {sign} {} ({}) {what}{kernel}", r.version, r.arch)
+            writeln!(out, "  {sign} {} ({}) {what}{kernel}", r.version, r.place())
                 .expect("writing to a String cannot fail");
         }
     }
@@ -227,7 +227,7 @@ fn markdown_releases(out: &mut String, d: &LockDiff) {
             .as_ref()
             .map(|k| format!("`{k}`"))
             .unwrap_or_default();
-        writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.arch)
+        writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.place())
             .expect("writing to a String cannot fail");
     }
     out.push_str("\n</details>\n");

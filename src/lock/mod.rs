@@ -16,7 +16,7 @@ pub use diff_view::{
     render_json as render_diff_json, render_markdown as render_diff_markdown,
     render_text as render_diff_text,
 };
-pub use model::{Lock, LockedImage, LockedRelease};
+pub use model::{Lock, LockedImage, LockedRelease, ReleaseKey, STREAM_DEFAULT, STREAM_RHEL10};
 pub use read::{LockError, read, read_str};
 pub use source::read_spec;
 pub use write::{render, write_if_changed};

@@ -4,12 +4,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
 
+/// The `stream` of the RHEL 10 node OS in a dual-stream release.
+pub const STREAM_RHEL10: &str = "rhel-10";
+/// How a matrix names a payload's default stream (no `stream` key in the lock).
+pub const STREAM_DEFAULT: &str = "default";
+
+/// (version, arch, stream): how `[[release]]` entries are told apart and sorted (the default
+/// stream first).
+pub type ReleaseKey<'a> = (&'a Version, Arch, Option<&'a str>);
+
 /// One OpenShift release on one arch, resolved from its payload: the `[[release]]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LockedRelease {
     pub version: Version,
     pub arch: Arch,
+    /// The node OS stream this entry's DTK and kernel serve: absent for the payload's default
+    /// stream (`driver-toolkit`, `rhel-coreos`), [`STREAM_RHEL10`] for the RHEL 10 stream of a
+    /// dual-stream release (`driver-toolkit-10`, `rhel-coreos-10`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// The payload by digest (`quay.io/openshift-release-dev/ocp-release@sha256:...`).
     pub payload: ImageRef,
     /// The Driver Toolkit by digest, as the payload's `driver-toolkit` tag names it.
@@ -20,11 +34,36 @@ pub struct LockedRelease {
     pub rhel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_os: Option<String>,
+    /// The kernel the release's nodes boot, from its OS image's config; absent where it could
+    /// not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_kernel: Option<Kernel>,
 }
 
 impl LockedRelease {
-    pub fn sort_key(&self) -> (&Version, Arch) {
-        (&self.version, self.arch)
+    pub fn sort_key(&self) -> ReleaseKey<'_> {
+        (&self.version, self.arch, self.stream.as_deref())
+    }
+
+    /// `4.16.1 (x86_64)`, or `4.16.1 (x86_64, rhel-10)` for a stream other than the default.
+    pub fn label(&self) -> String {
+        match &self.stream {
+            Some(s) => format!("{} ({}, {s})", self.version, self.arch),
+            None => format!("{} ({})", self.version, self.arch),
+        }
+    }
+
+    /// The stream's name as a matrix's `[openshift] streams` names it.
+    pub fn stream_name(&self) -> &str {
+        self.stream.as_deref().unwrap_or(STREAM_DEFAULT)
+    }
+
+    /// The nodes' kernel when it differs from the DTK's (compared as parsed kernels): drivers
+    /// built on this DTK will not load on this release's nodes.
+    pub fn node_kernel_mismatch(&self) -> Option<&Kernel> {
+        self.node_kernel
+            .as_ref()
+            .filter(|n| !n.same_build(&self.kernel))
     }
 }
 
@@ -77,10 +116,20 @@ impl Lock {
         self.images.dedup_by(|a, b| a.key() == b.key());
     }
 
+    /// The default stream's entry of a release.
     pub fn release(&self, version: &Version, arch: Arch) -> Option<&LockedRelease> {
         self.releases
             .iter()
-            .find(|r| &r.version == version && r.arch == arch)
+            .find(|r| &r.version == version && r.arch == arch && r.stream.is_none())
+    }
+
+    /// Every stream's entry of a release, the default stream first.
+    pub fn release_streams(&self, version: &Version, arch: Arch) -> Vec<LockedRelease> {
+        self.releases
+            .iter()
+            .filter(|r| &r.version == version && r.arch == arch)
+            .cloned()
+            .collect()
     }
 
     pub fn image(&self, driver: &str, kernel: &Kernel, arch: Arch) -> Option<&LockedImage> {

@@ -27,11 +27,17 @@ pub fn render(lock: &Lock) -> String {
         out.push_str("\n[[release]]\n");
         line(&mut out, "version", r.version.to_string());
         line(&mut out, "arch", r.arch.as_str());
+        if let Some(s) = &r.stream {
+            line(&mut out, "stream", s);
+        }
         line(&mut out, "payload", r.payload.to_string());
         line(&mut out, "dtk", r.dtk.to_string());
         line(&mut out, "kernel", r.kernel.as_str());
         if let Some(rt) = &r.rt_kernel {
             line(&mut out, "rt-kernel", rt.as_str());
+        }
+        if let Some(n) = &r.node_kernel {
+            line(&mut out, "node-kernel", n.as_str());
         }
         line(&mut out, "rhel", &r.rhel);
         if let Some(m) = &r.machine_os {

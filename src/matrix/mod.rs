@@ -11,6 +11,7 @@ mod kmm;
 mod model;
 mod raw;
 mod structure;
+mod toolkit;
 mod validate;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use diagnostic::{MatrixError, Problem};
 pub use kmm::{KERNEL_PLACEHOLDER, Kmm, Sign, Toleration, is_dns_subdomain, is_label_key};
 pub use model::*;
 pub use raw::{schema, schema_text};
+pub use toolkit::Toolkit;
 pub use validate::{RESERVED_BUILD_ARGS, is_secret_id, suggest_name};
 
 /// Why the matrix file could not be loaded at all.

@@ -33,6 +33,8 @@ pub struct Matrix {
     /// Sorted by name.
     pub drivers: Vec<Driver>,
     pub excludes: Vec<Exclude>,
+    /// `[[toolkit]]` kernels, sorted by (kernel, arch).
+    pub toolkits: Vec<super::toolkit::Toolkit>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,17 @@ pub struct OpenShift {
     /// A repository without tag or digest.
     pub payload_repo: ImageRef,
     pub graph_url: String,
+    /// The node OS streams to build for (`default`, `rhel-10`), sorted; `None`: every stream.
+    pub streams: Option<Vec<String>>,
+}
+
+impl OpenShift {
+    /// Whether the matrix builds for the stream `name` (see `LockedRelease::stream_name`).
+    pub fn builds_stream(&self, name: &str) -> bool {
+        self.streams
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == name))
+    }
 }
 
 /// An update channel such as `stable-4.16`, of which the newest `latest` z-streams are built.

@@ -32,6 +32,10 @@ pub struct RawMatrix {
     #[serde(default, rename = "exclude")]
     #[schemars(with = "Vec<RawExclude>")]
     pub excludes: Vec<S<RawExclude>>,
+    /// Kernels to build for without an OpenShift release, each with its builder image.
+    #[serde(default, rename = "toolkit")]
+    #[schemars(with = "Vec<super::toolkit::RawToolkit>")]
+    pub toolkits: Vec<S<super::toolkit::RawToolkit>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -60,6 +64,22 @@ pub struct RawOpenShift {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub graph_url: Option<S<String>>,
+    /// The node OS streams to build for: `default` (the payload's `driver-toolkit` and
+    /// `rhel-coreos`) and `rhel-10` (`driver-toolkit-10` and `rhel-coreos-10` of a dual-stream
+    /// release). Default: every stream a release ships.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<Stream>>")]
+    pub streams: Option<Vec<S<String>>>,
+}
+
+/// A node OS stream of a release.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub enum Stream {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "rhel-10")]
+    Rhel10,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -64,7 +64,9 @@ impl Validator {
         path: &Path,
         source: Arc<NamedSource<String>>,
     ) -> Matrix {
-        let openshift = self.openshift(&raw.openshift);
+        let openshift = self.openshift(&raw.openshift, !raw.toolkits.is_empty());
+        let toolkits =
+            super::toolkit::validate(&raw.toolkits, &openshift.arches, &mut self.problems);
         let registries = raw
             .registries
             .iter()
@@ -102,18 +104,20 @@ impl Validator {
             registries,
             drivers,
             excludes,
+            toolkits,
         }
     }
 
-    fn openshift(&mut self, raw: &Spanned<RawOpenShift>) -> OpenShift {
+    /// `[openshift]`; without `toolkits`, it must name a release or a channel.
+    fn openshift(&mut self, raw: &Spanned<RawOpenShift>, toolkits: bool) -> OpenShift {
         let o = raw.get_ref();
         let releases = self.releases(o);
         let channels = self.channels(o);
-        if o.releases.is_empty() && o.channels.is_empty() {
+        if o.releases.is_empty() && o.channels.is_empty() && !toolkits {
             self.problems.push(
                 Problem::new("the matrix names no OpenShift release")
                     .label(raw.span(), "no `releases` and no `channels` here")
-                    .help("add `releases = [\"4.16.3\"]` or `channels = [{ name = \"stable-4.16\", latest = 2 }]`"),
+                    .help("add `releases = [\"4.16.3\"]` or `channels = [{ name = \"stable-4.16\", latest = 2 }]`, or name kernels in `[[toolkit]]` entries"),
             );
         }
         let arches = self.openshift_arches(raw);
@@ -121,7 +125,12 @@ impl Validator {
             Some(r) => self.repository(r, "payload-repo"),
             None => None,
         };
+        let streams = o
+            .streams
+            .as_ref()
+            .map(|list| self.streams(list, raw.span()));
         OpenShift {
+            streams,
             releases,
             channels,
             arches,
@@ -129,6 +138,31 @@ impl Validator {
                 .unwrap_or_else(|| DEFAULT_PAYLOAD_REPO.parse().expect("the default is valid")),
             graph_url: self.graph_url(o),
         }
+    }
+
+    /// `[openshift] streams`: known names, at least one, sorted and unique.
+    fn streams(&mut self, list: &[Spanned<String>], table: std::ops::Range<usize>) -> Vec<String> {
+        let known = [crate::lock::STREAM_DEFAULT, crate::lock::STREAM_RHEL10];
+        if list.is_empty() {
+            self.problems.push(
+                Problem::new("`openshift.streams` is empty")
+                    .label(table, "in this table")
+                    .help("list `default`, `rhel-10` or both, or remove the key to build every stream"),
+            );
+        }
+        let mut out = BTreeSet::new();
+        for s in list {
+            if known.contains(&s.get_ref().as_str()) {
+                out.insert(s.get_ref().clone());
+            } else {
+                self.problems.push(
+                    Problem::new(format!("unknown node OS stream `{}`", s.get_ref()))
+                        .label(s.span(), "unknown stream")
+                        .help("the streams are `default` (the payload's `driver-toolkit`) and `rhel-10` (`driver-toolkit-10`)"),
+                );
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// Exact versions, sorted; one listed twice is a warning.

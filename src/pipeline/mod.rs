@@ -30,7 +30,7 @@ use crate::matrix::{self, Matrix, Problem};
 use crate::plan::{self, Plan, PlanInput};
 use crate::registry::{Client, ClientOptions};
 use crate::release::Cache;
-pub use resolve::Resolution;
+pub use resolve::{Resolution, kernel_warnings};
 pub use writer::Wait;
 
 /// Where a run reads and writes, and how it may reach the network.
@@ -209,7 +209,7 @@ pub fn describe_changes(old: &Lock, new: &Lock) -> Vec<String> {
                 ReleaseChangeKind::Removed => "removed".to_string(),
                 ReleaseChangeKind::Changed => format!("changed ({})", r.fields.join(", ")),
             };
-            format!("{what} {} ({})", r.version, r.arch)
+            format!("{what} {} ({})", r.version, r.place())
         })
         .collect();
     for drv in &d.drivers {

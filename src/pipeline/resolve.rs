@@ -61,6 +61,27 @@ impl Session {
     }
 }
 
+/// A warning for every release whose DTK carries another kernel than its nodes boot: images
+/// built on that DTK would not load on them.
+pub fn kernel_warnings(releases: &[LockedRelease]) -> Vec<crate::matrix::Problem> {
+    releases
+        .iter()
+        .filter_map(|r| {
+            let node = r.node_kernel_mismatch()?;
+            Some(
+                crate::matrix::Problem::warning(format!(
+                    "release {}: its Driver Toolkit carries kernel `{}`, but its nodes boot `{node}`",
+                    r.label(),
+                    r.kernel
+                ))
+                .help(
+                    "modules built on this DTK will not load on the release's nodes; build for another release of the same kernel, or wait for a z-stream whose DTK matches",
+                ),
+            )
+        })
+        .collect()
+}
+
 /// One target per version × arch: the graph's payload digest where it gave one, else the
 /// payload repository's `<version>-<arch>` tag.
 fn targets(

@@ -112,6 +112,7 @@ mod tests {
         LockedRelease {
             version: v(version),
             arch: Arch::X86_64,
+            stream: None,
             payload: format!("quay.io/r/p@sha256:{}", "ab".repeat(32))
                 .parse()
                 .unwrap(),
@@ -120,6 +121,7 @@ mod tests {
             rt_kernel: None,
             rhel: "9.2".into(),
             machine_os: None,
+            node_kernel: None,
         }
     }
 

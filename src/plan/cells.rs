@@ -1,6 +1,8 @@
 //! Cells → groups: every (driver, release, arch) the matrix asks for, after the driver's
 //! `openshift` constraint and `arch` subset and the `[[exclude]]` rules, grouped by the job it
 //! belongs to (driver, kernel, arch); `rt = true` adds the release to its RT kernel's group too.
+//! A dual-stream release is a cell per stream: each stream's kernel has its own group. A
+//! `[[toolkit]]` kernel is a cell of its own, grouped like a release's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use super::PlanInput;
 use crate::domain::{Arch, Digest, Kernel, Version};
 use crate::inputs::{DriverInputs, driver_hasher};
 use crate::lock::LockedRelease;
-use crate::matrix::{Driver, Matrix};
+use crate::matrix::{Driver, Matrix, Toolkit};
 
 /// What a driver's jobs share, computed once per driver: its build args, and its part of the
 /// inputs hash.
@@ -51,6 +53,8 @@ pub struct Group<'a> {
     pub hasher: &'a Sha256,
     pub rt: bool,
     pub releases: Vec<&'a LockedRelease>,
+    /// The `[[toolkit]]` naming this kernel, for a kernel no release offers.
+    pub toolkit: Option<&'a Toolkit>,
 }
 
 type Key<'a> = (&'a str, &'a Kernel, Arch);
@@ -73,11 +77,11 @@ pub struct Expansion<'a> {
 /// Expands every driver × version × arch of `input`.
 pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<'a> {
     let matrix = input.matrix;
-    let by_release: HashMap<(&Version, Arch), &LockedRelease> = input
-        .releases
-        .iter()
-        .map(|r| ((&r.version, r.arch), r))
-        .collect();
+    // Every stream of a release (a dual-stream release has two kernels, so two jobs).
+    let mut by_release: HashMap<(&Version, Arch), Vec<&LockedRelease>> = HashMap::new();
+    for r in input.releases {
+        by_release.entry((&r.version, r.arch)).or_default().push(r);
+    }
     let mut out = Expansion {
         groups: BTreeMap::new(),
         cells: 0,
@@ -100,7 +104,7 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                 if out.excluded(matrix, driver, version, arch) {
                     continue;
                 }
-                let Some(&release) = by_release.get(&(version, arch)) else {
+                let Some(streams) = by_release.get(&(version, arch)) else {
                     out.unresolved.insert((version, arch));
                     continue;
                 };
@@ -110,10 +114,16 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                     hasher,
                     rt,
                     releases: Vec::new(),
+                    toolkit: None,
                 };
-                out.add(release, driver, arch, group);
+                for release in streams {
+                    if matrix.openshift.builds_stream(release.stream_name()) {
+                        out.add(release, driver, arch, group);
+                    }
+                }
             }
         }
+        out.add_toolkits(matrix, driver, args, hasher);
     }
     out
 }
@@ -135,6 +145,36 @@ impl<'a> Expansion<'a> {
             }
         }
         excluded
+    }
+
+    /// Adds a cell for every `[[toolkit]]` kernel of the driver's arches. Where a release
+    /// offers the same kernel, its DTK builds it (the toolkit is only recorded).
+    fn add_toolkits(
+        &mut self,
+        matrix: &'a Matrix,
+        driver: &'a Driver,
+        args: &'a Arc<BTreeMap<String, String>>,
+        hasher: &'a Sha256,
+    ) {
+        for t in matrix
+            .toolkits
+            .iter()
+            .filter(|t| driver.arches.contains(&t.arch))
+        {
+            self.cells += 1;
+            self.builds_without_sharing += 1;
+            self.groups
+                .entry((&driver.name, &t.kernel, t.arch))
+                .or_insert_with(|| Group {
+                    driver,
+                    args,
+                    hasher,
+                    rt: false,
+                    releases: Vec::new(),
+                    toolkit: None,
+                })
+                .toolkit = Some(t);
+        }
     }
 
     /// Adds the cell of `release` to its kernel's group, and to its RT kernel's when the

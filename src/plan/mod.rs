@@ -348,10 +348,12 @@ fn make_job(
     // DTK of the highest release.
     let source = locked
         .and_then(|img| releases.iter().rev().find(|r| r.dtk == img.dtk))
-        .or(releases.last())
-        .expect("a group holds at least one release");
-    let dtk = source.dtk.clone();
-    let rhel = source.rhel.clone();
+        .or(releases.last());
+    // A kernel no release offers comes from a `[[toolkit]]`: its builder plays the DTK.
+    let (dtk, rhel) = source
+        .map(|r| (r.dtk.clone(), r.rhel.clone()))
+        .or_else(|| group.toolkit.map(|t| (t.image.clone(), t.rhel.clone())))
+        .expect("a group is made for a release or a toolkit");
     let image = image(driver, kernel, arch, &rhel)?;
     let inputs = hash_job(
         group.hasher,

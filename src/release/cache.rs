@@ -3,7 +3,8 @@
 //!
 //! - `payloads/<payload digest>-<arch>.json`: what a payload names (its DTK's per-arch image by
 //!   digest, the RHCOS version), read from the payload layer that holds `image-references`,
-//!   that layer read whole;
+//!   that layer read whole; and the nodes' kernel, read from the OS image's config (fetched by
+//!   the digest its manifest names, and hashed), with that config's digest;
 //! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
 //!   was read whole (a provisional kernel, read from a prefix, is never cached);
 //! - `tags/`: for `--offline` only, the digest a payload tag had when last seen (a pointer,
@@ -22,19 +23,21 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::dtk::DtkInfo;
+use super::os::NodeKernel;
 use super::payload::valid_machine_os;
 use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::LockedRelease;
 
 /// Bumped when the meaning of an entry changes. `v1` entries (facts read from unverified
-/// prefixes of layers) are never read.
-const LAYOUT: &str = "v2";
+/// prefixes of layers) are never read; `v2` entries do not say whether the nodes' kernel was
+/// looked for, so they are not read either.
+const LAYOUT: &str = "v3";
 
 /// How a cached fact was verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Verified {
-    /// The layer the fact was read from.
+    /// The layer (or, for [`How::ImageConfig`], the config blob) the fact was read from.
     pub layer: Digest,
     pub how: How,
 }
@@ -45,6 +48,9 @@ pub enum How {
     /// The layer was read to its end and its sha256 equalled the digest that the image
     /// manifest (itself fetched by digest and hashed) names.
     ReadWhole,
+    /// The image config blob was fetched by the digest that the image manifest (itself
+    /// fetched by digest and hashed) names, and its sha256 equalled that digest.
+    ImageConfig,
 }
 
 impl Verified {
@@ -52,6 +58,13 @@ impl Verified {
         Verified {
             layer,
             how: How::ReadWhole,
+        }
+    }
+
+    pub fn image_config(config: Digest) -> Verified {
+        Verified {
+            layer: config,
+            how: How::ImageConfig,
         }
     }
 }
@@ -68,21 +81,65 @@ pub struct PayloadEntry {
     pub dtk: ImageRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_os: Option<String>,
+    /// The nodes' kernel; absent when the payload names no OS image the registry holds, or its
+    /// config carries no kernel label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeKernel>,
+    /// The RHEL 10 stream of a dual-stream release, from the same verified layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rhel10: Option<StreamEntry>,
     pub verified: Verified,
 }
 
+/// A node OS stream beside the payload's default one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StreamEntry {
+    /// The stream's DTK's per-arch image, by digest.
+    pub dtk: ImageRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeKernel>,
+}
+
 impl PayloadEntry {
-    /// The lock entry for this payload, named as `payload` (by digest) names it.
+    /// Every stream's DTK, the default stream's first.
+    pub fn dtks(&self) -> Vec<&ImageRef> {
+        std::iter::once(&self.dtk)
+            .chain(self.rhel10.as_ref().map(|s| &s.dtk))
+            .collect()
+    }
+
+    /// The lock entries for this payload, one per stream in [`Self::dtks`] order, given each
+    /// stream's DTK facts in that order.
+    pub fn locked_all(&self, payload: &ImageRef, dtks: &[DtkInfo]) -> Vec<LockedRelease> {
+        let mut out = Vec::new();
+        if let Some(d) = dtks.first() {
+            out.push(self.locked(payload.clone(), d));
+        }
+        if let (Some(s), Some(d)) = (&self.rhel10, dtks.get(1)) {
+            let mut r = self.locked(payload.clone(), d);
+            r.stream = Some(crate::lock::STREAM_RHEL10.to_string());
+            r.dtk = s.dtk.clone();
+            r.node_kernel = s.node.as_ref().map(|n| n.kernel.clone());
+            out.push(r);
+        }
+        out
+    }
+
+    /// The lock entry for this payload's default stream, named as `payload` (by digest)
+    /// names it.
     pub fn locked(&self, payload: ImageRef, dtk: &DtkInfo) -> LockedRelease {
         LockedRelease {
             version: self.version.clone(),
             arch: self.arch,
+            stream: None,
             payload,
             dtk: self.dtk.clone(),
             kernel: dtk.kernel.clone(),
             rt_kernel: dtk.rt_kernel.clone(),
             rhel: dtk.rhel.clone(),
             machine_os: self.machine_os.clone(),
+            node_kernel: self.node.as_ref().map(|n| n.kernel.clone()),
         }
     }
 
@@ -91,6 +148,10 @@ impl PayloadEntry {
             && self.arch == arch
             && self.dtk.digest().is_some()
             && self.machine_os.as_deref().is_none_or(valid_machine_os)
+            && self
+                .node
+                .as_ref()
+                .is_none_or(|n| n.image.digest().is_some() && n.verified.how == How::ImageConfig)
     }
 }
 
@@ -158,19 +219,27 @@ impl Cache {
         }
     }
 
-    /// The whole release `version` for `arch` from the cache alone: its payload's entry and its
-    /// DTK's. `payload` names the payload by digest.
+    /// The whole release `version` for `arch` from the cache alone, one entry per stream: its
+    /// payload's entry and every stream's DTK's. `payload` names the payload by digest.
     pub fn release(
         &self,
         payload: &ImageRef,
         version: &Version,
         arch: Arch,
-    ) -> Option<LockedRelease> {
+    ) -> Option<Vec<LockedRelease>> {
         let p = self
             .payload(payload.digest()?, arch)
             .filter(|p| &p.version == version)?;
-        let dtk = self.dtk(p.dtk.digest()?)?;
-        Some(p.locked(payload.clone(), &dtk.info))
+        let dtks = self.dtks_of(&p)?;
+        Some(p.locked_all(payload, &dtks))
+    }
+
+    /// The cached facts of every stream's DTK of `p`, or `None` when one is missing.
+    pub fn dtks_of(&self, p: &PayloadEntry) -> Option<Vec<DtkInfo>> {
+        p.dtks()
+            .into_iter()
+            .map(|d| Some(self.dtk(d.digest()?)?.info))
+            .collect()
     }
 
     /// The digest `tag_ref` had when last resolved online.
@@ -232,6 +301,8 @@ mod tests {
             version: "4.14.12".parse().unwrap(),
             dtk: format!("{REPO}@{dtk}").parse().unwrap(),
             machine_os: Some("414.92.202402130420-0".into()),
+            node: None,
+            rhel10: None,
             verified: Verified::read_whole(Digest::sha256(b"payload layer")),
         }
     }
@@ -260,7 +331,7 @@ mod tests {
         cache.put_payload(&payload_entry(&p, &d));
         assert!(cache.release(&payload, &v, Arch::X86_64).is_none());
         cache.put_dtk(&dtk_entry(&d));
-        let r = cache.release(&payload, &v, Arch::X86_64).unwrap();
+        let r = cache.release(&payload, &v, Arch::X86_64).unwrap().remove(0);
         assert_eq!(r.payload, payload);
         assert_eq!(r.kernel.as_str(), "5.14.0-1.el9.x86_64");
         assert!(

@@ -22,10 +22,11 @@ pub mod dtk;
 pub mod graph;
 mod inflate;
 pub mod layer;
+pub mod os;
 pub mod payload;
 mod resolver;
 
-pub use cache::{Cache, DtkEntry, How, PayloadEntry, Verified};
+pub use cache::{Cache, DtkEntry, How, PayloadEntry, StreamEntry, Verified};
 pub use resolver::{Resolver, Target};
 
 use crate::domain::{Arch, ImageRef, Version};

@@ -16,8 +16,12 @@ use crate::registry::{Client, ImageManifest};
 pub const IMAGE_REFERENCES: &str = "release-manifests/image-references";
 pub const RELEASE_METADATA: &str = "release-manifests/release-metadata";
 
+/// The tags of the RHEL 10 stream's DTK and OS image in a dual-stream release.
+pub const DTK_TAG_RHEL10: &str = "driver-toolkit-10";
+pub const OS_TAG_RHEL10: &str = "rhel-coreos-10";
+
 /// The tags of the OS image, newest naming first.
-const OS_TAGS: [&str; 3] = ["rhel-coreos", "rhel-coreos-8", "machine-os-content"];
+pub const OS_TAGS: [&str; 3] = ["rhel-coreos", "rhel-coreos-8", "machine-os-content"];
 
 /// What the resolver takes from a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,20 @@ pub struct PayloadInfo {
     pub dtk: ImageRef,
     /// `machine-os=` of the OS tag's `io.openshift.build.versions`.
     pub machine_os: Option<String>,
+    /// The OS images the payload names by digest, in [`OS_TAGS`] order: where the nodes'
+    /// own kernel is read (see [`super::os`]).
+    pub os: Vec<ImageRef>,
+    /// The RHEL 10 stream of a dual-stream release: `driver-toolkit-10` and `rhel-coreos-10`.
+    pub rhel10: Option<StreamRefs>,
+}
+
+/// What a payload names for one more node OS stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRefs {
+    /// Its DTK, by digest.
+    pub dtk: ImageRef,
+    /// Its OS images, by digest.
+    pub os: Vec<ImageRef>,
 }
 
 /// [`PayloadInfo`] and where it was read from.
@@ -144,20 +162,7 @@ pub fn parse_references(bytes: &[u8]) -> Result<PayloadInfo, Fault> {
         )));
     }
     let tag = |name: &str| stream.spec.tags.iter().find(|t| t.name == name);
-    let dtk_tag = tag("driver-toolkit").ok_or(Fault::NoDriverToolkit)?;
-    let from = dtk_tag
-        .from
-        .as_ref()
-        .filter(|f| f.kind == "DockerImage" || f.kind.is_empty())
-        .ok_or_else(|| {
-            Fault::Content("the `driver-toolkit` tag has no `DockerImage` source".into())
-        })?;
-    let dtk: ImageRef = from.name.parse().map_err(|e: crate::domain::ParseError| {
-        Fault::Content(format!("the `driver-toolkit` tag names {}", e.message))
-    })?;
-    if dtk.digest().is_none() {
-        return Err(Fault::DtkByTag(dtk.to_string()));
-    }
+    let dtk = dtk_of(tag("driver-toolkit").ok_or(Fault::NoDriverToolkit)?)?;
     let machine_os = OS_TAGS
         .iter()
         .filter_map(|n| tag(n))
@@ -168,7 +173,44 @@ pub fn parse_references(bytes: &[u8]) -> Result<PayloadInfo, Fault> {
                 .map(str::to_string)
         })
         .filter(|m| valid_machine_os(m));
-    Ok(PayloadInfo { dtk, machine_os })
+    let os_images = |names: &[&str]| -> Vec<ImageRef> {
+        names
+            .iter()
+            .filter_map(|n| tag(n)?.from.as_ref())
+            .filter_map(|f| f.name.parse::<ImageRef>().ok())
+            .filter(|r| r.digest().is_some())
+            .collect()
+    };
+    let rhel10 = match tag(DTK_TAG_RHEL10) {
+        Some(t) => Some(StreamRefs {
+            dtk: dtk_of(t)?,
+            os: os_images(&[OS_TAG_RHEL10]),
+        }),
+        None => None,
+    };
+    Ok(PayloadInfo {
+        dtk,
+        machine_os,
+        os: os_images(&OS_TAGS),
+        rhel10,
+    })
+}
+
+/// The DTK a `driver-toolkit` tag names: a `DockerImage` by digest.
+fn dtk_of(t: &Tag) -> Result<ImageRef, Fault> {
+    let name = &t.name;
+    let from = t
+        .from
+        .as_ref()
+        .filter(|f| f.kind == "DockerImage" || f.kind.is_empty())
+        .ok_or_else(|| Fault::Content(format!("the `{name}` tag has no `DockerImage` source")))?;
+    let dtk: ImageRef = from.name.parse().map_err(|e: crate::domain::ParseError| {
+        Fault::Content(format!("the `{name}` tag names {}", e.message))
+    })?;
+    if dtk.digest().is_none() {
+        return Err(Fault::DtkByTag(dtk.to_string()));
+    }
+    Ok(dtk)
 }
 
 /// An RHCOS version as the lock may record it: short, letters, digits, `.`, `-`, `_`.
@@ -201,6 +243,32 @@ mod tests {
         let info = parse_references(&stream("ImageStream", &tags)).unwrap();
         assert_eq!(info.dtk.to_string(), DTK);
         assert_eq!(info.machine_os.as_deref(), Some("414.92.202402130420-0"));
+        assert_eq!(info.os.len(), 1);
+        assert_eq!(info.os[0].to_string(), DTK);
+        assert!(info.rhel10.is_none());
+    }
+
+    #[test]
+    fn a_dual_stream_payload_names_a_second_dtk_and_os() {
+        let dtk10 = DTK.replace(&"a".repeat(64), &"b".repeat(64));
+        let tags = format!(
+            r#"{{"name":"driver-toolkit","from":{{"kind":"DockerImage","name":"{DTK}"}}}},
+               {{"name":"driver-toolkit-10","from":{{"kind":"DockerImage","name":"{dtk10}"}}}},
+               {{"name":"rhel-coreos-10","from":{{"kind":"DockerImage","name":"{dtk10}"}}}}"#
+        );
+        let info = parse_references(&stream("ImageStream", &tags)).unwrap();
+        let rhel10 = info.rhel10.unwrap();
+        assert_eq!(rhel10.dtk.to_string(), dtk10);
+        assert_eq!(rhel10.os.len(), 1);
+        assert!(info.os.is_empty());
+        let by_tag = format!(
+            r#"{{"name":"driver-toolkit","from":{{"kind":"DockerImage","name":"{DTK}"}}}},
+               {{"name":"driver-toolkit-10","from":{{"kind":"DockerImage","name":"x.io/dtk:10"}}}}"#
+        );
+        assert!(matches!(
+            parse_references(&stream("ImageStream", &by_tag)),
+            Err(Fault::DtkByTag(_))
+        ));
     }
 
     #[test]

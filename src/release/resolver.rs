@@ -3,7 +3,9 @@
 //! The cache gains entries only from a release that resolved, and only verified facts (see
 //! [`super::cache`]).
 
-use super::{Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, Verified, dtk, payload};
+use super::{
+    Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, StreamEntry, Verified, dtk, os, payload,
+};
 use crate::domain::{Arch, Digest, ImageRef, Version};
 use crate::lock::{Lock, LockedRelease};
 use crate::parallel::Next;
@@ -68,56 +70,70 @@ impl Resolver<'_> {
         let mut out = Vec::with_capacity(targets.len());
         // Targets are taken in order, so every target before a failed one has a result.
         for r in results.into_iter().flatten() {
-            out.push(r?);
+            out.extend(r?);
         }
         Ok(out)
     }
 
-    fn one(&self, t: &Target, lock: &Lock) -> Result<(LockedRelease, Event), ReleaseError> {
+    /// Every stream of one release (the payload's default stream first).
+    fn one(&self, t: &Target, lock: &Lock) -> Result<(Vec<LockedRelease>, Event), ReleaseError> {
         let Some(client) = self.client else {
             return self.offline(t, lock).map(|r| (r, Event::Cached));
         };
         let digest = self.payload_digest(client, t)?;
         let pinned = t.payload.with_digest(digest.clone());
-        let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, &pinned, f);
         let cached = self
             .cache
             .payload(&digest, t.arch)
             .filter(|e| e.version == t.version);
         if let Some(entry) = &cached
-            && let Some(hit) = entry.dtk.digest().and_then(|d| self.cache.dtk(d))
+            && let Some(infos) = self.cache.dtks_of(entry)
         {
-            return Ok((entry.locked(pinned.clone(), &hit.info), Event::Cached));
+            return Ok((entry.locked_all(&pinned, &infos), Event::Cached));
         }
-        let (entry, dtk_image) = match cached {
-            // The payload is known; only its DTK's kernel is not (it was provisional).
-            Some(entry) => {
-                let dtk_image = client
-                    .manifest(&entry.dtk, t.arch)
-                    .map_err(|e| fault(e.into()))?;
-                (entry, dtk_image)
-            }
+        // A cached payload whose DTK kernel was provisional: only the DTKs are read again.
+        let (entry, images) = match cached {
+            Some(entry) => (entry, Vec::new()),
             None => self.read_payload(client, t, &digest, &pinned)?,
         };
-        let dtk_ref = entry.dtk.clone();
-        let dtk_info = match self.cache.dtk(&dtk_image.image_digest) {
-            Some(hit) => hit.info,
-            None => {
-                let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, &dtk_ref, f);
-                let read = dtk::read(client, &dtk_ref, &dtk_image).map_err(fault)?;
-                if read.verified {
-                    self.cache.put_dtk(&DtkEntry {
-                        image: dtk_image.image_digest.clone(),
-                        info: read.info.clone(),
-                        verified: Verified::read_whole(read.layer),
-                    });
-                }
-                read.info
-            }
-        };
+        let mut infos = Vec::new();
+        for (i, dtk_ref) in entry.dtks().into_iter().enumerate() {
+            infos.push(self.dtk_info(client, t, &pinned, dtk_ref, images.get(i))?);
+        }
         // Written only once the whole release resolved, so a failed run caches nothing.
         self.cache.put_payload(&entry);
-        Ok((entry.locked(pinned.clone(), &dtk_info), Event::Fetched))
+        Ok((entry.locked_all(&pinned, &infos), Event::Fetched))
+    }
+
+    /// What the DTK `dtk_ref` (its per-arch image by digest; `image` its manifest when already
+    /// fetched) says: from the cache, else its release file.
+    fn dtk_info(
+        &self,
+        client: &Client,
+        t: &Target,
+        pinned: &ImageRef,
+        dtk_ref: &ImageRef,
+        image: Option<&ImageManifest>,
+    ) -> Result<dtk::DtkInfo, ReleaseError> {
+        if let Some(hit) = dtk_ref.digest().and_then(|d| self.cache.dtk(d)) {
+            return Ok(hit.info);
+        }
+        let dtk_image = match image {
+            Some(i) => i.clone(),
+            None => client
+                .manifest(dtk_ref, t.arch)
+                .map_err(|e| ReleaseError::from_fault(&t.version, t.arch, pinned, e.into()))?,
+        };
+        let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, dtk_ref, f);
+        let read = dtk::read(client, dtk_ref, &dtk_image).map_err(fault)?;
+        if read.verified {
+            self.cache.put_dtk(&DtkEntry {
+                image: dtk_image.image_digest.clone(),
+                info: read.info.clone(),
+                verified: Verified::read_whole(read.layer),
+            });
+        }
+        Ok(read.info)
     }
 
     /// The digest the target's payload names: its own, else the tag's (one `HEAD`).
@@ -140,15 +156,15 @@ impl Resolver<'_> {
         Ok(digest)
     }
 
-    /// Reads the payload (its manifests layer verified whole) and its DTK's manifest, both by
-    /// digest.
+    /// Reads the payload (its manifests layer verified whole), every stream's DTK manifest (in
+    /// [`PayloadEntry::dtks`] order) and its nodes' kernel, all by digest.
     fn read_payload(
         &self,
         client: &Client,
         t: &Target,
         digest: &Digest,
         pinned: &ImageRef,
-    ) -> Result<(PayloadEntry, ImageManifest), ReleaseError> {
+    ) -> Result<(PayloadEntry, Vec<ImageManifest>), ReleaseError> {
         let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, pinned, f);
         let image = client
             .manifest(pinned, t.arch)
@@ -157,21 +173,41 @@ impl Resolver<'_> {
         let dtk_image = client
             .manifest(&read.info.dtk, t.arch)
             .map_err(|e| fault(e.into()))?;
+        let node = os::node_kernel(client, &read.info.os, t.arch).map_err(fault)?;
+        let mut images = vec![dtk_image.clone()];
+        let rhel10 = match &read.info.rhel10 {
+            None => None,
+            Some(s) => {
+                let image = client
+                    .manifest(&s.dtk, t.arch)
+                    .map_err(|e| fault(e.into()))?;
+                let node = os::node_kernel(client, &s.os, t.arch).map_err(fault)?;
+                let entry = StreamEntry {
+                    dtk: image.pinned(&s.dtk),
+                    node,
+                };
+                images.push(image);
+                Some(entry)
+            }
+        };
         let entry = PayloadEntry {
             payload: digest.clone(),
             arch: t.arch,
             version: t.version.clone(),
             dtk: dtk_image.pinned(&read.info.dtk),
             machine_os: read.info.machine_os,
+            node,
+            rhel10,
             verified: Verified::read_whole(read.layer),
         };
-        Ok((entry, dtk_image))
+        Ok((entry, images))
     }
 
-    /// The lock's entry, else the cache's by the tag's last known digest.
-    fn offline(&self, t: &Target, lock: &Lock) -> Result<LockedRelease, ReleaseError> {
-        if let Some(r) = lock.release(&t.version, t.arch) {
-            return Ok(r.clone());
+    /// The lock's entries, else the cache's by the tag's last known digest.
+    fn offline(&self, t: &Target, lock: &Lock) -> Result<Vec<LockedRelease>, ReleaseError> {
+        let locked = lock.release_streams(&t.version, t.arch);
+        if !locked.is_empty() {
+            return Ok(locked);
         }
         let digest = t
             .payload

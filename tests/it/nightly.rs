@@ -42,6 +42,12 @@ struct Night {
     exact: Vec<&'static str>,
     arches: Vec<&'static str>,
     excludes: String,
+    /// Version → the DTK of its RHEL 10 stream (a dual-stream release).
+    dual: BTreeMap<&'static str, &'static str>,
+    /// `[openshift] streams`, verbatim, or empty.
+    streams: String,
+    /// `[[toolkit]]` entries, verbatim.
+    toolkits: String,
     source_rev: u32,
 }
 
@@ -51,7 +57,11 @@ fn kernel_for(kernel: &str, arch: &Arch) -> String {
 
 impl Night {
     fn new() -> Night {
-        let w = World::new("nightly");
+        Self::named("nightly")
+    }
+
+    fn named(name: &str) -> Night {
+        let w = World::new(name);
         Night {
             w,
             graph: GraphServer::start().unwrap(),
@@ -61,6 +71,9 @@ impl Night {
             exact: Vec::new(),
             arches: vec!["x86_64"],
             excludes: String::new(),
+            dual: BTreeMap::new(),
+            streams: String::new(),
+            toolkits: String::new(),
             source_rev: 1,
         }
     }
@@ -93,6 +106,7 @@ impl Night {
 
     fn push_payload(&self, version: &str, dtk: &str, arch: &Arch) -> String {
         let mut spec = PayloadSpec::new(version, Some(self.dtk_ref(dtk, arch)));
+        spec.dtk10 = self.dual.get(version).map(|d| self.dtk_ref(d, arch));
         spec.filler = 16 << 10;
         spec.tags = 20;
         let p = self
@@ -163,10 +177,10 @@ impl Night {
         let text = format!(
             "[openshift]\npayload-repo = \"{addr}/{release}\"\nreleases = [{exact}]\n\
              channels = [{{ name = \"stable-4.15\", latest = 2 }}]\ngraph-url = \"{graph}\"\n\
-             arch = [{arches}]\n\n\
+             arch = [{arches}]\n{streams}\n\
              [registries.\"{addr}\"]\ninsecure = true\n\n\
              [[driver]]\nname = \"good-kmod\"\ncontext = \"good-kmod\"\nimage = \"{addr}/{ns}/good-kmod\"\n\
-             tag = \"${{KERNEL_FULL_VERSION}}\"\nmodules = [\"hello\"]\n{excludes}",
+             tag = \"${{KERNEL_FULL_VERSION}}\"\nmodules = [\"hello\"]\n{excludes}\n{toolkits}",
             addr = self.w.addr,
             release = self.w.repo("release"),
             exact = list(&self.exact),
@@ -174,6 +188,8 @@ impl Night {
             arches = list(&self.arches),
             ns = self.w.ns,
             excludes = self.excludes,
+            streams = self.streams,
+            toolkits = self.toolkits,
         );
         std::fs::write(dir.join("matrix.toml"), text).unwrap();
     }
@@ -283,6 +299,79 @@ impl Night {
             .flat_map(|i| i.releases.iter().map(|r| r.to_string()))
             .collect()
     }
+}
+
+/// A release of the RHEL 10 dual stream ships two DTKs, so two kernels: each gets its job and
+/// its image, recorded with the stream it serves, through `build` and `collect` from scratch
+/// alike; `[openshift] streams` restricts what is built.
+#[test]
+fn a_dual_stream_release_builds_an_image_per_node_os() {
+    const K10: &str = "6.12.0-55.9.1.el10_0.x86_64";
+    let mut n = Night::named("dualstream");
+    n.dtk("rhel9", K1, 1);
+    n.dtk("rhel10", K10, 1);
+    n.dual.insert("4.16.1", "rhel10");
+    n.publish("4.16.1", "rhel9");
+    n.publish("4.16.2", "rhel9");
+    n.exact = vec!["4.16.1", "4.16.2"];
+    n.run("a dual-stream release");
+    let lock = n.lock();
+    assert_eq!(lock.matches("stream = \"rhel-10\"").count(), 1, "{lock}");
+    assert_eq!(n.releases_of(K1), ["4.16.1", "4.16.2"]);
+    assert_eq!(n.releases_of(K10), ["4.16.1"]);
+
+    n.streams = "streams = [\"default\"]".into();
+    n.run("only the default stream");
+    assert_eq!(n.releases_of(K1), ["4.16.1", "4.16.2"]);
+    assert!(n.releases_of(K10).is_empty(), "{}", n.lock());
+    assert!(
+        n.lock().contains("stream = \"rhel-10\""),
+        "the release still has the stream"
+    );
+
+    // A new source revision too: `resolve` does not look for an image of a job that comes back
+    // (a from-scratch `collect` would find the old one), so give the job new inputs.
+    n.streams = "streams = [\"rhel-10\"]".into();
+    n.source_rev += 1;
+    n.run("only the RHEL 10 stream");
+    assert!(n.releases_of(K1).is_empty(), "{}", n.lock());
+    assert_eq!(n.releases_of(K10), ["4.16.1"]);
+}
+
+/// The hard way: a kernel no release ships, named with its builder image in `[[toolkit]]`, is
+/// planned, built, locked, collected and exported like a DTK's kernel (serving no release).
+#[test]
+fn a_toolkit_kernel_is_built_like_a_dtk_kernel() {
+    let mut n = Night::named("hardway");
+    n.dtk("builder", K3, 1);
+    let builder = n.dtk_ref("builder", &X86);
+    n.toolkits = format!("[[toolkit]]\nkernel = \"{K3}\"\nimage = \"{builder}\"\nrhel = \"9.2\"\n");
+    n.run("a toolkit kernel, no release");
+    let lock = n.lock();
+    assert!(!lock.contains("[[release]]"), "{lock}");
+    assert_eq!(n.images().len(), 1, "{lock}");
+    assert!(
+        lock.contains(&format!(
+            "kernel = \"{K3}\"\narch = \"x86_64\"\ndtk = \"{builder}\""
+        )),
+        "{lock}"
+    );
+    assert!(n.releases_of(K3).is_empty(), "{lock}");
+    let kmm = ok_in(n.dir(), &["export", "kmm"]);
+    assert!(
+        stdout(&kmm).contains(&format!("literal: {K3}"))
+            || stdout(&kmm).contains(&format!("literal: \"{K3}\"")),
+        "{}",
+        stdout(&kmm)
+    );
+
+    // A release beside it: its kernel's job is added, the toolkit's image stays.
+    n.dtk("a1", K1, 1);
+    n.publish("4.14.7", "a1");
+    n.exact = vec!["4.14.7"];
+    n.run("a release beside the toolkit");
+    assert_eq!(n.releases_of(K1), ["4.14.7"]);
+    assert_eq!(n.images().len(), 2, "{}", n.lock());
 }
 
 #[test]

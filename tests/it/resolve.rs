@@ -2,7 +2,7 @@
 //! layouts, compression, RT kernel forms, and broken payloads.
 
 use crate::support::*;
-use driver_matrix_sandbox::{Compression, DtkSpec, Flavor, PayloadSpec};
+use driver_matrix_sandbox::{Compression, DtkSpec, Flavor, OsImage, PayloadSpec};
 
 #[test]
 fn docker_and_oci_payloads_resolve_into_the_lock() {
@@ -205,4 +205,160 @@ fn a_missing_tag_is_a_registry_error() {
         says(&err, "4.14.99 (x86_64)") && says(&err, "release:4.14.99-x86_64"),
         "{err}"
     );
+}
+
+/// Releases have shipped a DTK whose kernel is not the one their nodes boot. `resolve` reads
+/// the nodes' kernel from the payload's OS image, records it, and warns; `verify` fails on it.
+#[test]
+fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
+    const NODE_NEWER: &str = "5.14.0-284.54.1.el9_2.x86_64";
+    let w = World::new("nodekernel");
+    let (dtk, dtk_pushed) = w.dtk(&DtkSpec::new(K_414), "amd64", Flavor::Docker);
+    let mut rpm_label = OsImage::new(K_414);
+    rpm_label.label = "com.coreos.rpm.kernel";
+    for (version, os) in [
+        ("4.14.12", OsImage::new(K_414)),
+        ("4.14.13", OsImage::new(NODE_NEWER)),
+        ("4.14.14", rpm_label),
+    ] {
+        let mut spec = PayloadSpec::new(version, Some(dtk.clone()));
+        spec.os = Some(w.os(&os, "amd64"));
+        w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
+    }
+    w.matrix(r#"releases = ["4.14.12", "4.14.13", "4.14.14"]"#, "");
+    let out = w.ok(&["resolve"]);
+    let err = stderr(&out);
+    assert!(
+        says(
+            &err,
+            &format!(
+                "release 4.14.13 (x86_64): its Driver Toolkit carries kernel `{K_414}`, but its nodes boot `{NODE_NEWER}`"
+            )
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("4.14.12 (x86_64): its"), "{err}");
+    assert!(!err.contains("4.14.14 (x86_64): its"), "{err}");
+    let lock = w.lock();
+    assert_eq!(
+        lock.matches(&format!("node-kernel = \"{K_414}\"")).count(),
+        2,
+        "{lock}"
+    );
+    assert_eq!(
+        lock.matches(&format!("node-kernel = \"{NODE_NEWER}\""))
+            .count(),
+        1,
+        "{lock}"
+    );
+    // From the cache (no lock), the same bytes.
+    std::fs::remove_file(w.path("matrix.lock")).unwrap();
+    w.ok(&["resolve"]);
+    assert_eq!(w.lock(), lock);
+
+    // `verify` fails on the release (with an image in the lock to verify), and passes once the
+    // release is gone.
+    let with_image = |lock: &str| {
+        let image = format!(
+            "{lock}\n[[image]]\ndriver = \"d\"\nkernel = \"{K_414}\"\narch = \"x86_64\"\ndtk = \"{dtk}\"\ninputs = \"{}\"\nimage = \"{}/{}:x\"\ndigest = \"{}\"\nreleases = [\"4.14.12\"]\n",
+            dtk_pushed.digest,
+            w.addr,
+            w.repo("dtk"),
+            dtk_pushed.digest
+        );
+        std::fs::write(w.path("matrix.lock"), image).unwrap();
+    };
+    with_image(&lock);
+    let out = w.run(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "FAIL release 4.14.13 (x86_64): the DTK's kernel {K_414} is not the nodes' kernel {NODE_NEWER}"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    w.matrix(r#"releases = ["4.14.12", "4.14.14"]"#, "");
+    w.ok(&["resolve"]);
+    with_image(&w.lock());
+    let out = w.run(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// A dual-stream payload resolves to an entry per stream, each with its DTK, kernel and nodes'
+/// kernel, online, from the cache and from the lock alike.
+#[test]
+fn a_dual_stream_release_has_an_entry_per_stream() {
+    const K10: &str = "6.12.0-55.9.1.el10_0.x86_64";
+    const NODE10: &str = "6.12.0-55.11.1.el10_0.x86_64";
+    let w = World::new("dualresolve");
+    let (dtk, _) = w.dtk(&DtkSpec::new(K_416), "amd64", Flavor::Docker);
+    let mut rhel10 = DtkSpec::new(K10);
+    rhel10.rhel = "10.0".into();
+    let (dtk10, _) = w.dtk(&rhel10, "amd64", Flavor::Docker);
+    let mut spec = PayloadSpec::new("4.19.1", Some(dtk.clone()));
+    spec.os = Some(w.os(&OsImage::new(K_416), "amd64"));
+    spec.dtk10 = Some(dtk10.clone());
+    spec.os10 = Some(w.os(&OsImage::new(NODE10), "amd64"));
+    w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
+    w.matrix(r#"releases = ["4.19.1"]"#, "");
+    let out = w.ok(&["resolve"]);
+    assert!(
+        says(
+            &stderr(&out),
+            &format!(
+                "release 4.19.1 (x86_64, rhel-10): its Driver Toolkit carries kernel `{K10}`, but its nodes boot `{NODE10}`"
+            )
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("4.19.1 (x86_64):"),
+        "{}",
+        stderr(&out)
+    );
+    let lock = w.lock();
+    let rhel10_entry = format!(
+        "stream = \"rhel-10\"\npayload = \"{}/{}@",
+        w.addr,
+        w.repo("release")
+    );
+    assert!(lock.contains(&rhel10_entry), "{lock}");
+    assert!(
+        lock.contains(&format!(
+            "dtk = \"{dtk10}\"\nkernel = \"{K10}\"\nnode-kernel = \"{NODE10}\"\nrhel = \"10.0\""
+        )),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!(
+            "dtk = \"{dtk}\"\nkernel = \"{K_416}\"\nnode-kernel = \"{K_416}\""
+        )),
+        "{lock}"
+    );
+    w.ok(&["--offline", "resolve", "--locked"]);
+    // From the cache alone, online and offline: the same bytes.
+    for offline in [false, true] {
+        std::fs::remove_file(w.path("matrix.lock")).unwrap();
+        let args: &[&str] = if offline {
+            &["--offline", "resolve"]
+        } else {
+            &["resolve"]
+        };
+        w.ok(args);
+        assert_eq!(w.lock(), lock, "offline: {offline}");
+    }
 }

@@ -34,9 +34,17 @@ fn schema_describes_every_top_level_key_and_forbids_others() {
     let schema = driver_matrix::matrix::schema();
     let props = schema["properties"].as_object().unwrap();
     let keys: Vec<&str> = props.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["openshift", "registries", "driver", "exclude"]);
+    assert_eq!(
+        keys,
+        ["openshift", "registries", "driver", "exclude", "toolkit"]
+    );
     assert_eq!(schema["additionalProperties"], false);
     assert_eq!(schema["$defs"]["Driver"]["additionalProperties"], false);
+    assert_eq!(schema["$defs"]["Toolkit"]["additionalProperties"], false);
+    assert_eq!(
+        schema["$defs"]["Stream"]["enum"],
+        serde_json::json!(["default", "rhel-10"])
+    );
     let arch = &schema["$defs"]["Arch"];
     assert_eq!(
         arch["enum"],

@@ -376,7 +376,7 @@ fn a_poisoned_cache_entry_is_a_miss() {
         std::fs::create_dir_all(v1.join(kind)).unwrap();
         std::fs::write(v1.join(kind).join(format!("{key}.json")), value).unwrap();
     }
-    std::fs::remove_dir_all(w.path("cache/v2")).unwrap();
+    std::fs::remove_dir_all(w.path("cache/v3")).unwrap();
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
     let out = w.run(&["--offline", "resolve"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -22,6 +22,6 @@ pub mod world;
 pub use dtk::DtkSpec;
 pub use graph::GraphServer;
 pub use oci::{Compression, Flavor, Pushed, Pusher};
-pub use payload::PayloadSpec;
+pub use payload::{OsImage, PayloadSpec};
 pub use proxy::FaultProxy;
 pub use registry::Registry;

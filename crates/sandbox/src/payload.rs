@@ -41,6 +41,14 @@ pub struct PayloadSpec {
     pub dtk: Option<String>,
     /// `machine-os=` of `rhel-coreos`; `None` leaves the annotation out.
     pub machine_os: Option<String>,
+    /// `from.name` of `rhel-coreos` (see [`OsImage`]); `None` gives that tag no `from`, so the
+    /// payload names no OS image to read the nodes' kernel from.
+    pub os: Option<String>,
+    /// A dual-stream release (RHEL 10): `from.name` of `driver-toolkit-10`; `None` leaves the
+    /// stream out.
+    pub dtk10: Option<String>,
+    /// `from.name` of `rhel-coreos-10` (with [`Self::dtk10`]); `None` gives it no `from`.
+    pub os10: Option<String>,
     /// The ImageStream's `kind` (`ImageStream` unless testing a broken payload).
     pub kind: String,
     /// Total tags in the ImageStream.
@@ -65,6 +73,9 @@ impl PayloadSpec {
                 "4{}.92.202402130420-0",
                 version.split('.').nth(1).unwrap_or("0")
             )),
+            os: None,
+            dtk10: None,
+            os10: None,
             kind: "ImageStream".into(),
             tags: 190,
             filler: 3 << 20,
@@ -91,6 +102,11 @@ impl PayloadSpec {
         if self.dtk.is_none() {
             names.retain(|n| n != "driver-toolkit");
         }
+        if self.dtk10.is_some() {
+            names.truncate(self.tags.saturating_sub(2).max(REAL_TAGS.len()));
+            names.push("driver-toolkit-10".into());
+            names.push("rhel-coreos-10".into());
+        }
         names.sort();
         names
     }
@@ -101,9 +117,16 @@ impl PayloadSpec {
             .tag_names()
             .iter()
             .map(|name| {
-                let from = match (name.as_str(), &self.dtk) {
-                    ("driver-toolkit", Some(d)) => d.clone(),
-                    _ => self.component(name),
+                let named = |r: &Option<String>| match r {
+                    Some(r) => serde_json::json!({"kind": "DockerImage", "name": r}),
+                    None => serde_json::Value::Null,
+                };
+                let from = match name.as_str() {
+                    "driver-toolkit" => named(&self.dtk),
+                    "driver-toolkit-10" => named(&self.dtk10),
+                    "rhel-coreos" => named(&self.os),
+                    "rhel-coreos-10" => named(&self.os10),
+                    _ => named(&Some(self.component(name))),
                 };
                 let mut annotations = serde_json::json!({
                     "io.openshift.build.commit.id": hex::encode(&oci::sha256(name.as_bytes()).as_bytes()[7..27]),
@@ -115,14 +138,17 @@ impl PayloadSpec {
                     annotations["io.openshift.build.versions"] =
                         format!("machine-os={m}").into();
                 }
-                serde_json::json!({
+                let mut tag = serde_json::json!({
                     "name": name,
                     "annotations": annotations,
-                    "from": {"kind": "DockerImage", "name": from},
                     "generation": 2,
                     "importPolicy": {},
                     "referencePolicy": {"type": "Source"},
-                })
+                });
+                if !from.is_null() {
+                    tag["from"] = from;
+                }
+                tag
             })
             .collect();
         let stream = serde_json::json!({
@@ -247,6 +273,51 @@ impl PayloadSpec {
                     &oci::sha256(b"base"),
                 ),
             ],
+            goarch,
+            flavor,
+        )
+    }
+}
+
+/// An RHCOS stand-in: one small layer, and the kernel the nodes boot in its config's
+/// `ostree.linux` label (or `com.coreos.rpm.kernel`, as `machine-os-content` carries it).
+#[derive(Debug, Clone)]
+pub struct OsImage {
+    pub kernel: String,
+    /// The label that carries the kernel.
+    pub label: &'static str,
+}
+
+impl OsImage {
+    pub fn new(kernel: &str) -> OsImage {
+        OsImage {
+            kernel: kernel.to_string(),
+            label: "ostree.linux",
+        }
+    }
+
+    /// Pushes the image by digest (no tag), as a payload names it.
+    pub fn push(
+        &self,
+        pusher: &Pusher,
+        repo: &str,
+        goarch: &str,
+        flavor: Flavor,
+    ) -> std::io::Result<Pushed> {
+        let release = format!(
+            "NAME=\"Red Hat Enterprise Linux CoreOS\"\nKERNEL={}\n",
+            self.kernel
+        );
+        let layer = oci::tar(&[
+            ("usr/", b""),
+            ("usr/lib/", b""),
+            ("usr/lib/os-release", release.as_bytes()),
+        ]);
+        pusher.image(
+            repo,
+            None,
+            &[Layer::new(&layer, Compression::Gzip)],
+            &[(self.label, &self.kernel), ("ostree.bootable", "true")],
             goarch,
             flavor,
         )

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, Pusher};
+use driver_matrix_sandbox::{DtkSpec, Flavor, OsImage, PayloadSpec, Pushed, Pusher};
 
 use super::{binary, redact};
 
@@ -53,6 +53,14 @@ impl World {
             format!("{}/{}@{}", self.addr, self.repo("dtk"), p.digest),
             p,
         )
+    }
+
+    /// Pushes an RHCOS stand-in; returns `host/ns/rhcos@digest`.
+    pub fn os(&self, spec: &OsImage, goarch: &str) -> String {
+        let p = spec
+            .push(&self.pusher, &self.repo("rhcos"), goarch, Flavor::Docker)
+            .unwrap();
+        format!("{}/{}@{}", self.addr, self.repo("rhcos"), p.digest)
     }
 
     /// Pushes a payload as `host/ns/release:<version>-<arch>`.
