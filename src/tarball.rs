@@ -4,7 +4,9 @@
 //! follows. The resolver's layer reader (`release::layer`) and `verify --deep`'s scanner
 //! (`verify::scan`) both read layers this way, with `tar::Archive::entries().raw(true)`.
 
+use std::cell::Cell;
 use std::io::{self, Read};
+use std::rc::Rc;
 
 /// Caps on extension headers.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +24,47 @@ impl Default for HeaderLimits {
             pax_max: 1 << 20,
         }
     }
+}
+
+/// Counts the bytes passing through a reader (the downloaded, compressed side of a layer).
+pub struct Counted<R> {
+    pub inner: R,
+    pub count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A compression bomb: the layer decompressed to more than its ratio allows.
+#[derive(Debug)]
+pub struct Bomb(pub String);
+
+impl std::fmt::Display for Bomb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Bomb {}
+
+/// Fails once `out` decompressed bytes outgrow `compressed` downloaded ones by more than
+/// `ratio` times, beyond `slack`.
+pub fn check_ratio(out: u64, compressed: u64, ratio: u64, slack: u64) -> io::Result<()> {
+    if out > compressed.saturating_mul(ratio).saturating_add(slack) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            Bomb(format!(
+                "the layer decompresses to more than {ratio}x its size (a compression bomb?); gave up after {} MiB",
+                out >> 20
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// A header over its cap: the layer asks for more memory than any real one needs.

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::tarball::{self, HeaderLimits, Pending};
+use crate::tarball::{self, Counted, HeaderLimits, Pending};
 
 /// Caps on what a layer may make us do.
 #[derive(Debug, Clone, Copy)]
@@ -51,20 +51,6 @@ pub enum LayerError {
     TooLarge(String),
 }
 
-/// Counts bytes passing through a reader into a shared cell.
-struct Counted<R> {
-    inner: R,
-    count: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
-        Ok(n)
-    }
-}
-
 /// Fails once the decompressed side outgrows the compressed side by more than the limits allow;
 /// and, while a wanted entry is being reached, estimates from the compression ratio so far how
 /// far into the blob it ends, for the blob reader's next range.
@@ -82,11 +68,6 @@ impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.out += n as u64;
-        let allowed = self
-            .compressed
-            .get()
-            .saturating_mul(self.limits.ratio)
-            .saturating_add(self.limits.slack);
         let target = self.target.get();
         if let Some(h) = &self.hint
             && target > self.out
@@ -99,30 +80,18 @@ impl<R: Read> Read for Guarded<R> {
                 Ordering::Relaxed,
             );
         }
-        if self.out > allowed {
-            return Err(io::Error::other(Bomb(format!(
-                "the layer decompresses to more than {}x its size (a compression bomb?); gave up after {} MiB",
-                self.limits.ratio,
-                self.out >> 20
-            ))));
-        }
+        tarball::check_ratio(
+            self.out,
+            self.compressed.get(),
+            self.limits.ratio,
+            self.limits.slack,
+        )?;
         Ok(n)
     }
 }
 
-#[derive(Debug)]
-struct Bomb(String);
-
-impl std::fmt::Display for Bomb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Bomb {}
-
 fn classify(e: io::Error) -> LayerError {
-    if let Some(b) = e.get_ref().and_then(|r| r.downcast_ref::<Bomb>()) {
+    if let Some(b) = e.get_ref().and_then(|r| r.downcast_ref::<tarball::Bomb>()) {
         return LayerError::TooLarge(b.0.clone());
     }
     if let Some(o) = e

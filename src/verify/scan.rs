@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::{Condvar, Mutex};
 
 use super::modinfo::{self, ModInfo, ModInfoError};
-use crate::tarball::{HeaderLimits, Pending};
+use crate::tarball::{Counted, HeaderLimits, Pending};
 
 /// Caps on what one image's layers may make `verify --deep` do.
 #[derive(Debug, Clone, Copy)]
@@ -101,20 +101,6 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// Counts the bytes read from the blob.
-struct Counted<R> {
-    inner: R,
-    count: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
-        Ok(n)
-    }
-}
-
 /// Fails once the decompressed stream outgrows the downloaded one by more than the limits allow.
 struct Ratio<R> {
     inner: R,
@@ -127,18 +113,8 @@ impl<R: Read> Read for Ratio<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.out += n as u64;
-        let allowed = self
-            .compressed
-            .get()
-            .saturating_mul(self.limits.ratio)
-            .saturating_add(self.limits.slack);
-        if self.out > allowed {
-            return Err(invalid(format!(
-                "the layer decompresses to more than {}x its size (a compression bomb?); gave up after {} MiB",
-                self.limits.ratio,
-                self.out >> 20
-            )));
-        }
+        let limits = &self.limits;
+        crate::tarball::check_ratio(self.out, self.compressed.get(), limits.ratio, limits.slack)?;
         Ok(n)
     }
 }
