@@ -76,6 +76,33 @@ pub fn validate(
     out
 }
 
+/// The builder image, which must be named by digest (a tag can move under a locked kernel).
+fn builder_image(
+    image: &S<String>,
+    bad: &mut impl FnMut(&S<String>, String, &str, &str),
+) -> Option<ImageRef> {
+    match image.get_ref().parse::<ImageRef>() {
+        Ok(i) if i.digest().is_some() => Some(i),
+        Ok(_) => {
+            bad(
+                image,
+                format!(
+                    "the builder image `{}` is not named by digest",
+                    image.get_ref()
+                ),
+                "a tag can move",
+                "name it `repository@sha256:...` (e.g. from `skopeo inspect --format '{{.Digest}}'`), as a payload names its DTK",
+            );
+            None
+        }
+        Err(e) => {
+            let help = "write `repository@sha256:...`";
+            bad(image, e.message, "not an image reference", help);
+            None
+        }
+    }
+}
+
 fn one(t: &RawToolkit, arches: &[Arch], problems: &mut Vec<Problem>) -> Option<Toolkit> {
     let mut bad = |s: &S<String>, message: String, label: &str, help: &str| {
         problems.push(Problem::new(message).label(s.span(), label).help(help));
@@ -88,26 +115,7 @@ fn one(t: &RawToolkit, arches: &[Arch], problems: &mut Vec<Problem>) -> Option<T
             None
         }
     };
-    let image = match t.image.get_ref().parse::<ImageRef>() {
-        Ok(i) if i.digest().is_some() => Some(i),
-        Ok(_) => {
-            bad(
-                &t.image,
-                format!(
-                    "the builder image `{}` is not named by digest",
-                    t.image.get_ref()
-                ),
-                "a tag can move",
-                "name it `repository@sha256:...` (e.g. from `skopeo inspect --format '{{.Digest}}'`), as a payload names its DTK",
-            );
-            None
-        }
-        Err(e) => {
-            let help = "write `repository@sha256:...`";
-            bad(&t.image, e.message, "not an image reference", help);
-            None
-        }
-    };
+    let image = builder_image(&t.image, &mut bad);
     let rhel = t.rhel.get_ref().clone();
     let rhel_ok = !rhel.is_empty()
         && rhel.len() <= 16

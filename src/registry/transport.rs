@@ -286,24 +286,7 @@ impl Transport {
         if !status.is_success() {
             return Err(self.unauthorized(route, realm, status.as_u16(), said(&body)));
         }
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let t: Token = serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
-            reference: route.source.to_string(),
-            tried: realm.to_string(),
-            message: format!("token response is not JSON: {e}"),
-        })?;
-        t.token
-            .or(t.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| RegistryError::Malformed {
-                reference: route.source.to_string(),
-                tried: realm.to_string(),
-                message: "the token response holds no token".into(),
-            })
+        token_of(route, realm, &body)
     }
 
     /// Sends `req`, authenticating on a challenge and retrying what is worth retrying under
@@ -615,6 +598,27 @@ pub(crate) fn retryable_status(resp: &Response) -> Option<Option<Duration>> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
     Some(secs.map(Duration::from_secs))
+}
+
+/// The token of a token response (`token`, else `access_token`, as distribution's clients read
+/// it).
+fn token_of(route: &Route, realm: &str, body: &[u8]) -> Result<String, RegistryError> {
+    #[derive(serde::Deserialize)]
+    struct Token {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let malformed = |message: String| RegistryError::Malformed {
+        reference: route.source.to_string(),
+        tried: realm.to_string(),
+        message,
+    };
+    let t: Token = serde_json::from_slice(body)
+        .map_err(|e| malformed(format!("token response is not JSON: {e}")))?;
+    t.token
+        .or(t.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| malformed("the token response holds no token".into()))
 }
 
 #[cfg(test)]
