@@ -5,7 +5,7 @@
 //! (`verify::scan`) both read layers this way, with `tar::Archive::entries().raw(true)`.
 
 use std::cell::Cell;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 use std::rc::Rc;
 
 /// Caps on extension headers.
@@ -38,6 +38,19 @@ impl<R: Read> Read for Counted<R> {
         self.count.set(self.count.get() + n as u64);
         Ok(n)
     }
+}
+
+/// `blob` buffered (64 KiB) and counted: the reader, and the count of bytes read from it so far.
+pub fn counted<R: Read>(blob: R) -> (BufReader<Counted<R>>, Rc<Cell<u64>>) {
+    let count = Rc::new(Cell::new(0));
+    let reader = BufReader::with_capacity(
+        64 << 10,
+        Counted {
+            inner: blob,
+            count: count.clone(),
+        },
+    );
+    (reader, count)
 }
 
 /// A compression bomb: the layer decompressed to more than its ratio allows.

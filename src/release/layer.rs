@@ -8,12 +8,12 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::tarball::{self, Counted, HeaderLimits, Pending};
+use crate::tarball::{self, HeaderLimits, Pending};
 
 /// Caps on what a layer may make us do.
 #[derive(Debug, Clone, Copy)]
@@ -129,14 +129,7 @@ pub fn scan<R: Read>(
     limits: Limits,
     hint: Option<Arc<AtomicU64>>,
 ) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
-    let compressed = Rc::new(Cell::new(0));
-    let mut buffered = BufReader::with_capacity(
-        64 << 10,
-        Counted {
-            inner: blob,
-            count: compressed.clone(),
-        },
-    );
+    let (mut buffered, compressed) = tarball::counted(blob);
     // Filled first so that a read error is classified as one, not as bad compression.
     buffered.fill_buf().map_err(classify)?;
     let decoded =

@@ -12,12 +12,12 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 use std::sync::{Condvar, Mutex};
 
 use super::modinfo::{self, ModInfo, ModInfoError};
-use crate::tarball::{Counted, HeaderLimits, Pending};
+use crate::tarball::{self, HeaderLimits, Pending};
 
 /// Caps on what one image's layers may make `verify --deep` do.
 #[derive(Debug, Clone, Copy)]
@@ -175,14 +175,7 @@ impl Scanner {
     /// Applies one layer on top of what the layers before it left.
     pub fn layer<R: Read>(&mut self, blob: R) -> io::Result<()> {
         let limits = self.limits;
-        let compressed = Rc::new(Cell::new(0));
-        let mut buffered = BufReader::with_capacity(
-            64 << 10,
-            Counted {
-                inner: blob,
-                count: compressed.clone(),
-            },
-        );
+        let (mut buffered, compressed) = tarball::counted(blob);
         buffered.fill_buf()?;
         let decoded = Ratio {
             inner: crate::release::layer::decoder(buffered)?,
