@@ -20,6 +20,7 @@ pub mod export;
 pub mod inputs;
 pub mod lock;
 pub mod matrix;
+pub mod names;
 pub mod parallel;
 pub mod pipeline;
 pub mod plan;

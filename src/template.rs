@@ -5,14 +5,7 @@ use std::fmt;
 
 use crate::domain::ParseError;
 
-/// Placeholders every template may use, besides the driver's own build-arg names.
-pub const BUILTIN_PLACEHOLDERS: [&str; 5] = [
-    "KERNEL_FULL_VERSION",
-    "KERNEL_VERSION",
-    "DRIVER",
-    "ARCH",
-    "RHEL_VERSION",
-];
+use crate::names::TEMPLATE_PLACEHOLDERS as BUILTIN_PLACEHOLDERS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {

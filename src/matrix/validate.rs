@@ -15,14 +15,8 @@ use super::raw::*;
 use crate::domain::{Arch, ImageRef, ParseError, Version, VersionReq, did_you_mean};
 use crate::template::TagTemplate;
 
-/// Build args that driver-matrix sets for every build; a driver may not set them.
-pub const RESERVED_BUILD_ARGS: [&str; 5] = [
-    "DTK_IMAGE",
-    "DTK_AUTO",
-    "KERNEL_VERSION",
-    "KERNEL_FULL_VERSION",
-    "RHEL_VERSION",
-];
+pub use crate::names::RESERVED_BUILD_ARGS;
+use crate::names::{arg, placeholder};
 
 pub struct Validator {
     root: PathBuf,
@@ -571,11 +565,11 @@ impl Validator {
         let sample_kernel = "5.14.0-427.18.1.el9_4.x86_64_rt";
         let mut vars: BTreeMap<&str, &str> =
             args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        vars.insert("KERNEL_FULL_VERSION", sample_kernel);
-        vars.insert("KERNEL_VERSION", sample_kernel);
-        vars.insert("DRIVER", driver);
-        vars.insert("ARCH", "x86_64");
-        vars.insert("RHEL_VERSION", "9.4");
+        vars.insert(arg::KERNEL_FULL_VERSION, sample_kernel);
+        vars.insert(arg::KERNEL_VERSION, sample_kernel);
+        vars.insert(placeholder::DRIVER, driver);
+        vars.insert(placeholder::ARCH, "x86_64");
+        vars.insert(arg::RHEL_VERSION, "9.4");
         if let Err(e) = tag.render(&vars) {
             self.problems.push(
                 Problem::new(format!(

@@ -16,6 +16,7 @@ use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
 use crate::inputs::{DriverInputs, JobInputs, driver_hasher, hash_job};
 use crate::lock::{Lock, LockedImage, LockedRelease};
 use crate::matrix::{Driver, Matrix, Problem};
+use crate::names::{arg, placeholder};
 
 pub use view::{render_json, render_table};
 
@@ -104,11 +105,11 @@ fn reserved_args<'a>(
     rhel: &'a str,
 ) -> [(&'static str, &'a str); 5] {
     [
-        ("DTK_AUTO", dtk),
-        ("DTK_IMAGE", dtk),
-        ("KERNEL_FULL_VERSION", kernel.as_str()),
-        ("KERNEL_VERSION", kernel.as_str()),
-        ("RHEL_VERSION", rhel),
+        (arg::DTK_AUTO, dtk),
+        (arg::DTK_IMAGE, dtk),
+        (arg::KERNEL_FULL_VERSION, kernel.as_str()),
+        (arg::KERNEL_VERSION, kernel.as_str()),
+        (arg::RHEL_VERSION, rhel),
     ]
 }
 
@@ -393,11 +394,11 @@ fn image(driver: &Driver, kernel: &Kernel, arch: Arch, rhel: &str) -> Result<Ima
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    vars.insert("KERNEL_FULL_VERSION", &normalized);
-    vars.insert("KERNEL_VERSION", &normalized);
-    vars.insert("DRIVER", &driver.name);
-    vars.insert("ARCH", arch.as_str());
-    vars.insert("RHEL_VERSION", rhel);
+    vars.insert(arg::KERNEL_FULL_VERSION, &normalized);
+    vars.insert(arg::KERNEL_VERSION, &normalized);
+    vars.insert(placeholder::DRIVER, &driver.name);
+    vars.insert(placeholder::ARCH, arch.as_str());
+    vars.insert(arg::RHEL_VERSION, rhel);
     let bad_tag = |message: String| PlanError::BadTag {
         driver: driver.name.clone(),
         kernel: kernel.clone(),
