@@ -148,15 +148,14 @@ pub enum ReleaseError {
         message: String,
     },
 
-    #[error("release {release}: cannot read layer `{layer}` of `{image}`: {message}")]
+    #[error("release {release}: cannot read layer `{layer}` of `{image}`")]
     #[diagnostic(code(driver_matrix::release::layer))]
     Layer {
         release: String,
         image: String,
         layer: String,
-        message: String,
-        /// A transfer failure (as opposed to bad content).
-        network: bool,
+        #[source]
+        error: layer::LayerError,
     },
 
     #[error("cannot read channel `{channel}` ({arch}) from the update graph: {error}")]
@@ -187,7 +186,10 @@ impl ReleaseError {
             ReleaseError::Registry { .. }
             | ReleaseError::Graph { .. }
             | ReleaseError::LayerDigest { .. } => exit::REGISTRY,
-            ReleaseError::Layer { network: true, .. } => exit::REGISTRY,
+            ReleaseError::Layer {
+                error: layer::LayerError::Read(_),
+                ..
+            } => exit::REGISTRY,
             ReleaseError::Offline { .. } => exit::USAGE,
             _ => exit::FAILED,
         }
@@ -236,8 +238,7 @@ impl ReleaseError {
                 release,
                 image,
                 layer: l,
-                network: matches!(error, layer::LayerError::Read(_)),
-                message: error.to_string(),
+                error,
             },
         }
     }
