@@ -188,6 +188,18 @@ impl Diagnostic for Escaped {
     }
 }
 
+/// `error: cause: cause`, on one line: an error with every source it carries.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

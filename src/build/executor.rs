@@ -33,18 +33,6 @@ pub type OnPushed<'a> = dyn Fn(&Task, &Digest) -> Result<(), PushedError> + Sync
 /// Why a pushed image does not count: the job fails with this error and its causes.
 pub type PushedError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `error: cause: cause`, one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
-}
-
 pub struct Executor {
     /// Number of jobs run at once (at least 1).
     pub jobs: usize,
@@ -214,7 +202,7 @@ fn pushed<'t>(
     };
     let digest = read_digest(file).map_err(|message| (message, Some(push)))?;
     if let Err(e) = on_pushed(task, &digest) {
-        let message = chain(e.as_ref());
+        let message = crate::text::one_line(e.as_ref());
         let _ = writeln!(log, "# {message}");
         return Err((message, None));
     }

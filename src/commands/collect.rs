@@ -19,7 +19,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
     let failed: Vec<String> = missing
         .iter()
         .filter(|(_, why)| why.is_registry())
-        .map(|(job, why)| format!("{}: {why}", job.id()))
+        .map(|(job, why)| format!("{}: {}", job.id(), crate::text::one_line(why)))
         .collect();
     if !failed.is_empty() {
         // A lock written now would miss images only because the registry failed: keep the
@@ -40,7 +40,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
         );
     }
     for (job, why) in &missing {
-        let why = crate::text::escape_line(&why.to_string()).into_owned();
+        let why = crate::text::escape_line(&crate::text::one_line(why)).into_owned();
         let _ = writeln!(err, "not collected: {}: {why} ({})", job.id(), job.image);
     }
     Ok(if missing.is_empty() {

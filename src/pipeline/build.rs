@@ -239,8 +239,8 @@ pub enum NotRecordedWhy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unconfirmed {
     /// Reading it back failed (network, or bytes that do not match their digest).
-    #[error("cannot read it back from the registry: {0}")]
-    Registry(String),
+    #[error("cannot read it back from the registry")]
+    Registry(#[source] crate::verify::RegistryFailure),
     /// Its modules were not built for its kernel, or are missing.
     #[error("its modules do not confirm kernel `{kernel}`: {findings}")]
     Modules { kernel: String, findings: String },

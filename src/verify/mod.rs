@@ -36,9 +36,50 @@ pub enum Finding {
     Unreadable { path: String, why: String },
     /// The image holds no module at all for its kernel (driver without `modules`).
     NoModules,
-    /// The registry failed while checking.
-    Registry(String),
+    /// The registry failed while checking (or served a layer that cannot be read).
+    Registry(RegistryFailure),
 }
+
+/// What failed while reading an image from the registry, with its cause kept whole.
+#[derive(Debug, Clone)]
+pub struct RegistryFailure {
+    /// The layer being read, when it was one.
+    pub layer: Option<String>,
+    pub cause: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl RegistryFailure {
+    fn new(layer: Option<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        RegistryFailure {
+            layer,
+            cause: std::sync::Arc::new(cause),
+        }
+    }
+}
+
+impl std::fmt::Display for RegistryFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.layer {
+            Some(l) => write!(f, "reading layer {l}: {}", self.cause),
+            None => write!(f, "{}", self.cause),
+        }
+    }
+}
+
+impl std::error::Error for RegistryFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.cause.as_ref())
+    }
+}
+
+/// Two failures are the same finding when they read the same.
+impl PartialEq for RegistryFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for RegistryFailure {}
 
 impl Finding {
     pub fn is_error(&self) -> bool {
@@ -85,7 +126,7 @@ impl Finding {
                 format!("/{} is not a readable module: {}", e(path), e(why))
             }
             Finding::NoModules => "the image holds no module under lib/modules/<kernel>/".into(),
-            Finding::Registry(m) => e(m),
+            Finding::Registry(f) => e(&f.to_string()),
         }
     }
 }
@@ -156,7 +197,7 @@ pub fn check_modules(
 }
 
 fn registry_finding(e: RegistryError) -> Finding {
-    Finding::Registry(e.to_string())
+    Finding::Registry(RegistryFailure::new(None, e))
 }
 
 /// Verifies one image: its digest, its tag, and with `deep` its modules.
@@ -215,18 +256,25 @@ pub fn deep_check(
     };
     let mut scanner = Scanner::default();
     for layer in &manifest.layers {
-        let result = client
-            .blob_reader(&pinned, layer)
-            .map_err(|e| e.to_string())
-            .and_then(|mut blob| {
-                scanner.layer(&mut blob).map_err(|e| e.to_string())?;
-                // Drain what the tar reader left (padding), so the digest is checked.
-                std::io::copy(&mut blob, &mut std::io::sink()).map_err(|e| e.to_string())?;
-                Ok(())
-            });
-        if let Err(e) = result {
-            let finding = Finding::Registry(format!("reading layer {}: {e}", layer.digest));
-            return (Vec::new(), vec![finding]);
+        let at = || Some(layer.digest.to_string());
+        let mut blob = match client.blob_reader(&pinned, layer) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    Vec::new(),
+                    vec![Finding::Registry(RegistryFailure::new(at(), e))],
+                );
+            }
+        };
+        // Read to the end (the tar reader leaves padding), so the digest is checked.
+        let read = scanner
+            .layer(&mut blob)
+            .and_then(|()| std::io::copy(&mut blob, &mut std::io::sink()).map(|_| ()));
+        if let Err(e) = read {
+            return (
+                Vec::new(),
+                vec![Finding::Registry(RegistryFailure::new(at(), e))],
+            );
         }
     }
     check_modules(modules, &image.kernel, &scanner.finish())
@@ -305,7 +353,10 @@ mod tests {
                 module: "x".into(),
                 elsewhere: vec!["/a\u{9b}31m".into()],
             },
-            Finding::Registry("server said \x1b[8m".into()),
+            Finding::Registry(RegistryFailure::new(
+                None,
+                std::io::Error::other("server said \x1b[8m"),
+            )),
         ];
         for f in &findings {
             let line = f.describe();
