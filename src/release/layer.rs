@@ -74,12 +74,28 @@ struct Guarded<R> {
     /// Decompressed offset the scan needs to reach (0: unknown).
     target: Rc<Cell<u64>>,
     hint: Option<Arc<AtomicU64>>,
+    /// Bytes read for the current entry's headers, while the tar reader is reading them (it
+    /// keeps GNU long names and links and PAX records whole, in memory).
+    header: Rc<Cell<Option<u64>>>,
 }
+
+/// Most bytes one entry's headers may take (a long name is at most a few KiB).
+const HEADER_MAX: u64 = 1 << 20;
 
 impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.out += n as u64;
+        if let Some(h) = self.header.get() {
+            let h = h + n as u64;
+            if h > HEADER_MAX {
+                return Err(io::Error::other(Bomb(format!(
+                    "a tar header (long name, long link or PAX records) is over {} MiB",
+                    HEADER_MAX >> 20
+                ))));
+            }
+            self.header.set(Some(h));
+        }
         let allowed = self
             .compressed
             .get()
@@ -170,6 +186,7 @@ pub fn scan<R: Read>(
     let decoded =
         decoder(buffered).map_err(|e| LayerError::Format(format!("bad zstd stream: {e}")))?;
     let target = Rc::new(Cell::new(0));
+    let header = Rc::new(Cell::new(None));
     let guarded = Guarded {
         inner: decoded,
         compressed,
@@ -177,10 +194,18 @@ pub fn scan<R: Read>(
         limits,
         target: target.clone(),
         hint,
+        header: header.clone(),
     };
     let mut archive = tar::Archive::new(guarded);
     let mut found = BTreeMap::new();
-    for entry in archive.entries().map_err(classify)? {
+    let mut entries = archive.entries().map_err(classify)?;
+    loop {
+        // Every entry's data is read or skipped below, so what the tar reader reads in `next`
+        // is headers (and padding) only.
+        header.set(Some(0));
+        let next = entries.next();
+        header.set(None);
+        let Some(entry) = next else { break };
         let mut entry = entry.map_err(classify)?;
         let size = entry.header().size().map_err(classify)?;
         let path = entry.path_bytes();
@@ -214,6 +239,8 @@ pub fn scan<R: Read>(
                 "entry `{name}` claims {size} bytes, over the {} GiB limit",
                 limits.entry_max >> 30
             )));
+        } else {
+            io::copy(&mut entry, &mut io::sink()).map_err(classify)?;
         }
     }
     Ok(found)
@@ -284,6 +311,27 @@ mod tests {
             scan(big.as_slice(), &["f"], limits, None),
             Err(LayerError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_huge_long_name_is_refused_and_a_long_one_read() {
+        let long = format!("release-manifests/{}/f", "d".repeat(300));
+        let t = tarball(&[(long.as_str(), b"x".to_vec())]);
+        let got = scan(t.as_slice(), &[long.as_str()], Limits::default(), None).unwrap();
+        assert_eq!(got[&long], b"x");
+
+        let mut h = tar::Header::new_gnu();
+        h.set_path("././@LongLink").unwrap();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(HEADER_MAX + 1);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, io::repeat(b'a').take(HEADER_MAX + 1)).unwrap();
+        let bomb = gz(&b.into_inner().unwrap());
+        match scan(bomb.as_slice(), &["f"], Limits::default(), None) {
+            Err(LayerError::TooLarge(m)) => assert!(m.contains("tar header"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
