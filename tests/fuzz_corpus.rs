@@ -7,7 +7,7 @@
 mod entries;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The fuzzers run with `-rss_limit_mb=256`; the replay keeps to the same bound.
@@ -15,9 +15,8 @@ const RSS_LIMIT_KIB: i64 = 256 * 1024;
 /// Per input, in the unoptimized test build (the fuzzers flag anything over a few seconds).
 const TIME_LIMIT: Duration = Duration::from_secs(20);
 
-fn corpus(target: &str) -> Vec<PathBuf> {
-    let dir = entries::repo_root().join("fuzz/corpus").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|e| e.expect("a directory entry").path())
         .collect();
@@ -45,12 +44,17 @@ fn peak_rss_kib() -> i64 {
     usage.ru_maxrss
 }
 
-#[test]
-fn every_corpus_input_is_handled_without_panic_in_bounded_time_and_memory() {
+/// Replays `<dir>/<target>/*` for every target present: the problems found, and how many
+/// inputs were replayed.
+fn replay(dir: &Path, every_target: bool) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut replayed = 0;
     for (target, entry) in entries::TARGETS {
-        let files = corpus(target);
+        let target_dir = dir.join(target);
+        if !every_target && !target_dir.is_dir() {
+            continue;
+        }
+        let files = inputs(&target_dir);
         assert!(files.len() >= 2, "the `{target}` corpus is (nearly) empty");
         for path in files {
             let data = std::fs::read(&path).expect("a corpus file");
@@ -71,13 +75,30 @@ fn every_corpus_input_is_handled_without_panic_in_bounded_time_and_memory() {
             replayed += 1;
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
     let peak = peak_rss_kib();
-    assert!(
-        peak < RSS_LIMIT_KIB,
-        "replaying {replayed} inputs peaked at {} MiB resident",
-        peak / 1024
-    );
+    if peak >= RSS_LIMIT_KIB {
+        failures.push(format!(
+            "replaying {replayed} inputs peaked at {} MiB resident",
+            peak / 1024
+        ));
+    }
+    (failures, replayed)
+}
+
+#[test]
+fn every_corpus_input_is_handled_without_panic_in_bounded_time_and_memory() {
+    let (failures, replayed) = replay(&entries::repo_root().join("fuzz/corpus"), true);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(replayed > 30, "only {replayed} inputs replayed");
+}
+
+/// Hostile inputs for parsers whose bounds have not landed yet; run with `--ignored`, and move
+/// the files into `fuzz/corpus/` once this passes.
+#[test]
+#[ignore = "verify --deep keeps long names and modules whole until its memory bounds land"]
+fn pending_hostile_inputs_stay_within_bounds() {
+    let (failures, _) = replay(&entries::repo_root().join("fuzz/hostile-pending"), false);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
-"""Writes the seed inputs of every fuzz target into fuzz/corpus/<target>/seed-*.
+"""Writes the seed inputs of every fuzz target into fuzz/corpus/<target>/seed-*, and the
+hand-made hostile inputs into fuzz/corpus/<target>/hostile-* (or fuzz/hostile-pending/<target>/
+while the parser they attack is not bounded yet).
 
 Run from the repository root: `python3 fuzz/seeds/make-seeds.py`. Needs gcc, strip and zstd.
 The files are small (a few KB per target) and committed; this script says how they were made.
 """
-import gzip, io, json, os, shutil, subprocess, tarfile, tempfile
+import gzip, io, json, os, subprocess, tarfile, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
 DIGEST = "sha256:" + "ab" * 32
 
 
-def put(target, name, data):
-    d = os.path.join(CORPUS, target)
+def put(target, name, data, prefix="seed-", corpus=CORPUS):
+    d = os.path.join(corpus, target)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
         data = data.encode()
-    with open(os.path.join(d, "seed-" + name), "wb") as f:
+    with open(os.path.join(d, prefix + name), "wb") as f:
         f.write(data)
 
 
@@ -87,8 +89,67 @@ def meta(version="4.16.3", kind="cincinnati-metadata-v0"):
                        "metadata": {"url": "https://access.redhat.com/errata/RHSA-2024:4316"}})
 
 
+def stream_zst(chunks):
+    """zstd of the concatenated chunks; a chunk is bytes or a count of zero bytes."""
+    p = subprocess.Popen(["zstd", "-q", "-c", "-3"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+
+    def feed():
+        for c in chunks:
+            if isinstance(c, int):
+                block = bytes(1 << 20)
+                while c > 0:
+                    p.stdin.write(block[:min(c, len(block))])
+                    c -= len(block)
+            else:
+                p.stdin.write(c)
+        p.stdin.close()
+
+    import threading
+    t = threading.Thread(target=feed)
+    t.start()
+    out = p.stdout.read()
+    t.join()
+    p.wait()
+    return out
+
+
+def gnu_header(name, size, typ=b"0"):
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = 0
+    info.type = typ
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def long_name_bomb(size):
+    """A GNU long-name header that claims `size` bytes of name, then the zeros."""
+    h = bytearray(gnu_header("././@LongLink", 0, b"L"))
+    h[124:136] = ("%011o" % size).encode() + b"\0"
+    h[148:156] = b" " * 8
+    h[148:156] = ("%06o\0 " % sum(h)).encode()
+    return stream_zst([bytes(h), size])
+
+
+def hostile():
+    pending = os.path.join(ROOT, "fuzz", "hostile-pending")
+    bomb = long_name_bomb(300 << 20)
+    put("layer", "gnu-long-name-300mib.tar.zst", bomb, prefix="hostile-")
+    put("verify_scan", "gnu-long-name-300mib.tar.zst", bomb, prefix="hostile-", corpus=pending)
+    k = "5.14.0-1.el9.x86_64"
+    chunks = []
+    for i in range(3):
+        chunks += [gnu_header(f"opt/lib/modules/{k}/bomb{i}.ko", 200 << 20), 200 << 20]
+    put("verify_scan", "three-200mib-modules.tar.zst", stream_zst(chunks + [1024]),
+        prefix="hostile-", corpus=pending)
+
+
 def main():
-    shutil.rmtree(CORPUS, ignore_errors=True)
+    for d, _, files in os.walk(CORPUS):
+        for f in files:
+            if f.startswith("seed-"):
+                os.remove(os.path.join(d, f))
     # The matrix loader and the lock reader: the repository's own example files.
     for src in ["tests/matrices/good/matrix.toml", "tests/matrices/kmm/matrix.toml",
                 "tests/matrices/bad/35-several-problems.toml",
@@ -151,6 +212,7 @@ def main():
     put("verify_scan", "modules.tar.zst", zst(mods))
     put("modinfo", "hello.ko", ko)
     put("modinfo", "not-elf", b"\x7fELF but not really")
+    hostile()
 
 
 if __name__ == "__main__":
