@@ -30,5 +30,5 @@ for t in $targets; do
     echo "== $t: ${time}s, max_len $(max_len "$t")"
     nice -n 19 cargo +nightly fuzz run "$t" "corpus-run/$t" "corpus/$t" -- \
         -max_total_time="$time" -rss_limit_mb=256 -max_len="$(max_len "$t")" -timeout=10 \
-        -print_final_stats=1 2>&1 | tee "logs/$t.log" | grep -E '^(#[0-9]+.*(pulse|DONE)|==|stat::number_of_executed_units|SUMMARY|.*panicked)' || true
+        -print_final_stats=1 2>&1 | tee "logs/$t.log" | grep -E '^(#[0-9]+.*(pulse|DONE)|Done |==|stat::number_of_executed_units|SUMMARY|.*panicked)' || true
 done
