@@ -6,7 +6,7 @@ CARGO ?= cargo
 export STORAGE_DRIVER ?= vfs
 export BUILDAH_ISOLATION ?= chroot
 
-.PHONY: all build deps test lint unit bench demo demo-clean schema clean
+.PHONY: all build deps test lint unit bench demo demo-clean schema clean fuzz
 
 all: build
 
@@ -28,6 +28,11 @@ test: deps lint
 ## bench: prints the planner, resolver and build figures.
 bench: deps
 	scripts/with-registry.sh $(CARGO) bench --bench plan --bench resolve --bench build
+
+## fuzz: runs every cargo-fuzz target in turn, FUZZ_TIME seconds each (default 600); needs the
+## nightly toolchain. `make test` replays the committed corpus (tests/fuzz_corpus.rs).
+fuzz:
+	fuzz/run.sh $(FUZZ_TARGETS)
 
 ## schema: regenerates schemas/matrix.schema.json from the Rust types.
 schema:

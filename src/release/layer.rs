@@ -175,6 +175,8 @@ pub fn scan<R: Read>(
                 "entry `{name}` claims {size} bytes, over the {} GiB limit",
                 limits.entry_max >> 30
             )));
+        } else {
+            io::copy(&mut entry, &mut io::sink()).map_err(classify)?;
         }
     }
     Ok(found)

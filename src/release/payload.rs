@@ -132,7 +132,8 @@ pub fn read(
     )))
 }
 
-fn check_metadata(bytes: &[u8], version: &Version, _arch: Arch) -> Result<(), Fault> {
+/// Checks `release-metadata`: kind `cincinnati-metadata-v0` and the expected version.
+pub fn check_metadata(bytes: &[u8], version: &Version, _arch: Arch) -> Result<(), Fault> {
     let m: Metadata = serde_json::from_slice(bytes)
         .map_err(|e| Fault::Content(format!("`{RELEASE_METADATA}` is not valid: {e}")))?;
     if m.kind != "cincinnati-metadata-v0" {

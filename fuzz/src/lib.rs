@@ -1,0 +1,183 @@
+//! The entry points the fuzz targets drive, one per parser that reads what a user or a
+//! registry hands driver-matrix. Shared by the cargo-fuzz targets (`fuzz/fuzz_targets/`) and
+//! by `tests/fuzz_corpus.rs`, which replays the committed corpus with the stable toolchain.
+//!
+//! Each entry returns `Ok` with a short summary when the input is accepted, or `Err` with the
+//! message a user would see; it panics only when a property of the parser is broken (a lock
+//! that does not survive its own writer, an unsorted graph), which is a finding like a crash.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use driver_matrix::domain::{Arch, Version};
+use driver_matrix::release::{Fault, dtk, graph, layer, payload};
+use driver_matrix::verify::{modinfo, scan};
+
+/// What an entry point made of one input.
+pub type Outcome = Result<String, String>;
+
+/// A target's entry point.
+pub type Entry = fn(&[u8]) -> Outcome;
+
+/// Every target: its name (the corpus directory under `fuzz/corpus/`) and its entry point.
+pub const TARGETS: [(&str, Entry); 9] = [
+    ("matrix", matrix),
+    ("lock", lock),
+    ("image_references", image_references),
+    ("release_metadata", release_metadata),
+    ("dtk", dtk_release),
+    ("graph", graph_json),
+    ("layer", payload_layer),
+    ("verify_scan", verify_scan),
+    ("modinfo", modinfo_read),
+];
+
+/// The repository root, from the fuzz crate or from the main crate's tests.
+pub fn repo_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if here.join("fuzz_targets").is_dir() {
+        here.parent().unwrap_or(here).to_path_buf()
+    } else {
+        here.to_path_buf()
+    }
+}
+
+fn render(diagnostic: &dyn miette::Diagnostic) -> String {
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let mut out = String::new();
+    if let Err(e) = handler.render_report(&mut out, diagnostic) {
+        panic!("rendering a diagnostic failed: {e}");
+    }
+    out
+}
+
+fn fault(f: Fault) -> String {
+    match f {
+        Fault::Content(m) => m,
+        Fault::NoDriverToolkit => "the payload has no `driver-toolkit` tag".to_string(),
+        Fault::Registry(e) => e.to_string(),
+        Fault::DtkByTag(reference) => format!("the DTK is named by tag: `{reference}`"),
+        Fault::Layer { error, .. } => error.to_string(),
+    }
+}
+
+/// `matrix.toml` text, validated against a matrix directory with real build contexts, the
+/// errors rendered as the CLI renders them (source snippets with labels).
+pub fn matrix(data: &[u8]) -> Outcome {
+    let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8: {e}"))?;
+    let root = repo_root().join("tests/matrices/good");
+    let path = root.join("matrix.toml");
+    match driver_matrix::matrix::parse(&path, &root, text.to_string()) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                render(w);
+            }
+            Ok(format!("{} warnings", loaded.warnings.len()))
+        }
+        Err(e) => Err(render(&e)),
+    }
+}
+
+/// `matrix.lock` text; an accepted lock must read back equal after `render`.
+pub fn lock(data: &[u8]) -> Outcome {
+    let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8: {e}"))?;
+    let path = Path::new("matrix.lock");
+    let mut lock = driver_matrix::lock::read_str(path, text).map_err(|e| render(&e))?;
+    let written = driver_matrix::lock::render(&lock);
+    let again = match driver_matrix::lock::read_str(path, &written) {
+        Ok(l) => l,
+        Err(e) => panic!(
+            "a lock that was read does not read back:\n{written}\n{}",
+            render(&e)
+        ),
+    };
+    lock.canonicalize();
+    assert_eq!(again, lock, "the lock changed on a round trip:\n{written}");
+    Ok(format!(
+        "{} releases, {} images",
+        lock.releases.len(),
+        lock.images.len()
+    ))
+}
+
+/// The payload's `release-manifests/image-references`.
+pub fn image_references(data: &[u8]) -> Outcome {
+    let info = payload::parse_references(data).map_err(fault)?;
+    Ok(format!("dtk {}", info.dtk))
+}
+
+/// The payload's `release-manifests/release-metadata`, expected to be 4.16.3.
+pub fn release_metadata(data: &[u8]) -> Outcome {
+    let version: Version = "4.16.3".parse().map_err(|_| "bad version".to_string())?;
+    payload::check_metadata(data, &version, Arch::X86_64).map_err(fault)?;
+    Ok("4.16.3".to_string())
+}
+
+/// The Driver Toolkit's `etc/driver-toolkit-release.json`.
+pub fn dtk_release(data: &[u8]) -> Outcome {
+    let info = dtk::parse(data).map_err(fault)?;
+    Ok(format!("kernel {} rhel {}", info.kernel, info.rhel))
+}
+
+/// The update graph's JSON; nodes come back sorted, without duplicates.
+pub fn graph_json(data: &[u8]) -> Outcome {
+    let nodes = graph::parse("stable-4.16", data).map_err(|e| render(&e))?;
+    assert!(
+        nodes.windows(2).all(|w| w[0].version < w[1].version),
+        "graph nodes are not sorted and unique"
+    );
+    let latest = graph::latest(&nodes, (4, 16), 3);
+    assert!(latest.len() <= 3);
+    Ok(format!("{} nodes", nodes.len()))
+}
+
+/// A payload layer (gzip, zstd or plain tar) scanned for the release manifests, with the
+/// limits the resolver uses.
+pub fn payload_layer(data: &[u8]) -> Outcome {
+    let wanted = [payload::IMAGE_REFERENCES, payload::RELEASE_METADATA];
+    let hint = Arc::new(AtomicU64::new(0));
+    let found = layer::scan(
+        Cursor::new(data),
+        &wanted,
+        layer::Limits::default(),
+        Some(hint),
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(refs) = found.get(payload::IMAGE_REFERENCES) {
+        let _ = image_references(refs);
+    }
+    Ok(format!("{} files found", found.len()))
+}
+
+/// An image layer read as `verify --deep` reads it, applied twice (so that its whiteouts meet
+/// its own files).
+pub fn verify_scan(data: &[u8]) -> Outcome {
+    let mut scanner = scan::Scanner::default();
+    scanner
+        .layer(Cursor::new(data))
+        .map_err(|e| e.to_string())?;
+    scanner
+        .layer(Cursor::new(data))
+        .map_err(|e| e.to_string())?;
+    let modules = scanner.finish();
+    for m in &modules {
+        assert!(
+            m.path.ends_with(".ko") && !m.kernel_dir.is_empty() && !m.name.is_empty(),
+            "not a module: {m:?}"
+        );
+    }
+    Ok(format!("{} modules", modules.len()))
+}
+
+/// A kernel module's ELF `.modinfo`.
+pub fn modinfo_read(data: &[u8]) -> Outcome {
+    let info = modinfo::read(data).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "vermagic {} kernel {}",
+        info.vermagic,
+        info.kernel()
+    ))
+}
