@@ -221,6 +221,9 @@ impl Transport {
         }
     }
 
+    /// A bearer token for `route` from `realm`, sending the host's credentials only where they
+    /// belong. (Its length is the one retried attempt, kept whole: the request, the capped body
+    /// and the decision to retry.)
     async fn fetch_token(
         &self,
         route: &Route,
