@@ -59,13 +59,48 @@ fn render(files: &AuthFiles) -> String {
     serde_json::json!({ "auths": auths, "credHelpers": helpers }).to_string()
 }
 
+/// The merged credentials live in `$TMPDIR/driver-matrix-auth-<pid>-<random>/`.
+const PREFIX: &str = "driver-matrix-auth-";
+
+/// Removes the credentials directories that runs killed before they could clean up left in
+/// `tmp`: those of this user whose process no longer exists. (A live process, or another
+/// user's directory, is left alone.)
+fn sweep_leftovers(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if ours && gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn write(files: &AuthFiles) -> Result<ToolAuthfile, RegistryError> {
     let err = |path: &Path, e: std::io::Error| RegistryError::AuthFile {
         path: path.to_path_buf(),
         message: format!("cannot write the merged credentials for buildah: {e}"),
     };
+    sweep_leftovers(&std::env::temp_dir());
+    let prefix = format!("{PREFIX}{}-", std::process::id());
     let dir = tempfile::Builder::new()
-        .prefix("driver-matrix-auth-")
+        .prefix(&prefix)
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .map_err(|e| err(&std::env::temp_dir(), e))?;
@@ -88,6 +123,28 @@ fn write(files: &AuthFiles) -> Result<ToolAuthfile, RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_runs_credentials_are_removed_and_a_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A process that has exited: its directory is a leftover.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let left = tmp.path().join(format!("{PREFIX}{dead}-abc"));
+        std::fs::create_dir(&left).unwrap();
+        std::fs::write(left.join("auth.json"), "{}").unwrap();
+        // This process is alive: its directory stays.
+        let live = tmp
+            .path()
+            .join(format!("{PREFIX}{}-def", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let other = tmp.path().join("driver-matrix-other");
+        std::fs::create_dir(&other).unwrap();
+        sweep_leftovers(tmp.path());
+        assert!(!left.exists(), "a dead run's credentials are removed");
+        assert!(live.exists() && other.exists());
+    }
 
     #[test]
     fn the_merged_file_is_private_and_gone_with_its_owner() {
