@@ -47,7 +47,31 @@ pub enum Decision {
     /// The lock's image is current and the registry still has it.
     Fresh(Digest),
     /// Build it, and why.
-    Build(&'static str),
+    Build(Why),
+}
+
+/// Why a selected job is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The lock holds no image for it.
+    New,
+    /// The lock's image was built from other inputs.
+    InputsChanged,
+    /// The lock's image is current, but the registry no longer has its digest.
+    Missing,
+    /// `--force`.
+    Forced,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Why::New => "new",
+            Why::InputsChanged => "inputs changed",
+            Why::Missing => "missing from the registry",
+            Why::Forced => "forced",
+        })
+    }
 }
 
 /// A build, decided but not started.
@@ -96,7 +120,7 @@ pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Re
     base.images.retain(|i| {
         !selected
             .iter()
-            .any(|(j, d)| j.key() == i.key() && *d == Decision::Build("missing from the registry"))
+            .any(|(j, d)| j.key() == i.key() && *d == Decision::Build(Why::Missing))
     });
     let (buildah, authfile) = buildah(session)?;
     let buildah = Buildah {
@@ -129,11 +153,11 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
     let lock = &session.lock;
     let decisions = crate::parallel::map(selected, CHECK_THREADS, |job| {
         if force {
-            return Ok(Decision::Build("forced"));
+            return Ok(Decision::Build(Why::Forced));
         }
         let locked = match (job.state, lock.image(&job.driver, &job.kernel, job.arch)) {
-            (State::New, _) | (_, None) => return Ok(Decision::Build("new")),
-            (State::Stale, _) => return Ok(Decision::Build("inputs changed")),
+            (State::New, _) | (_, None) => return Ok(Decision::Build(Why::New)),
+            (State::Stale, _) => return Ok(Decision::Build(Why::InputsChanged)),
             (State::Fresh, Some(l)) => l,
         };
         let present = match client {
@@ -143,7 +167,7 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
         Ok(if present {
             Decision::Fresh(locked.digest.clone())
         } else {
-            Decision::Build("missing from the registry")
+            Decision::Build(Why::Missing)
         })
     });
     decisions
