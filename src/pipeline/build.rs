@@ -277,7 +277,30 @@ pub fn confirm(
     matrix: &Matrix,
     image: &LockedImage,
 ) -> std::result::Result<(), Unconfirmed> {
-    let (_, findings) = crate::verify::deep_check(client, image, matrix.modules_of(&image.driver));
+    let modules = matrix.modules_of(&image.driver);
+    judge(crate::verify::deep_check(client, image, modules).1, image)
+}
+
+/// [`confirm`] of an image whose manifest was just read by tag (`collect`): not read again.
+pub fn confirm_manifest(
+    client: &Client,
+    matrix: &Matrix,
+    image: &LockedImage,
+    manifest: &crate::registry::ImageManifest,
+) -> std::result::Result<(), Unconfirmed> {
+    let modules = matrix.modules_of(&image.driver);
+    judge(
+        crate::verify::deep_check_manifest(client, image, manifest, modules).1,
+        image,
+    )
+}
+
+/// What the findings of reading `image` back say: a registry failure, modules that do not
+/// confirm its kernel, or nothing wrong.
+fn judge(
+    findings: Vec<crate::verify::Finding>,
+    image: &LockedImage,
+) -> std::result::Result<(), Unconfirmed> {
     if let Some(crate::verify::Finding::Registry(e)) = findings
         .iter()
         .find(|f| matches!(f, crate::verify::Finding::Registry(_)))

@@ -88,7 +88,7 @@ fn collect_job(
     };
     let found = client.config_labels(&job.image, &manifest)?;
     let inputs = found.get(label::INPUTS).ok_or(Unmatched::NoLabels)?;
-    let mut image = job.locked(manifest.digest);
+    let mut image = job.locked(manifest.digest.clone());
     if inputs.as_str() != job.inputs.as_str() {
         let dtk = found
             .get(label::DTK)
@@ -105,7 +105,8 @@ fn collect_job(
             }
         }
     }
-    super::build::confirm(client, &session.matrix, &image)?;
+    // The manifest read by tag is the image's, by digest: its layers are read back as they are.
+    super::build::confirm_manifest(client, &session.matrix, &image, &manifest)?;
     Ok(image)
 }
 

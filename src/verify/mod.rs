@@ -249,11 +249,20 @@ pub fn deep_check(
     image: &LockedImage,
     modules: &[String],
 ) -> (Vec<(String, String)>, Vec<Finding>) {
+    match client.manifest(&image.pinned(), image.arch) {
+        Ok(manifest) => deep_check_manifest(client, image, &manifest, modules),
+        Err(e) => (Vec::new(), vec![registry_finding(e)]),
+    }
+}
+
+/// [`deep_check`] of an image whose manifest the caller already read (by the image's digest).
+pub fn deep_check_manifest(
+    client: &Client,
+    image: &LockedImage,
+    manifest: &crate::registry::ImageManifest,
+    modules: &[String],
+) -> (Vec<(String, String)>, Vec<Finding>) {
     let pinned = image.pinned();
-    let manifest = match client.manifest(&pinned, image.arch) {
-        Ok(m) => m,
-        Err(e) => return (Vec::new(), vec![registry_finding(e)]),
-    };
     let mut scanner = Scanner::default();
     for layer in &manifest.layers {
         let at = || Some(layer.digest.to_string());
