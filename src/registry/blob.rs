@@ -364,7 +364,6 @@ impl Read for BlobReader {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use driver_matrix_sandbox::faulty::{FaultServer, Reply};
@@ -373,28 +372,11 @@ mod tests {
 
     use super::*;
     use crate::domain::ImageRef;
-    use crate::domain::RegistrySettings;
-    use crate::registry::{Client, ClientOptions};
+
+    use crate::registry::Client;
 
     fn client(addr: &str) -> Client {
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::write(dir.join("auth.json"), "{}").unwrap();
-        let mut registries = BTreeMap::new();
-        registries.insert(
-            addr.to_string(),
-            RegistrySettings {
-                mirror: None,
-                insecure: true,
-            },
-        );
-        Client::new(ClientOptions {
-            registries,
-            authfile: Some(dir.join("auth.json")),
-            timeout: Duration::from_secs(5),
-            retries: 3,
-            ..ClientOptions::default()
-        })
-        .unwrap()
+        crate::registry::test_client(addr)
     }
 
     /// Reads `blob` of `repo` through `proxy` to the end.

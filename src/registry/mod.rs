@@ -427,3 +427,27 @@ pub(crate) fn status_error(
         },
     }
 }
+
+/// For the unit tests of the registry code: a client of `addr` over plain HTTP, with no
+/// credentials from the machine, a 5 s timeout and 3 retries.
+#[cfg(test)]
+pub(crate) fn test_client(addr: &str) -> Client {
+    let dir = tempfile::tempdir().expect("a temporary directory").keep();
+    std::fs::write(dir.join("auth.json"), "{}").expect("writing an empty auth file");
+    let mut registries = BTreeMap::new();
+    registries.insert(
+        addr.to_string(),
+        RegistrySettings {
+            mirror: None,
+            insecure: true,
+        },
+    );
+    Client::new(ClientOptions {
+        registries,
+        authfile: Some(dir.join("auth.json")),
+        timeout: Duration::from_secs(5),
+        retries: 3,
+        ..ClientOptions::default()
+    })
+    .expect("a client")
+}

@@ -695,26 +695,8 @@ mod tests {
         );
     }
 
-    /// A client of `addr` over plain HTTP, with no credentials from the machine.
     fn client(addr: &str) -> crate::registry::Client {
-        let dir = tempfile::tempdir().unwrap().keep();
-        std::fs::write(dir.join("auth.json"), "{}").unwrap();
-        let mut registries = BTreeMap::new();
-        registries.insert(
-            addr.to_string(),
-            RegistrySettings {
-                mirror: None,
-                insecure: true,
-            },
-        );
-        crate::registry::Client::new(crate::registry::ClientOptions {
-            registries,
-            authfile: Some(dir.join("auth.json")),
-            timeout: Duration::from_secs(5),
-            retries: 3,
-            ..crate::registry::ClientOptions::default()
-        })
-        .unwrap()
+        crate::registry::test_client(addr)
     }
 
     #[test]
