@@ -19,7 +19,6 @@ use driver_matrix::registry::{Client, ClientOptions, Descriptor};
 
 use crate::support::{World, module, ok_in, run_in, stderr, stdout};
 use driver_matrix_sandbox::proxy::{Counts, FaultProxy};
-use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
@@ -28,19 +27,7 @@ const RATE: f64 = 0.3;
 
 /// Publishes 4.14.1 and 4.14.2 on K1 and 4.16.1 on K2.
 fn publish(w: &World) {
-    for (versions, kernel) in [(&["4.14.1", "4.14.2"][..], K1), (&["4.16.1"][..], K2)] {
-        let mut dtk = DtkSpec::new(kernel);
-        dtk.base = 64 << 10;
-        let (dtk_ref, _) = w.dtk(&dtk, "amd64", Flavor::Docker);
-        for v in versions {
-            w.payload(
-                &PayloadSpec::new(v, Some(dtk_ref.clone())),
-                "x86_64",
-                "amd64",
-                Flavor::Docker,
-            );
-        }
-    }
+    w.publish(&[(&["4.14.1", "4.14.2"], K1), (&["4.16.1"], K2)]);
 }
 
 /// A checkout in `dir`: one driver that copies the module built for each kernel, its reads

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use crate::support::{World, module, ok_in, run_in, stderr, stdout};
-use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
@@ -20,19 +19,7 @@ fn world(name: &str) -> World {
 /// [`world`], `bad-kmod` copying the module of `bad_copies` (`${KERNEL_VERSION}` makes it good).
 fn world_with(name: &str, bad_copies: &str) -> World {
     let w = World::new(name);
-    for (versions, kernel) in [(&["4.14.1", "4.14.2"][..], K1), (&["4.16.1"][..], K2)] {
-        let mut dtk = DtkSpec::new(kernel);
-        dtk.base = 64 << 10;
-        let (dtk_ref, _) = w.dtk(&dtk, "amd64", Flavor::Docker);
-        for v in versions {
-            w.payload(
-                &PayloadSpec::new(v, Some(dtk_ref.clone())),
-                "x86_64",
-                "amd64",
-                Flavor::Docker,
-            );
-        }
-    }
+    w.publish(&[(&["4.14.1", "4.14.2"], K1), (&["4.16.1"], K2)]);
     write_project(&w, w.dir.path(), bad_copies);
     w
 }

@@ -87,6 +87,24 @@ impl World {
         )
     }
 
+    /// Publishes single-arch releases: for each `(versions, kernel)`, a small DTK for
+    /// `kernel` and a payload per version naming it.
+    pub fn publish(&self, releases: &[(&[&str], &str)]) {
+        for (versions, kernel) in releases {
+            let mut dtk = DtkSpec::new(kernel);
+            dtk.base = 64 << 10;
+            let (dtk_ref, _) = self.dtk(&dtk, "amd64", Flavor::Docker);
+            for v in *versions {
+                self.payload(
+                    &PayloadSpec::new(v, Some(dtk_ref.clone())),
+                    "x86_64",
+                    "amd64",
+                    Flavor::Docker,
+                );
+            }
+        }
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
