@@ -193,7 +193,8 @@ pub struct BuildArgs {
     pub arches: Vec<crate::domain::Arch>,
 
     /// Build only shard I of N, I counted from 0 (`--shard $JOB_COMPLETION_INDEX/N` in a
-    /// Kubernetes Indexed Job). A job's shard depends only on its driver, kernel and arch.
+    /// Kubernetes Indexed Job). Shards are balanced: the jobs to build are dealt to them in
+    /// turn, so no shard has more than one job over another.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::build::Shard>,
 

@@ -1,11 +1,18 @@
 //! Which jobs a run builds: `--driver`, `--kernel`, `--arch` and `--shard I/N`.
 //!
-//! Shards are assigned from a hash of the job key (driver, kernel, arch) alone, so a job lands
-//! in the same shard whatever else the matrix holds, and the N shards of a plan cover every job
-//! exactly once. The index is 0-based, as Kubernetes' `$JOB_COMPLETION_INDEX` of an Indexed Job.
+//! Shards are balanced: the planned jobs are ordered, the jobs the lock does not hold fresh
+//! first, then by a hash of the job key (driver, kernel, arch), and dealt to the N shards in
+//! turn. The largest shard then holds at most one job more than the smallest, both of all the
+//! jobs and of the jobs to build, whatever their count. The order depends only on the matrix,
+//! the releases and the lock, so every runner of one nightly computes the same shards from the
+//! same checkout. A locked image whose job left the plan has no place in that order: the hash
+//! alone (modulo N) names the one shard that drops it. The index is 0-based, as Kubernetes'
+//! `$JOB_COMPLETION_INDEX` of an Indexed Job.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -46,8 +53,8 @@ impl fmt::Display for Shard {
     }
 }
 
-/// The stable shard of a job key: the first 8 bytes of a SHA-256 of the key, modulo N.
-pub fn shard_of(driver: &str, kernel: &Kernel, arch: Arch, count: u64) -> u64 {
+/// The first 8 bytes of a SHA-256 of a job key: where it sorts among the jobs of its tier.
+fn key_hash(driver: &str, kernel: &Kernel, arch: Arch) -> u64 {
     let mut h = Sha256::new();
     for part in [driver, kernel.as_str(), arch.as_str()] {
         h.update(part.as_bytes());
@@ -56,12 +63,51 @@ pub fn shard_of(driver: &str, kernel: &Kernel, arch: Arch, count: u64) -> u64 {
     let bytes: [u8; 8] = h.finalize()[..8]
         .try_into()
         .expect("a SHA-256 has more than 8 bytes");
-    u64::from_be_bytes(bytes) % count
+    u64::from_be_bytes(bytes)
 }
 
-impl Shard {
-    pub fn contains(&self, job: &Job) -> bool {
-        shard_of(&job.driver, &job.kernel, job.arch, self.count) == self.index
+/// The shard of a job key that is not in the plan: its hash modulo N.
+pub fn shard_of(driver: &str, kernel: &Kernel, arch: Arch, count: u64) -> u64 {
+    key_hash(driver, kernel, arch) % count
+}
+
+/// The shard of every planned job, for one shard count.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    count: u64,
+    shards: Arc<HashMap<(String, Kernel, Arch), u64>>,
+}
+
+impl Assignment {
+    /// Deals `jobs` to `count` shards: the jobs to build (not fresh in the lock) first, then
+    /// the fresh ones, each tier in hash order, one job per shard in turn.
+    pub fn new(jobs: &[Job], count: u64) -> Self {
+        let mut order: Vec<(bool, u64, &Job)> = jobs
+            .iter()
+            .map(|j| {
+                let fresh = j.state == crate::plan::State::Fresh;
+                (fresh, key_hash(&j.driver, &j.kernel, j.arch), j)
+            })
+            .collect();
+        // The key breaks the (unlikely) tie of two equal hashes, so the order is total.
+        order.sort_by(|a, b| (a.0, a.1, a.2.key()).cmp(&(b.0, b.1, b.2.key())));
+        let shards = order
+            .into_iter()
+            .zip((0..count).cycle())
+            .map(|((_, _, j), shard)| ((j.driver.clone(), j.kernel.clone(), j.arch), shard))
+            .collect();
+        Assignment {
+            count,
+            shards: Arc::new(shards),
+        }
+    }
+
+    /// The shard of a job key: its dealt shard when planned, else its hash modulo N.
+    pub fn shard(&self, driver: &str, kernel: &Kernel, arch: Arch) -> u64 {
+        self.shards
+            .get(&(driver.to_string(), kernel.clone(), arch))
+            .copied()
+            .unwrap_or_else(|| shard_of(driver, kernel, arch, self.count))
     }
 }
 
@@ -73,6 +119,9 @@ pub struct Selection {
     pub kernels: Vec<String>,
     pub arches: Vec<Arch>,
     pub shard: Option<Shard>,
+    /// The plan's jobs dealt to `shard.count` shards; without it (or for a key it does not
+    /// hold) a key's shard is its hash modulo N.
+    pub assignment: Option<Assignment>,
 }
 
 impl Selection {
@@ -92,7 +141,14 @@ impl Selection {
             && (self.arches.is_empty() || self.arches.contains(&arch))
             && self
                 .shard
-                .is_none_or(|s| shard_of(driver, kernel, arch, s.count) == s.index)
+                .is_none_or(|s| self.shard_of(driver, kernel, arch, s) == s.index)
+    }
+
+    fn shard_of(&self, driver: &str, kernel: &Kernel, arch: Arch, s: Shard) -> u64 {
+        match &self.assignment {
+            Some(a) if a.count == s.count => a.shard(driver, kernel, arch),
+            _ => shard_of(driver, kernel, arch, s.count),
+        }
     }
 }
 
@@ -132,5 +188,84 @@ mod tests {
             .map(|k| shard_of("d", k, Arch::X86_64, 4))
             .collect();
         assert!(used.len() > 1);
+    }
+
+    fn jobs(n: usize, to_build: usize) -> Vec<Job> {
+        (0..n)
+            .map(|i| Job {
+                driver: format!("d{}", i % 3),
+                kernel: format!("5.14.0-{i}.el9.x86_64").parse().unwrap(),
+                arch: Arch::X86_64,
+                rt: false,
+                releases: vec![],
+                dtk: format!("quay.io/r/dtk@sha256:{}", "ab".repeat(32))
+                    .parse()
+                    .unwrap(),
+                rhel: "9.2".into(),
+                image: format!("127.0.0.1:5000/acme/d:{i}").parse().unwrap(),
+                driver_args: Arc::new(Default::default()),
+                inputs: crate::domain::Digest::sha256(b"x"),
+                state: if i < to_build {
+                    crate::plan::State::New
+                } else {
+                    crate::plan::State::Fresh
+                },
+            })
+            .collect()
+    }
+
+    /// The number of jobs of `jobs` (or of those to build) in each of `count` shards.
+    fn sizes(jobs: &[Job], count: u64, only_to_build: bool) -> Vec<usize> {
+        let a = Assignment::new(jobs, count);
+        let mut sizes = vec![0; count as usize];
+        for j in jobs {
+            if !only_to_build || j.state != crate::plan::State::Fresh {
+                sizes[a.shard(&j.driver, &j.kernel, j.arch) as usize] += 1;
+            }
+        }
+        sizes
+    }
+
+    #[test]
+    fn shards_differ_by_at_most_one_job_for_any_count() {
+        for n in [0, 1, 9, 100, 1000] {
+            for count in [1, 4, 16, 256] {
+                let all = jobs(n, n / 7);
+                for only in [false, true] {
+                    let s = sizes(&all, count, only);
+                    let (min, max) = (s.iter().min().unwrap(), s.iter().max().unwrap());
+                    assert!(max - min <= 1, "{n} jobs over {count}: {min}..{max}");
+                    let expected = if only { n / 7 } else { n };
+                    assert_eq!(s.iter().sum::<usize>(), expected, "each job once");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn assignment_does_not_depend_on_the_order_of_the_plan() {
+        let all = jobs(100, 10);
+        let mut reversed = all.clone();
+        reversed.reverse();
+        let (a, b) = (Assignment::new(&all, 16), Assignment::new(&reversed, 16));
+        for j in &all {
+            assert_eq!(
+                a.shard(&j.driver, &j.kernel, j.arch),
+                b.shard(&j.driver, &j.kernel, j.arch)
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_out_of_the_plan_falls_back_to_its_hash() {
+        let a = Assignment::new(&jobs(9, 0), 4);
+        let k: Kernel = "5.14.0-284.52.1.el9_2.x86_64".parse().unwrap();
+        assert_eq!(a.shard("hello-kmod", &k, Arch::X86_64), 2);
+        let sel = Selection {
+            shard: Some(Shard { index: 2, count: 4 }),
+            assignment: Some(a),
+            ..Selection::default()
+        };
+        assert!(sel.matches("hello-kmod", &k, Arch::X86_64));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Context;
-use crate::build::{self, Cancel, Outcome, Selection, Task};
+use crate::build::{self, Assignment, Cancel, Outcome, Selection, Task};
 use crate::cli::BuildArgs;
 use crate::domain::did_you_mean;
 use crate::error::{Error, Result, exit};
@@ -149,6 +149,7 @@ fn selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection
         kernels: args.kernels.clone(),
         arches: args.arches.clone(),
         shard: args.shard,
+        assignment: args.shard.map(|s| Assignment::new(&plan.jobs, s.count)),
     })
 }
 
