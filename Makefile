@@ -21,13 +21,17 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 ## test: installs what is missing, lints, then runs every test against a real registry.
-## (Benchmarks are not tests: `cargo test` without --all-targets leaves them out.)
+## Benchmarks are not tests, but each runs once at its smallest size (`DM_BENCH_SMOKE=1`,
+## no page written) so that they cannot rot.
 test: deps lint
 	scripts/with-registry.sh $(CARGO) test --workspace
+	DM_BENCH_SMOKE=1 scripts/with-registry.sh $(CARGO) test --benches
 
-## bench: prints the planner, resolver and build figures.
+## bench: runs every benchmark (about 30 minutes), then writes docs/benchmarks.md and its plots.
 bench: deps
-	scripts/with-registry.sh $(CARGO) bench --bench plan --bench resolve --bench build
+	rm -rf target/bench
+	scripts/with-registry.sh $(CARGO) bench --bench plan --bench resolve --bench build --bench nightly
+	$(CARGO) bench --bench report
 
 ## fuzz: runs every cargo-fuzz target in turn, FUZZ_TIME seconds each (default 600); needs the
 ## nightly toolchain. `make test` replays the committed corpus (tests/fuzz_corpus.rs).

@@ -1,31 +1,31 @@
-//! Resolver figures (not a timed test; `cargo bench --bench resolve`, or `make bench`):
+//! Resolver figures (not a timed test; `cargo bench --bench resolve`, or `make bench`), for 10,
+//! 100 and 1,000 releases (four consecutive z-streams share a DTK, as real ones do):
 //!
-//! 1. bytes fetched for one release against the minimum that still verifies every fact (the
-//!    payload manifest, the payload's last layer whole, the DTK manifest, the DTK's top layer
-//!    whole), as counted by the client and as written by the registry (its access log); the
-//!    format's minimum (the payload's last layer only up to the end of `release-metadata`,
-//!    unverifiable) for comparison; and whether the DTK base layer was requested at all;
-//! 2. cold resolution of 100 releases on loopback (the real binary, an empty cache);
-//! 3. warm resolution of 1,000 releases with `--offline` (all in the cache, no lock);
-//! 4. the same single release through `benches/baseline-skopeo.sh` (skopeo copy + tar + jq).
+//! - driver-matrix cold (empty cache, no lock), warm (cache and lock in place, online: one HEAD
+//!   per release) and `--offline`, the real release binary against docker-registry on loopback;
+//! - the skopeo baseline (`benches/baseline-skopeo.sh`: skopeo copy + tar + jq per release) for
+//!   the same releases, in the same run, so that the speed-up is a ratio of the same moment;
+//! - bytes the registry wrote for each, next to the minimum that still verifies every digest
+//!   (each payload's manifest and manifests layer whole, each distinct DTK's manifest, config
+//!   and top layer whole).
 //!
-//! `DM_BENCH_RELEASES` (default 100) and `DM_BENCH_DTK_BASE_MB` (default 64) scale it.
+//! `DM_BENCH_DTK_BASE_MB` (default 16) sizes the DTK stand-in's base layer, which only the
+//! baseline downloads; `DM_BENCH_SKOPEO_SAMPLE` (default 25) caps the releases the baseline
+//! runs per size: above it, every k-th release runs and the time and bytes are scaled by k.
 
 // A benchmark prints its figures and may unwrap.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use driver_matrix::domain::{Arch, ImageRef, Version};
-use driver_matrix::lock::{Lock, LockedRelease};
-use driver_matrix::matrix::RegistrySettings;
-use driver_matrix::registry::{Client, ClientOptions};
-use driver_matrix::release::dtk::DtkInfo;
-use driver_matrix::release::{Cache, DtkEntry, PayloadEntry, Resolver, Target, Verified};
+use common::{Series, Stat, Table};
 use driver_matrix_sandbox::registry::Options;
-use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pusher, Registry};
+use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, Pusher, Registry};
 
 const BIN: &str = env!("CARGO_BIN_EXE_driver-matrix");
 
@@ -37,9 +37,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// Bytes the registry wrote in response bodies, from its access log lines after `from`.
-fn served(log: &str, from: usize) -> (u64, Vec<String>) {
+fn served(log: &str, from: usize) -> u64 {
     let mut bytes = 0;
-    let mut lines = Vec::new();
     for line in log[from..].lines() {
         let Some(i) = line.find("HTTP/1.1\" ") else {
             continue;
@@ -47,17 +46,12 @@ fn served(log: &str, from: usize) -> (u64, Vec<String>) {
         let mut rest = line[i + 10..].split_whitespace();
         let _status = rest.next();
         bytes += rest.next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        lines.push(line.to_string());
     }
-    (bytes, lines)
+    bytes
 }
 
-fn mib(b: u64) -> String {
-    format!("{:.2} MiB", b as f64 / (1 << 20) as f64)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+fn mib(b: f64) -> String {
+    format!("{:.1} MiB", b / (1 << 20) as f64)
 }
 
 fn run(dir: &Path, args: &[&str]) -> Duration {
@@ -91,255 +85,261 @@ fn matrix(dir: &Path, addr: &str, versions: &[String]) {
     .expect("writing the matrix");
 }
 
-fn main() {
-    let n = env_usize("DM_BENCH_RELEASES", 100);
-    let base_mb = env_usize("DM_BENCH_DTK_BASE_MB", 64);
-    let reg = Registry::start(Options::default()).expect("starting docker-registry");
-    let addr = reg.addr().to_string();
-    let pusher = Pusher::new(&addr);
-    let work = tempfile::tempdir().expect("a temporary directory");
+/// What the page says of a missed resolution target.
+const WHY_MISSED: &str = "online, each release costs one HEAD of its tag on loopback (the \
+     check that the tag still names the locked payload), so the time grows with the releases; \
+     `--offline` is the figure without the network";
 
-    // Fixtures: n releases, four consecutive z-streams per DTK (as real ones share them).
-    let t = Instant::now();
-    let mut payloads = Vec::new();
-    let mut dtks = Vec::new();
-    let mut versions = Vec::new();
+/// One published release: its payload and the index of its DTK.
+struct Release {
+    version: String,
+    spec: PayloadSpec,
+    payload: Pushed,
+    dtk: usize,
+}
+
+/// Pushes `n` releases, four consecutive z-streams per DTK.
+fn fixtures(pusher: &Pusher, addr: &str, n: usize) -> (Vec<Release>, Vec<(DtkSpec, Pushed)>) {
+    let base_mb = env_usize("DM_BENCH_DTK_BASE_MB", 16);
+    let mut releases = Vec::new();
+    let mut dtks: Vec<(DtkSpec, Pushed)> = Vec::new();
     for i in 0..n {
         if i % 4 == 0 {
             let mut d = DtkSpec::new(&format!("5.14.0-{}.1.el9_4.x86_64", 400 + i / 4));
             d.base = base_mb << 20;
             let pushed = d
-                .push(&pusher, "bench/dtk", "amd64", Flavor::Docker)
+                .push(pusher, "bench/dtk", "amd64", Flavor::Docker)
                 .expect("push");
             dtks.push((d, pushed));
         }
-        let (dtk, dtk_pushed) = dtks.last().expect("a DTK was pushed");
         let version = format!("4.16.{i}");
+        let dtk = dtks.len() - 1;
         let spec = PayloadSpec::new(
             &version,
-            Some(format!("{addr}/bench/dtk@{}", dtk_pushed.digest)),
+            Some(format!("{addr}/bench/dtk@{}", dtks[dtk].1.digest)),
         );
         let tag = format!("{version}-x86_64");
-        let p = spec
-            .push(
-                &pusher,
-                "bench/release",
-                Some(&tag),
-                "amd64",
-                Flavor::Docker,
-            )
+        let payload = spec
+            .push(pusher, "bench/release", Some(&tag), "amd64", Flavor::Docker)
             .expect("push");
-        payloads.push((spec, p, dtk.clone(), dtk_pushed.clone()));
-        versions.push(version);
-    }
-    println!(
-        "fixtures: {n} payloads (190 tags, {} of filler manifests), {} DTKs ({base_mb} MiB base layer), pushed in {:.1} s",
-        mib(payloads[0].0.filler as u64),
-        dtks.len(),
-        t.elapsed().as_secs_f64()
-    );
-
-    // 1. Bytes for one release.
-    let (spec, payload, dtk, dtk_pushed) = &payloads[0];
-    let payload_layers = spec.layers();
-    let manifests_layer = payload_layers[1].blob.len();
-    let minimum = (payload.size + manifests_layer + dtk_pushed.size + dtk.minimal_bytes()) as u64;
-    let format_minimum =
-        (payload.size + spec.minimal_prefix() + dtk_pushed.size + dtk.minimal_bytes()) as u64;
-    let mut registries = std::collections::BTreeMap::new();
-    registries.insert(
-        addr.clone(),
-        RegistrySettings {
-            mirror: None,
-            insecure: true,
-        },
-    );
-    let client = Client::new(ClientOptions {
-        registries,
-        ..ClientOptions::default()
-    })
-    .expect("a client");
-    let cache = Cache::new(work.path().join("cache-one"));
-    let from = reg.log().len();
-    let target = Target {
-        version: versions[0].parse().expect("a version"),
-        arch: Arch::X86_64,
-        payload: format!("{addr}/bench/release:{}-x86_64", versions[0])
-            .parse()
-            .expect("a reference"),
-    };
-    Resolver {
-        client: Some(&client),
-        cache: &cache,
-        jobs: 1,
-    }
-    .resolve(
-        std::slice::from_ref(&target),
-        &Lock::default(),
-        &driver_matrix::progress::Silent,
-    )
-    .expect("resolving one release");
-    let counted = client.stats();
-    std::thread::sleep(Duration::from_millis(200)); // let the access log flush
-    let (written, lines) = served(&reg.log(), from);
-    let base_digest = dtk.layers()[0].digest();
-    let base_touched = lines.iter().any(|l| l.contains(&base_digest));
-    println!("\n1. bytes for one release (payload + DTK)");
-    println!("   minimum that still verifies:   {minimum} B (target: at most 1.2x)");
-    println!(
-        "   client received:               {} B ({:.2}x)",
-        counted.bytes,
-        counted.bytes as f64 / minimum as f64
-    );
-    println!(
-        "   registry wrote:                {written} B ({:.2}x) in {} requests",
-        written as f64 / minimum as f64,
-        lines.len()
-    );
-    println!(
-        "   format minimum (unverifiable): {format_minimum} B: the payload's last layer ({manifests_layer} B) only through release-metadata ({} B)",
-        spec.minimal_prefix()
-    );
-    println!("   DTK base layer requested: {base_touched}");
-
-    // 2. Cold resolution of every release with the real binary.
-    let cold = work.path().join("cold");
-    std::fs::create_dir_all(&cold).expect("mkdir");
-    matrix(&cold, &addr, &versions);
-    let from = reg.log().len();
-    let took = run(&cold, &["-q", "--cache-dir", "cache", "resolve"]);
-    std::thread::sleep(Duration::from_millis(200));
-    let (written, lines) = served(&reg.log(), from);
-    println!("\n2. cold resolution of {n} releases (empty cache, 8 workers, loopback)");
-    println!(
-        "   {} ({} per release), {} requests, {} served",
-        ms(took),
-        ms(took / n as u32),
-        lines.len(),
-        mib(written)
-    );
-    let again = run(&cold, &["-q", "--cache-dir", "cache", "resolve"]);
-    println!(
-        "   second run (cache warm, one HEAD per release): {}",
-        ms(again)
-    );
-
-    // 3. Warm, offline: 1,000 releases in the cache, no lock.
-    let warm = work.path().join("warm");
-    std::fs::create_dir_all(&warm).expect("mkdir");
-    let cache = Cache::new(warm.join("cache"));
-    let template: LockedRelease = cache_one(&cold, &versions[0]);
-    let dtk_digest = template.dtk.digest().expect("the DTK is locked by digest");
-    cache.put_dtk(&DtkEntry {
-        image: dtk_digest.clone(),
-        info: DtkInfo {
-            kernel: template.kernel.clone(),
-            rt_kernel: template.rt_kernel.clone(),
-            rhel: template.rhel.clone(),
-        },
-        verified: Verified::read_whole(dtk.layers()[2].digest().parse().expect("a digest")),
-    });
-    let payload_layer: driver_matrix::domain::Digest =
-        payload_layers[1].digest().parse().expect("a digest");
-    let mut many = Vec::new();
-    for i in 0..1000 {
-        let version = format!("4.17.{i}");
-        let tag: ImageRef = format!("{addr}/bench/release:{version}-x86_64")
-            .parse()
-            .expect("a reference");
-        let digest = driver_matrix::domain::Digest::sha256(version.as_bytes());
-        cache.put_tag(&tag, &digest);
-        cache.put_payload(&PayloadEntry {
-            payload: digest,
-            arch: template.arch,
-            version: version.parse::<Version>().expect("a version"),
-            dtk: template.dtk.clone(),
-            machine_os: template.machine_os.clone(),
-            node: None,
-            rhel10: None,
-            verified: Verified::read_whole(payload_layer.clone()),
+        releases.push(Release {
+            version,
+            spec,
+            payload,
+            dtk,
         });
-        many.push(version);
     }
-    matrix(&warm, &addr, &many);
-    let mut best = Duration::MAX;
-    for _ in 0..5 {
-        let _ = std::fs::remove_file(warm.join("matrix.lock"));
-        best = best.min(run(
-            &warm,
-            &["-q", "--offline", "--cache-dir", "cache", "resolve"],
-        ));
-    }
-    let mut best_locked = Duration::MAX;
-    for _ in 0..5 {
-        best_locked = best_locked.min(run(
-            &warm,
-            &["-q", "--offline", "--cache-dir", "cache", "resolve"],
-        ));
-    }
-    println!("\n3. warm resolution of 1000 releases, --offline (best of 5, whole process)");
-    println!("   from the cache alone (no lock): {}", ms(best));
-    println!("   with the lock in place:         {}", ms(best_locked));
+    (releases, dtks)
+}
 
-    // 4. The skopeo baseline on release 0, against driver-matrix cold on the same release.
-    let one = work.path().join("one");
-    std::fs::create_dir_all(&one).expect("mkdir");
-    matrix(&one, &addr, &versions[..1]);
-    let mut dm = Duration::MAX;
-    let mut dm_bytes = 0;
-    for i in 0..3 {
-        let from = reg.log().len();
-        dm = dm.min(run(
-            &one,
-            &["-q", "--cache-dir", &format!("cache{i}"), "resolve"],
-        ));
-        std::thread::sleep(Duration::from_millis(200));
-        dm_bytes = served(&reg.log(), from).0;
+/// The fewest bytes that still verify every digest of `releases`.
+fn minimum(releases: &[Release], dtks: &[(DtkSpec, Pushed)]) -> u64 {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for r in releases {
+        total += r.payload.size + r.spec.layers()[1].blob.len();
+        if seen.insert(r.dtk) {
+            let (spec, pushed) = &dtks[r.dtk];
+            total += pushed.size + spec.minimal_bytes();
+        }
     }
+    total as u64
+}
+
+/// The baseline over `sample` releases: (time in ms, bytes the registry wrote).
+fn baseline(reg: &Registry, work: &Path, sample: &[&Release]) -> (f64, u64) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baseline-skopeo.sh");
-    let mut sk = Duration::MAX;
-    let mut sk_bytes = 0;
-    let mut sk_out = String::new();
-    for _ in 0..3 {
-        let from = reg.log().len();
-        let start = Instant::now();
+    let addr = reg.addr();
+    let from = reg.log().len();
+    let start = Instant::now();
+    for r in sample {
         let out = Command::new(&script)
-            .args([
-                &addr,
-                &format!("{addr}/bench/release:{}-x86_64", versions[0]),
-            ])
-            .arg(work.path().join("skopeo"))
+            .arg(addr)
+            .arg(format!("{addr}/bench/release:{}-x86_64", r.version))
+            .arg(work.join("skopeo"))
             .output()
             .expect("running the baseline script");
-        sk = sk.min(start.elapsed());
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        sk_out = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        std::thread::sleep(Duration::from_millis(200));
-        sk_bytes = served(&reg.log(), from).0;
     }
-    println!("\n4. one release, cold: driver-matrix vs skopeo copy + tar + jq (best of 3)");
-    println!("   driver-matrix: {}, {} served", ms(dm), mib(dm_bytes));
-    println!(
-        "   baseline:      {}, {} served ({sk_out})",
-        ms(sk),
-        mib(sk_bytes)
-    );
-    println!(
-        "   ratio: {:.1}x faster, {:.0}x fewer bytes",
-        sk.as_secs_f64() / dm.as_secs_f64(),
-        sk_bytes as f64 / dm_bytes.max(1) as f64
-    );
+    let took = common::ms(start.elapsed());
+    std::thread::sleep(Duration::from_millis(300)); // let the access log flush
+    (took, served(&reg.log(), from))
 }
 
-/// The lock entry the cold run wrote for `version`, as a template for synthetic entries.
-fn cache_one(dir: &Path, version: &str) -> LockedRelease {
-    let lock = driver_matrix::lock::read(&dir.join("matrix.lock")).expect("the cold run's lock");
-    lock.releases
-        .into_iter()
-        .find(|r| r.version.to_string() == version)
-        .expect("the release is locked")
+/// Times of `runs` runs of `args` in `dir`, with `before` run ahead of each.
+fn times(dir: &Path, args: &[&str], mut before: impl FnMut()) -> Vec<f64> {
+    (0..common::runs())
+        .map(|_| {
+            before();
+            common::ms(run(dir, args))
+        })
+        .collect()
+}
+
+fn main() {
+    let sizes = common::sizes(&[10usize, 100, 1000]);
+    let max = *sizes.last().unwrap();
+    let reg = Registry::start(Options::default()).expect("starting docker-registry");
+    let addr = reg.addr().to_string();
+    let pusher = Pusher::new(&addr);
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let t = Instant::now();
+    let (releases, dtks) = fixtures(&pusher, &addr, max);
+    println!(
+        "fixtures: {max} payloads, {} DTKs, pushed in {:.1} s",
+        dtks.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let cap = env_usize("DM_BENCH_SKOPEO_SAMPLE", 25).max(1);
+    let mut table = Table::new(&[
+        "releases",
+        "cold",
+        "warm (cache, online)",
+        "`--offline`",
+        "skopeo baseline",
+        "cold vs baseline",
+        "bytes: cold",
+        "verifying minimum",
+        "cold / minimum",
+        "bytes: baseline",
+    ]);
+    let mut curves: Vec<Vec<(f64, f64)>> = vec![Vec::new(); 4];
+    let mut checks: Vec<(String, String, bool)> = Vec::new();
+    for &n in &sizes {
+        let dir = work.path().join(format!("n{n}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let versions: Vec<String> = releases[..n].iter().map(|r| r.version.clone()).collect();
+        matrix(&dir, &addr, &versions);
+        let args = ["-q", "--cache-dir", "cache", "resolve"];
+        let mut cold_bytes = 0;
+        let mut cold = Vec::new();
+        for _ in 0..common::runs() {
+            let _ = std::fs::remove_dir_all(dir.join("cache"));
+            let _ = std::fs::remove_file(dir.join("matrix.lock"));
+            let from = reg.log().len();
+            cold.push(common::ms(run(&dir, &args)));
+            std::thread::sleep(Duration::from_millis(300));
+            cold_bytes = served(&reg.log(), from);
+        }
+        let warm = times(&dir, &args, || {});
+        let offline = times(
+            &dir,
+            &["-q", "--offline", "--cache-dir", "cache", "resolve"],
+            || {},
+        );
+        let step = n.div_ceil(cap);
+        let sample: Vec<&Release> = releases[..n].iter().step_by(step).collect();
+        let scale = n as f64 / sample.len() as f64;
+        let (mut base, mut base_bytes) = (Vec::new(), 0.0);
+        for _ in 0..common::runs() {
+            let (ms, bytes) = baseline(&reg, work.path(), &sample);
+            base.push(ms * scale);
+            base_bytes = bytes as f64 * scale;
+        }
+        let min_bytes = minimum(&releases[..n], &dtks);
+        let speedup = common::ratios(&base, &cold);
+        let (cold_s, warm_s, off_s, base_s) = (
+            Stat::of(cold.clone()),
+            Stat::of(warm),
+            Stat::of(offline),
+            Stat::of(base.clone()),
+        );
+        let sampled = if step > 1 {
+            format!(" (every {step}th release, ×{scale:.0})")
+        } else {
+            String::new()
+        };
+        table.row(&[
+            n.to_string(),
+            cold_s.show(0, "ms"),
+            warm_s.show(1, "ms"),
+            off_s.show(1, "ms"),
+            format!("{}{sampled}", base_s.show(0, "ms")),
+            speedup.show(1, "×"),
+            mib(cold_bytes as f64),
+            mib(min_bytes as f64),
+            format!("{:.3}×", cold_bytes as f64 / min_bytes as f64),
+            mib(base_bytes),
+        ]);
+        checks.push((
+            format!("cold resolution of {n} releases at least 10× faster than the baseline"),
+            format!("{:.1}×", speedup.median),
+            speedup.median >= 10.0,
+        ));
+        let bytes_ratio = cold_bytes as f64 / min_bytes as f64;
+        checks.push((
+            format!(
+                "bytes of a cold resolution of {n} releases within 1.2× of the verifying minimum"
+            ),
+            format!("{bytes_ratio:.3}×"),
+            bytes_ratio <= 1.2,
+        ));
+        if n == 1000 {
+            checks.push((
+                "warm resolution of 1,000 releases under 20 ms (cache and lock, online)".into(),
+                format!("{:.1} ms", warm_s.median),
+                warm_s.median < 20.0,
+            ));
+            checks.push((
+                "warm resolution of 1,000 releases under 20 ms (`--offline`)".into(),
+                format!("{:.1} ms", off_s.median),
+                off_s.median < 20.0,
+            ));
+        }
+        for (curve, stat) in curves.iter_mut().zip([cold_s, warm_s, off_s, base_s]) {
+            curve.push((n as f64, stat.median / n as f64));
+        }
+    }
+    let rows: Vec<common::Target<'_>> = checks
+        .iter()
+        .map(|(what, measured, met)| common::Target {
+            what,
+            measured: measured.clone(),
+            met: *met,
+            why_missed: WHY_MISSED,
+        })
+        .collect();
+    common::targets("10-resolve", &rows);
+    let labels = [
+        "driver-matrix cold",
+        "driver-matrix warm",
+        "driver-matrix --offline",
+        "skopeo baseline",
+    ];
+    common::series(
+        "10-resolve",
+        &labels
+            .iter()
+            .zip(curves)
+            .map(|(label, points)| Series {
+                chart: "Resolution: cost per release".into(),
+                x_label: "releases".into(),
+                y_label: "ms per release".into(),
+                label: label.to_string(),
+                points,
+            })
+            .collect::<Vec<_>>(),
+    );
+    common::section(
+        "10-resolve",
+        &format!(
+            "## 1. Resolution\n\n`cargo bench --bench resolve`: the release binary against \
+             docker-registry on loopback, whole-process wall time, median (min–max) of {} runs. \
+             Four consecutive z-streams share a DTK; the DTK stand-in's base layer is {} MiB \
+             (a real DTK's is over 1 GB, which only the baseline downloads). Cold: empty cache, no \
+             lock. Warm: cache and lock in place, online (one HEAD per release tag). The \
+             baseline is `benches/baseline-skopeo.sh` (skopeo copy of the payload and the DTK, \
+             tar, jq), one release after the other, timed in the same runs; \"cold vs baseline\" \
+             is the ratio of each run's pair. Bytes are what the registry wrote (its access log); \
+             the verifying minimum is each payload's manifest and manifests layer whole plus each \
+             distinct DTK's manifest, config and top layer.\n\n{}\n![Resolution cost per release](benchmarks-resolve.svg)\n",
+            common::runs(),
+            env_usize("DM_BENCH_DTK_BASE_MB", 16),
+            table.render()
+        ),
+    );
 }
