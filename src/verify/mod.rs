@@ -3,6 +3,7 @@
 
 pub mod modinfo;
 pub mod scan;
+pub mod signature;
 
 use rayon::prelude::*;
 
