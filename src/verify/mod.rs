@@ -179,7 +179,7 @@ impl Finding {
             } => {
                 let by = signer
                     .as_ref()
-                    .map_or(String::new(), |s| format!(" (signed by {})", e(s)));
+                    .map_or(String::new(), |s| format!(", signed by {}", e(s)));
                 format!("module `{}` (/{}){by}: {}", e(module), e(path), e(why))
             }
             Finding::NoModules => "the image holds no module under lib/modules/<kernel>/".into(),

@@ -46,6 +46,53 @@ pub fn ensure(dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
     Ok((key, cert))
 }
 
+/// `module` signed as `sign-file sha256 KEY CERT` signs it: OpenSSL's CMS signer with
+/// sign-file's options (a detached SignedData without certificates or signed attributes, DER),
+/// then `struct module_signature` and the magic. For tests that need signed modules without
+/// a kernel tree at hand.
+pub fn sign(key: &Path, cert: &Path, module: &[u8]) -> io::Result<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!(
+        "dm-sign-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let (input, out) = (dir.join("module.ko"), dir.join("module.p7s"));
+    std::fs::write(&input, module)?;
+    let status = Command::new("openssl")
+        .args([
+            "cms",
+            "-sign",
+            "-binary",
+            "-noattr",
+            "-nocerts",
+            "-nosmimecap",
+        ])
+        .args(["-outform", "DER", "-md", "sha256", "-signer"])
+        .arg(cert)
+        .arg("-inkey")
+        .arg(key)
+        .arg("-in")
+        .arg(&input)
+        .arg("-out")
+        .arg(&out)
+        .status()?;
+    let pkcs7 = std::fs::read(&out);
+    std::fs::remove_dir_all(&dir)?;
+    if !status.success() {
+        return Err(io::Error::other("openssl cms -sign failed"));
+    }
+    let pkcs7 = pkcs7?;
+    let mut signed = module.to_vec();
+    signed.extend_from_slice(&pkcs7);
+    // algo, hash, id_type (2: PKCS#7), signer_len, key_id_len, pad[3], sig_len (big-endian)
+    signed.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0]);
+    let len = u32::try_from(pkcs7.len()).map_err(io::Error::other)?;
+    signed.extend_from_slice(&len.to_be_bytes());
+    signed.extend_from_slice(b"~Module signature appended~\n");
+    Ok(signed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
