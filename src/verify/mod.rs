@@ -495,6 +495,12 @@ mod tests {
                 None,
                 std::io::Error::other("server said \x1b[8m"),
             )),
+            Finding::BadSignature {
+                module: "hello".into(),
+                path: "opt/lib/modules/k/hello.ko".into(),
+                signer: Some("`\x1b[31mAcme\n` (key id 01, sha256)".into()),
+                why: "its signature does not match the module's bytes".into(),
+            },
         ];
         for f in &findings {
             let line = f.describe();
