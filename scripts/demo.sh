@@ -87,7 +87,7 @@ run "${dm[@]}" plan
 say "Building (buildah, against each release's Driver Toolkit) and pushing"
 run "${dm[@]}" build
 
-say "Checking the pushed images, down to each module's vermagic"
+say "Checking the pushed images, down to each module's vermagic and signature"
 if "${dm[@]}" verify --help >/dev/null 2>&1; then
   run "${dm[@]}" verify --deep
 else

@@ -11,6 +11,8 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v modinfo >/dev/null 2>&1 || [ -x /sbin/modinfo ] || need+=(kmod)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v jq >/dev/null 2>&1 || need+=(jq)
+# Module signing keys (the demo's, the signature tests').
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 # The sandbox's final-stage base image carries a static busybox (sh, sleep) beside kmod.
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)

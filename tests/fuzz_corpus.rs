@@ -116,6 +116,12 @@ fn valid_seeds_are_accepted_with_what_they_hold() {
         ("verify_scan", "seed-modules.tar", "2 modules"),
         ("verify_scan", "seed-modules.tar.gz", "2 modules"),
         ("verify_scan", "seed-modules.tar.zst", "2 modules"),
+        ("verify_scan", "seed-signed-compressed.tar.gz", "2 modules"),
+        (
+            "modinfo",
+            "seed-hello-signed.ko",
+            "5.14.0-427.18.1.el9_4.x86_64, signed by fuzz seed signing key ",
+        ),
         (
             "modinfo",
             "seed-hello.ko",

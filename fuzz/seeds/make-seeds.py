@@ -3,7 +3,8 @@
 hand-made hostile inputs into fuzz/corpus/<target>/hostile-* (or fuzz/hostile-pending/<target>/
 while the parser they attack is not bounded yet).
 
-Run from the repository root: `python3 fuzz/seeds/make-seeds.py`. Needs gcc, strip and zstd.
+Run from the repository root: `python3 fuzz/seeds/make-seeds.py`. Needs gcc, strip, zstd, xz
+and openssl.
 The files are small (a few KB per target) and committed; this script says how they were made.
 """
 import gzip, io, json, os, subprocess, tarfile, tempfile
@@ -53,6 +54,29 @@ def gz(data):
 def zst(data):
     return subprocess.run(["zstd", "-q", "-c", "-19"], input=data, check=True,
                           stdout=subprocess.PIPE).stdout
+
+
+def xz(data):
+    return subprocess.run(["xz", "-q", "-c", "--check=crc32", "--lzma2=dict=1MiB"], input=data,
+                          check=True, stdout=subprocess.PIPE).stdout
+
+
+def signed(ko):
+    """ko signed as `sign-file sha256 KEY CERT` signs it, with a throwaway key."""
+    with tempfile.TemporaryDirectory() as d:
+        key, cert, mod, sig = (os.path.join(d, n) for n in ("k.pem", "c.pem", "m.ko", "m.p7s"))
+        subprocess.run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-days", "36500", "-subj", "/CN=fuzz seed signing", "-keyout", key,
+                        "-out", cert], check=True, capture_output=True)
+        with open(mod, "wb") as f:
+            f.write(ko)
+        subprocess.run(["openssl", "cms", "-sign", "-binary", "-noattr", "-nocerts",
+                        "-nosmimecap", "-outform", "DER", "-md", "sha256", "-signer", cert,
+                        "-inkey", key, "-in", mod, "-out", sig], check=True)
+        with open(sig, "rb") as f:
+            p7 = f.read()
+    info = bytes([0, 0, 2, 0, 0, 0, 0, 0]) + len(p7).to_bytes(4, "big")
+    return ko + p7 + info + b"~Module signature appended~\n"
 
 
 def module():
@@ -212,7 +236,17 @@ def main():
     put("verify_scan", "modules.tar.zst", zst(mods))
     put("modinfo", "hello.ko", ko)
     put("modinfo", "not-elf", b"\x7fELF but not really")
+    signed_seeds(ko, k)
     hostile()
+
+
+def signed_seeds(ko, k):
+    """A signed module, plain and compressed as .ko.xz and .ko.zst."""
+    sko = signed(ko)
+    put("modinfo", "hello-signed.ko", sko)
+    put("verify_scan", "signed-compressed.tar.gz",
+        gz(tar([(f"opt/lib/modules/{k}/hello.ko.xz", xz(sko)),
+                (f"opt/lib/modules/{k}/other.ko.zst", zst(sko))])))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 
 use driver_matrix::domain::{Arch, Version};
 use driver_matrix::release::{Fault, dtk, graph, layer, payload};
-use driver_matrix::verify::{modinfo, scan};
+use driver_matrix::verify::{modinfo, scan, signature};
 
 /// What an entry point made of one input.
 pub type Outcome = Result<String, String>;
@@ -165,18 +165,25 @@ pub fn verify_scan(data: &[u8]) -> Outcome {
     let modules = scanner.finish();
     for m in &modules {
         assert!(
-            m.path.ends_with(".ko") && !m.kernel_dir.is_empty() && !m.name.is_empty(),
+            scan::module_name(m.path.rsplit('/').next().unwrap_or_default()).is_some()
+                && !m.kernel_dir.is_empty()
+                && !m.name.is_empty(),
             "not a module: {m:?}"
         );
     }
     Ok(format!("{} modules", modules.len()))
 }
 
-/// A kernel module's ELF `.modinfo`.
+/// A kernel module's ELF `.modinfo`, and its appended signature.
 pub fn modinfo_read(data: &[u8]) -> Outcome {
+    let signed = match signature::read(data) {
+        None => "unsigned".to_string(),
+        Some(Ok(s)) => format!("signed by {} key {} {}", s.signer, s.key_id, s.hash),
+        Some(Err(e)) => format!("signature unreadable: {e}"),
+    };
     let info = modinfo::read(data).map_err(|e| e.to_string())?;
     Ok(format!(
-        "vermagic {} kernel {}",
+        "vermagic {} kernel {}, {signed}",
         info.vermagic,
         info.kernel()
     ))

@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
     let images: Vec<_> = lock
         .images
         .iter()
-        .map(|i| (i.clone(), matrix.modules_of(&i.driver).to_vec()))
+        .map(|i| (i.clone(), matrix.expect_of(&i.driver)))
         .collect();
     let reports = crate::verify::verify_all(client, &images, args.deep);
     print!("{}", render(&reports, args.deep, ctx.global.quiet));
@@ -84,12 +84,24 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
             i.arch,
             i.pinned()
         );
-        for (module, vermagic) in &r.checked {
-            let (m, v) = (
-                crate::text::escape_line(module),
-                crate::text::escape_line(vermagic),
-            );
-            let _ = writeln!(out, "     {m}: vermagic {v}");
+        for c in &r.checked {
+            let e = |s: &str| crate::text::escape_line(s).into_owned();
+            let m = e(&c.module);
+            let _ = writeln!(out, "     {m}: vermagic {}", e(&c.vermagic));
+            match &c.signature {
+                Some(Ok(sig)) => {
+                    let by = e(&crate::verify::describe_signer(sig));
+                    let _ = writeln!(out, "     {m}: signed by {by}");
+                }
+                Some(Err(why)) => {
+                    let _ = writeln!(
+                        out,
+                        "     {m}: signature unreadable: {}",
+                        e(&why.to_string())
+                    );
+                }
+                None => {}
+            }
         }
         for f in &r.findings {
             let _ = writeln!(out, "     {}", f.describe());

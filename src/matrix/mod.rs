@@ -10,6 +10,7 @@ mod diagnostic;
 mod kmm;
 mod model;
 mod raw;
+mod signing;
 mod structure;
 mod toolkit;
 mod validate;

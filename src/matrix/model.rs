@@ -92,6 +92,8 @@ pub struct Driver {
     /// The arches this driver is built for: its own subset, or all of `[openshift].arch`.
     pub arches: Vec<Arch>,
     pub rt: bool,
+    /// `signed = true` (and `signing-cert`): what `verify --deep` asks of the modules' signatures.
+    pub signing: Option<crate::verify::Signing>,
     /// `[driver.kmm]`: what the KMM exports set beyond the images.
     pub kmm: super::kmm::Kmm,
 }
@@ -122,5 +124,13 @@ impl Matrix {
     /// The `modules` a driver declares (none for a driver the matrix no longer has).
     pub fn modules_of(&self, driver: &str) -> &[String] {
         self.driver(driver).map_or(&[], |d| d.modules.as_slice())
+    }
+
+    /// What `verify --deep` asks of a driver's images: its modules, and its signing rule.
+    pub fn expect_of(&self, driver: &str) -> crate::verify::Expect {
+        crate::verify::Expect {
+            modules: self.modules_of(driver).to_vec(),
+            signing: self.driver(driver).and_then(|d| d.signing.clone()),
+        }
     }
 }

@@ -154,6 +154,16 @@ pub struct RawDriver {
     /// Also build for each release's real-time kernel.
     #[serde(default)]
     pub rt: Option<bool>,
+    /// Secure Boot: `verify --deep` requires every module of the driver's images to carry an
+    /// appended signature (`sign-file`), and reports its signer and key id.
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub signed: Option<S<bool>>,
+    /// The signing key's public certificate (PEM or DER, RSA), relative to matrix.toml: with
+    /// `signed = true`, every module's signature must check against it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub signing_cert: Option<S<String>>,
     /// How `export kmm` and `export boot` deploy the driver with Kernel Module Management.
     #[serde(default)]
     #[schemars(with = "Option<super::kmm::RawKmm>")]

@@ -373,6 +373,12 @@ impl Validator {
             .and_then(|c| self.parse::<VersionReq>(c, "not a version constraint"));
         let arches = self.driver_arches(d, all_arches);
         let kmm = super::kmm::validate(d.kmm.as_ref(), &modules, &mut self.problems);
+        let signing = super::signing::validate(
+            &self.root,
+            d.signed.as_ref(),
+            d.signing_cert.as_ref(),
+            &mut self.problems,
+        );
         if self.problems[before..]
             .iter()
             .any(|p| p.severity == miette::Severity::Error)
@@ -392,6 +398,7 @@ impl Validator {
             openshift,
             arches,
             rt: d.rt.unwrap_or(false),
+            signing,
             kmm,
         })
     }

@@ -1,8 +1,11 @@
 //! `verify`: every locked image still exists at its digest; with `--deep`, its layers hold each
-//! module of the driver under `lib/modules/<kernel>/`, built for that kernel (`vermagic`).
+//! module of the driver under `lib/modules/<kernel>/`, built for that kernel (`vermagic`), and
+//! for a driver with `signed = true` each of them carries a signature (by the driver's
+//! `signing-cert`, when it names one).
 
 pub mod modinfo;
 pub mod scan;
+pub mod signature;
 
 use rayon::prelude::*;
 
@@ -11,6 +14,34 @@ use crate::lock::LockedImage;
 use crate::registry::{Client, RegistryError};
 use crate::text::escape_line;
 use scan::{ModuleFile, Scanner};
+use signature::{Signature, SignatureError};
+
+/// What the images of one driver must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// The driver's `modules` (none: every module in the kernel's directory, at least one).
+    pub modules: Vec<String>,
+    /// `signed = true`: every module checked must be signed.
+    pub signing: Option<Signing>,
+}
+
+/// A driver's signing rule.
+#[derive(Debug, Clone, Default)]
+pub struct Signing {
+    /// `signing-cert`: the certificate every module's signature must check against.
+    pub cert: Option<signature::Certificate>,
+}
+
+/// A module found where it belongs and built for the image's kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub module: String,
+    /// Its path in the image, without a leading `/`.
+    pub path: String,
+    pub vermagic: String,
+    /// Its appended signature: `None` when it has none.
+    pub signature: Option<Result<Signature, SignatureError>>,
+}
 
 /// Something `verify` found wrong (or worth a warning) with one locked image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +65,16 @@ pub enum Finding {
     },
     /// A `.ko` that is not a readable module.
     Unreadable { path: String, why: String },
+    /// A module without a signature, of a driver with `signed = true`.
+    Unsigned { module: String, path: String },
+    /// A module whose signature is unreadable, or is not one by the driver's certificate.
+    BadSignature {
+        module: String,
+        path: String,
+        /// Who the signature says signed it, when it could be read.
+        signer: Option<String>,
+        why: String,
+    },
     /// The image holds no module at all for its kernel (driver without `modules`).
     NoModules,
     /// The registry failed while checking (or served a layer that cannot be read).
@@ -125,6 +166,22 @@ impl Finding {
             Finding::Unreadable { path, why } => {
                 format!("/{} is not a readable module: {}", e(path), e(why))
             }
+            Finding::Unsigned { module, path } => format!(
+                "module `{}` (/{}) is not signed, and the driver has `signed = true`",
+                e(module),
+                e(path)
+            ),
+            Finding::BadSignature {
+                module,
+                path,
+                signer,
+                why,
+            } => {
+                let by = signer
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(", signed by {}", e(s)));
+                format!("module `{}` (/{}){by}: {}", e(module), e(path), e(why))
+            }
             Finding::NoModules => "the image holds no module under lib/modules/<kernel>/".into(),
             Finding::Registry(f) => e(&f.to_string()),
         }
@@ -135,8 +192,8 @@ impl Finding {
 #[derive(Debug, Clone)]
 pub struct ImageReport {
     pub image: LockedImage,
-    /// `(module, vermagic)` of every module checked.
-    pub checked: Vec<(String, String)>,
+    /// Every module checked.
+    pub checked: Vec<Checked>,
     pub findings: Vec<Finding>,
 }
 
@@ -153,7 +210,7 @@ pub fn check_modules(
     expected: &[String],
     kernel: &Kernel,
     found: &[ModuleFile],
-) -> (Vec<(String, String)>, Vec<Finding>) {
+) -> (Vec<Checked>, Vec<Finding>) {
     let mut findings = Vec::new();
     let mut checked = Vec::new();
     let in_dir: Vec<&ModuleFile> = found
@@ -179,9 +236,12 @@ pub fn check_modules(
             continue;
         };
         match &file.info {
-            Ok(info) if info.kernel() == kernel.as_str() => {
-                checked.push((module, info.vermagic.clone()))
-            }
+            Ok(info) if info.kernel() == kernel.as_str() => checked.push(Checked {
+                module,
+                path: file.path.clone(),
+                vermagic: info.vermagic.clone(),
+                signature: file.signature.clone(),
+            }),
             Ok(info) => findings.push(Finding::WrongKernel {
                 module,
                 path: file.path.clone(),
@@ -196,6 +256,44 @@ pub fn check_modules(
     (checked, findings)
 }
 
+/// What a driver's signing rule says about the modules checked: each must be signed, by the
+/// driver's certificate when it names one.
+pub fn check_signatures(signing: &Signing, checked: &[Checked]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for c in checked {
+        let bad = |signer: Option<&Signature>, why: String| Finding::BadSignature {
+            module: c.module.clone(),
+            path: c.path.clone(),
+            signer: signer.map(describe_signer),
+            why,
+        };
+        match (&c.signature, &signing.cert) {
+            (None, _) => findings.push(Finding::Unsigned {
+                module: c.module.clone(),
+                path: c.path.clone(),
+            }),
+            (Some(Err(e)), _) => findings.push(bad(None, e.to_string())),
+            (Some(Ok(sig)), Some(cert)) => {
+                if let Err(e) = sig.check(cert) {
+                    findings.push(bad(Some(sig), e.to_string()));
+                }
+            }
+            (Some(Ok(_)), None) => {}
+        }
+    }
+    findings
+}
+
+/// `` `CN` (key id AB:CD, sha256) ``, as `verify` prints a signer.
+pub fn describe_signer(sig: &Signature) -> String {
+    let who = if sig.signer.is_empty() {
+        "a key".to_string()
+    } else {
+        format!("`{}`", sig.signer)
+    };
+    format!("{who} (key id {}, {})", sig.key_id, sig.hash)
+}
+
 fn registry_finding(e: RegistryError) -> Finding {
     Finding::Registry(RegistryFailure::new(None, e))
 }
@@ -204,7 +302,7 @@ fn registry_finding(e: RegistryError) -> Finding {
 pub fn verify_image(
     client: &Client,
     image: &LockedImage,
-    modules: &[String],
+    expect: &Expect,
     deep: bool,
 ) -> ImageReport {
     let mut report = ImageReport {
@@ -235,7 +333,10 @@ pub fn verify_image(
     if !deep {
         return report;
     }
-    let (checked, findings) = deep_check(client, image, modules);
+    let (checked, findings) = match client.manifest(&image.pinned(), image.arch) {
+        Ok(manifest) => deep_check_expecting(client, image, &manifest, expect),
+        Err(e) => (Vec::new(), vec![registry_finding(e)]),
+    };
     report.checked = checked;
     report.findings.extend(findings);
     report
@@ -243,12 +344,12 @@ pub fn verify_image(
 
 /// Reads the image `image` pins (by digest) and checks its modules against its kernel: the
 /// deep part of `verify`, and what `build` and `collect` ask of every image before it enters
-/// the lock. Returns the `(module, vermagic)` pairs checked and what was wrong.
+/// the lock. Returns the modules checked and what was wrong.
 pub fn deep_check(
     client: &Client,
     image: &LockedImage,
     modules: &[String],
-) -> (Vec<(String, String)>, Vec<Finding>) {
+) -> (Vec<Checked>, Vec<Finding>) {
     match client.manifest(&image.pinned(), image.arch) {
         Ok(manifest) => deep_check_manifest(client, image, &manifest, modules),
         Err(e) => (Vec::new(), vec![registry_finding(e)]),
@@ -261,7 +362,21 @@ pub fn deep_check_manifest(
     image: &LockedImage,
     manifest: &crate::registry::ImageManifest,
     modules: &[String],
-) -> (Vec<(String, String)>, Vec<Finding>) {
+) -> (Vec<Checked>, Vec<Finding>) {
+    let expect = Expect {
+        modules: modules.to_vec(),
+        signing: None,
+    };
+    deep_check_expecting(client, image, manifest, &expect)
+}
+
+/// [`deep_check_manifest`] with the driver's signing rule too.
+pub fn deep_check_expecting(
+    client: &Client,
+    image: &LockedImage,
+    manifest: &crate::registry::ImageManifest,
+    expect: &Expect,
+) -> (Vec<Checked>, Vec<Finding>) {
     let pinned = image.pinned();
     let mut scanner = Scanner::default();
     for layer in &manifest.layers {
@@ -286,18 +401,22 @@ pub fn deep_check_manifest(
             );
         }
     }
-    check_modules(modules, &image.kernel, &scanner.finish())
+    let (checked, mut findings) = check_modules(&expect.modules, &image.kernel, &scanner.finish());
+    if let Some(signing) = &expect.signing {
+        findings.extend(check_signatures(signing, &checked));
+    }
+    (checked, findings)
 }
 
 /// Verifies every image, in parallel; reports come back in lock order.
 pub fn verify_all(
     client: &Client,
-    images: &[(LockedImage, Vec<String>)],
+    images: &[(LockedImage, Expect)],
     deep: bool,
 ) -> Vec<ImageReport> {
     images
         .par_iter()
-        .map(|(image, modules)| verify_image(client, image, modules, deep))
+        .map(|(image, expect)| verify_image(client, image, expect, deep))
         .collect()
 }
 
@@ -305,15 +424,24 @@ pub fn verify_all(
 mod tests {
     use super::*;
 
-    fn module(path: &str, vermagic: &str) -> ModuleFile {
+    fn ko(vermagic: &str) -> Vec<u8> {
         let info = format!("name=x\0vermagic={vermagic}\0");
+        modinfo::tests::fake_module(info.as_bytes())
+    }
+
+    fn module(path: &str, vermagic: &str) -> ModuleFile {
+        module_of(path, &ko(vermagic))
+    }
+
+    fn module_of(path: &str, bytes: &[u8]) -> ModuleFile {
         let (_, rest) = path.split_once("modules/").unwrap();
         let (kernel_dir, file) = rest.split_once('/').unwrap();
         ModuleFile {
             path: path.into(),
             kernel_dir: kernel_dir.into(),
             name: scan::module_name(file.rsplit('/').next().unwrap()).unwrap(),
-            info: modinfo::read(&modinfo::tests::fake_module(info.as_bytes())),
+            info: modinfo::read(bytes),
+            signature: signature::read(bytes),
         }
     }
 
@@ -335,12 +463,13 @@ mod tests {
             &k,
             &found,
         );
+        let checked: Vec<_> = checked
+            .iter()
+            .map(|c| (&c.module[..], &c.vermagic[..]))
+            .collect();
         assert_eq!(
             checked,
-            [(
-                "hello".to_string(),
-                "6.1.0-50-amd64 SMP preempt mod_unload".to_string()
-            )]
+            [("hello", "6.1.0-50-amd64 SMP preempt mod_unload")]
         );
         assert!(
             matches!(&findings[0], Finding::WrongKernel { module, .. } if module == "acme_net")
@@ -366,6 +495,12 @@ mod tests {
                 None,
                 std::io::Error::other("server said \x1b[8m"),
             )),
+            Finding::BadSignature {
+                module: "hello".into(),
+                path: "opt/lib/modules/k/hello.ko".into(),
+                signer: Some("`\x1b[31mAcme\n` (key id 01, sha256)".into()),
+                why: "its signature does not match the module's bytes".into(),
+            },
         ];
         for f in &findings {
             let line = f.describe();
@@ -391,5 +526,63 @@ mod tests {
         );
         let (_, findings) = check_modules(&[], &k, &found);
         assert_eq!(findings, [Finding::NoModules]);
+    }
+
+    const K: &str = "6.1.0-50-amd64";
+
+    /// The findings of a driver with `signed = true` (and `cert`) for one module `bytes`.
+    fn signing_findings(bytes: &[u8], cert: Option<signature::Certificate>) -> Vec<Finding> {
+        let found = [module_of(&format!("opt/lib/modules/{K}/hello.ko"), bytes)];
+        let (checked, findings) = check_modules(&["hello".into()], &K.parse().unwrap(), &found);
+        assert_eq!((checked.len(), findings.len()), (1, 0), "{findings:?}");
+        check_signatures(&Signing { cert }, &checked)
+    }
+
+    #[test]
+    fn a_signed_driver_needs_a_signature_on_every_module() {
+        let (ours, _) = signature::tests::keys();
+        let unsigned = ko(&format!("{K} SMP"));
+        let findings = signing_findings(&unsigned, Some(ours.certificate()));
+        assert!(matches!(&findings[..], [Finding::Unsigned { module, .. }] if module == "hello"));
+        assert!(findings[0].describe().contains("is not signed"));
+        assert_eq!(signing_findings(&unsigned, None).len(), 1);
+        // Signed: without a certificate any readable signature will do; with one, ours.
+        let signed = ours.sign(&unsigned);
+        assert_eq!(signing_findings(&signed, None), []);
+        assert_eq!(signing_findings(&signed, Some(ours.certificate())), []);
+    }
+
+    #[test]
+    fn a_wrongly_signed_module_fails_and_names_its_signer() {
+        let (ours, theirs) = signature::tests::keys();
+        let module = ko(&format!("{K} SMP"));
+        let by_them = signing_findings(&theirs.sign(&module), Some(ours.certificate()));
+        let [
+            f @ Finding::BadSignature {
+                signer: Some(s), ..
+            },
+        ] = &by_them[..]
+        else {
+            panic!("{by_them:?}");
+        };
+        assert!(
+            s.contains("`someone else`") && s.contains(&theirs.serial()),
+            "{s}"
+        );
+        assert!(f.describe().contains("another key"), "{}", f.describe());
+        let mut tampered = ours.sign(&module);
+        tampered[64] ^= 1;
+        let findings = signing_findings(&tampered, Some(ours.certificate()));
+        assert!(
+            findings[0]
+                .describe()
+                .ends_with("its signature does not match the module's bytes"),
+            "{findings:?}"
+        );
+        let garbled = signature::tests::append(&module, b"\x30\x03junk");
+        assert!(matches!(
+            &signing_findings(&garbled, None)[..],
+            [Finding::BadSignature { signer: None, .. }]
+        ));
     }
 }

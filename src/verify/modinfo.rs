@@ -30,6 +30,9 @@ pub enum ModInfoError {
     NoVermagic,
     #[error("its `{0}` is over {VALUE_MAX} bytes; no real module has one that long")]
     TooLong(&'static str),
+    /// A `.ko.xz`, `.ko.zst` or `.ko.gz` that does not decompress (within the limits).
+    #[error("{0}")]
+    Compressed(String),
 }
 
 /// Longest `vermagic` or `name` kept (real ones are under a hundred bytes).

@@ -1,12 +1,15 @@
 //! Finding kernel modules in an image: the layers are read base first, whiteouts applied, and
-//! every `.ko` under a `lib/modules/<kernel>/` directory (`/opt/lib/modules` as KMM uses it,
-//! `/lib/modules` or `/usr/lib/modules`) kept with the kernel directory it sits in.
+//! every `.ko` (or `.ko.xz`, `.ko.zst`, `.ko.gz`) under a `lib/modules/<kernel>/` directory
+//! (`/opt/lib/modules` as KMM uses it, `/lib/modules` or `/usr/lib/modules`) kept with the kernel
+//! directory it sits in, reduced to its `.modinfo` and its appended signature.
 //!
 //! A layer is whatever the registry serves, so reading one is bounded the way the resolver's
 //! layer reader is ([`Limits`]): the decompressed stream may outgrow what was downloaded only
 //! by a fixed ratio, GNU long-name, long-link and PAX headers are read (or skipped) only up to a
 //! cap, one module is held at a time and only up to a cap (and no more than [`HELD_MAX`] bytes
-//! of modules across the threads of a run), each module is reduced to its `.modinfo` at once,
+//! of modules across the threads of a run; a compressed module is decompressed as it streams
+//! out of the layer, into at most [`Limits::module_max`] bytes, with xz's and zstd's own memory
+//! capped too), each module is reduced to its `.modinfo` and signature at once,
 //! and the names kept between layers (modules, whiteouts) have a cap too. The layer streams
 //! through: memory does not grow with its size.
 
@@ -17,6 +20,7 @@ use std::rc::Rc;
 use std::sync::{Condvar, Mutex};
 
 use super::modinfo::{self, ModInfo, ModInfoError};
+use super::signature::{self, Signature, SignatureError};
 use crate::tarball::{self, HeaderLimits, Pending};
 
 /// Caps on what one image's layers may make `verify --deep` do.
@@ -65,6 +69,8 @@ pub struct ModuleFile {
     pub name: String,
     /// Its `.modinfo`, or why it could not be read.
     pub info: Result<ModInfo, ModInfoError>,
+    /// Its appended signature: `None` when it has none (or could not be decompressed).
+    pub signature: Option<Result<Signature, SignatureError>>,
 }
 
 impl ModuleFile {
@@ -73,14 +79,73 @@ impl ModuleFile {
         let info = self.info.as_ref().map_or(64, |i| {
             i.vermagic.len() + i.name.as_ref().map_or(0, String::len)
         });
-        self.path.len() + self.kernel_dir.len() + self.name.len() + info + 64
+        let sig = match &self.signature {
+            Some(Ok(s)) => s.weight(),
+            _ => 64,
+        };
+        self.path.len() + self.kernel_dir.len() + self.name.len() + info + sig + 64
     }
 }
 
-/// The module name of a `.ko` file name, `-` folded into `_` as the kernel does.
+/// How a module file is compressed, by its name (as `depmod` and `modprobe` tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    Plain,
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+const SUFFIXES: [(&str, Packing); 4] = [
+    (".ko", Packing::Plain),
+    (".ko.xz", Packing::Xz),
+    (".ko.zst", Packing::Zstd),
+    (".ko.gz", Packing::Gzip),
+];
+
+fn packing(file: &str) -> Option<(&str, Packing)> {
+    SUFFIXES
+        .iter()
+        .find_map(|(suffix, p)| Some((file.strip_suffix(suffix)?, *p)))
+}
+
+/// The module name of a `.ko` (or `.ko.xz`, `.ko.zst`, `.ko.gz`) file name, `-` folded into
+/// `_` as the kernel does.
 pub fn module_name(file: &str) -> Option<String> {
-    let stem = file.strip_suffix(".ko")?;
+    let (stem, _) = packing(file)?;
     Some(stem.replace('-', "_"))
+}
+
+/// Largest zstd window accepted (32 MiB; `zstd -19` uses 8 MiB): the decoder's memory.
+const ZSTD_WINDOW_LOG_MAX: u32 = 25;
+/// liblzma's memory limit for one `.ko.xz` (kbuild compresses with a 1 MiB dictionary).
+const XZ_MEMLIMIT: u64 = 64 << 20;
+
+/// `input` decompressed into at most `max` bytes; `Err` names why it could not be.
+fn decompress(packing: Packing, input: impl Read, max: u64) -> io::Result<Result<Vec<u8>, String>> {
+    let decoder: Box<dyn Read + '_> = match packing {
+        Packing::Plain => Box::new(input),
+        Packing::Xz => {
+            let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
+                .map_err(io::Error::other)?;
+            Box::new(xz2::read::XzDecoder::new_stream(input, stream))
+        }
+        Packing::Zstd => {
+            let mut d = zstd::stream::read::Decoder::new(input)?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(d)
+        }
+        Packing::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
+    };
+    let mut bytes = Vec::new();
+    match decoder.take(max + 1).read_to_end(&mut bytes) {
+        Ok(_) if bytes.len() as u64 > max => Ok(Err(format!(
+            "it decompresses to more than {} MiB",
+            max >> 20
+        ))),
+        Ok(_) => Ok(Ok(bytes)),
+        Err(e) => Ok(Err(format!("it does not decompress: {e}"))),
+    }
 }
 
 /// `(kernel_dir, file name)` when `path` is a module under a modules directory.
@@ -89,7 +154,7 @@ fn classify(path: &str) -> Option<(String, String)> {
         if let Some(rest) = path.strip_prefix(prefix) {
             let (kernel, tail) = rest.split_once('/')?;
             let file = tail.rsplit('/').next()?;
-            if file.ends_with(".ko") && !kernel.is_empty() {
+            if packing(file).is_some() && !kernel.is_empty() {
                 return Some((kernel.to_string(), file.to_string()));
             }
         }
@@ -118,6 +183,12 @@ impl<R: Read> Read for Ratio<R> {
         Ok(n)
     }
 }
+
+/// What a module is reduced to: its `.modinfo` and its appended signature.
+type Reduced = (
+    Result<ModInfo, ModInfoError>,
+    Option<Result<Signature, SignatureError>>,
+);
 
 /// The process-wide budget of module bytes held in memory.
 static HELD: Mutex<u64> = Mutex::new(0);
@@ -242,33 +313,48 @@ impl Scanner {
             }
             return Ok(());
         };
-        let info = self.modinfo(entry, &path, size)?;
+        let (info, signature) = self.modinfo(entry, &path, &file_name, size)?;
         let module = ModuleFile {
-            name: module_name(&file_name).expect("classify only accepts .ko files"),
+            name: module_name(&file_name).expect("classify only accepts module files"),
             path,
             kernel_dir,
             info,
+            signature,
         };
         self.keep(changes, module.weight(), |c| c.added.push(module))
     }
 
-    /// Reads one module, holding its bytes only while its `.modinfo` is parsed.
+    /// Reads one module, holding its bytes only while its `.modinfo` and signature are
+    /// parsed. A compressed one holds up to [`Limits::module_max`] decompressed bytes.
     fn modinfo<R: Read>(
         &self,
         entry: &mut tar::Entry<R>,
         path: &str,
+        file: &str,
         size: u64,
-    ) -> io::Result<Result<ModInfo, ModInfoError>> {
-        if size > self.limits.module_max {
+    ) -> io::Result<Reduced> {
+        let max = self.limits.module_max;
+        if size > max {
             return Err(invalid(format!(
                 "`{path}` claims {size} bytes; no module is over {} MiB",
-                self.limits.module_max >> 20
+                max >> 20
             )));
         }
-        let _held = Held::take(size);
-        let mut bytes = Vec::with_capacity(size as usize);
-        entry.take(size).read_to_end(&mut bytes)?;
-        Ok(modinfo::read(&bytes))
+        let packing = packing(file).map_or(Packing::Plain, |(_, p)| p);
+        let (_held, bytes) = if packing == Packing::Plain {
+            let held = Held::take(size);
+            let mut bytes = Vec::with_capacity(size as usize);
+            entry.take(size).read_to_end(&mut bytes)?;
+            (held, Ok(bytes))
+        } else {
+            // The decoder's own memory (a zstd window, an xz dictionary) counts as much again.
+            let held = Held::take(max.saturating_mul(2));
+            (held, decompress(packing, entry.take(size), max)?)
+        };
+        Ok(match bytes {
+            Ok(bytes) => (modinfo::read(&bytes), signature::read(&bytes)),
+            Err(why) => (Err(ModInfoError::Compressed(why)), None),
+        })
     }
 
     /// Records something kept beyond this entry, within [`Limits::kept_max`].

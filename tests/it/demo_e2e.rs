@@ -1,7 +1,9 @@
 //! `make demo` as a test: the sandbox (Debian kernel headers as DTK stand-ins, release payloads
 //! in the real format behind a quay.io mirror, an update graph), the example matrix and the
 //! example drivers, real buildah and the real binary. Each locked image is pulled back and
-//! every module in it must carry the vermagic of its locked kernel.
+//! every module in it must carry the vermagic of its locked kernel; hello-kmod's module must
+//! be signed (by `sign-file` from the DTK's kernel tree) with the key made for the demo, and
+//! `verify --deep` must name that signer as `modinfo` does, and fail against another key.
 //!
 //! The Debian roots are cached in the repository's `.sandbox/` (shared with `make demo`;
 //! `DRIVER_MATRIX_SANDBOX_DIR` puts them elsewhere, a CI cache say): the first run on a machine
@@ -46,6 +48,8 @@ impl Demo {
             )
             .replace("127.0.0.1:5000", &world.registry);
         std::fs::write(dir.path().join("matrix.toml"), matrix).unwrap();
+        // The example matrix names the key pair `make demo` makes in .sandbox/signing/.
+        driver_matrix_sandbox::signing::ensure(&dir.path().join(".sandbox/signing")).unwrap();
         Demo { dir }
     }
 
@@ -54,6 +58,18 @@ impl Demo {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        let out = self.try_run(args);
+        assert!(
+            out.status.success(),
+            "driver-matrix {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn try_run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
         cmd.current_dir(self.path())
             .env("NO_COLOR", "1")
@@ -68,15 +84,7 @@ impl Demo {
                 cmd.env(k, v);
             }
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "driver-matrix {args:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        cmd.output().unwrap()
     }
 
     fn lock(&self) -> String {
@@ -136,12 +144,17 @@ fn modules_in(image: &str, kernel: &str, into: &Path) -> BTreeMap<String, PathBu
 }
 
 fn vermagic(ko: &Path) -> String {
+    modinfo_field(ko, "vermagic")
+}
+
+/// `modinfo -F FIELD` of a module file.
+fn modinfo_field(ko: &Path, field: &str) -> String {
     let modinfo = ["/usr/sbin/modinfo", "/sbin/modinfo"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("modinfo");
     let out = Command::new(modinfo)
-        .args(["-F", "vermagic"])
+        .args(["-F", field])
         .arg(ko)
         .output()
         .unwrap();
@@ -221,6 +234,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     ]
     .into();
     let mut seen = BTreeSet::new();
+    let mut signed_by = BTreeSet::new();
     for img in images {
         let driver = img["driver"].as_str().unwrap();
         let kernel = img["kernel"].as_str().unwrap();
@@ -245,13 +259,49 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
                 magic.starts_with(&format!("{kernel} ")),
                 "{name}.ko in {pinned}: vermagic `{magic}` is not for {kernel}"
             );
+            // hello-kmod signs its module; acme-net does not.
+            let signer = modinfo_field(ko, "signer");
+            if driver == "hello-kmod" {
+                assert_eq!(signer, driver_matrix_sandbox::signing::SIGNER, "{pinned}");
+                assert_eq!(modinfo_field(ko, "sig_hashalgo"), "sha256");
+                signed_by.insert(modinfo_field(ko, "sig_key"));
+            } else {
+                assert_eq!(signer, "", "{name}.ko in {pinned}");
+            }
         }
     }
     assert_eq!(seen.len(), 4, "one image per driver and kernel: {seen:?}");
 
     // The tool's own deep verification agrees, and the KMM Modules map each kernel to its
     // image by digest.
-    demo.run(&["verify", "--deep"]);
+    let verified = String::from_utf8(demo.run(&["verify", "--deep"]).stdout).unwrap();
+    assert_eq!(
+        signed_by.len(),
+        1,
+        "one key signs every image: {signed_by:?}"
+    );
+    let key_id = signed_by.first().unwrap();
+    let line = format!(
+        "hello: signed by `{}` (key id {key_id}, sha256)",
+        driver_matrix_sandbox::signing::SIGNER
+    );
+    assert_eq!(verified.matches(&line).count(), 2, "{line}\n{verified}");
+    // Against another certificate the same images fail, naming who did sign them.
+    let cert = demo.path().join(".sandbox/signing/signing.crt");
+    let ours = std::fs::read(&cert).unwrap();
+    let other = driver_matrix_sandbox::signing::ensure(&demo.path().join("other")).unwrap();
+    std::fs::copy(&other.1, &cert).unwrap();
+    let refused = demo.try_run(&["verify", "--deep"]);
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("signed by another key than the driver's certificate")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    std::fs::write(&cert, ours).unwrap();
     let kmm = String::from_utf8(demo.run(&["export", "kmm"]).stdout).unwrap();
     for img in images {
         let kernel = img["kernel"].as_str().unwrap();

@@ -27,6 +27,7 @@ mod resolve_faults;
 mod resolve_online;
 mod review;
 mod schema;
+mod signing;
 mod tamper;
 mod tls;
 mod writers;

@@ -57,7 +57,12 @@ fn example_matrix_starts_with_the_schema_line_and_loads() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("matrix.example.toml")).unwrap();
     assert!(text.starts_with("#:schema ./schemas/matrix.schema.json\n"));
+    // hello-kmod is signed with the key `make demo` makes in .sandbox/signing/.
+    driver_matrix_sandbox::signing::ensure(&root.join(".sandbox/signing")).unwrap();
     let loaded = driver_matrix::matrix::load(&root.join("matrix.example.toml")).unwrap();
     assert_eq!(loaded.warnings.len(), 0);
     assert_eq!(loaded.matrix.drivers.len(), 2);
+    let hello = loaded.matrix.driver("hello-kmod").unwrap();
+    assert!(hello.signing.as_ref().is_some_and(|s| s.cert.is_some()));
+    assert_eq!(hello.secrets.len(), 2);
 }

@@ -17,6 +17,7 @@ pub mod payload;
 pub mod proxy;
 pub mod registry;
 pub mod rootfs;
+pub mod signing;
 pub mod world;
 
 pub use dtk::DtkSpec;

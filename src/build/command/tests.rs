@@ -40,6 +40,7 @@ fn fixture() -> (Job, Driver, BTreeMap<String, RegistrySettings>) {
         openshift: None,
         arches: vec![Arch::X86_64],
         rt: false,
+        signing: None,
         kmm: Default::default(),
     };
     let registries = [(

@@ -194,5 +194,78 @@ fn the_module_budget_is_shared_and_given_back() {
 #[test]
 fn module_names_fold_dashes() {
     assert_eq!(module_name("acme-net.ko").as_deref(), Some("acme_net"));
-    assert_eq!(module_name("acme_net.ko.xz"), None);
+    assert_eq!(module_name("acme-net.ko.xz").as_deref(), Some("acme_net"));
+    assert_eq!(module_name("acme-net.ko.zst").as_deref(), Some("acme_net"));
+    assert_eq!(module_name("acme_net.ko.bz2"), None);
+    assert_eq!(module_name("acme_net.xz"), None);
+}
+
+fn xz(data: &[u8]) -> Vec<u8> {
+    let mut e = xz2::write::XzEncoder::new(Vec::new(), 6);
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zst(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 19).unwrap()
+}
+
+#[test]
+fn compressed_modules_are_read_with_their_signature() {
+    let (key, _) = crate::verify::signature::tests::keys();
+    let signed = key.sign(&module("6.1.0-50-amd64 SMP"));
+    let dir = "opt/lib/modules/6.1.0-50-amd64";
+    let (x, z, g) = (xz(&signed), zst(&signed), gz(&signed));
+    let mut s = Scanner::default();
+    s.layer(
+        layer(&[
+            (&format!("{dir}/a-xz.ko.xz"), &x),
+            (&format!("{dir}/b-zst.ko.zst"), &z),
+            (&format!("{dir}/c-gz.ko.gz"), &g),
+            (&format!("{dir}/d-plain.ko"), &signed),
+        ])
+        .as_slice(),
+    )
+    .unwrap();
+    let found = s.finish();
+    let names: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a_xz", "b_zst", "c_gz", "d_plain"]);
+    for f in &found {
+        assert_eq!(
+            f.info.as_ref().unwrap().kernel(),
+            "6.1.0-50-amd64",
+            "{}",
+            f.path
+        );
+        let sig = f.signature.clone().unwrap().unwrap();
+        assert_eq!(sig.signer, "acme driver signing", "{}", f.path);
+        assert_eq!(sig.check(&key.certificate()), Ok(()), "{}", f.path);
+    }
+}
+
+#[test]
+fn a_compressed_module_is_capped_and_garbage_is_named() {
+    let limits = Limits {
+        module_max: 1 << 20,
+        ..Limits::default()
+    };
+    let big = vec![0u8; 3 << 20];
+    let mut s = Scanner::with_limits(limits);
+    s.layer(
+        layer(&[
+            ("lib/modules/6.1.0/big.ko.xz", &xz(&big)),
+            ("lib/modules/6.1.0/big2.ko.zst", &zst(&big)),
+            ("lib/modules/6.1.0/junk.ko.xz", b"not xz at all"),
+        ])
+        .as_slice(),
+    )
+    .unwrap();
+    let why: Vec<String> = s
+        .finish()
+        .into_iter()
+        .map(|f| f.info.unwrap_err().to_string())
+        .collect();
+    assert_eq!(why[0], "it decompresses to more than 1 MiB");
+    assert_eq!(why[1], "it decompresses to more than 1 MiB");
+    assert!(why[2].starts_with("it does not decompress"), "{}", why[2]);
 }

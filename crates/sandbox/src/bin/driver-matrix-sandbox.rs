@@ -86,6 +86,9 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("cannot start the registry on {}: {e}", args.registry))?;
     let world = world::populate(registry.addr(), &Paths::in_repo(&args.dir))
         .map_err(|e| format!("cannot populate the sandbox: {e}"))?;
+    // The example matrix signs hello-kmod with this pair (`.sandbox/signing/`).
+    let (_, cert) = driver_matrix_sandbox::signing::ensure(&args.dir.join("signing"))
+        .map_err(|e| format!("cannot make the module signing key: {e}"))?;
     let conf = args.dir.join("registries.conf");
     std::fs::write(&conf, world::registries_conf(registry.addr()))
         .map_err(|e| format!("{}: {e}", conf.display()))?;
@@ -109,6 +112,10 @@ fn run(args: Args) -> Result<(), String> {
         );
     }
     println!("sandbox:   final-stage base {}", world.kmod_base_ref());
+    println!(
+        "sandbox:   module signing certificate {} (key beside it)",
+        cert.display()
+    );
     if args.prepare {
         println!("sandbox: prepared in {:.0?}", started.elapsed());
         return Ok(());
