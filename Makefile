@@ -18,7 +18,7 @@ deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## test: installs what is missing, lints, then runs every test against a real registry.
 ## Benchmarks are not tests, but each runs once at its smallest size (`DM_BENCH_SMOKE=1`,

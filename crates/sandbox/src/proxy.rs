@@ -591,7 +591,7 @@ mod tests {
         s.read_to_end(&mut raw).unwrap();
         let text = String::from_utf8_lossy(&raw);
         assert!(text.contains("Content-Length: 1000"), "{text}");
-        let body = raw.split(|&b| b == b'\n').last().unwrap();
+        let body = raw.split(|&b| b == b'\n').next_back().unwrap();
         assert_eq!(body.len(), 300);
         assert_eq!(proxy.counts().faults.get("truncate"), Some(&1));
     }
