@@ -6,7 +6,8 @@
 //! `verify --deep` must name that signer as `modinfo` does, and fail against another key.
 //! The RHEL 10 dual-stream release (4.17.0) resolves to both its kernels and is built for both;
 //! the release whose nodes boot another kernel than its DTK (4.15.3) gives `resolve`'s warning
-//! and `verify`'s finding.
+//! and `verify`'s finding. Then a real client reads what was pushed: podman pulls each image
+//! from the registry and runs `modinfo` on each module inside it (see [`Podman`]).
 //!
 //! The Debian roots are cached in the repository's `.sandbox/` (shared with `make demo`;
 //! `DRIVER_MATRIX_SANDBOX_DIR` puts them elsewhere, a CI cache say): the first run on a machine
@@ -144,6 +145,98 @@ fn modules_in(image: &str, kernel: &str, into: &Path) -> BTreeMap<String, PathBu
         }
     }
     found
+}
+
+/// Debian's podman, as root on a machine with no systemd and no container engine, in a storage
+/// of its own that is removed with it. What each flag is for:
+/// - `--root`/`--runroot`/`--tmpdir` and `--storage-driver vfs`: a private storage under a
+///   temporary directory (vfs needs no overlay mount), so the test leaves nothing behind;
+/// - `--cgroup-manager cgroupfs`: there is no systemd to ask for a scope;
+/// - `--events-backend file`: no journald either;
+/// - `--runtime runc`: crun refuses a hybrid cgroup hierarchy whose v2 part has controllers
+///   ("cgroups in hybrid mode not supported"), which such machines (and CI containers) have;
+/// - `--network none`: `modinfo` needs no network, and no network means no netavark/CNI;
+/// - `--ulimit nofile=4096:4096 --ulimit nproc=4096:4096`: podman asks root containers for
+///   far higher limits than the machine's (1048576 open files), and raising a limit needs
+///   `CAP_SYS_RESOURCE`, which a CI container lacks; lowering one is always allowed;
+/// - `pull --tls-verify=false`: the sandbox registry speaks plain HTTP on loopback.
+///
+/// No `--privileged` or `--cap-add SYS_MODULE`: reading a module needs no capability; only
+/// loading it does (docs/cookbook.md, "Run with podman").
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        Podman {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file", "--runtime", "runc"])
+            .env_remove("CONTAINERS_STORAGE_CONF")
+            .env_remove("STORAGE_DRIVER")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn check(what: &str, out: &Output) -> String {
+        assert!(
+            out.status.success(),
+            "podman {what} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `podman pull --tls-verify=false IMAGE` (by digest).
+    fn pull(&self, image: &str) {
+        let out = self
+            .cmd()
+            .args(["pull", "--quiet", "--tls-verify=false", image])
+            .output()
+            .expect("running podman (apt-get install podman)");
+        Self::check(&format!("pull {image}"), &out);
+    }
+
+    /// `podman run --rm --network none ... IMAGE ARGS...`: the image's own programs.
+    fn run(&self, image: &str, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .args(["run", "--rm", "--pull", "never", "--network", "none"])
+            .args([
+                "--ulimit",
+                "nofile=4096:4096",
+                "--ulimit",
+                "nproc=4096:4096",
+            ])
+            .arg(image)
+            .args(args)
+            .output()
+            .unwrap();
+        Self::check(&format!("run {image} {args:?}"), &out)
+    }
+}
+
+/// `FIELD:` of `modinfo`'s output (continuation lines of a multi-line field are not joined).
+fn field<'a>(modinfo: &'a str, name: &str) -> Option<&'a str> {
+    modinfo
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 fn vermagic(ko: &Path) -> String {
@@ -314,6 +407,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     .into();
     let mut seen = BTreeSet::new();
     let mut signed_by = BTreeSet::new();
+    let mut pinned_images = Vec::new();
     for img in images {
         let driver = img["driver"].as_str().unwrap();
         let kernel = img["kernel"].as_str().unwrap();
@@ -332,6 +426,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
         assert!(served.contains(&"4.17.0"), "{driver} {kernel}: {served:?}");
         let repo = img["image"].as_str().unwrap().rsplit_once(':').unwrap().0;
         let pinned = format!("{repo}@{}", img["digest"].as_str().unwrap());
+        pinned_images.push((driver, kernel, pinned.clone()));
         let scratch = tempfile::tempdir().unwrap();
         let modules = modules_in(&pinned, kernel, scratch.path());
         assert_eq!(
@@ -357,6 +452,43 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
         }
     }
     assert_eq!(seen.len(), 4, "one image per driver and kernel: {seen:?}");
+
+    // A real client reads what was pushed: podman pulls each image by digest and runs the
+    // image's own modinfo on each module, found as `modprobe -d /opt` finds it (modules.dep
+    // under /opt/lib/modules/<kernel>/).
+    let podman = Podman::new();
+    let t = std::time::Instant::now();
+    for (driver, kernel, pinned) in &pinned_images {
+        podman.pull(pinned);
+        for name in &expected[driver] {
+            let info = podman.run(pinned, &["modinfo", "-b", "/opt", "-k", kernel, name]);
+            assert_eq!(
+                field(&info, "filename"),
+                Some(format!("/opt/lib/modules/{kernel}/{name}.ko").as_str()),
+                "{pinned}:\n{info}"
+            );
+            let magic = field(&info, "vermagic").unwrap_or_default();
+            assert!(
+                magic.starts_with(&format!("{kernel} ")),
+                "{name} in {pinned} (podman): vermagic `{magic}` is not for {kernel}"
+            );
+            let signer = field(&info, "signer");
+            if *driver == "hello-kmod" {
+                assert_eq!(
+                    signer,
+                    Some(driver_matrix_sandbox::signing::SIGNER),
+                    "{pinned}:\n{info}"
+                );
+            } else {
+                assert_eq!(signer, None, "{pinned}:\n{info}");
+            }
+        }
+    }
+    eprintln!(
+        "podman read {} images in {:.0?}",
+        pinned_images.len(),
+        t.elapsed()
+    );
 
     // The tool's own deep verification agrees on every image; it fails (exit 1) on one
     // finding: 4.15.3's DTK is not its nodes' kernel.
