@@ -7,6 +7,10 @@ need=()
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+# The end-to-end test runs each built image as a client would (podman pull + run).
+command -v podman >/dev/null 2>&1 || need+=(podman)
+# ... with runc: crun, podman's default, refuses the hybrid cgroup hierarchies of CI machines.
+command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v modinfo >/dev/null 2>&1 || [ -x /sbin/modinfo ] || need+=(kmod)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)

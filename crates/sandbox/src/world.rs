@@ -37,6 +37,8 @@ impl Paths {
 pub struct World {
     pub registry: String,
     pub dtks: BTreeMap<String, DebianDtk>,
+    /// The RHEL 10 stream's DTK of the dual-stream release ([`openshift::RHEL10`]).
+    pub rhel10: DebianDtk,
     pub kmod_base: Pushed,
     pub releases: Vec<Published>,
 }
@@ -47,10 +49,16 @@ impl World {
         format!("{}/{}:{}", self.registry, kmod_base::REPO, kmod_base::TAG)
     }
 
-    /// The distinct kernels of the releases.
+    /// The distinct kernels of the releases' DTKs (every stream's).
     pub fn kernels(&self) -> Vec<String> {
-        let mut k: Vec<String> = self.dtks.values().map(|d| d.kernel.clone()).collect();
+        let mut k: Vec<String> = self
+            .dtks
+            .values()
+            .chain([&self.rhel10])
+            .map(|d| d.kernel.clone())
+            .collect();
         k.sort();
+        k.dedup();
         k
     }
 
@@ -98,11 +106,17 @@ pub fn populate(registry: &str, paths: &Paths) -> std::io::Result<World> {
         let d = d?;
         by_suite.insert(d.suite.clone(), d);
     }
+    // The RHEL 10 stream's DTK: another suite's root (its packed layer is cached) under a
+    // release file of its own.
+    let (suite, rhel) = openshift::RHEL10;
+    let root = rootfs::ensure(&paths.rootfs, suite)?;
+    let rhel10 = debian_dtk::ensure(&pusher, &root, rhel, &paths.work.join("layers"))?;
     let kmod_base = kmod_base::push(&pusher)?;
-    let releases = openshift::publish(&pusher, &by_suite)?;
+    let releases = openshift::publish(&pusher, &by_suite, &rhel10)?;
     Ok(World {
         registry: registry.to_string(),
         dtks: by_suite,
+        rhel10,
         kmod_base,
         releases,
     })

@@ -105,9 +105,23 @@ fn run(args: Args) -> Result<(), String> {
             d.quay_ref()
         );
     }
+    println!(
+        "sandbox:   DTK {:<9} kernel {:<24} {} (RHEL {}, the RHEL 10 stream's)",
+        world.rhel10.suite,
+        world.rhel10.kernel,
+        world.rhel10.quay_ref(),
+        world.rhel10.rhel
+    );
     for r in &world.releases {
+        let mut notes = String::new();
+        if let Some(node) = r.node_kernel.as_ref().filter(|n| **n != r.kernel) {
+            notes.push_str(&format!(" (its nodes boot {node})"));
+        }
+        if let Some(s) = &r.rhel10 {
+            notes.push_str(&format!(" + rhel-10 stream kernel {}", s.kernel));
+        }
         println!(
-            "sandbox:   release {:<7} {:<14} kernel {}",
+            "sandbox:   release {:<7} {:<14} kernel {}{notes}",
             r.version, r.tag, r.kernel
         );
     }
