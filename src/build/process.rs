@@ -100,8 +100,13 @@ fn pipe() -> std::io::Result<(File, File)> {
     Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
-/// `STEP n/m: text` as buildah prints it.
+/// `STEP n/m: text` as buildah prints it; in a multi-stage build, after the stage
+/// (`[2/3] STEP n/m: text`), whose steps are counted on their own.
 pub fn parse_step(line: &str) -> Option<(u32, u32, &str)> {
+    let line = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+        Some((stage, rest)) if stage.bytes().all(|b| b.is_ascii_digit() || b == b'/') => rest,
+        _ => line,
+    };
     let rest = line.strip_prefix("STEP ")?;
     let (frac, text) = rest.split_once(':')?;
     let (n, m) = frac.split_once('/')?;
@@ -175,6 +180,12 @@ mod tests {
             Some((2, 3, "RUN make -C /src"))
         );
         assert_eq!(parse_step("STEP 1/1: FROM a:b"), Some((1, 1, "FROM a:b")));
+        assert_eq!(
+            parse_step("[1/2] STEP 2/3: RUN make"),
+            Some((2, 3, "RUN make"))
+        );
+        assert_eq!(parse_step("[2/2] COMMIT x"), None);
+        assert_eq!(parse_step("[x] STEP 1/1: FROM a"), None);
         assert_eq!(parse_step("Getting image source signatures"), None);
         assert_eq!(parse_step("STEP x/3: RUN"), None);
     }
