@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long a buildah of a dead run still running gets, after SIGTERM, to remove its working
-/// container before its process group is killed.
+/// How long a buildah of a dead run still running (it got SIGTERM when its run died) gets to
+/// remove its working container before its process group is killed.
 const GRACE: Duration = Duration::from_secs(10);
 
 /// A run: a process id and the start time of that process (clock ticks since boot).
@@ -272,11 +272,8 @@ fn kill_group(pgid: i32, start: u64) -> bool {
     match stat(pgid) {
         Some(s) if s.start != start => return false,
         Some(s) if !s.zombie => {
-            // buildah itself is still there: SIGTERM lets it remove its working container.
-            // SAFETY: kill(2) on a process whose identity was just checked; no memory involved.
-            unsafe {
-                libc::kill(pgid, libc::SIGTERM);
-            }
+            // buildah itself is still there, removing its working container after the SIGTERM
+            // it got when its run died: a second signal would cut that short, so it gets time.
             let until = Instant::now() + GRACE;
             while Instant::now() < until && stat(pgid).is_some_and(|s| !s.zombie) {
                 std::thread::sleep(Duration::from_millis(100));
