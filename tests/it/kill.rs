@@ -168,6 +168,11 @@ impl Kill {
     /// The ids of buildah's working containers made from this test's busybox stage (its tag
     /// names the test).
     fn containers(&self) -> std::collections::BTreeSet<String> {
+        self.containers_of(&self.shell_tag)
+    }
+
+    /// The ids of buildah's working containers whose image name holds `needle`.
+    fn containers_of(&self, needle: &str) -> std::collections::BTreeSet<String> {
         let out = buildah_env(&mut Command::new("buildah"))
             .args(["containers", "--json"])
             .output()
@@ -177,18 +182,17 @@ impl Kill {
         list.as_array()
             .into_iter()
             .flatten()
-            .filter(|c| {
-                c["imagename"]
-                    .as_str()
-                    .is_some_and(|n| n.contains(&self.shell_tag))
-            })
+            .filter(|c| c["imagename"].as_str().is_some_and(|n| n.contains(needle)))
             .filter_map(|c| c["id"].as_str().map(str::to_string))
             .collect()
     }
 
-    /// Removes working containers of this test's busybox stage that are not in `keep`.
+    /// Removes working containers of this test's busybox stage that are not in `keep`, and
+    /// those of its DTK stage (named by the test's own namespace).
     fn remove_containers(&self, keep: &std::collections::BTreeSet<String>) {
-        for id in self.containers().difference(keep) {
+        let mut ids: Vec<String> = self.containers().difference(keep).cloned().collect();
+        ids.extend(self.containers_of(&format!("/{}/", self.w.ns)));
+        for id in &ids {
             let _ = buildah_env(&mut Command::new("buildah"))
                 .args(["rm", id])
                 .output();
@@ -439,8 +443,8 @@ fn kill_points_leave_a_consistent_lock_and_the_next_run_completes() {
         }
     }
     k.complete(&["build", "-j2"]);
-    // buildah removes its working container on the SIGTERM it gets when the run dies, but not
-    // always (a kill in a FROM or COPY step of a multi-stage build can leave one): counted
+    // buildah removes its working container on the SIGTERM it gets when the run dies if that
+    // comes in a RUN step, but not in a FROM or COPY step (it then exits at once): counted
     // here, and removed so that the machine's storage does not grow with each test run.
     let left = k.containers().difference(&containers_before).count();
     k.remove_containers(&containers_before);
