@@ -28,6 +28,7 @@ pub mod progress;
 pub mod registry;
 pub mod release;
 pub mod report;
+pub mod runs;
 pub mod scaffold;
 pub mod tarball;
 pub mod template;

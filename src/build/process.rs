@@ -22,11 +22,22 @@ pub struct Cancel {
     interrupted: AtomicBool,
     /// Process group ids of the running buildah processes.
     running: Mutex<BTreeSet<i32>>,
+    /// Where the groups are also written down, for the next run to find if this one is killed.
+    record: Option<crate::runs::Record>,
 }
 
 impl Cancel {
     pub fn new() -> Arc<Self> {
         Arc::new(Cancel::default())
+    }
+
+    /// A stop switch that also keeps `record` of the process groups it starts (see
+    /// [`crate::runs`]).
+    pub fn with_record(record: Option<crate::runs::Record>) -> Arc<Self> {
+        Arc::new(Cancel {
+            record,
+            ..Cancel::default()
+        })
     }
 
     pub fn is_interrupted(&self) -> bool {
@@ -63,6 +74,9 @@ impl Cancel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(pgid);
+        if let Some(r) = &self.record {
+            r.started(pgid);
+        }
         // An interrupt that came between the spawn and this point found nothing to stop.
         if self.is_interrupted() {
             // SAFETY: as in `signal`.
@@ -77,6 +91,9 @@ impl Cancel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&pgid);
+        if let Some(r) = &self.record {
+            r.ended(pgid);
+        }
     }
 }
 
@@ -100,8 +117,13 @@ fn pipe() -> std::io::Result<(File, File)> {
     Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
-/// `STEP n/m: text` as buildah prints it.
+/// `STEP n/m: text` as buildah prints it; in a multi-stage build, after the stage
+/// (`[2/3] STEP n/m: text`), whose steps are counted on their own.
 pub fn parse_step(line: &str) -> Option<(u32, u32, &str)> {
+    let line = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+        Some((stage, rest)) if stage.bytes().all(|b| b.is_ascii_digit() || b == b'/') => rest,
+        _ => line,
+    };
     let rest = line.strip_prefix("STEP ")?;
     let (frac, text) = rest.split_once(':')?;
     let (n, m) = frac.split_once('/')?;
@@ -110,7 +132,9 @@ pub fn parse_step(line: &str) -> Option<(u32, u32, &str)> {
 
 /// Runs `inv` to completion with stdout and stderr merged into `log`, calling `on_line` for
 /// each line. The process gets its own process group (so a terminal's Ctrl-C reaches only us,
-/// and we stop it cleanly) and dies with this process.
+/// and we stop it cleanly) and gets SIGTERM when this process dies, as on Ctrl-C: buildah then
+/// removes its working container. What its `RUN` steps started may outlive it; the next run
+/// kills that group (see [`crate::runs`]).
 pub fn run(
     inv: &Invocation,
     log: &mut impl Write,
@@ -123,11 +147,12 @@ pub fn run(
         .stdout(writer.try_clone()?)
         .stderr(writer)
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill buildah when the
-    // thread that started it dies, so a killed driver-matrix leaves no build running.
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to stop buildah when the
+    // thread that started it dies. SIGTERM rather than SIGKILL: buildah then removes its
+    // working container, where SIGKILL would leave it in the machine's storage.
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             Ok(())
         });
     }
@@ -175,6 +200,12 @@ mod tests {
             Some((2, 3, "RUN make -C /src"))
         );
         assert_eq!(parse_step("STEP 1/1: FROM a:b"), Some((1, 1, "FROM a:b")));
+        assert_eq!(
+            parse_step("[1/2] STEP 2/3: RUN make"),
+            Some((2, 3, "RUN make"))
+        );
+        assert_eq!(parse_step("[2/2] COMMIT x"), None);
+        assert_eq!(parse_step("[x] STEP 1/1: FROM a"), None);
         assert_eq!(parse_step("Getting image source signatures"), None);
         assert_eq!(parse_step("STEP x/3: RUN"), None);
     }

@@ -114,7 +114,11 @@ pub fn write(cache: &Path, text: &str) -> Result<PathBuf, BuildError> {
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(err)?;
+    let prefix = crate::runs::temp_prefix(crate::runs::CACHE_TEMP);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempfile_in(&dir)
+        .map_err(err)?;
     std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
     tmp.persist(&path).map_err(|e| err(e.error))?;
     Ok(path)

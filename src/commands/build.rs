@@ -26,6 +26,10 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     } else {
         Access::Read
     };
+    if !(args.locked || args.dry_run) {
+        // A build that only builds (`--no-push`) runs buildah too.
+        ctx.sweep();
+    }
     let session = ctx.session(access)?;
     let reporter = ctx.reporter();
     let planned = super::plan::planned_with(ctx, &session, reporter.as_ref())?;
@@ -38,7 +42,14 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         print!("{}", dry_run(&prepared));
         return Ok(exit::OK);
     }
-    let cancel = Cancel::new();
+    // The buildah process groups are written down, for the next run to stop if this one is
+    // killed.
+    let cancel = Cancel::with_record(
+        session
+            .opts
+            .cache_dir()
+            .and_then(|c| crate::runs::Record::create(&c)),
+    );
     {
         let cancel = Arc::clone(&cancel);
         // Fails only when a handler is already set, which this binary never does twice.

@@ -77,6 +77,9 @@ impl Context {
     /// Opens the run's session (see [`pipeline::Session::open`]), saying so when it waits for
     /// another writer, and prints the matrix's warnings.
     pub fn session(&self, access: Access) -> Result<Session> {
+        if matches!(access, Access::Write(_)) {
+            self.sweep();
+        }
         let quiet = self.global.quiet;
         let session = Session::open(self.options(), access, |holder| {
             if !quiet {
@@ -87,6 +90,23 @@ impl Context {
         })?;
         self.warn_all(&session.matrix, &session.warnings);
         Ok(session)
+    }
+
+    /// Removes what killed runs left (their buildah process groups, their temporary files:
+    /// see [`crate::runs`]), once per process, saying so unless `-q`. Nothing of a live run is
+    /// touched, so two commands at once stay safe.
+    pub fn sweep(&self) {
+        static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let opts = self.options();
+        let swept = crate::runs::sweep(opts.cache_dir().as_deref(), &opts.lock_path());
+        if !self.global.quiet {
+            for m in swept.messages() {
+                eprintln!("{m}");
+            }
+        }
     }
 
     /// Loads the matrix and prints its warnings (unless `-q`).

@@ -78,8 +78,11 @@ pub fn write_if_changed(path: &Path, lock: &Lock) -> Result<bool, LockError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    // Named by run (`.matrix.lock.<pid>-<start>.XXXXXX`): a killed writer's file is removed by
+    // the next run, and a live one's left alone (see `crate::runs`).
+    let prefix = crate::runs::temp_prefix(&crate::runs::lock_temp_base(path));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".matrix.lock.")
+        .prefix(&prefix)
         .tempfile_in(dir)
         .map_err(err)?;
     tmp.write_all(text.as_bytes()).map_err(err)?;

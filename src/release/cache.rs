@@ -269,7 +269,9 @@ fn write<T: Serialize>(path: &Path, value: &T) {
 fn try_write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let dir = path.parent().expect("cache paths have a parent");
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp.").tempfile_in(dir)?;
+    // Named by run, for the next run to remove if this one is killed (see `crate::runs`).
+    let prefix = crate::runs::temp_prefix(crate::runs::CACHE_TEMP);
+    let mut tmp = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir)?;
     serde_json::to_writer(&mut tmp, value)?;
     tmp.flush()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -15,6 +15,7 @@ mod export;
 mod faults;
 mod init;
 mod inputs;
+mod kill;
 mod kmm_crds;
 mod kmm_matrix;
 mod lockfile;

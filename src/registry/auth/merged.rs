@@ -59,12 +59,14 @@ fn render(files: &AuthFiles) -> String {
     serde_json::json!({ "auths": auths, "credHelpers": helpers }).to_string()
 }
 
-/// The merged credentials live in `$TMPDIR/driver-matrix-auth-<pid>-<random>/`.
+/// The merged credentials live in `$TMPDIR/driver-matrix-auth-<pid>-<start>.<random>/`, named
+/// by run (see `crate::runs`).
 const PREFIX: &str = "driver-matrix-auth-";
 
 /// Removes the credentials directories that runs killed before they could clean up left in
-/// `tmp`: those of this user whose process no longer exists. (A live process, or another
-/// user's directory, is left alone.)
+/// `tmp`: those of this user whose run is gone (its process no longer exists, or its process id
+/// now belongs to a process started at another time). A live run's directory, or another
+/// user's, is left alone.
 fn sweep_leftovers(tmp: &Path) {
     use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(tmp) else {
@@ -74,19 +76,16 @@ fn sweep_leftovers(tmp: &Path) {
     let me = unsafe { libc::geteuid() };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
+        let Some(run) = name
             .to_str()
             .and_then(|n| n.strip_prefix(PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(tag, _)| crate::runs::RunId::parse(tag))
         else {
             continue;
         };
         let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if ours && gone {
+        if ours && !run.is_alive() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -98,7 +97,7 @@ fn write(files: &AuthFiles) -> Result<ToolAuthfile, RegistryError> {
         message: format!("cannot write the merged credentials for buildah: {e}"),
     };
     sweep_leftovers(&std::env::temp_dir());
-    let prefix = format!("{PREFIX}{}-", std::process::id());
+    let prefix = crate::runs::temp_prefix(PREFIX);
     let dir = tempfile::Builder::new()
         .prefix(&prefix)
         .permissions(std::fs::Permissions::from_mode(0o700))
@@ -131,18 +130,25 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
-        let left = tmp.path().join(format!("{PREFIX}{dead}-abc"));
+        let left = tmp.path().join(format!("{PREFIX}{dead}-1.abc"));
         std::fs::create_dir(&left).unwrap();
         std::fs::write(left.join("auth.json"), "{}").unwrap();
         // This process is alive: its directory stays.
         let live = tmp
             .path()
-            .join(format!("{PREFIX}{}-def", std::process::id()));
+            .join(format!("{}def", crate::runs::temp_prefix(PREFIX)));
         std::fs::create_dir(&live).unwrap();
+        // This process id with another start time: a run that had the id before, gone.
+        let me = crate::runs::RunId::current();
+        let recycled = tmp
+            .path()
+            .join(format!("{PREFIX}{}-{}.ghi", me.pid, me.start + 1));
+        std::fs::create_dir(&recycled).unwrap();
         let other = tmp.path().join("driver-matrix-other");
         std::fs::create_dir(&other).unwrap();
         sweep_leftovers(tmp.path());
         assert!(!left.exists(), "a dead run's credentials are removed");
+        assert!(!recycled.exists(), "a recycled process id is not this run");
         assert!(live.exists() && other.exists());
     }
 
