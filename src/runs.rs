@@ -123,10 +123,14 @@ impl Record {
             .append(true)
             .open(&path)
             .ok()?;
-        Some(Record {
+        let record = Record {
             path,
             file: Mutex::new(file),
-        })
+        };
+        if let Some(boot) = boot_id() {
+            record.line(&format!("boot {boot}\n"));
+        }
+        Some(record)
     }
 
     fn line(&self, line: &str) {
@@ -151,6 +155,15 @@ impl Drop for Record {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// This machine's boot, `/proc/sys/kernel/random/boot_id`: process ids and start times mean
+/// something only within one boot of one machine, and a cache directory can come from another
+/// (a CI cache restored on a fresh runner).
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
 }
 
 /// What one dead run left that [`sweep`] removed.
@@ -222,9 +235,12 @@ fn sweep_records(dir: &Path, swept: &mut Swept) {
         }
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         let mut groups: BTreeMap<i32, u64> = BTreeMap::new();
+        let mut other_boot = false;
+        let boot = boot_id();
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words[..] {
+                ["boot", id] => other_boot = boot.as_deref().is_some_and(|b| b != id),
                 ["group", pgid, start] => {
                     if let (Ok(p), Ok(s)) = (pgid.parse(), start.parse()) {
                         groups.insert(p, s);
@@ -237,6 +253,10 @@ fn sweep_records(dir: &Path, swept: &mut Swept) {
                 }
                 _ => {}
             }
+        }
+        if other_boot {
+            // Written by another machine or before a reboot: its processes are not here.
+            groups.clear();
         }
         let killed = groups
             .into_iter()
@@ -422,5 +442,40 @@ mod tests {
         assert!(stat(orphan).is_none_or(|s| s.zombie), "the orphan is gone");
         assert!(!runs.join(gone.tag()).exists());
         assert!(runs.join(RunId::current().tag()).exists());
+    }
+
+    #[test]
+    fn a_record_from_another_boot_kills_nothing() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 >/dev/null & echo $!"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = leader.id() as i32;
+        let start = stat(pgid).unwrap().start;
+        let mut out = String::new();
+        std::io::Read::read_to_string(leader.stdout.as_mut().unwrap(), &mut out).unwrap();
+        leader.wait().unwrap();
+        let orphan: i32 = out.trim().parse().unwrap();
+        let gone = dead();
+        // The same group, as a record restored from another machine's cache would name it.
+        std::fs::write(
+            runs.join(gone.tag()),
+            format!("boot 00000000-0000-0000-0000-000000000000\ngroup {pgid} {start}\n"),
+        )
+        .unwrap();
+        let swept = sweep(Some(dir.path()), &dir.path().join("matrix.lock"));
+        assert!(swept.messages().is_empty(), "{:?}", swept.messages());
+        assert!(stat(orphan).is_some_and(|s| !s.zombie), "left alone");
+        assert!(!runs.join(gone.tag()).exists(), "the record is dropped");
+        // SAFETY: the test's own process group.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
     }
 }
