@@ -61,7 +61,8 @@ type Key<'a> = (&'a str, &'a Kernel, Arch);
 
 /// The matrix expanded.
 pub struct Expansion<'a> {
-    pub groups: BTreeMap<Key<'a>, Group<'a>>,
+    /// The groups, sorted by (driver, kernel, arch).
+    pub groups: Vec<(Key<'a>, Group<'a>)>,
     /// (driver, release, arch) cells after filters.
     pub cells: usize,
     /// Builds a per-release script would run: one per cell, plus one per RT kernel.
@@ -72,27 +73,102 @@ pub struct Expansion<'a> {
     pub missing_rt: BTreeSet<(&'a str, &'a Version, Arch)>,
     /// (version, arch) the matrix asks for that `releases` does not hold.
     pub unresolved: BTreeSet<(&'a Version, Arch)>,
+    /// (driver index, kernel id, arch) of each group of `groups`, for sorting.
+    ids: Vec<(u32, u32, Arch)>,
+    /// Where the current driver's group of (kernel id, arch) is in `groups` (`u32::MAX`: none
+    /// yet), at `kernel id * 4 + arch`: the hundreds of thousands of cells of a large matrix
+    /// find their group by an index, without hashing or comparing strings.
+    slots: Vec<u32>,
+    /// Kernel ids: each distinct kernel string gets one.
+    kernels: Kernels<'a>,
+}
+
+/// Distinct kernels, numbered.
+#[derive(Default)]
+struct Kernels<'a> {
+    ids: HashMap<&'a Kernel, u32>,
+    all: Vec<&'a Kernel>,
+}
+
+impl<'a> Kernels<'a> {
+    fn id(&mut self, kernel: &'a Kernel) -> u32 {
+        if let Some(&id) = self.ids.get(kernel) {
+            return id;
+        }
+        let id = u32::try_from(self.all.len()).expect("fewer than 4 billion kernels");
+        self.all.push(kernel);
+        self.ids.insert(kernel, id);
+        id
+    }
+
+    /// Each id's position in the sorted order of the kernels.
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.all.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| self.all[a as usize].cmp(self.all[b as usize]));
+        let mut rank = vec![0; order.len()];
+        for (r, id) in order.into_iter().enumerate() {
+            rank[id as usize] = r as u32;
+        }
+        rank
+    }
+}
+
+/// A version's streams for one arch (`None`: not resolved).
+type ArchStreams<'r, 'a> = (Arch, Option<&'r Vec<Stream<'a>>>);
+
+/// A release with its kernels numbered.
+struct Stream<'a> {
+    release: &'a LockedRelease,
+    kernel: u32,
+    rt: Option<u32>,
 }
 
 /// Expands every driver × version × arch of `input`.
 pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<'a> {
     let matrix = input.matrix;
-    // Every stream of a release (a dual-stream release has two kernels, so two jobs).
-    let mut by_release: HashMap<(&Version, Arch), Vec<&LockedRelease>> = HashMap::new();
-    for r in input.releases {
-        by_release.entry((&r.version, r.arch)).or_default().push(r);
-    }
     let mut out = Expansion {
-        groups: BTreeMap::new(),
+        groups: Vec::new(),
         cells: 0,
         builds_without_sharing: 0,
         excludes_used: vec![false; matrix.excludes.len()],
         missing_rt: BTreeSet::new(),
         unresolved: BTreeSet::new(),
+        ids: Vec::new(),
+        slots: Vec::new(),
+        kernels: Kernels::default(),
     };
+    // Every stream of a release (a dual-stream release has two kernels, so two jobs).
+    let mut by_release: HashMap<(&Version, Arch), Vec<Stream<'a>>> = HashMap::new();
+    for r in input.releases {
+        let stream = Stream {
+            release: r,
+            kernel: out.kernels.id(&r.kernel),
+            rt: r.rt_kernel.as_ref().map(|k| out.kernels.id(k)),
+        };
+        by_release
+            .entry((&r.version, r.arch))
+            .or_default()
+            .push(stream);
+    }
+    for t in &matrix.toolkits {
+        out.kernels.id(&t.kernel);
+    }
+    // Each version's streams per arch, looked up once rather than once per driver.
+    let streams_of: Vec<Vec<ArchStreams<'_, 'a>>> = input
+        .versions
+        .iter()
+        .map(|v| {
+            Arch::ALL
+                .iter()
+                .map(|&a| (a, by_release.get(&(v, a))))
+                .collect()
+        })
+        .collect();
     for (i, driver) in matrix.drivers.iter().enumerate() {
         let (args, hasher) = (&shared.args[i], &shared.hashers[i]);
-        for version in input.versions {
+        let d = u32::try_from(i).expect("fewer than 4 billion drivers");
+        out.begin_driver();
+        for (version, streams_of) in input.versions.iter().zip(&streams_of) {
             if driver
                 .openshift
                 .as_ref()
@@ -104,7 +180,11 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                 if out.excluded(matrix, driver, version, arch) {
                     continue;
                 }
-                let Some(streams) = by_release.get(&(version, arch)) else {
+                let Some(streams) = streams_of
+                    .iter()
+                    .find(|(a, _)| *a == arch)
+                    .and_then(|(_, s)| *s)
+                else {
                     out.unresolved.insert((version, arch));
                     continue;
                 };
@@ -116,15 +196,16 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                     releases: Vec::new(),
                     toolkit: None,
                 };
-                for release in streams {
-                    if matrix.openshift.builds_stream(release.stream_name()) {
-                        out.add(release, driver, arch, group);
+                for stream in streams {
+                    if matrix.openshift.builds_stream(stream.release.stream_name()) {
+                        out.add(d, stream, driver, arch, group);
                     }
                 }
             }
         }
-        out.add_toolkits(matrix, driver, args, hasher);
+        out.add_toolkits(d, matrix, driver, args, hasher);
     }
+    out.sort(matrix);
     out
 }
 
@@ -147,10 +228,39 @@ impl<'a> Expansion<'a> {
         excluded
     }
 
+    /// The group of (driver `d`, `kernel`, `arch`), made by `make` when it is the first.
+    fn group(
+        &mut self,
+        d: u32,
+        kernel: (u32, &'a Kernel),
+        arch: Arch,
+        make: impl FnOnce() -> Group<'a>,
+    ) -> &mut Group<'a> {
+        let slot = kernel.0 as usize * Arch::ALL.len() + arch as usize;
+        if self.slots[slot] == u32::MAX {
+            let g = make();
+            self.groups
+                .push(((g.driver.name.as_str(), kernel.1, arch), g));
+            self.ids.push((d, kernel.0, arch));
+            self.slots[slot] =
+                u32::try_from(self.groups.len() - 1).expect("fewer than 4 billion jobs");
+        }
+        let at = self.slots[slot] as usize;
+        &mut self.groups[at].1
+    }
+
+    /// Forgets the previous driver's groups in `slots` (every kernel is numbered by now).
+    fn begin_driver(&mut self) {
+        self.slots.clear();
+        self.slots
+            .resize(self.kernels.all.len() * Arch::ALL.len(), u32::MAX);
+    }
+
     /// Adds a cell for every `[[toolkit]]` kernel of the driver's arches. Where a release
     /// offers the same kernel, its DTK builds it (the toolkit is only recorded).
     fn add_toolkits(
         &mut self,
+        d: u32,
         matrix: &'a Matrix,
         driver: &'a Driver,
         args: &'a Arc<BTreeMap<String, String>>,
@@ -163,52 +273,78 @@ impl<'a> Expansion<'a> {
         {
             self.cells += 1;
             self.builds_without_sharing += 1;
-            self.groups
-                .entry((&driver.name, &t.kernel, t.arch))
-                .or_insert_with(|| Group {
-                    driver,
-                    args,
-                    hasher,
-                    rt: false,
-                    releases: Vec::new(),
-                    toolkit: None,
-                })
-                .toolkit = Some(t);
+            let kernel = (self.kernels.id(&t.kernel), &t.kernel);
+            self.group(d, kernel, t.arch, || Group {
+                driver,
+                args,
+                hasher,
+                rt: false,
+                releases: Vec::new(),
+                toolkit: None,
+            })
+            .toolkit = Some(t);
         }
     }
 
-    /// Adds the cell of `release` to its kernel's group, and to its RT kernel's when the
+    /// Adds the cell of `stream` to its kernel's group, and to its RT kernel's when the
     /// driver asks for one.
     fn add(
         &mut self,
-        release: &'a LockedRelease,
+        d: u32,
+        stream: &Stream<'a>,
         driver: &'a Driver,
         arch: Arch,
         group: impl Fn(bool) -> Group<'a>,
     ) {
+        let release = stream.release;
         self.cells += 1;
         self.builds_without_sharing += 1;
-        self.groups
-            .entry((&driver.name, &release.kernel, arch))
-            .or_insert_with(|| group(false))
+        self.group(d, (stream.kernel, &release.kernel), arch, || group(false))
             .releases
             .push(release);
         if !driver.rt {
             return;
         }
-        match &release.rt_kernel {
-            Some(rt) => {
+        match (stream.rt, &release.rt_kernel) {
+            (Some(id), Some(rt)) => {
                 self.builds_without_sharing += 1;
-                self.groups
-                    .entry((&driver.name, rt, arch))
-                    .or_insert_with(|| group(true))
+                self.group(d, (id, rt), arch, || group(true))
                     .releases
                     .push(release);
             }
-            None => {
+            _ => {
                 self.missing_rt
                     .insert((&driver.name, &release.version, arch));
             }
         }
+    }
+
+    /// Puts the groups in (driver name, kernel, arch) order, by integer ranks.
+    fn sort(&mut self, matrix: &Matrix) {
+        let mut drivers: Vec<u32> = (0..matrix.drivers.len() as u32).collect();
+        drivers.sort_by(|&a, &b| {
+            matrix.drivers[a as usize]
+                .name
+                .cmp(&matrix.drivers[b as usize].name)
+        });
+        let mut driver_rank = vec![0u32; drivers.len()];
+        for (r, d) in drivers.into_iter().enumerate() {
+            driver_rank[d as usize] = r as u32;
+        }
+        let kernel_rank = self.kernels.ranks();
+        let mut order: Vec<((u32, u32, Arch), usize)> = std::mem::take(&mut self.ids)
+            .into_iter()
+            .enumerate()
+            .map(|(at, (d, k, a))| ((driver_rank[d as usize], kernel_rank[k as usize], a), at))
+            .collect();
+        order.sort_unstable_by_key(|&(key, _)| key);
+        let mut slots: Vec<Option<(Key<'a>, Group<'a>)>> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.groups = order
+            .into_iter()
+            .filter_map(|(_, at)| slots[at].take())
+            .collect();
     }
 }

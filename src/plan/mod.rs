@@ -286,9 +286,9 @@ fn warnings(matrix: &Matrix, expansion: &cells::Expansion<'_>) -> Vec<Problem> {
 
 /// Two jobs must not push to the same `repository:tag`, within a driver or across drivers.
 fn check_collisions(jobs: &[Job]) -> Result<(), PlanError> {
-    let mut pushed: HashMap<String, &Job> = HashMap::with_capacity(jobs.len());
+    let mut pushed: HashMap<&ImageRef, &Job> = HashMap::with_capacity(jobs.len());
     for job in jobs {
-        let Some(first) = pushed.insert(job.image.to_string(), job) else {
+        let Some(first) = pushed.insert(&job.image, job) else {
             continue;
         };
         return Err(if first.driver == job.driver {
