@@ -78,8 +78,9 @@ pub fn wanted(matrix: &Matrix, lock: &Lock, driver: &Driver) -> BTreeSet<Wanted>
 pub fn split(lock: &Lock, wanted: BTreeSet<Wanted>) -> (Vec<&LockedImage>, Vec<Wanted>) {
     let mut found = Vec::new();
     let mut missing = Vec::new();
+    let index = lock.image_index();
     for w in wanted {
-        match lock.image(&w.driver, &w.kernel, w.arch) {
+        match index.get(&(w.driver.as_str(), &w.kernel, w.arch)).copied() {
             Some(image) => found.push(image),
             None => missing.push(w),
         }

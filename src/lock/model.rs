@@ -1,5 +1,7 @@
 //! The lockfile's entries as domain values.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
@@ -130,6 +132,22 @@ impl Lock {
             .filter(|r| &r.version == version && r.arch == arch)
             .cloned()
             .collect()
+    }
+
+    /// [`Self::release_streams`] of every release at once, by (version, arch): for looking up
+    /// many releases without a scan of the lock each.
+    pub fn release_index(&self) -> HashMap<(&Version, Arch), Vec<&LockedRelease>> {
+        let mut index: HashMap<(&Version, Arch), Vec<&LockedRelease>> = HashMap::new();
+        for r in &self.releases {
+            index.entry((&r.version, r.arch)).or_default().push(r);
+        }
+        index
+    }
+
+    /// The images by (driver, kernel, arch): for looking up many (a plan's jobs) without a
+    /// scan of the lock each.
+    pub fn image_index(&self) -> HashMap<(&str, &Kernel, Arch), &LockedImage> {
+        self.images.iter().map(|i| (i.key(), i)).collect()
     }
 
     pub fn image(&self, driver: &str, kernel: &Kernel, arch: Arch) -> Option<&LockedImage> {

@@ -150,12 +150,12 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
     } else {
         None
     };
-    let lock = &session.lock;
+    let lock = session.lock.image_index();
     let decisions = crate::parallel::map(selected, CHECK_THREADS, |job| {
         if force {
             return Ok(Decision::Build(Why::Forced));
         }
-        let locked = match (job.state, lock.image(&job.driver, &job.kernel, job.arch)) {
+        let locked = match (job.state, lock.get(&job.key()).copied()) {
             (State::New, _) | (_, None) => return Ok(Decision::Build(Why::New)),
             (State::Stale, _) => return Ok(Decision::Build(Why::InputsChanged)),
             (State::Fresh, Some(l)) => l,

@@ -21,6 +21,9 @@ enum Event {
 }
 use crate::registry::{Client, ImageManifest};
 
+/// The lock's releases by (version, arch) ([`Lock::release_index`]).
+type Locked<'l> = std::collections::HashMap<(&'l Version, Arch), Vec<&'l LockedRelease>>;
+
 /// One release to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -51,8 +54,9 @@ impl Resolver<'_> {
         progress.event(&ProgressEvent::Resolving {
             total: targets.len(),
         });
+        let locked = lock.release_index();
         let results = crate::parallel::run(targets, self.jobs, |_, t| {
-            let r = self.one(t, lock);
+            let r = self.one(t, &locked);
             let next = match &r {
                 Ok((_, ev)) => {
                     progress.event(&ProgressEvent::Resolved {
@@ -76,7 +80,11 @@ impl Resolver<'_> {
     }
 
     /// Every stream of one release (the payload's default stream first).
-    fn one(&self, t: &Target, lock: &Lock) -> Result<(Vec<LockedRelease>, Event), ReleaseError> {
+    fn one(
+        &self,
+        t: &Target,
+        lock: &Locked<'_>,
+    ) -> Result<(Vec<LockedRelease>, Event), ReleaseError> {
         let Some(client) = self.client else {
             return self.offline(t, lock).map(|r| (r, Event::Cached));
         };
@@ -204,10 +212,9 @@ impl Resolver<'_> {
     }
 
     /// The lock's entries, else the cache's by the tag's last known digest.
-    fn offline(&self, t: &Target, lock: &Lock) -> Result<Vec<LockedRelease>, ReleaseError> {
-        let locked = lock.release_streams(&t.version, t.arch);
-        if !locked.is_empty() {
-            return Ok(locked);
+    fn offline(&self, t: &Target, lock: &Locked<'_>) -> Result<Vec<LockedRelease>, ReleaseError> {
+        if let Some(locked) = lock.get(&(&t.version, t.arch)) {
+            return Ok(locked.iter().map(|r| (*r).clone()).collect());
         }
         let digest = t
             .payload
