@@ -37,6 +37,11 @@ pub fn run<T: Sync, R: Send>(
         }
     };
     let workers = workers.clamp(1, items.len().max(1));
+    if workers == 1 {
+        // One worker: no pool to start, the items run on this thread.
+        worker();
+        return into_results(results);
+    }
     match rayon::ThreadPoolBuilder::new().num_threads(workers).build() {
         Ok(pool) => pool.scope(|s| {
             for _ in 0..workers {
@@ -46,6 +51,10 @@ pub fn run<T: Sync, R: Send>(
         // No threads to be had: one item after the other on this one.
         Err(_) => worker(),
     }
+    into_results(results)
+}
+
+fn into_results<R>(results: Vec<Mutex<Option<R>>>) -> Vec<Option<R>> {
     results
         .into_iter()
         .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))

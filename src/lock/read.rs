@@ -109,23 +109,29 @@ pub fn read_str(path: &Path, text: &str) -> Result<Lock, LockError> {
             span: span.map(Into::into),
         }))
     };
-    // Look at the version before anything else, so that a lock from a newer format is reported
-    // as such rather than as a pile of unknown keys.
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| malformed(e.message().to_string(), e.span()))?;
-    match table.get("version") {
-        Some(toml::Value::Integer(FORMAT_VERSION)) => {}
-        Some(other) => {
-            return Err(LockError::UnknownVersion {
-                path: path.to_path_buf(),
-                found: other.to_string(),
-            });
+    let version_error = |version: Option<&toml::Value>| match version {
+        Some(toml::Value::Integer(FORMAT_VERSION)) => None,
+        Some(other) => Some(LockError::UnknownVersion {
+            path: path.to_path_buf(),
+            found: other.to_string(),
+        }),
+        None => Some(malformed("it has no `version` key".into(), None)),
+    };
+    // One parse when the lock is well formed. When it is not, look at its version before
+    // anything else, so that a lock from a newer format is reported as such rather than as a
+    // pile of unknown keys.
+    let raw: RawLock = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let table: toml::Table =
+                toml::from_str(text).map_err(|e| malformed(e.message().to_string(), e.span()))?;
+            return Err(version_error(table.get("version"))
+                .unwrap_or_else(|| malformed(e.message().to_string(), e.span())));
         }
-        None => return Err(malformed("it has no `version` key".into(), None)),
+    };
+    if let Some(e) = version_error(Some(&raw.version)) {
+        return Err(e);
     }
-    let raw: RawLock =
-        toml::from_str(text).map_err(|e| malformed(e.message().to_string(), e.span()))?;
-    let _ = raw.version;
     let mut lock = Lock {
         releases: raw.release,
         images: raw.image,

@@ -9,6 +9,13 @@ use super::{FORMAT_VERSION, HEADER, Lock, LockError};
 
 /// A TOML basic string for `s`.
 fn quote(s: &str) -> String {
+    // Printable ASCII without quote or backslash is written as is, which is what the TOML
+    // writer does with it; anything else goes through the writer for its escapes.
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        return format!("\"{s}\"");
+    }
     toml::Value::String(s.to_string()).to_string()
 }
 
@@ -95,4 +102,31 @@ pub fn write_if_changed(path: &Path, lock: &Lock) -> Result<bool, LockError> {
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quote_writes_what_the_toml_writer_writes() {
+        for s in [
+            "",
+            "4.16.3",
+            "quay.io/a/b@sha256:0123",
+            "it's",
+            "a b ~ { } [ ] = #",
+            "with \"quotes\"",
+            "back\\slash",
+            "tab\there",
+            "new\nline",
+            "ünïcode",
+            "\u{1b}[31mred",
+        ] {
+            let theirs = toml::Value::String(s.to_string()).to_string();
+            assert_eq!(quote(s), theirs, "{s:?}");
+            let back: toml::Table = toml::from_str(&format!("k = {}", quote(s))).unwrap();
+            assert_eq!(back["k"].as_str(), Some(s), "{s:?}");
+        }
+    }
 }

@@ -55,7 +55,10 @@ impl Resolver<'_> {
             total: targets.len(),
         });
         let locked = lock.release_index();
-        let results = crate::parallel::run(targets, self.jobs, |_, t| {
+        // Offline, every answer is in memory or one small file away: threads cost more than
+        // they save.
+        let jobs = if self.client.is_some() { self.jobs } else { 1 };
+        let results = crate::parallel::run(targets, jobs, |_, t| {
             let r = self.one(t, &locked);
             let next = match &r {
                 Ok((_, ev)) => {
