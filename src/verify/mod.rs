@@ -8,8 +8,10 @@ pub mod scan;
 pub mod signature;
 
 use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use crate::domain::Kernel;
+use crate::domain::{Digest, Kernel};
 use crate::lock::LockedImage;
 use crate::registry::{Client, RegistryError};
 use crate::text::escape_line;
@@ -381,20 +383,13 @@ pub fn deep_check_expecting(
     let mut scanner = Scanner::default();
     for layer in &manifest.layers {
         let at = || Some(layer.digest.to_string());
-        let mut blob = match client.blob_reader(&pinned, layer) {
-            Ok(b) => b,
-            Err(e) => {
-                return (
-                    Vec::new(),
-                    vec![Finding::Registry(RegistryFailure::new(at(), e))],
-                );
-            }
+        let changes = match layer_changes(&layer.digest, || {
+            read_layer(client, &pinned, layer, &scanner)
+        }) {
+            Ok(changes) => changes,
+            Err(e) => return (Vec::new(), vec![Finding::Registry(e)]),
         };
-        // Read to the end (the tar reader leaves padding), so the digest is checked.
-        let read = scanner
-            .layer(&mut blob)
-            .and_then(|()| std::io::copy(&mut blob, &mut std::io::sink()).map(|_| ()));
-        if let Err(e) = read {
+        if let Err(e) = scanner.apply_layer(&changes) {
             return (
                 Vec::new(),
                 vec![Finding::Registry(RegistryFailure::new(at(), e))],
@@ -406,6 +401,68 @@ pub fn deep_check_expecting(
         findings.extend(check_signatures(signing, &checked));
     }
     (checked, findings)
+}
+
+/// Reads one layer to its end (so that its digest is checked) and returns what it changes.
+fn read_layer(
+    client: &Client,
+    pinned: &crate::domain::ImageRef,
+    layer: &crate::registry::Descriptor,
+    scanner: &Scanner,
+) -> Result<scan::LayerChanges, RegistryFailure> {
+    let at = || Some(layer.digest.to_string());
+    let mut blob = client
+        .blob_reader(pinned, layer)
+        .map_err(|e| RegistryFailure::new(at(), e))?;
+    // Read to the end (the tar reader leaves padding), so the digest is checked.
+    scanner
+        .read_layer(&mut blob)
+        .and_then(|c| std::io::copy(&mut blob, &mut std::io::sink()).map(|_| c))
+        .map_err(|e| RegistryFailure::new(at(), e))
+}
+
+/// Layers read whole by this process, by digest: images built on one DTK share its layers,
+/// and a layer's contents are fixed by its digest, so each is read once per run, even by
+/// images checked at the same time. Only what was read to the end with a matching digest is
+/// kept; small results only, up to a total.
+#[derive(Default)]
+struct LayerCache {
+    slots: HashMap<Digest, Arc<Mutex<Option<Arc<scan::LayerChanges>>>>>,
+    weight: usize,
+}
+
+/// Largest result kept for one layer, and for all of them together.
+const LAYER_CACHE_ONE: usize = 1 << 20;
+const LAYER_CACHE_MAX: usize = 64 << 20;
+
+fn layer_cache() -> std::sync::MutexGuard<'static, LayerCache> {
+    static LAYERS: std::sync::OnceLock<Mutex<LayerCache>> = std::sync::OnceLock::new();
+    LAYERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// What layer `digest` changes: kept from an earlier read, else `read`. While one thread
+/// reads a layer, the others asking for it wait for its result; a read that fails leaves
+/// nothing, so each of them then reads it for itself.
+fn layer_changes(
+    digest: &Digest,
+    read: impl FnOnce() -> Result<scan::LayerChanges, RegistryFailure>,
+) -> Result<Arc<scan::LayerChanges>, RegistryFailure> {
+    let slot = Arc::clone(layer_cache().slots.entry(digest.clone()).or_default());
+    let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(changes) = &*held {
+        return Ok(Arc::clone(changes));
+    }
+    let changes = Arc::new(read()?);
+    let weight = changes.weight() + 256;
+    let mut cache = layer_cache();
+    if weight <= LAYER_CACHE_ONE && cache.weight + weight <= LAYER_CACHE_MAX {
+        cache.weight += weight;
+        *held = Some(Arc::clone(&changes));
+    }
+    Ok(changes)
 }
 
 /// Verifies every image, in parallel; reports come back in lock order.

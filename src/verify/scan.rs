@@ -226,13 +226,22 @@ pub struct Scanner {
     kept: usize,
 }
 
-/// What one layer adds and hides.
-#[derive(Default)]
-struct LayerChanges {
+/// What one layer adds and hides, as [`Scanner::read_layer`] found it: a layer's contents
+/// are fixed by its digest, so a layer read whole once need not be read again.
+#[derive(Debug, Clone, Default)]
+pub struct LayerChanges {
     removed: HashSet<String>,
     opaque: HashSet<String>,
     added: Vec<ModuleFile>,
+    /// Bytes of names this layer keeps ([`Limits::kept_max`]).
     kept: usize,
+}
+
+impl LayerChanges {
+    /// Bytes of names it keeps: what holding it costs.
+    pub fn weight(&self) -> usize {
+        self.kept
+    }
 }
 
 impl Scanner {
@@ -245,6 +254,13 @@ impl Scanner {
 
     /// Applies one layer on top of what the layers before it left.
     pub fn layer<R: Read>(&mut self, blob: R) -> io::Result<()> {
+        let changes = self.read_layer(blob)?;
+        self.apply_layer(&changes)
+    }
+
+    /// Reads one layer to its last tar entry: what it adds and hides, given what the layers
+    /// before it left (for the cap on names kept).
+    pub fn read_layer<R: Read>(&self, blob: R) -> io::Result<LayerChanges> {
         let limits = self.limits;
         let (mut buffered, compressed) = tarball::counted(blob);
         buffered.fill_buf()?;
@@ -255,10 +271,7 @@ impl Scanner {
             limits,
         };
         let mut archive = tar::Archive::new(decoded);
-        let mut changes = LayerChanges {
-            kept: self.kept,
-            ..LayerChanges::default()
-        };
+        let mut changes = LayerChanges::default();
         let mut pending = Pending::default();
         for entry in archive.entries()?.raw(true) {
             let mut entry = entry?;
@@ -268,8 +281,7 @@ impl Scanner {
             let taken = std::mem::take(&mut pending);
             self.entry(&mut entry, taken, &mut changes)?;
         }
-        self.apply(changes);
-        Ok(())
+        Ok(changes)
     }
 
     fn extension<R: Read>(
@@ -365,18 +377,25 @@ impl Scanner {
         add: impl FnOnce(&mut LayerChanges) -> T,
     ) -> io::Result<()> {
         changes.kept += bytes;
-        if changes.kept > self.limits.kept_max {
+        self.within_kept(changes)?;
+        add(changes);
+        Ok(())
+    }
+
+    fn within_kept(&self, changes: &LayerChanges) -> io::Result<()> {
+        if self.kept + changes.kept > self.limits.kept_max {
             return Err(invalid(format!(
                 "the image names more modules and whiteouts than {} MiB hold",
                 self.limits.kept_max >> 20
             )));
         }
-        add(changes);
         Ok(())
     }
 
-    /// Whiteouts and opaque directories hide what lower layers had, not this layer's files.
-    fn apply(&mut self, changes: LayerChanges) {
+    /// Applies a layer's changes on top of what the layers before it left. Whiteouts and
+    /// opaque directories hide what lower layers had, not this layer's files.
+    pub fn apply_layer(&mut self, changes: &LayerChanges) -> io::Result<()> {
+        self.within_kept(changes)?;
         let hidden = |p: &str| {
             changes.opaque.contains("")
                 || changes.removed.contains(p)
@@ -385,10 +404,11 @@ impl Scanner {
                 })
         };
         self.files.retain(|p, _| !hidden(p));
-        for f in changes.added {
-            self.files.insert(f.path.clone(), f);
+        for f in &changes.added {
+            self.files.insert(f.path.clone(), f.clone());
         }
         self.kept = self.files.values().map(ModuleFile::weight).sum();
+        Ok(())
     }
 
     /// Every module of the final filesystem, by path.

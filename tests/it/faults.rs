@@ -302,3 +302,60 @@ fn a_huge_body_is_refused_at_its_cap_in_bounded_memory() {
         }
     }
 }
+
+/// A layer shared by several images (the DTK's, under drivers built `FROM` it) is read once by
+/// `verify --deep`, not once per image.
+#[test]
+fn verify_reads_a_layer_shared_by_images_once() {
+    let w = World::new("shared-layers");
+    w.publish(&[(&["4.14.1"], K1)]);
+    let proxy = FaultProxy::start(&w.addr, 0, 0.0, Duration::from_millis(500)).unwrap();
+    let dir = w.dir.path();
+    let mut drivers = String::new();
+    for name in ["alpha", "beta"] {
+        let ctx = dir.join(name);
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join(format!("{name}.ko")), module(name, K1)).unwrap();
+        std::fs::write(
+            ctx.join("Containerfile"),
+            format!(
+                "ARG DTK_IMAGE\nFROM ${{DTK_IMAGE}}\nARG KERNEL_VERSION\n\
+                 COPY {name}.ko /opt/lib/modules/${{KERNEL_VERSION}}/{name}.ko\n"
+            ),
+        )
+        .unwrap();
+        drivers.push_str(&format!(
+            "\n[[driver]]\nname = \"{name}\"\ncontext = \"{name}\"\nimage = \"{}/{}/{name}\"\nmodules = [\"{name}\"]\n",
+            w.addr, w.ns
+        ));
+    }
+    w.matrix(
+        "releases = [\"4.14.1\"]",
+        &format!(
+            "mirror = \"{p}\"\n\n[registries.\"{p}\"]\ninsecure = true\n{drivers}",
+            p = proxy.addr()
+        ),
+    );
+    ok_in(dir, &["build"]);
+    proxy.reseed(0, 0.0);
+    let out = ok_in(dir, &["verify", "--deep"]);
+    assert!(
+        stdout(&out).contains("2 of 2 images and their modules verified"),
+        "{}",
+        stdout(&out)
+    );
+    // Reads of each blob, whatever the repository: a read starts at its first byte (a whole
+    // layer comes in growing ranges).
+    let mut reads: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in proxy.seen() {
+        let Some((_, digest)) = s.path.split_once("/blobs/") else {
+            continue;
+        };
+        if s.method == "GET" && s.range.as_deref().is_none_or(|r| r.starts_with("bytes=0-")) {
+            *reads.entry(digest.to_string()).or_default() += 1;
+        }
+    }
+    // The DTK's layers, then each image's own module layer.
+    assert!(reads.len() >= 3, "{reads:#?}");
+    assert!(reads.values().all(|&n| n == 1), "{reads:#?}");
+}

@@ -269,3 +269,68 @@ fn a_compressed_module_is_capped_and_garbage_is_named() {
     assert_eq!(why[1], "it decompresses to more than 1 MiB");
     assert!(why[2].starts_with("it does not decompress"), "{}", why[2]);
 }
+
+#[test]
+fn changes_read_once_apply_to_another_image_as_a_fresh_read_would() {
+    let (one, two) = (module("6.1.0-50-amd64 one"), module("6.1.0-50-amd64 two"));
+    let base = layer(&[
+        ("opt/lib/modules/6.1.0-50-amd64/a.ko", &one),
+        ("opt/lib/modules/6.1.0-50-amd64/b.ko", &one),
+    ]);
+    let top = layer(&[
+        ("opt/lib/modules/6.1.0-50-amd64/.wh.b.ko", b""),
+        ("opt/lib/modules/6.1.0-50-amd64/c.ko", &two),
+    ]);
+    let mut fresh = Scanner::default();
+    fresh.layer(base.as_slice()).unwrap();
+    fresh.layer(top.as_slice()).unwrap();
+    let fresh = fresh.finish();
+
+    // The changes of each layer, read by one scanner, applied by another.
+    let reader = Scanner::default();
+    let base_changes = reader.read_layer(base.as_slice()).unwrap();
+    let top_changes = reader.read_layer(top.as_slice()).unwrap();
+    let mut reused = Scanner::default();
+    reused.apply_layer(&base_changes).unwrap();
+    reused.apply_layer(&top_changes).unwrap();
+    let reused = reused.finish();
+    assert_eq!(reused, fresh);
+    let paths: Vec<&str> = reused.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "opt/lib/modules/6.1.0-50-amd64/a.ko",
+            "opt/lib/modules/6.1.0-50-amd64/c.ko"
+        ]
+    );
+}
+
+#[test]
+fn changes_applied_again_still_count_against_the_cap_on_names() {
+    let limits = Limits {
+        kept_max: 400,
+        ..Limits::default()
+    };
+    let m = module("6.1.0 x");
+    let one = layer(&[("lib/modules/6.1.0/a-module-with-a-long-name.ko", &m)]);
+    let two = layer(&[("lib/modules/6.1.0/another-module-with-a-long-name.ko", &m)]);
+    let reader = Scanner::with_limits(limits);
+    let (one, two) = (
+        reader.read_layer(one.as_slice()).unwrap(),
+        reader.read_layer(two.as_slice()).unwrap(),
+    );
+    // Each fits the cap alone; both do not.
+    assert!(
+        one.weight() > 200 && two.weight() > 200,
+        "{} {}",
+        one.weight(),
+        two.weight()
+    );
+    let mut s = Scanner::with_limits(limits);
+    s.apply_layer(&one).unwrap();
+    let err = s.apply_layer(&two).unwrap_err();
+    assert!(
+        err.to_string().contains("more modules and whiteouts"),
+        "{err}"
+    );
+}
