@@ -165,8 +165,10 @@ fn main() {
         s(&t[2]),
         pct(j2_overhead),
     ]);
-    let why = "each job's pushed image is read back (manifest, config, the module layers) to \
-               check its modules' kernel before the lock records it, which the loop does not do";
+    let why = "before the lock records a job, its pushed image is read back from the registry \
+               to check its modules' kernel (its manifest, and every layer this run has not \
+               read yet: the first image of each DTK reads the DTK's layers), and the lock is \
+               rewritten; the loop does neither";
     common::targets(
         "30-build",
         &[
@@ -193,7 +195,8 @@ fn main() {
              round runs the five ways back to back, and the overheads are the ratios within a \
              round. The loops run the very buildah and push command lines `build --dry-run \
              --force` prints, so the difference is the tool's own cost: planning, the lock, and \
-             reading each pushed image back to check its modules' kernel. Target: within 5 % of \
+             reading each pushed image back to check its modules' kernel (each layer once per \
+             run). Target: within 5 % of \
              the best loop at equal parallelism.\n\n{}",
             table.render()
         ),
