@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
         .iter()
         .map(|i| (i.clone(), matrix.expect_of(&i.driver)))
         .collect();
-    let reports = crate::verify::verify_all(client, &images, args.deep);
+    let reports = crate::verify::verify_all(client, &session.cache(), &images, args.deep);
     print!("{}", render(&reports, args.deep, ctx.global.quiet));
     let kernels = render_kernels(&lock.releases);
     print!("{kernels}");

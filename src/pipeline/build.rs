@@ -216,6 +216,7 @@ pub fn run(
         (Some(_), false) => Some(session.client()?),
         _ => None,
     };
+    let cache = session.cache();
     let on_pushed = |task: &Task, digest: &Digest| -> std::result::Result<(), PushedError> {
         let (Some(book), Some(client)) = (&book, client) else {
             return Ok(());
@@ -225,7 +226,7 @@ pub fn run(
             why,
         };
         let image = task.job.locked(digest.clone());
-        confirm(client, &session.matrix, &image)
+        confirm(client, &cache, &session.matrix, &image)
             .map_err(|e| not_recorded(NotRecordedWhy::Unconfirmed(e)))?;
         book.record(image)
             .map_err(|e| not_recorded(NotRecordedWhy::Lock(Box::new(e))))?;
@@ -274,23 +275,28 @@ pub enum Unconfirmed {
 /// kernel; the reason it may not enter the lock otherwise.
 pub fn confirm(
     client: &Client,
+    cache: &crate::release::Cache,
     matrix: &Matrix,
     image: &LockedImage,
 ) -> std::result::Result<(), Unconfirmed> {
     let modules = matrix.modules_of(&image.driver);
-    judge(crate::verify::deep_check(client, image, modules).1, image)
+    judge(
+        crate::verify::deep_check(client, cache, image, modules).1,
+        image,
+    )
 }
 
 /// [`confirm`] of an image whose manifest was just read by tag (`collect`): not read again.
 pub fn confirm_manifest(
     client: &Client,
+    cache: &crate::release::Cache,
     matrix: &Matrix,
     image: &LockedImage,
     manifest: &crate::registry::ImageManifest,
 ) -> std::result::Result<(), Unconfirmed> {
     let modules = matrix.modules_of(&image.driver);
     judge(
-        crate::verify::deep_check_manifest(client, image, manifest, modules).1,
+        crate::verify::deep_check_manifest(client, cache, image, manifest, modules).1,
         image,
     )
 }

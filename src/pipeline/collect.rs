@@ -106,7 +106,7 @@ fn collect_job(
         }
     }
     // The manifest read by tag is the image's, by digest: its layers are read back as they are.
-    super::build::confirm_manifest(client, &session.matrix, &image, &manifest)?;
+    super::build::confirm_manifest(client, &session.cache(), &session.matrix, &image, &manifest)?;
     Ok(image)
 }
 

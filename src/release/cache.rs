@@ -7,6 +7,10 @@
 //!   the digest its manifest names, and hashed), with that config's digest;
 //! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
 //!   was read whole (a provisional kernel, read from a prefix, is never cached);
+//! - `layers/<layer digest>.json`: the whiteouts of an image layer that holds no kernel
+//!   module, for the module reader of `build`, `collect` and `verify --deep` (images built on
+//!   one DTK share its layers, which need not be read again on every run), only when the layer
+//!   was read whole;
 //! - `tags/`: for `--offline` only, the digest a payload tag had when last seen (a pointer,
 //!   not a fact: the entries it leads to are checked like any other).
 //!
@@ -88,6 +92,17 @@ pub struct PayloadEntry {
     /// The RHEL 10 stream of a dual-stream release, from the same verified layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rhel10: Option<StreamEntry>,
+    pub verified: Verified,
+}
+
+/// All that an image layer without kernel modules changes for the module reader
+/// ([`crate::verify`]): the paths it removes and the directories it makes opaque.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LayerEntry {
+    pub removed: Vec<String>,
+    pub opaque: Vec<String>,
+    /// The layer itself, read whole: the key.
     pub verified: Verified,
 }
 
@@ -242,6 +257,20 @@ impl Cache {
             .collect()
     }
 
+    pub fn layer(&self, layer: &Digest) -> Option<LayerEntry> {
+        read::<LayerEntry>(&self.path("layers", layer.hex())?)
+            .filter(|e| e.verified == Verified::read_whole(layer.clone()))
+    }
+
+    pub fn put_layer(&self, e: &LayerEntry) {
+        if e.verified.how != How::ReadWhole {
+            return;
+        }
+        if let Some(p) = self.path("layers", e.verified.layer.hex()) {
+            write(&p, e);
+        }
+    }
+
     /// The digest `tag_ref` had when last resolved online.
     pub fn tag(&self, tag_ref: &ImageRef) -> Option<Digest> {
         let key = Digest::sha256(tag_ref.to_string().as_bytes());
@@ -321,6 +350,33 @@ mod tests {
         std::fs::write(&p, b"{ truncated").unwrap();
         assert!(cache.dtk(&d).is_none());
         assert!(Cache::disabled().dtk(&d).is_none());
+    }
+
+    #[test]
+    fn a_layer_entry_is_found_only_under_the_layer_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let (a, b) = (Digest::sha256(b"layer a"), Digest::sha256(b"layer b"));
+        let entry = LayerEntry {
+            removed: vec!["opt/lib/modules/x/.wh.old.ko".into()],
+            opaque: vec![],
+            verified: Verified::read_whole(a.clone()),
+        };
+        assert!(cache.layer(&a).is_none());
+        cache.put_layer(&entry);
+        assert_eq!(cache.layer(&a), Some(entry.clone()));
+        // Copied under another layer's name: a miss.
+        let from = cache.path("layers", a.hex()).unwrap();
+        std::fs::copy(&from, cache.path("layers", b.hex()).unwrap()).unwrap();
+        assert!(cache.layer(&b).is_none());
+        // Not read whole: never written.
+        let config = LayerEntry {
+            verified: Verified::image_config(b.clone()),
+            ..entry
+        };
+        std::fs::remove_file(cache.path("layers", b.hex()).unwrap()).unwrap();
+        cache.put_layer(&config);
+        assert!(cache.layer(&b).is_none());
     }
 
     #[test]

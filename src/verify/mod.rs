@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::domain::{Digest, Kernel};
 use crate::lock::LockedImage;
 use crate::registry::{Client, RegistryError};
+use crate::release::{Cache, LayerEntry, Verified};
 use crate::text::escape_line;
 use scan::{ModuleFile, Scanner};
 use signature::{Signature, SignatureError};
@@ -303,6 +304,7 @@ fn registry_finding(e: RegistryError) -> Finding {
 /// Verifies one image: its digest, its tag, and with `deep` its modules.
 pub fn verify_image(
     client: &Client,
+    cache: &Cache,
     image: &LockedImage,
     expect: &Expect,
     deep: bool,
@@ -336,7 +338,7 @@ pub fn verify_image(
         return report;
     }
     let (checked, findings) = match client.manifest(&image.pinned(), image.arch) {
-        Ok(manifest) => deep_check_expecting(client, image, &manifest, expect),
+        Ok(manifest) => deep_check_expecting(client, cache, image, &manifest, expect),
         Err(e) => (Vec::new(), vec![registry_finding(e)]),
     };
     report.checked = checked;
@@ -349,11 +351,12 @@ pub fn verify_image(
 /// the lock. Returns the modules checked and what was wrong.
 pub fn deep_check(
     client: &Client,
+    cache: &Cache,
     image: &LockedImage,
     modules: &[String],
 ) -> (Vec<Checked>, Vec<Finding>) {
     match client.manifest(&image.pinned(), image.arch) {
-        Ok(manifest) => deep_check_manifest(client, image, &manifest, modules),
+        Ok(manifest) => deep_check_manifest(client, cache, image, &manifest, modules),
         Err(e) => (Vec::new(), vec![registry_finding(e)]),
     }
 }
@@ -361,6 +364,7 @@ pub fn deep_check(
 /// [`deep_check`] of an image whose manifest the caller already read (by the image's digest).
 pub fn deep_check_manifest(
     client: &Client,
+    cache: &Cache,
     image: &LockedImage,
     manifest: &crate::registry::ImageManifest,
     modules: &[String],
@@ -369,12 +373,13 @@ pub fn deep_check_manifest(
         modules: modules.to_vec(),
         signing: None,
     };
-    deep_check_expecting(client, image, manifest, &expect)
+    deep_check_expecting(client, cache, image, manifest, &expect)
 }
 
 /// [`deep_check_manifest`] with the driver's signing rule too.
 pub fn deep_check_expecting(
     client: &Client,
+    cache: &Cache,
     image: &LockedImage,
     manifest: &crate::registry::ImageManifest,
     expect: &Expect,
@@ -383,7 +388,7 @@ pub fn deep_check_expecting(
     let mut scanner = Scanner::default();
     for layer in &manifest.layers {
         let at = || Some(layer.digest.to_string());
-        let changes = match layer_changes(&layer.digest, || {
+        let changes = match layer_changes(&layer.digest, cache, || {
             read_layer(client, &pinned, layer, &scanner)
         }) {
             Ok(changes) => changes,
@@ -443,11 +448,13 @@ fn layer_cache() -> std::sync::MutexGuard<'static, LayerCache> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// What layer `digest` changes: kept from an earlier read, else `read`. While one thread
-/// reads a layer, the others asking for it wait for its result; a read that fails leaves
-/// nothing, so each of them then reads it for itself.
+/// What layer `digest` changes: kept from an earlier read of this run, else from the cache
+/// (a layer without modules read whole by an earlier run), else `read` (and then cached when
+/// it has no modules). While one thread reads a layer, the others asking for it wait for its
+/// result; a read that fails leaves nothing, so each of them then reads it for itself.
 fn layer_changes(
     digest: &Digest,
+    cache: &Cache,
     read: impl FnOnce() -> Result<scan::LayerChanges, RegistryFailure>,
 ) -> Result<Arc<scan::LayerChanges>, RegistryFailure> {
     let slot = Arc::clone(layer_cache().slots.entry(digest.clone()).or_default());
@@ -455,7 +462,23 @@ fn layer_changes(
     if let Some(changes) = &*held {
         return Ok(Arc::clone(changes));
     }
-    let changes = Arc::new(read()?);
+    let changes = match cache.layer(digest) {
+        Some(e) => scan::LayerChanges::of_whiteouts(e.removed, e.opaque),
+        None => {
+            let changes = read()?;
+            if let Some((removed, opaque)) = changes.whiteouts()
+                && changes.weight() <= LAYER_CACHE_ONE
+            {
+                cache.put_layer(&LayerEntry {
+                    removed,
+                    opaque,
+                    verified: Verified::read_whole(digest.clone()),
+                });
+            }
+            changes
+        }
+    };
+    let changes = Arc::new(changes);
     let weight = changes.weight() + 256;
     let mut cache = layer_cache();
     if weight <= LAYER_CACHE_ONE && cache.weight + weight <= LAYER_CACHE_MAX {
@@ -468,12 +491,13 @@ fn layer_changes(
 /// Verifies every image, in parallel; reports come back in lock order.
 pub fn verify_all(
     client: &Client,
+    cache: &Cache,
     images: &[(LockedImage, Expect)],
     deep: bool,
 ) -> Vec<ImageReport> {
     images
         .par_iter()
-        .map(|(image, expect)| verify_image(client, image, expect, deep))
+        .map(|(image, expect)| verify_image(client, cache, image, expect, deep))
         .collect()
 }
 

@@ -242,6 +242,31 @@ impl LayerChanges {
     pub fn weight(&self) -> usize {
         self.kept
     }
+
+    /// What a layer without modules changes: its removed paths and opaque directories, each
+    /// sorted; `None` for a layer that adds modules.
+    pub fn whiteouts(&self) -> Option<(Vec<String>, Vec<String>)> {
+        if !self.added.is_empty() {
+            return None;
+        }
+        let sorted = |set: &HashSet<String>| {
+            let mut v: Vec<String> = set.iter().cloned().collect();
+            v.sort();
+            v
+        };
+        Some((sorted(&self.removed), sorted(&self.opaque)))
+    }
+
+    /// The changes of a layer without modules, from [`Self::whiteouts`].
+    pub fn of_whiteouts(removed: Vec<String>, opaque: Vec<String>) -> LayerChanges {
+        let kept = removed.iter().chain(&opaque).map(String::len).sum();
+        LayerChanges {
+            removed: removed.into_iter().collect(),
+            opaque: opaque.into_iter().collect(),
+            added: Vec::new(),
+            kept,
+        }
+    }
 }
 
 impl Scanner {
