@@ -26,7 +26,7 @@ pub mod os;
 pub mod payload;
 mod resolver;
 
-pub use cache::{Cache, DtkEntry, How, LayerEntry, PayloadEntry, StreamEntry, Verified};
+pub use cache::{Cache, DtkEntry, How, PayloadEntry, StreamEntry, Verified};
 pub use resolver::{Resolver, Target};
 
 use crate::domain::{Arch, ImageRef, Version};

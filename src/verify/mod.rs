@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::domain::{Digest, Kernel};
 use crate::lock::LockedImage;
 use crate::registry::{Client, RegistryError};
-use crate::release::{Cache, LayerEntry, Verified};
+use crate::release::Cache;
 use crate::text::escape_line;
 use scan::{ModuleFile, Scanner};
 use signature::{Signature, SignatureError};
@@ -466,14 +466,10 @@ fn layer_changes(
         Some(e) => scan::LayerChanges::of_whiteouts(e.removed, e.opaque),
         None => {
             let changes = read()?;
-            if let Some((removed, opaque)) = changes.whiteouts()
-                && changes.weight() <= LAYER_CACHE_ONE
+            if changes.weight() <= LAYER_CACHE_ONE
+                && let Some((removed, opaque)) = changes.whiteouts()
             {
-                cache.put_layer(&LayerEntry {
-                    removed,
-                    opaque,
-                    verified: Verified::read_whole(digest.clone()),
-                });
+                cache.put_layer(digest, removed, opaque);
             }
             changes
         }
