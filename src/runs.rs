@@ -8,15 +8,26 @@
 //!
 //! So every run has an identity, [`RunId`]: its process id and the time the process started
 //! (field 22 of `/proc/self/stat`), so that a recycled process id is never taken for the run
-//! that had it. A `build` keeps a record of the buildah process groups it starts in
-//! `<cache>/runs/<pid>-<start>`, and the temporary files the tool writes carry the identity in
-//! their names (`.matrix.lock.<pid>-<start>.XXXXXX`). At start, [`sweep`] looks for those of
-//! runs that are gone: it kills what is left of their process groups, removes their temporary
-//! files and then their record. Nothing of a live run is ever touched.
+//! that had it. A `build` keeps a record in `<cache>/runs/<pid>-<start>` (mode 0600 in a
+//! directory of mode 0700): the machine's boot, a random token, and the buildah process groups
+//! it starts; every buildah carries the run's marker in its environment (see [`proof`]). The
+//! temporary files the tool writes carry the identity in their names
+//! (`.matrix.lock.<pid>-<start>.XXXXXX`). At start, [`sweep`] looks for those of runs that are
+//! gone: it kills the processes that carry a dead run's marker, removes its temporary files and
+//! then its record. Nothing of a live run is ever touched.
+//!
+//! A record is data, never a command: the cache may come from anywhere. A record signals
+//! nothing unless it is a regular file of this user, names this boot and holds a token, and
+//! even then only processes whose own environment carries that run's marker are signalled.
+//! Whatever else is in `runs/` is ignored (and removed only when it is a regular file of this
+//! user); a FIFO or a link there is never opened.
 
-use std::collections::BTreeMap;
+mod proof;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -109,6 +120,8 @@ pub fn lock_temp_base(lock_path: &Path) -> String {
 pub struct Record {
     path: PathBuf,
     file: Mutex<std::fs::File>,
+    /// What every buildah of this run carries in its environment (see [`proof`]).
+    marker: String,
 }
 
 impl Record {
@@ -116,21 +129,43 @@ impl Record {
     /// ability to be cleaned up after, which is no reason to fail it).
     pub fn create(cache: &Path) -> Option<Record> {
         let dir = cache.join("runs");
-        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::create_dir_all(cache).ok()?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        if !proof::is_own_dir(&dir) {
+            return None;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?;
+        let boot = boot_id()?;
+        let token = proof::new_token()?;
         let path = dir.join(RunId::current().tag());
         let file = OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .ok()?;
         let record = Record {
             path,
             file: Mutex::new(file),
+            marker: proof::marker(RunId::current(), &token),
         };
-        if let Some(boot) = boot_id() {
-            record.line(&format!("boot {boot}\n"));
-        }
+        record.line(&format!("boot {boot}\ntoken {token}\n"));
         Some(record)
+    }
+
+    /// The environment every buildah of this run gets, so that the next run can prove what it
+    /// started if this one is killed.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(proof::VAR, self.marker.clone())];
+        if let Some(no_proxy) = proof::no_proxy_with(&self.marker) {
+            env.push((proof::NO_PROXY, no_proxy));
+        }
+        env
     }
 
     fn line(&self, line: &str) {
@@ -223,9 +258,14 @@ pub fn sweep(cache: Option<&Path>, lock_path: &Path) -> Swept {
 }
 
 fn sweep_records(dir: &Path, swept: &mut Swept) {
+    // A `runs` that is a link, or not this user's, is not where this tool keeps records.
+    if !proof::is_own_dir(dir) {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    let boot = boot_id();
     for entry in entries.flatten() {
         let Some(run) = entry.file_name().to_str().and_then(RunId::parse) else {
             continue;
@@ -233,82 +273,97 @@ fn sweep_records(dir: &Path, swept: &mut Swept) {
         if run.is_alive() {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        let mut groups: BTreeMap<i32, u64> = BTreeMap::new();
-        let mut other_boot = false;
-        let boot = boot_id();
+        let text = match proof::open_record(&entry.path()) {
+            proof::Opened::Ours(text) => text,
+            proof::Opened::Garbage => String::new(),
+            proof::Opened::NotOurs => continue,
+        };
+        if let Some(left) = LeftRunning::of(&text, boot.as_deref()) {
+            let groups = left.kill(run);
+            swept.runs.entry(run.pid).or_default().groups += groups;
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+}
+
+/// What a dead run's record says it may have left running.
+struct LeftRunning {
+    /// Its token, which its processes carry in their marker.
+    token: String,
+    /// Its buildah process groups that had not ended, by leader.
+    groups: BTreeSet<i32>,
+}
+
+impl LeftRunning {
+    /// What a record proves: nothing unless it names this boot and holds a token.
+    fn of(text: &str, boot: Option<&str>) -> Option<LeftRunning> {
+        let (mut this_boot, mut token) = (false, None);
+        let mut groups = BTreeSet::new();
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words[..] {
-                ["boot", id] => other_boot = boot.as_deref().is_some_and(|b| b != id),
-                ["group", pgid, start] => {
-                    if let (Ok(p), Ok(s)) = (pgid.parse(), start.parse()) {
-                        groups.insert(p, s);
+                ["boot", id] => this_boot = boot == Some(id),
+                ["token", t] if proof::is_token(t) => token = Some(t),
+                ["group", pgid, _] => {
+                    if let Ok(p) = pgid.parse() {
+                        groups.insert(p);
                     }
                 }
                 ["end", pgid] => {
-                    if let Ok(p) = pgid.parse() {
+                    if let Ok(p) = pgid.parse::<i32>() {
                         groups.remove(&p);
                     }
                 }
                 _ => {}
             }
         }
-        if other_boot {
-            // Written by another machine or before a reboot: its processes are not here.
-            groups.clear();
+        // A record from another machine or before a reboot: its processes are not here.
+        if !this_boot || groups.is_empty() {
+            return None;
         }
-        let killed = groups
-            .into_iter()
-            .filter(|&(pgid, start)| kill_group(pgid, start))
-            .count();
-        swept.runs.entry(run.pid).or_default().groups += killed;
-        let _ = std::fs::remove_file(entry.path());
+        Some(LeftRunning {
+            token: token?.to_string(),
+            groups,
+        })
+    }
+
+    /// Stops what is left of the dead run `run`: the processes that carry its marker. A buildah
+    /// of it still running (it got SIGTERM when its run died, and is removing its working
+    /// container) gets time to finish first. Returns the number of process groups in which
+    /// something was killed.
+    fn kill(self, run: RunId) -> usize {
+        let marker = proof::marker(run, &self.token);
+        let leaders = |ps: &[proof::Process]| ps.iter().any(|p| self.groups.contains(&p.pid));
+        let until = Instant::now() + GRACE;
+        let mut marked = carrying(&marker);
+        while leaders(&marked) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+            marked = carrying(&marker);
+        }
+        let mut groups = BTreeSet::new();
+        for p in &marked {
+            let pgrp = stat(p.pid).map(|s| s.pgrp);
+            if p.signal(libc::SIGKILL) {
+                groups.insert(pgrp.unwrap_or(p.pid));
+            }
+        }
+        groups.len()
     }
 }
 
-/// The processes of group `pgid` that are still running (zombies are done).
-fn members(pgid: i32) -> Vec<i32> {
+/// The running processes (zombies are done) that carry `marker`, this one never among them.
+fn carrying(marker: &str) -> Vec<proof::Process> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let me = RunId::current().pid;
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| stat(pid).is_some_and(|s| s.pgrp == pgid && !s.zombie))
+        .filter(|&pid| pid > 1 && pid != me)
+        .filter_map(proof::Process::open)
+        .filter(|p| stat(p.pid).is_some_and(|s| !s.zombie) && p.carries(marker))
         .collect()
-}
-
-/// Stops what is left of a dead run's buildah process group `pgid`, whose leader started at
-/// `start`; whether anything was still running.
-///
-/// A process id stays reserved while a process group of that id has members, so a group
-/// without its leader is the one buildah made. When a process of that id exists with another
-/// start time, the id was recycled and the group is someone else's: it is left alone.
-fn kill_group(pgid: i32, start: u64) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    match stat(pgid) {
-        Some(s) if s.start != start => return false,
-        Some(s) if !s.zombie => {
-            // buildah itself is still there, removing its working container after the SIGTERM
-            // it got when its run died: a second signal would cut that short, so it gets time.
-            let until = Instant::now() + GRACE;
-            while Instant::now() < until && stat(pgid).is_some_and(|s| !s.zombie) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        _ => {}
-    }
-    if members(pgid).is_empty() {
-        return false;
-    }
-    // SAFETY: as above, a negative pid signals the process group checked to be the dead run's.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    true
 }
 
 /// Removes the temporary files named `<base><pid>-<start>.*` of runs that are gone, in `dir`
@@ -400,82 +455,238 @@ mod tests {
         assert!(sweep(Some(&cache), &lock).messages().is_empty());
     }
 
-    #[test]
-    fn a_dead_runs_process_group_is_killed_and_a_live_ones_is_not() {
+    /// A process group whose leader exits at once, leaving a `sleep` behind with `env` added
+    /// to its environment: what a killed buildah leaves of a RUN step. Returns the group and
+    /// the process left.
+    fn orphaned(env: &[(&str, &str)]) -> (i32, i32) {
         use std::os::unix::process::CommandExt;
-        let dir = tempfile::tempdir().unwrap();
-        let runs = dir.path().join("runs");
-        std::fs::create_dir_all(&runs).unwrap();
-        // A group whose leader exits at once, leaving a child behind: what a killed buildah
-        // leaves of a RUN step.
         let mut leader = std::process::Command::new("sh")
             .args(["-c", "sleep 300 >/dev/null & echo $!"])
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .process_group(0)
             .spawn()
             .unwrap();
         let pgid = leader.id() as i32;
-        let start = stat(pgid).unwrap().start;
         let mut out = String::new();
         std::io::Read::read_to_string(leader.stdout.as_mut().unwrap(), &mut out).unwrap();
         leader.wait().unwrap();
         let orphan: i32 = out.trim().parse().unwrap();
-        assert!(stat(orphan).is_some_and(|s| !s.zombie && s.pgrp == pgid));
-        let gone = dead();
-        std::fs::write(
-            runs.join(gone.tag()),
-            format!("group {pgid} {start}\ngroup 999999 1\nend 999999\n"),
-        )
-        .unwrap();
-        // This (live) run's record names the same group: a live run's is never touched.
-        std::fs::write(
-            runs.join(RunId::current().tag()),
-            format!("group {pgid} {start}\n"),
-        )
-        .unwrap();
-        let swept = sweep(Some(dir.path()), &dir.path().join("matrix.lock"));
-        assert_eq!(swept.runs[&gone.pid].groups, 1);
-        let until = Instant::now() + Duration::from_secs(5);
-        while stat(orphan).is_some_and(|s| !s.zombie) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(stat(orphan).is_none_or(|s| s.zombie), "the orphan is gone");
-        assert!(!runs.join(gone.tag()).exists());
-        assert!(runs.join(RunId::current().tag()).exists());
+        assert!(running(orphan) && stat(orphan).unwrap().pgrp == pgid);
+        (pgid, orphan)
     }
 
-    #[test]
-    fn a_record_from_another_boot_kills_nothing() {
-        use std::os::unix::process::CommandExt;
-        let dir = tempfile::tempdir().unwrap();
-        let runs = dir.path().join("runs");
-        std::fs::create_dir_all(&runs).unwrap();
-        let mut leader = std::process::Command::new("sh")
-            .args(["-c", "sleep 300 >/dev/null & echo $!"])
-            .stdout(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let pgid = leader.id() as i32;
-        let start = stat(pgid).unwrap().start;
-        let mut out = String::new();
-        std::io::Read::read_to_string(leader.stdout.as_mut().unwrap(), &mut out).unwrap();
-        leader.wait().unwrap();
-        let orphan: i32 = out.trim().parse().unwrap();
-        let gone = dead();
-        // The same group, as a record restored from another machine's cache would name it.
-        std::fs::write(
-            runs.join(gone.tag()),
-            format!("boot 00000000-0000-0000-0000-000000000000\ngroup {pgid} {start}\n"),
-        )
-        .unwrap();
-        let swept = sweep(Some(dir.path()), &dir.path().join("matrix.lock"));
-        assert!(swept.messages().is_empty(), "{:?}", swept.messages());
-        assert!(stat(orphan).is_some_and(|s| !s.zombie), "left alone");
-        assert!(!runs.join(gone.tag()).exists(), "the record is dropped");
+    fn running(pid: i32) -> bool {
+        stat(pid).is_some_and(|s| !s.zombie)
+    }
+
+    /// Whether `pid` is gone within a few seconds.
+    fn ends(pid: i32) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while running(pid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !running(pid)
+    }
+
+    fn stop(pgid: i32) {
         // SAFETY: the test's own process group.
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
+    }
+
+    /// The sweep of `cache`, failing rather than hanging.
+    fn sweep_within(cache: &Path, secs: u64) -> Swept {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cache = cache.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(sweep(Some(&cache), &cache.join("matrix.lock")));
+        });
+        rx.recv_timeout(Duration::from_secs(secs))
+            .expect("the sweep returns in time")
+    }
+
+    #[test]
+    fn only_the_processes_that_carry_a_dead_runs_marker_are_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let gone = dead();
+        let token = proof::new_token().unwrap();
+        let marker = proof::marker(gone, &token);
+        // A RUN step's process carries the marker in `no_proxy`, as buildah passes it on.
+        let no_proxy = format!("example.com,{marker}");
+        let (marked, orphan) = orphaned(&[("no_proxy", &no_proxy)]);
+        // In a group the record names, but without the marker (its environment was replaced).
+        let (plain, bystander) = orphaned(&[]);
+        // Another run's marker.
+        let other = proof::marker(dead(), &token);
+        let (foreign, stranger) = orphaned(&[(proof::VAR, &other)]);
+        std::fs::write(
+            runs.join(gone.tag()),
+            format!(
+                "boot {}\ntoken {token}\ngroup {marked} 1\ngroup {plain} 1\n\
+                 group {foreign} 1\ngroup 999999 1\nend 999999\n",
+                boot_id().unwrap()
+            ),
+        )
+        .unwrap();
+        // This (live) run's record naming the same group is never touched.
+        std::fs::write(
+            runs.join(RunId::current().tag()),
+            format!("group {marked} 1\n"),
+        )
+        .unwrap();
+        let swept = sweep_within(dir.path(), 30);
+        assert_eq!(swept.runs[&gone.pid].groups, 1);
+        assert!(ends(orphan), "the marked process is gone");
+        assert!(running(bystander), "a process without the marker is left");
+        assert!(running(stranger), "another run's marker is not this one's");
+        assert!(!runs.join(gone.tag()).exists());
+        assert!(runs.join(RunId::current().tag()).exists());
+        stop(plain);
+        stop(foreign);
+    }
+
+    #[test]
+    fn forged_records_kill_nothing_and_hang_nothing() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let boot = boot_id().unwrap();
+        let mut victims = Vec::new();
+        let mut groups = Vec::new();
+        let mut forge = |text: &dyn Fn(RunId, i32) -> String, marked: bool| {
+            let gone = dead();
+            let token = proof::new_token().unwrap();
+            let m = proof::marker(gone, &token);
+            let env: Vec<(&str, &str)> = if marked {
+                vec![(proof::VAR, &m)]
+            } else {
+                vec![]
+            };
+            let (pgid, orphan) = orphaned(&env);
+            let text = text(gone, pgid).replace("TOKEN", &token);
+            std::fs::write(runs.join(gone.tag()), text).unwrap();
+            victims.push(orphan);
+            groups.push(pgid);
+            gone
+        };
+        // No boot line (even with a token, and processes that carry its marker).
+        forge(&|_, g| format!("token TOKEN\ngroup {g} 0\n"), true);
+        // Another boot.
+        forge(
+            &|_, g| {
+                format!("boot 00000000-0000-0000-0000-000000000000\ntoken TOKEN\ngroup {g} 0\n")
+            },
+            true,
+        );
+        // This boot, no token: a leader gone, members left.
+        forge(&|_, g| format!("boot {boot}\ngroup {g} 0\n"), false);
+        // This boot and a token, but the members do not carry the marker.
+        forge(
+            &|_, g| format!("boot {boot}\ntoken TOKEN\ngroup {g} 0\n"),
+            false,
+        );
+        // Another user's file, however genuine it looks.
+        let theirs = forge(
+            &|_, g| format!("boot {boot}\ntoken TOKEN\ngroup {g} 0\n"),
+            true,
+        );
+        let theirs = runs.join(theirs.tag());
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        // A live leader whose start time the record copies (anyone can read it in /proc).
+        let mut leader = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let lpid = leader.id() as i32;
+        let gone = dead();
+        std::fs::write(
+            runs.join(gone.tag()),
+            format!(
+                "boot {boot}\ntoken {}\ngroup {lpid} {}\n",
+                proof::new_token().unwrap(),
+                stat(lpid).unwrap().start
+            ),
+        )
+        .unwrap();
+        // A FIFO where a record would be.
+        let fifo = runs.join(dead().tag());
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = Instant::now();
+        let swept = sweep_within(dir.path(), 8);
+        assert!(
+            started.elapsed() < GRACE,
+            "no grace is waited out for a process no record proves"
+        );
+        assert!(swept.messages().is_empty(), "{:?}", swept.messages());
+        for v in &victims {
+            assert!(running(*v), "process {v} was left alone");
+        }
+        assert!(running(lpid), "the live leader was left alone");
+        assert!(theirs.exists(), "another user's file is not removed");
+        assert!(fifo.exists(), "a FIFO is not removed");
+        leader.kill().unwrap();
+        leader.wait().unwrap();
+        for g in groups {
+            stop(g);
+        }
+    }
+
+    #[test]
+    fn records_behind_a_link_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cache.join("runs")).unwrap();
+        let gone = dead();
+        let token = proof::new_token().unwrap();
+        let (pgid, orphan) = orphaned(&[(proof::VAR, &proof::marker(gone, &token))]);
+        std::fs::write(
+            elsewhere.join(gone.tag()),
+            format!(
+                "boot {}\ntoken {token}\ngroup {pgid} 1\n",
+                boot_id().unwrap()
+            ),
+        )
+        .unwrap();
+        let swept = sweep_within(&cache, 30);
+        assert!(swept.messages().is_empty());
+        assert!(running(orphan));
+        assert!(elsewhere.join(gone.tag()).exists());
+        stop(pgid);
+    }
+
+    #[test]
+    fn a_record_is_private_and_its_marker_is_what_buildah_carries() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = Record::create(dir.path()).unwrap();
+        let runs = dir.path().join("runs");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&runs), 0o700);
+        let path = runs.join(RunId::current().tag());
+        assert_eq!(mode(&path), 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let token = text.lines().find_map(|l| l.strip_prefix("token ")).unwrap();
+        assert!(text.starts_with(&format!("boot {}\n", boot_id().unwrap())));
+        let env = record.env();
+        let marker = proof::marker(RunId::current(), token);
+        assert_eq!(env[0], (proof::VAR, marker.clone()));
+        assert!(
+            env[1].0 == "no_proxy" && env[1].1.ends_with(&marker),
+            "{env:?}"
+        );
+        // A second record of the same run is not made over the first.
+        assert!(Record::create(dir.path()).is_none());
+        drop(record);
+        assert!(!path.exists());
     }
 }
