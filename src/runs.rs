@@ -8,15 +8,26 @@
 //!
 //! So every run has an identity, [`RunId`]: its process id and the time the process started
 //! (field 22 of `/proc/self/stat`), so that a recycled process id is never taken for the run
-//! that had it. A `build` keeps a record of the buildah process groups it starts in
-//! `<cache>/runs/<pid>-<start>`, and the temporary files the tool writes carry the identity in
-//! their names (`.matrix.lock.<pid>-<start>.XXXXXX`). At start, [`sweep`] looks for those of
-//! runs that are gone: it kills what is left of their process groups, removes their temporary
-//! files and then their record. Nothing of a live run is ever touched.
+//! that had it. A `build` keeps a record in `<cache>/runs/<pid>-<start>` (mode 0600 in a
+//! directory of mode 0700): the machine's boot, a random token, and the buildah process groups
+//! it starts; every buildah carries the run's marker in its environment (see [`proof`]). The
+//! temporary files the tool writes carry the identity in their names
+//! (`.matrix.lock.<pid>-<start>.XXXXXX`). At start, [`sweep`] looks for those of runs that are
+//! gone: it kills the processes that carry a dead run's marker, removes its temporary files and
+//! then its record. Nothing of a live run is ever touched.
+//!
+//! A record is data, never a command: the cache may come from anywhere. A record signals
+//! nothing unless it is a regular file of this user, names this boot and holds a token, and
+//! even then only processes whose own environment carries that run's marker are signalled.
+//! Whatever else is in `runs/` is ignored (and removed only when it is a regular file of this
+//! user); a FIFO or a link there is never opened.
 
-use std::collections::BTreeMap;
+mod proof;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -109,6 +120,8 @@ pub fn lock_temp_base(lock_path: &Path) -> String {
 pub struct Record {
     path: PathBuf,
     file: Mutex<std::fs::File>,
+    /// What every buildah of this run carries in its environment (see [`proof`]).
+    marker: String,
 }
 
 impl Record {
@@ -116,21 +129,43 @@ impl Record {
     /// ability to be cleaned up after, which is no reason to fail it).
     pub fn create(cache: &Path) -> Option<Record> {
         let dir = cache.join("runs");
-        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::create_dir_all(cache).ok()?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        if !proof::is_own_dir(&dir) {
+            return None;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?;
+        let boot = boot_id()?;
+        let token = proof::new_token()?;
         let path = dir.join(RunId::current().tag());
         let file = OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .ok()?;
         let record = Record {
             path,
             file: Mutex::new(file),
+            marker: proof::marker(RunId::current(), &token),
         };
-        if let Some(boot) = boot_id() {
-            record.line(&format!("boot {boot}\n"));
-        }
+        record.line(&format!("boot {boot}\ntoken {token}\n"));
         Some(record)
+    }
+
+    /// The environment every buildah of this run gets, so that the next run can prove what it
+    /// started if this one is killed.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(proof::VAR, self.marker.clone())];
+        if let Some(no_proxy) = proof::no_proxy_with(&self.marker) {
+            env.push((proof::NO_PROXY, no_proxy));
+        }
+        env
     }
 
     fn line(&self, line: &str) {
@@ -223,9 +258,14 @@ pub fn sweep(cache: Option<&Path>, lock_path: &Path) -> Swept {
 }
 
 fn sweep_records(dir: &Path, swept: &mut Swept) {
+    // A `runs` that is a link, or not this user's, is not where this tool keeps records.
+    if !proof::is_own_dir(dir) {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    let boot = boot_id();
     for entry in entries.flatten() {
         let Some(run) = entry.file_name().to_str().and_then(RunId::parse) else {
             continue;
@@ -233,82 +273,97 @@ fn sweep_records(dir: &Path, swept: &mut Swept) {
         if run.is_alive() {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        let mut groups: BTreeMap<i32, u64> = BTreeMap::new();
-        let mut other_boot = false;
-        let boot = boot_id();
+        let text = match proof::open_record(&entry.path()) {
+            proof::Opened::Ours(text) => text,
+            proof::Opened::Garbage => String::new(),
+            proof::Opened::NotOurs => continue,
+        };
+        if let Some(left) = LeftRunning::of(&text, boot.as_deref()) {
+            let groups = left.kill(run);
+            swept.runs.entry(run.pid).or_default().groups += groups;
+        }
+        let _ = std::fs::remove_file(entry.path());
+    }
+}
+
+/// What a dead run's record says it may have left running.
+struct LeftRunning {
+    /// Its token, which its processes carry in their marker.
+    token: String,
+    /// Its buildah process groups that had not ended, by leader.
+    groups: BTreeSet<i32>,
+}
+
+impl LeftRunning {
+    /// What a record proves: nothing unless it names this boot and holds a token.
+    fn of(text: &str, boot: Option<&str>) -> Option<LeftRunning> {
+        let (mut this_boot, mut token) = (false, None);
+        let mut groups = BTreeSet::new();
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words[..] {
-                ["boot", id] => other_boot = boot.as_deref().is_some_and(|b| b != id),
-                ["group", pgid, start] => {
-                    if let (Ok(p), Ok(s)) = (pgid.parse(), start.parse()) {
-                        groups.insert(p, s);
+                ["boot", id] => this_boot = boot == Some(id),
+                ["token", t] if proof::is_token(t) => token = Some(t),
+                ["group", pgid, _] => {
+                    if let Ok(p) = pgid.parse() {
+                        groups.insert(p);
                     }
                 }
                 ["end", pgid] => {
-                    if let Ok(p) = pgid.parse() {
+                    if let Ok(p) = pgid.parse::<i32>() {
                         groups.remove(&p);
                     }
                 }
                 _ => {}
             }
         }
-        if other_boot {
-            // Written by another machine or before a reboot: its processes are not here.
-            groups.clear();
+        // A record from another machine or before a reboot: its processes are not here.
+        if !this_boot || groups.is_empty() {
+            return None;
         }
-        let killed = groups
-            .into_iter()
-            .filter(|&(pgid, start)| kill_group(pgid, start))
-            .count();
-        swept.runs.entry(run.pid).or_default().groups += killed;
-        let _ = std::fs::remove_file(entry.path());
+        Some(LeftRunning {
+            token: token?.to_string(),
+            groups,
+        })
+    }
+
+    /// Stops what is left of the dead run `run`: the processes that carry its marker. A buildah
+    /// of it still running (it got SIGTERM when its run died, and is removing its working
+    /// container) gets time to finish first. Returns the number of process groups in which
+    /// something was killed.
+    fn kill(self, run: RunId) -> usize {
+        let marker = proof::marker(run, &self.token);
+        let leaders = |ps: &[proof::Process]| ps.iter().any(|p| self.groups.contains(&p.pid));
+        let until = Instant::now() + GRACE;
+        let mut marked = carrying(&marker);
+        while leaders(&marked) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+            marked = carrying(&marker);
+        }
+        let mut groups = BTreeSet::new();
+        for p in &marked {
+            let pgrp = stat(p.pid).map(|s| s.pgrp);
+            if p.signal(libc::SIGKILL) {
+                groups.insert(pgrp.unwrap_or(p.pid));
+            }
+        }
+        groups.len()
     }
 }
 
-/// The processes of group `pgid` that are still running (zombies are done).
-fn members(pgid: i32) -> Vec<i32> {
+/// The running processes (zombies are done) that carry `marker`, this one never among them.
+fn carrying(marker: &str) -> Vec<proof::Process> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let me = RunId::current().pid;
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| stat(pid).is_some_and(|s| s.pgrp == pgid && !s.zombie))
+        .filter(|&pid| pid > 1 && pid != me)
+        .filter_map(proof::Process::open)
+        .filter(|p| stat(p.pid).is_some_and(|s| !s.zombie) && p.carries(marker))
         .collect()
-}
-
-/// Stops what is left of a dead run's buildah process group `pgid`, whose leader started at
-/// `start`; whether anything was still running.
-///
-/// A process id stays reserved while a process group of that id has members, so a group
-/// without its leader is the one buildah made. When a process of that id exists with another
-/// start time, the id was recycled and the group is someone else's: it is left alone.
-fn kill_group(pgid: i32, start: u64) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    match stat(pgid) {
-        Some(s) if s.start != start => return false,
-        Some(s) if !s.zombie => {
-            // buildah itself is still there, removing its working container after the SIGTERM
-            // it got when its run died: a second signal would cut that short, so it gets time.
-            let until = Instant::now() + GRACE;
-            while Instant::now() < until && stat(pgid).is_some_and(|s| !s.zombie) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        _ => {}
-    }
-    if members(pgid).is_empty() {
-        return false;
-    }
-    // SAFETY: as above, a negative pid signals the process group checked to be the dead run's.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    true
 }
 
 /// Removes the temporary files named `<base><pid>-<start>.*` of runs that are gone, in `dir`
@@ -343,139 +398,4 @@ fn sweep_temp_tree(dir: &Path, base: &str, depth: usize, swept: &mut Swept) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A process that has exited and been waited for.
-    fn dead() -> RunId {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
-        child.wait().unwrap();
-        RunId { pid, start: 1 }
-    }
-
-    #[test]
-    fn this_run_is_alive_and_a_recycled_pid_is_not_it() {
-        let me = RunId::current();
-        assert!(me.is_alive());
-        assert!(me.start > 0);
-        assert_eq!(RunId::parse(&me.tag()), Some(me));
-        let other = RunId {
-            start: me.start + 1,
-            ..me
-        };
-        assert!(!other.is_alive(), "same pid, other start time: another run");
-        assert!(!dead().is_alive());
-    }
-
-    #[test]
-    fn a_dead_runs_temporary_files_go_and_a_live_runs_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("matrix.lock");
-        let gone = dead();
-        let left = dir.path().join(format!(".matrix.lock.{}.abc", gone.tag()));
-        std::fs::write(&left, "x").unwrap();
-        let live = dir
-            .path()
-            .join(format!("{}xyz", temp_prefix(&lock_temp_base(&lock))));
-        std::fs::write(&live, "x").unwrap();
-        // Not of this tool's naming: never touched.
-        let foreign = dir.path().join(".matrix.lock.abcdef");
-        std::fs::write(&foreign, "x").unwrap();
-        let cache = dir.path().join("cache");
-        std::fs::create_dir_all(cache.join("v1/dtk")).unwrap();
-        let cached = cache.join(format!("v1/dtk/.tmp.{}.q", gone.tag()));
-        std::fs::write(&cached, "{").unwrap();
-        let swept = sweep(Some(&cache), &lock);
-        assert!(!left.exists() && !cached.exists());
-        assert!(live.exists() && foreign.exists());
-        assert_eq!(swept.runs[&gone.pid].files, 2);
-        assert_eq!(
-            swept.messages(),
-            [format!(
-                "removed 2 temporary files left by a killed run (pid {})",
-                gone.pid
-            )]
-        );
-        assert!(sweep(Some(&cache), &lock).messages().is_empty());
-    }
-
-    #[test]
-    fn a_dead_runs_process_group_is_killed_and_a_live_ones_is_not() {
-        use std::os::unix::process::CommandExt;
-        let dir = tempfile::tempdir().unwrap();
-        let runs = dir.path().join("runs");
-        std::fs::create_dir_all(&runs).unwrap();
-        // A group whose leader exits at once, leaving a child behind: what a killed buildah
-        // leaves of a RUN step.
-        let mut leader = std::process::Command::new("sh")
-            .args(["-c", "sleep 300 >/dev/null & echo $!"])
-            .stdout(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let pgid = leader.id() as i32;
-        let start = stat(pgid).unwrap().start;
-        let mut out = String::new();
-        std::io::Read::read_to_string(leader.stdout.as_mut().unwrap(), &mut out).unwrap();
-        leader.wait().unwrap();
-        let orphan: i32 = out.trim().parse().unwrap();
-        assert!(stat(orphan).is_some_and(|s| !s.zombie && s.pgrp == pgid));
-        let gone = dead();
-        std::fs::write(
-            runs.join(gone.tag()),
-            format!("group {pgid} {start}\ngroup 999999 1\nend 999999\n"),
-        )
-        .unwrap();
-        // This (live) run's record names the same group: a live run's is never touched.
-        std::fs::write(
-            runs.join(RunId::current().tag()),
-            format!("group {pgid} {start}\n"),
-        )
-        .unwrap();
-        let swept = sweep(Some(dir.path()), &dir.path().join("matrix.lock"));
-        assert_eq!(swept.runs[&gone.pid].groups, 1);
-        let until = Instant::now() + Duration::from_secs(5);
-        while stat(orphan).is_some_and(|s| !s.zombie) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(stat(orphan).is_none_or(|s| s.zombie), "the orphan is gone");
-        assert!(!runs.join(gone.tag()).exists());
-        assert!(runs.join(RunId::current().tag()).exists());
-    }
-
-    #[test]
-    fn a_record_from_another_boot_kills_nothing() {
-        use std::os::unix::process::CommandExt;
-        let dir = tempfile::tempdir().unwrap();
-        let runs = dir.path().join("runs");
-        std::fs::create_dir_all(&runs).unwrap();
-        let mut leader = std::process::Command::new("sh")
-            .args(["-c", "sleep 300 >/dev/null & echo $!"])
-            .stdout(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let pgid = leader.id() as i32;
-        let start = stat(pgid).unwrap().start;
-        let mut out = String::new();
-        std::io::Read::read_to_string(leader.stdout.as_mut().unwrap(), &mut out).unwrap();
-        leader.wait().unwrap();
-        let orphan: i32 = out.trim().parse().unwrap();
-        let gone = dead();
-        // The same group, as a record restored from another machine's cache would name it.
-        std::fs::write(
-            runs.join(gone.tag()),
-            format!("boot 00000000-0000-0000-0000-000000000000\ngroup {pgid} {start}\n"),
-        )
-        .unwrap();
-        let swept = sweep(Some(dir.path()), &dir.path().join("matrix.lock"));
-        assert!(swept.messages().is_empty(), "{:?}", swept.messages());
-        assert!(stat(orphan).is_some_and(|s| !s.zombie), "left alone");
-        assert!(!runs.join(gone.tag()).exists(), "the record is dropped");
-        // SAFETY: the test's own process group.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-}
+mod tests;

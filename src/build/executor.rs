@@ -209,11 +209,37 @@ fn pushed<'t>(
     Ok(Some(digest))
 }
 
+/// Opens a new job log, readable by this user alone: mode 0600 in a directory of mode 0700 (a
+/// log holds what buildah printed, which no one else on the machine is owed). A link or
+/// anything else already at the log's path is an error, never followed.
 fn open_log(task: &Task) -> std::io::Result<BufWriter<File>> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = task.log.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let meta = std::fs::symlink_metadata(dir)?;
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_dir() || meta.uid() != me {
+            return Err(std::io::Error::other(format!(
+                "`{}` is not a directory of this user",
+                dir.display()
+            )));
+        }
+        // An existing directory (made by an older version) is made private too.
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
     }
-    Ok(BufWriter::new(File::create(&task.log)?))
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&task.log)?;
+    Ok(BufWriter::new(file))
 }
 
 fn read_digest(file: &std::path::Path) -> Result<Digest, String> {
@@ -246,5 +272,83 @@ impl Outcome {
             Outcome::Failed(f) => Some(f.elapsed),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::domain::Arch;
+    use crate::plan::State;
+
+    fn task(log: PathBuf) -> Task {
+        let inv = Invocation {
+            program: "true".into(),
+            args: vec![],
+            env: vec![],
+        };
+        Task {
+            job: Job {
+                driver: "hello-kmod".into(),
+                kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().expect("a kernel"),
+                arch: Arch::X86_64,
+                rt: false,
+                releases: vec!["4.14.12".parse().expect("a version")],
+                dtk: format!("quay.io/ocp/dtk@sha256:{}", "d".repeat(64))
+                    .parse()
+                    .expect("an image"),
+                rhel: "9.2".into(),
+                image: "quay.io/acme/hello-kmod:t".parse().expect("an image"),
+                driver_args: Arc::new(Default::default()),
+                inputs: Digest::sha256(b"inputs"),
+                state: State::New,
+            },
+            build: inv,
+            push: None,
+            log,
+        }
+    }
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_log_is_private_to_its_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("logs/20260101T000000Z-1");
+        let log = run.join("hello-kmod.log");
+        drop(open_log(&task(log.clone())).unwrap());
+        assert_eq!(mode(&log), 0o600);
+        assert_eq!(mode(&run), 0o700);
+        assert_eq!(mode(&dir.path().join("logs")), 0o700);
+        // A directory an older version left open is closed.
+        let old = dir.path().join("logs/old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(open_log(&task(old.join("x.log"))).unwrap());
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(mode(&old.join("x.log")), 0o600);
+    }
+
+    #[test]
+    fn a_link_at_a_logs_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "keep").unwrap();
+        let run = dir.path().join("logs/run");
+        std::fs::create_dir_all(&run).unwrap();
+        let log = run.join("hello-kmod.log");
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+        assert!(open_log(&task(log)).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        // Nor a link in place of the run's directory.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("logs/linked")).unwrap();
+        assert!(open_log(&task(dir.path().join("logs/linked/x.log"))).is_err());
+        assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! Running one buildah process: its output merged into the job's log, `STEP` lines picked out,
-//! and the process group registered so that Ctrl-C can stop it.
+//! the process group registered so that Ctrl-C can stop it, and the run's marker in its
+//! environment so that the next run can prove what this one started.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::File;
@@ -143,6 +144,11 @@ pub fn run(
 ) -> std::io::Result<Ran> {
     let (reader, writer) = pipe()?;
     let mut cmd = inv.command();
+    // The run's marker, which proves to the next run that what carries it is this run's (see
+    // `crate::runs`); not part of the invocation, which is what users read.
+    if let Some(record) = &cancel.record {
+        cmd.envs(record.env());
+    }
     cmd.stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer)
@@ -234,6 +240,28 @@ mod tests {
         assert_eq!(ran.tail.back().unwrap(), "STEP 1/2: RUN x");
         assert_eq!(steps, [(1, 2)]);
         assert!(String::from_utf8(log).unwrap().starts_with("out 1\n"));
+    }
+
+    #[test]
+    fn buildah_carries_the_runs_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = crate::runs::Record::create(dir.path()).unwrap();
+        let env = record.env();
+        let cancel = Cancel::with_record(Some(record));
+        let inv = Invocation {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "echo \"DRIVER_MATRIX_RUN=$DRIVER_MATRIX_RUN\"; echo \"no_proxy=$no_proxy\"".into(),
+            ],
+            env: vec![],
+        };
+        let mut log = Vec::new();
+        run(&inv, &mut log, &cancel, &mut |_| {}).unwrap();
+        let log = String::from_utf8(log).unwrap();
+        for (k, v) in env {
+            assert!(log.contains(&format!("{k}={v}\n")), "{log}");
+        }
     }
 
     #[test]

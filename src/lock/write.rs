@@ -67,19 +67,19 @@ pub fn render(lock: &Lock) -> String {
     out
 }
 
-/// Writes the lock to `path` atomically (temporary file in the same directory, then rename),
-/// and only when its bytes differ from what is there. Returns whether the file changed.
+/// Writes the lock to `path` atomically (a new temporary file in the same directory, made with
+/// `O_CREAT|O_EXCL` and so never through a link, then rename), and only when its bytes differ
+/// from what is there; a link or anything but a regular file at `path` is refused. Returns
+/// whether the file changed.
 pub fn write_if_changed(path: &Path, lock: &Lock) -> Result<bool, LockError> {
     let text = render(lock);
     let err = |source| LockError::Write {
         path: path.to_path_buf(),
         source,
     };
-    match std::fs::read(path) {
-        Ok(old) if old == text.as_bytes() => return Ok(false),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
+    // Never through a link: a link at the lock's path is refused, not written through.
+    if super::read::read_bytes(path)?.is_some_and(|old| old == text.as_bytes()) {
+        return Ok(false);
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -95,7 +95,10 @@ pub fn write_if_changed(path: &Path, lock: &Lock) -> Result<bool, LockError> {
     tmp.write_all(text.as_bytes()).map_err(err)?;
     // A temporary file is private (0600); the lock is an ordinary file of the repository: keep
     // the mode it had, or make it 0644.
-    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
+    let mode = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map_or(0o644, |m| m.permissions().mode() & 0o777);
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(err)?;

@@ -6,10 +6,15 @@
 //!
 //! The holder writes who it is (process id and command) into the sidecar, so that a second
 //! writer can say whom it waits for.
+//!
+//! The sidecar's path comes from the matrix directory, which contributors write: it is opened
+//! without following a link (`O_NOFOLLOW`) and without blocking on a FIFO, and must be a regular
+//! file with no other name, so that truncating the note never reaches another file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -24,6 +29,16 @@ pub enum WriterError {
         #[source]
         source: std::io::Error,
     },
+
+    #[error("the writer's lock `{path}` is {what}")]
+    #[diagnostic(
+        code(driver_matrix::lock::guard_not_a_file),
+        help(
+            "driver-matrix makes this file itself beside the lockfile and follows no link there: remove `{}` and run again",
+            path.display()
+        )
+    )]
+    NotAFile { path: PathBuf, what: &'static str },
 
     #[error("another driver-matrix is writing this lock ({holder})")]
     #[diagnostic(
@@ -105,13 +120,31 @@ impl Writer {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
+        let not_a_file = |what| WriterError::NotAFile {
+            path: path.clone(),
+            what,
+        };
+        let mut file = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
-            .map_err(io)?;
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(not_a_file("a symbolic link"));
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(not_a_file("not a regular file"));
+        }
+        if meta.nlink() > 1 {
+            return Err(not_a_file("a hard link to another file"));
+        }
         match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -156,6 +189,34 @@ mod tests {
         }
         drop(first);
         Writer::acquire(&lock, "resolve", Wait::No, |_| {}).unwrap();
+    }
+
+    #[test]
+    fn a_link_at_the_writers_lock_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let project = dir.path().join("project");
+        std::fs::create_dir(&project).unwrap();
+        let lock = project.join("matrix.lock");
+        std::os::unix::fs::symlink("../victim.txt", guard_path(&lock)).unwrap();
+        match Writer::acquire(&lock, "resolve", Wait::No, |_| {}) {
+            Err(WriterError::NotAFile { what, .. }) => assert_eq!(what, "a symbolic link"),
+            other => panic!("expected NotAFile, got {other:?}"),
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        // A hard link would be truncated just the same.
+        std::fs::remove_file(guard_path(&lock)).unwrap();
+        std::fs::hard_link(&victim, guard_path(&lock)).unwrap();
+        assert!(Writer::acquire(&lock, "resolve", Wait::No, |_| {}).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        // A FIFO does not hang the writer.
+        std::fs::remove_file(guard_path(&lock)).unwrap();
+        let c = std::ffi::CString::new(guard_path(&lock).into_os_string().into_encoded_bytes())
+            .unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(Writer::acquire(&lock, "resolve", Wait::No, |_| {}).is_err());
     }
 
     #[test]

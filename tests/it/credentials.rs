@@ -248,6 +248,94 @@ fn a_credential_helper_answers_for_its_host() {
 }
 
 #[test]
+fn a_credential_helper_that_hangs_is_stopped_and_named() {
+    let secrets_dir = tempfile::tempdir().unwrap();
+    let reg = auth_registry(secrets_dir.path());
+    let p = Project::with_releases("helperhang", &[Driver::ok("hello")], &[("4.14.1", K1)]);
+    push_to(&p, reg.addr());
+    let home = p.path().join("home");
+    let tmp = p.path().join("tmp");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A helper that never answers, and whose child holds its output open.
+    let pids = p.path().join("helper-pids");
+    let helper = p.path().join("bin/docker-credential-dmslow");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nsleep 600 & echo $! >> '{}'\nwait\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"dmslow"}}}}"#, reg.addr()),
+    )
+    .unwrap();
+    // The release payloads come from the registry that needs credentials.
+    let m = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
+    p.write(
+        "matrix.toml",
+        &m.replacen(
+            "[openshift]\n",
+            &format!(
+                "[openshift]\npayload-repo = \"{}/ocp/release\"\n",
+                reg.addr()
+            ),
+            1,
+        ),
+    );
+    // `resolve` online (without the project's `--offline`).
+    let started = std::time::Instant::now();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
+    let path = format!(
+        "{}:{}",
+        p.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.current_dir(p.path())
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env("HOME", &home)
+        .env("REGISTRY_AUTH_FILE", p.path().join("none.json"))
+        .env("TMPDIR", &tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .arg("--cache-dir")
+        .arg(p.path().join("cache"))
+        .arg("resolve")
+        .stdin(std::process::Stdio::null());
+    let out = Run(cmd.output().unwrap());
+    let took = started.elapsed();
+    let err = format!("{}{}", out.stdout(), out.stderr());
+    assert_eq!(out.code(), 4, "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(120),
+        "the run waited {took:?}"
+    );
+    // The message as one line: the report wraps it at any width.
+    let flat: String = err.split_whitespace().collect();
+    let needle = format!(
+        "the credential helper `docker-credential-dmslow` named in `{}` failed: \
+         `docker-credential-dmslow get` did not answer for `{}` within 30s and was stopped",
+        home.join(".docker/config.json").display(),
+        reg.addr()
+    );
+    let needle: String = needle.split_whitespace().collect();
+    assert!(flat.contains(&needle), "{err}");
+    // The helper's processes are gone.
+    for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        assert!(stat.is_empty() || zombie, "helper child {pid} survives");
+    }
+}
+
+#[test]
 fn a_registry_the_machine_blocks_stays_blocked_for_buildah() {
     let p = Project::with_releases("blocked", &[Driver::ok("hello")], &[("4.14.1", K1)]);
     let reg = registry().addr();

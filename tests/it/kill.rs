@@ -506,3 +506,76 @@ fn kill_in_a_run_step_leaves_nothing_after_the_next_run() {
     let out = ok_in(k.dir(), &["resolve"]);
     assert!(!stderr(&out).contains("killed run"), "{}", stderr(&out));
 }
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`).
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn forged_run_records_make_resolve_kill_nothing() {
+    use std::os::unix::process::CommandExt;
+    let p = crate::support::Project::new("forgedruns", &[crate::support::Driver::ok("a")]);
+    let runs = p.path().join("cache/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let dead = || {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        format!("{pid}-1")
+    };
+    // A group whose leader is gone and whose member lives on.
+    let mut leader = Command::new("sh")
+        .args(["-c", "sleep 300 >/dev/null & echo $!"])
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = leader.id();
+    let mut out = String::new();
+    std::io::Read::read_to_string(leader.stdout.as_mut().unwrap(), &mut out).unwrap();
+    leader.wait().unwrap();
+    let member: u32 = out.trim().parse().unwrap();
+    // A live leader, whose start time anyone can read.
+    let mut live = Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    std::fs::write(runs.join(dead()), format!("group {group} 0\n")).unwrap();
+    std::fs::write(
+        runs.join(dead()),
+        format!(
+            "boot {}\ngroup {} {}\n",
+            boot.trim(),
+            live.id(),
+            start_time(live.id())
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let run = p.run(&["resolve"]).expect(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no grace is waited out for a forged record"
+    );
+    assert!(!run.stderr().contains("killed run"), "{}", run.stderr());
+    assert!(running(member), "the member of a forged group survives");
+    assert!(running(live.id()), "the live leader survives");
+    // SAFETY: the test's own process groups.
+    unsafe {
+        libc::kill(-(group as i32), libc::SIGKILL);
+    }
+    live.kill().unwrap();
+    live.wait().unwrap();
+}

@@ -105,3 +105,85 @@ fn a_lock_left_by_a_command_is_not_overwritten_when_unreadable() {
         "version = 1\n[[release]\n"
     );
 }
+
+/// A project whose lock sits beside a file outside it (`victim`), for the tests below.
+fn project_and_victim(ns: &str, text: &str) -> (crate::support::Project, tempfile::TempDir) {
+    let p = crate::support::Project::new(ns, &[crate::support::Driver::ok("a")]);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("victim.txt"), text).unwrap();
+    (p, outside)
+}
+
+#[test]
+fn a_link_at_the_writers_lock_is_refused_and_truncates_nothing() {
+    let (p, outside) = project_and_victim("linkguard", "precious\n");
+    let victim = outside.path().join("victim.txt");
+    std::os::unix::fs::symlink(&victim, p.path().join("matrix.lock.lock")).unwrap();
+    let run = p.run(&["resolve"]).expect(2);
+    let err = run.stderr();
+    assert!(
+        err.contains("matrix.lock.lock") && err.contains("is a symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn a_link_at_the_lock_is_refused_and_what_it_points_at_never_shown() {
+    let (p, outside) = project_and_victim("linklock", "root:x:0:0:root:/root:/bin/bash\n");
+    let victim = outside.path().join("victim.txt");
+    std::fs::remove_file(p.lock_path()).unwrap();
+    std::os::unix::fs::symlink(&victim, p.lock_path()).unwrap();
+    for args in [&["plan"][..], &["resolve"]] {
+        let run = p.run(args).expect(2);
+        let err = run.stderr();
+        assert!(
+            err.contains("lockfile `") && err.contains("matrix.lock` is a symbolic link"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("root:"), "{args:?}: {err}");
+    }
+    assert!(p.lock_path().is_symlink(), "the link is left as it was");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "root:x:0:0:root:/root:/bin/bash\n"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_lock_is_said_to_be_none_without_quoting_it() {
+    let p = crate::support::Project::new("notalock", &[crate::support::Driver::ok("a")]);
+    p.write(
+        "matrix.lock",
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n",
+    );
+    let err = p.run(&["plan"]).expect(2).stderr();
+    assert!(err.contains("is not a driver-matrix lock"), "{err}");
+    assert!(!err.contains("root:") && !err.contains("daemon"), "{err}");
+    // Some other TOML file, with a version of its own.
+    p.write(
+        "matrix.lock",
+        "version = \"secret-value\"\n[package]\nname = \"x\"\n",
+    );
+    let err = p.run(&["plan"]).expect(2).stderr();
+    assert!(err.contains("is not a driver-matrix lock"), "{err}");
+    assert!(!err.contains("secret-value"), "{err}");
+}
+
+#[test]
+fn a_malformed_lock_shows_the_offending_span_and_nothing_around_it() {
+    let p = crate::support::Project::new("spanonly", &[crate::support::Driver::ok("a")]);
+    let text = p.lock().replacen(
+        "rhel = \"9.2\"\n",
+        "# neighbour above\nrhel = 9.2.x\n# neighbour below\n",
+        1,
+    );
+    p.write("matrix.lock", &text);
+    let err = p.run(&["plan"]).expect(2).stderr();
+    // `9.2.x` is an invalid float from its `.x` on: that much is shown, and where it is.
+    assert!(
+        err.contains("is malformed") && err.contains("| .x") && err.contains("matrix.lock:11"),
+        "{err}"
+    );
+    assert!(!err.contains("neighbour") && !err.contains("rhel"), "{err}");
+}
