@@ -29,6 +29,7 @@ mod resolve_online;
 mod review;
 mod schema;
 mod signing;
+mod tags;
 mod tamper;
 mod tls;
 mod writers;
