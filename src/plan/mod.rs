@@ -5,6 +5,7 @@
 //! share a kernel share one job and one image. `rt = true` adds a job for each RT kernel.
 
 mod cells;
+pub mod exclude;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

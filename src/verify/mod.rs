@@ -3,6 +3,7 @@
 //! for a driver with `signed = true` each of them carries a signature (by the driver's
 //! `signing-cert`, when it names one).
 
+pub mod coverage;
 pub mod modinfo;
 pub mod scan;
 pub mod signature;
