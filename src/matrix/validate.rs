@@ -136,7 +136,6 @@ impl Validator {
 
     /// `[openshift] streams`: known names, at least one, sorted and unique.
     fn streams(&mut self, list: &[Spanned<String>], table: std::ops::Range<usize>) -> Vec<String> {
-        let known = [crate::lock::STREAM_DEFAULT, crate::lock::STREAM_RHEL10];
         if list.is_empty() {
             self.problems.push(
                 Problem::new("`openshift.streams` is empty")
@@ -146,14 +145,8 @@ impl Validator {
         }
         let mut out = BTreeSet::new();
         for s in list {
-            if known.contains(&s.get_ref().as_str()) {
-                out.insert(s.get_ref().clone());
-            } else {
-                self.problems.push(
-                    Problem::new(format!("unknown node OS stream `{}`", s.get_ref()))
-                        .label(s.span(), "unknown stream")
-                        .help("the streams are `default` (the payload's `driver-toolkit`) and `rhel-10` (`driver-toolkit-10`)"),
-                );
+            if let Some(name) = self.known_stream(s) {
+                out.insert(name);
             }
         }
         out.into_iter().collect()
@@ -714,7 +707,7 @@ impl Validator {
             None => None,
         };
         let stream = match &raw.stream {
-            Some(s) => Some(self.exclude_stream(s)?),
+            Some(s) => Some(self.known_stream(s)?),
             None => None,
         };
         Some(Exclude {
@@ -727,8 +720,8 @@ impl Validator {
         })
     }
 
-    /// An exclude's `stream`: a known stream name.
-    fn exclude_stream(&mut self, s: &Spanned<String>) -> Option<String> {
+    /// A node OS stream name (`openshift.streams`, an exclude's `stream`): a known one.
+    fn known_stream(&mut self, s: &Spanned<String>) -> Option<String> {
         let known = [crate::lock::STREAM_DEFAULT, crate::lock::STREAM_RHEL10];
         if known.contains(&s.get_ref().as_str()) {
             return Some(s.get_ref().clone());
