@@ -64,6 +64,111 @@ fn media_type(body: &[u8], content_type: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::media_type;
+    use crate::domain::{Digest, ImageRef};
+    use crate::registry::{Client, ClientOptions, RegistryError};
+    use driver_matrix_sandbox::faulty::{FaultServer, Reply};
+
+    /// A client for a registry and its token service, both on plain-HTTP loopback.
+    fn client(hosts: &[&str]) -> Client {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("auth.json"), "{}").unwrap();
+        let settings = crate::domain::RegistrySettings {
+            mirror: None,
+            insecure: true,
+        };
+        Client::new(ClientOptions {
+            registries: hosts
+                .iter()
+                .map(|h| (h.to_string(), settings.clone()))
+                .collect(),
+            authfile: Some(dir.join("auth.json")),
+            retries: 0,
+            ..ClientOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_tag_gets_the_bytes_read_by_digest_with_a_token_that_may_push() {
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{mt}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{0}","size":2}},"layers":[]}}"#,
+            "a".repeat(64)
+        );
+        let digest = Digest::sha256(manifest.as_bytes());
+        let token = FaultServer::start().unwrap();
+        let scope = |access: &str| format!("/token?scope=repository%3Aa%2Fb%3A{access}&service=s");
+        token.route(
+            &scope("pull"),
+            Reply::ok("application/json", br#"{"token":"r"}"#),
+        );
+        token.route(
+            &scope("pull%2Cpush"),
+            Reply::ok("application/json", br#"{"token":"w"}"#),
+        );
+        let up = FaultServer::start().unwrap();
+        let challenge = format!(
+            r#"Bearer realm="http://{}/token",service="s""#,
+            token.addr()
+        );
+        up.fail_next(Reply::status(401).header("WWW-Authenticate", &challenge));
+        up.route(
+            &format!("/v2/a/b/manifests/{digest}"),
+            Reply::ok(mt, manifest.as_bytes()),
+        );
+        up.route(
+            "/v2/a/b/manifests/t",
+            Reply::status(201).header("Docker-Content-Digest", digest.as_str()),
+        );
+        let c = client(&[up.addr(), token.addr()]);
+        let tagged: ImageRef = format!("{}/a/b:t", up.addr()).parse().unwrap();
+        c.tag_manifest(&tagged, &digest).unwrap();
+        assert_eq!(
+            up.requests(),
+            [
+                format!("GET /v2/a/b/manifests/{digest}"),
+                format!("GET /v2/a/b/manifests/{digest}"),
+                "PUT /v2/a/b/manifests/t".to_string(),
+            ]
+        );
+        assert_eq!(
+            token.requests(),
+            [
+                format!("GET {}", scope("pull")),
+                format!("GET {}", scope("pull%2Cpush"))
+            ],
+            "the read's token may only pull; the write asks for one that may push"
+        );
+
+        // Bytes that are not the digest's are never written.
+        let other = Digest::sha256(b"something else");
+        up.route(
+            &format!("/v2/a/b/manifests/{other}"),
+            Reply::ok(mt, manifest.as_bytes()),
+        );
+        let err = c.tag_manifest(&tagged, &other).unwrap_err();
+        assert!(
+            matches!(err, RegistryError::DigestMismatch { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            up.requests()
+                .iter()
+                .filter(|r| r.starts_with("PUT"))
+                .count(),
+            1
+        );
+        // A registry that stores other bytes under the tag is an error too.
+        up.route(
+            "/v2/a/b/manifests/t",
+            Reply::status(201).header("Docker-Content-Digest", other.as_str()),
+        );
+        let err = c.tag_manifest(&tagged, &digest).unwrap_err();
+        assert!(
+            matches!(err, RegistryError::DigestMismatch { .. }),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn the_media_type_is_the_manifests_own_first() {

@@ -63,8 +63,8 @@ pub(crate) struct Transport {
     registries: BTreeMap<String, RegistrySettings>,
     auth: AuthFiles,
     challenges: Mutex<HashMap<String, Challenge>>,
-    /// Bearer tokens by (host, repository).
-    tokens: Mutex<HashMap<(String, String), String>>,
+    /// Bearer tokens by (host, repository, whether the token may push).
+    tokens: Mutex<HashMap<(String, String, bool), String>>,
     permits: std::sync::Arc<Semaphore>,
     pub policy: RetryPolicy,
     pub timeout: Duration,
@@ -202,9 +202,9 @@ impl Transport {
         self.auth.lookup(auth_host(route), &route.repository)
     }
 
-    /// The `Authorization` header to send before any challenge, when one is known. A bearer
-    /// token is asked for `pull,push` when `push`; a cached pull token sent with a write is
-    /// refused with a challenge, and the retry then fetches one that may push.
+    /// The `Authorization` header to send before any challenge, when one is known. A write
+    /// (`push`) gets a bearer token of its own, asked for `pull,push`; reads keep theirs,
+    /// asked for `pull` only.
     async fn authorization(
         &self,
         route: &Route,
@@ -220,7 +220,7 @@ impl Transport {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.credentials(route).map(|(c, _)| c.basic_header())),
             Some(Challenge::Bearer { realm, service }) => {
-                let key = (route.host.clone(), route.repository.clone());
+                let key = (route.host.clone(), route.repository.clone(), push);
                 let cached = self
                     .tokens
                     .lock()
@@ -478,10 +478,11 @@ impl Transport {
     fn learn(&self, route: &Route, challenge: Option<Challenge>) -> bool {
         let ch = match challenge {
             Some(ch @ Challenge::Bearer { .. }) => {
-                self.tokens
-                    .lock()
-                    .expect("the token map is never poisoned")
-                    .remove(&(route.host.clone(), route.repository.clone()));
+                let mut tokens = self.tokens.lock().expect("the token map is never poisoned");
+                for push in [false, true] {
+                    tokens.remove(&(route.host.clone(), route.repository.clone(), push));
+                }
+                drop(tokens);
                 ch
             }
             Some(ch @ Challenge::Basic) if self.credentials(route).is_some() => ch,
