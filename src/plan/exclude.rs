@@ -212,4 +212,47 @@ mod tests {
         assert!(!release_excluded(&matrix(""), &r));
         assert!(!excluded_before_resolving(&matrix(""), &v, Arch::X86_64));
     }
+
+    #[test]
+    fn the_planner_drops_only_the_kernels_a_rule_names() {
+        let m = matrix(&format!(
+            "[[exclude]]\ndriver = \"a\"\nstream = \"rhel-10\"\n\n[[exclude]]\nkernel = \"{RT1}\"\n"
+        ));
+        let releases = [
+            release("4.19.1", None, K1),
+            release("4.19.1", Some(STREAM_RHEL10), K10),
+        ];
+        let contexts = m
+            .drivers
+            .iter()
+            .map(|d| (d.name.clone(), crate::domain::Digest::sha256(b"ctx")))
+            .collect();
+        let versions = ["4.19.1".parse().unwrap()];
+        let plan = crate::plan::plan(&crate::plan::PlanInput {
+            matrix: &m,
+            versions: &versions,
+            releases: &releases,
+            contexts: &contexts,
+            lock: &crate::lock::Lock::default(),
+        })
+        .unwrap();
+        let jobs: Vec<String> = plan
+            .jobs
+            .iter()
+            .map(|j| format!("{}/{}", j.driver, j.kernel))
+            .collect();
+        assert_eq!(
+            jobs,
+            [format!("a/{K1}"), format!("b/{K1}"), format!("b/{K10}")]
+        );
+        assert!(
+            !plan
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("[[exclude]]")),
+            "both rules matched: {:?}",
+            plan.warnings
+        );
+        assert_eq!(kept_releases(&m, &releases).len(), 2);
+    }
 }
