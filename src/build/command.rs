@@ -243,14 +243,24 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
     }
 }
 
-/// `buildah push` of the job's tag, recording the pushed digest in `spec.digestfile`.
+/// The tag `build` pushes every image to before it is confirmed. Nothing deploys it: KMM pulls
+/// the job's own tag, which moves only once the image is confirmed (see
+/// [`crate::pipeline::build`]), and `collect` reads only the jobs' tags.
+pub const UNCONFIRMED_TAG: &str = "driver-matrix-unconfirmed";
+
+/// `buildah push` of the job's image to [`UNCONFIRMED_TAG`] of its repository, recording the
+/// pushed digest in `spec.digestfile`. buildah 1.28 cannot push by digest alone (it refuses
+/// `repo@sha256:...` for an image it must compress, and has no `@@unknown-digest@@`), so the
+/// job's own tag is left alone here and moved to that digest after the read-back.
 pub fn push(spec: &Spec<'_>) -> Invocation {
     let image = &spec.job.image;
     let mut a = Args(vec!["push".into()]);
     a.flag("--digestfile", spec.digestfile);
     common(&mut a, spec.buildah);
-    let image = image.to_string();
-    a.word(&image).word(format!("docker://{image}"));
+    let staged = image
+        .with_tag(UNCONFIRMED_TAG)
+        .expect("the unconfirmed tag is a valid tag");
+    a.word(image.to_string()).word(format!("docker://{staged}"));
     Invocation {
         program: spec.buildah.program.clone(),
         args: a.0,

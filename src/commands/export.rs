@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
             return deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
         }
         ExportKind::Preflight { namespace } => {
+            let matrix = ctx.matrix()?;
             let lock = ctx.lock()?;
             if lock.releases.is_empty() {
                 return Err(Error::usage(
@@ -39,7 +40,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
                     Some("run `driver-matrix resolve` first".into()),
                 ));
             }
-            export::preflights(&lock, namespace.as_deref())
+            return deployment(export::preflights(&matrix, &lock, namespace.as_deref()));
         }
         ExportKind::GithubMatrix { shards } => export::github_matrix(shard_count(ctx, *shards)?),
         ExportKind::K8sJob {

@@ -31,11 +31,12 @@ pub fn planned(ctx: &Context, session: &Session) -> Result<Planned> {
 
 pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Reporter) -> Result<Planned> {
     let resolution = session.resolve(progress)?;
+    let planned = session.plan(resolution)?;
+    // After planning: a release every driver excludes has left, and is not warned about.
     ctx.warn_all(
         &session.matrix,
-        &crate::pipeline::kernel_warnings(&resolution.releases),
+        &crate::pipeline::kernel_warnings(&planned.resolution.releases),
     );
-    let planned = session.plan(resolution)?;
     ctx.warn_all(&session.matrix, &planned.plan.warnings);
     Ok(planned)
 }

@@ -1,4 +1,5 @@
-//! `driver-matrix verify [--deep]`.
+//! `driver-matrix verify [--deep]`: every locked image, every job the matrix asks for over the
+//! lock's releases (coverage), and every release's DTK against its nodes' kernel.
 
 use std::fmt::Write as _;
 
@@ -6,6 +7,7 @@ use super::Context;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result, exit};
 use crate::pipeline::Access;
+use crate::verify::coverage::{Gap, releases_left};
 use crate::verify::{Finding, ImageReport};
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
@@ -17,7 +19,8 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
     }
     let session = ctx.session(Access::Read)?;
     let (matrix, lock) = (&session.matrix, &session.lock);
-    if lock.images.is_empty() {
+    let gaps = crate::verify::coverage::gaps(matrix, lock);
+    if lock.images.is_empty() && gaps.is_empty() {
         return Err(Error::usage(
             "the lock holds no image to verify",
             Some("run `driver-matrix build` first".into()),
@@ -31,7 +34,9 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
         .collect();
     let reports = crate::verify::verify_all(client, &session.cache(), &images, args.deep);
     print!("{}", render(&reports, args.deep, ctx.global.quiet));
-    let kernels = render_kernels(&lock.releases);
+    print!("{}", render_gaps(&gaps));
+    // A release every driver excludes is not checked: it has left the plan.
+    let kernels = render_kernels(&crate::plan::exclude::kept_releases(matrix, &lock.releases));
     print!("{kernels}");
     // The contract: 4 when the registry could not answer, 1 only for what it answered.
     let unreachable = reports
@@ -39,11 +44,34 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
         .any(|r| r.findings.iter().any(|f| matches!(f, Finding::Registry(_))));
     Ok(if unreachable {
         exit::REGISTRY
-    } else if reports.iter().any(|r| !r.ok()) || !kernels.is_empty() {
+    } else if reports.iter().any(|r| !r.ok()) || !kernels.is_empty() || !gaps.is_empty() {
         exit::FAILED
     } else {
         exit::OK
     })
+}
+
+/// A `FAIL` line per job the matrix asks for without an image, then the releases that leaves
+/// without a driver; empty when every job has one.
+fn render_gaps(gaps: &[Gap]) -> String {
+    let mut out = String::new();
+    for g in gaps {
+        let _ = writeln!(out, "FAIL {}", g.describe());
+    }
+    let left = releases_left(gaps);
+    if !left.is_empty() {
+        let labels: Vec<String> = left.iter().map(|r| r.label()).collect();
+        let _ = writeln!(
+            out,
+            "{} job(s) without an image leave {} release(s) without a driver: {}",
+            gaps.len(),
+            left.len(),
+            labels.join(", ")
+        );
+    } else if !gaps.is_empty() {
+        let _ = writeln!(out, "{} job(s) without an image", gaps.len());
+    }
+    out
 }
 
 /// A finding per locked release whose DTK carries another kernel than its nodes boot (the

@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 
 use crate::domain::{Arch, Kernel};
-use crate::lock::{Lock, LockedImage};
+use crate::lock::{Lock, LockedImage, LockedRelease};
 use crate::matrix::{Driver, Matrix};
+use crate::plan::exclude::kept_kernels;
 use crate::plan::{channels_from_lock, target_versions};
 
 /// One (driver, kernel, arch) the matrix asks for. Exports report only the missing ones, so
@@ -38,21 +39,7 @@ pub fn wanted(matrix: &Matrix, lock: &Lock, driver: &Driver) -> BTreeSet<Wanted>
         .iter()
         .filter(|r| versions.contains(&r.version))
     {
-        let excluded = matrix
-            .excludes
-            .iter()
-            .any(|e| e.matches(&driver.name, &r.version, r.arch));
-        let allowed = driver
-            .openshift
-            .as_ref()
-            .is_none_or(|c| c.matches(&r.version))
-            && driver.arches.contains(&r.arch)
-            && matrix.openshift.builds_stream(r.stream_name());
-        if excluded || !allowed {
-            continue;
-        }
-        let rt = r.rt_kernel.as_ref().filter(|_| driver.rt);
-        for kernel in std::iter::once(&r.kernel).chain(rt) {
+        for kernel in kept_kernels(matrix, driver, r) {
             out.insert(Wanted {
                 driver: driver.name.clone(),
                 kernel: kernel.clone(),
@@ -86,4 +73,30 @@ pub fn split(lock: &Lock, wanted: BTreeSet<Wanted>) -> (Vec<&LockedImage>, Vec<W
         }
     }
     (found, missing)
+}
+
+/// Every job of every driver that the lock has no image for, sorted: what `export kmm`,
+/// `export preflight` and `verify` each report.
+pub fn missing(matrix: &Matrix, lock: &Lock) -> Vec<Wanted> {
+    let mut out: Vec<Wanted> = matrix
+        .drivers
+        .iter()
+        .flat_map(|d| split(lock, wanted(matrix, lock, d)).1)
+        .collect();
+    out.sort();
+    out
+}
+
+/// The locked releases `w` would serve: those whose kept kernels for its driver include its
+/// kernel on its arch (none for a `[[toolkit]]` kernel).
+pub fn serving<'l>(matrix: &Matrix, lock: &'l Lock, w: &Wanted) -> Vec<&'l LockedRelease> {
+    let Some(driver) = matrix.driver(&w.driver) else {
+        return Vec::new();
+    };
+    let versions = target_versions(matrix, &channels_from_lock(matrix, lock));
+    lock.releases
+        .iter()
+        .filter(|r| r.arch == w.arch && versions.contains(&r.version))
+        .filter(|r| kept_kernels(matrix, driver, r).contains(&&w.kernel))
+        .collect()
 }

@@ -12,7 +12,7 @@ mod yaml;
 
 pub use boot::{BootOptions, boot_module_configs};
 pub use ci::{GITHUB_MATRIX_LIMIT, JobOptions, github_matrix, k8s_job};
-pub use jobs::Wanted;
+pub use jobs::{Wanted, missing, serving};
 pub use kmm::{ExportError, ModuleOptions, modules};
 pub use preflight::preflights;
 

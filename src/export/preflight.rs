@@ -1,17 +1,20 @@
-//! KMM `PreflightValidationOCP`s: one per locked release, so a cluster checks every Module
-//! against an upgrade target before it upgrades.
+//! KMM `PreflightValidationOCP`s: one per locked release the matrix still builds for (a
+//! release every driver excludes is left out), so a cluster checks every Module against an
+//! upgrade target before it upgrades. Like `export kmm`, it names every job without an image.
 
 use serde_json::json;
 
 use super::kmm::metadata;
-use super::{object_name, yaml};
+use super::{Export, object_name, yaml};
 use crate::lock::Lock;
+use crate::matrix::Matrix;
+use crate::plan::exclude::kept_releases;
 
-/// One `PreflightValidationOCP` (kmm.sigs.x-k8s.io/v1beta2) per locked release: the values
-/// users otherwise look up with `oc adm release info --image-for=driver-toolkit`.
-pub fn preflights(lock: &Lock, namespace: Option<&str>) -> String {
-    let docs: Vec<String> = lock
-        .releases
+/// One `PreflightValidationOCP` (kmm.sigs.x-k8s.io/v1beta2) per locked release that is not
+/// excluded: the values users otherwise look up with
+/// `oc adm release info --image-for=driver-toolkit`; and the jobs the lock has no image for.
+pub fn preflights(matrix: &Matrix, lock: &Lock, namespace: Option<&str>) -> Export {
+    let docs: Vec<String> = kept_releases(matrix, &lock.releases)
         .iter()
         .map(|r| {
             // A dual-stream release has an entry (and a DTK) per stream.
@@ -46,5 +49,8 @@ pub fn preflights(lock: &Lock, namespace: Option<&str>) -> String {
             )
         })
         .collect();
-    yaml::documents(&docs)
+    Export {
+        text: yaml::documents(&docs),
+        missing: super::missing(matrix, lock),
+    }
 }

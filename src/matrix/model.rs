@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use miette::NamedSource;
 
-use crate::domain::{Arch, ImageRef, Version, VersionReq};
+use crate::domain::{Arch, ImageRef, Kernel, Version, VersionReq};
 use crate::template::TagTemplate;
 
 /// The default repository of OpenShift release payloads; the tag is `<version>-<arch>`.
@@ -98,18 +98,47 @@ pub struct Driver {
     pub kmm: super::kmm::Kmm,
 }
 
-/// An `[[exclude]]` rule: drops every cell that matches all of its given keys.
+/// An `[[exclude]]` rule: drops every (driver, release, arch, stream, kernel) that matches all
+/// of its given keys. A rule without `kernel` or `stream` drops whole cells.
 #[derive(Debug, Clone)]
 pub struct Exclude {
     pub driver: Option<String>,
     pub openshift: Option<VersionReq>,
     pub arch: Option<Arch>,
+    pub kernel: Option<Kernel>,
+    /// `default` or `rhel-10`.
+    pub stream: Option<String>,
     /// Where the rule stands in the matrix file, for the warning when it matches nothing.
     pub span: std::ops::Range<usize>,
 }
 
+/// One kernel of one release stream that a driver may build for: what an exclude is matched
+/// against.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelCell<'a> {
+    pub driver: &'a str,
+    pub version: &'a Version,
+    pub arch: Arch,
+    /// The stream's name (`default`, `rhel-10`).
+    pub stream: &'a str,
+    pub kernel: &'a Kernel,
+}
+
 impl Exclude {
-    pub fn matches(&self, driver: &str, version: &Version, arch: Arch) -> bool {
+    /// Whether the rule drops `t`.
+    pub fn matches(&self, t: &KernelCell<'_>) -> bool {
+        self.matches_cell(t.driver, t.version, t.arch)
+            && self.stream.as_deref().is_none_or(|s| s == t.stream)
+            && self.kernel.as_ref().is_none_or(|k| k == t.kernel)
+    }
+
+    /// Whether the rule drops the whole cell (driver, version, arch), whatever its streams and
+    /// kernels: it names neither, and its other keys match.
+    pub fn drops_cell(&self, driver: &str, version: &Version, arch: Arch) -> bool {
+        self.kernel.is_none() && self.stream.is_none() && self.matches_cell(driver, version, arch)
+    }
+
+    fn matches_cell(&self, driver: &str, version: &Version, arch: Arch) -> bool {
         self.driver.as_deref().is_none_or(|d| d == driver)
             && self.openshift.as_ref().is_none_or(|r| r.matches(version))
             && self.arch.is_none_or(|a| a == arch)

@@ -28,7 +28,8 @@ pub struct RawMatrix {
     #[serde(default, rename = "driver")]
     #[schemars(with = "Vec<RawDriver>")]
     pub drivers: Vec<S<RawDriver>>,
-    /// Cells to drop: each rule drops every (driver, release, arch) that matches all its keys.
+    /// Cells to drop: each rule drops every (driver, release, arch, stream, kernel) that matches
+    /// all its keys.
     #[serde(default, rename = "exclude")]
     #[schemars(with = "Vec<RawExclude>")]
     pub excludes: Vec<S<RawExclude>>,
@@ -186,6 +187,15 @@ pub struct RawExclude {
     #[serde(default)]
     #[schemars(with = "Option<Arch>")]
     pub arch: Option<S<String>>,
+    /// A kernel, as the DTK names it (`5.14.0-427.13.1.el9_4.x86_64`): only that kernel's job
+    /// is dropped, the release's other kernels (its RT kernel, another stream's) stay.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub kernel: Option<S<String>>,
+    /// A node OS stream: `default` or `rhel-10`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub stream: Option<S<String>>,
 }
 
 /// The JSON Schema of matrix.toml, as committed in `schemas/matrix.schema.json`.

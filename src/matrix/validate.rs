@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::diagnostic::Problem;
 use super::model::*;
 use super::raw::*;
-use crate::domain::{Arch, ImageRef, ParseError, Version, VersionReq, did_you_mean};
+use crate::domain::{Arch, ImageRef, Kernel, ParseError, Version, VersionReq, did_you_mean};
 use crate::template::TagTemplate;
 
 pub use crate::names::RESERVED_BUILD_ARGS;
@@ -136,7 +136,6 @@ impl Validator {
 
     /// `[openshift] streams`: known names, at least one, sorted and unique.
     fn streams(&mut self, list: &[Spanned<String>], table: std::ops::Range<usize>) -> Vec<String> {
-        let known = [crate::lock::STREAM_DEFAULT, crate::lock::STREAM_RHEL10];
         if list.is_empty() {
             self.problems.push(
                 Problem::new("`openshift.streams` is empty")
@@ -146,14 +145,8 @@ impl Validator {
         }
         let mut out = BTreeSet::new();
         for s in list {
-            if known.contains(&s.get_ref().as_str()) {
-                out.insert(s.get_ref().clone());
-            } else {
-                self.problems.push(
-                    Problem::new(format!("unknown node OS stream `{}`", s.get_ref()))
-                        .label(s.span(), "unknown stream")
-                        .help("the streams are `default` (the payload's `driver-toolkit`) and `rhel-10` (`driver-toolkit-10`)"),
-                );
+            if let Some(name) = self.known_stream(s) {
+                out.insert(name);
             }
         }
         out.into_iter().collect()
@@ -674,11 +667,16 @@ impl Validator {
 
     fn exclude(&mut self, e: &Spanned<RawExclude>, drivers: &[Driver]) -> Option<Exclude> {
         let raw = e.get_ref();
-        if raw.driver.is_none() && raw.openshift.is_none() && raw.arch.is_none() {
+        if raw.driver.is_none()
+            && raw.openshift.is_none()
+            && raw.arch.is_none()
+            && raw.kernel.is_none()
+            && raw.stream.is_none()
+        {
             self.problems.push(
                 Problem::new("an `[[exclude]]` rule has no keys and would drop every cell")
                     .label(e.span(), "empty rule")
-                    .help("give at least one of `driver`, `openshift`, `arch`"),
+                    .help("give at least one of `driver`, `openshift`, `arch`, `kernel`, `stream`"),
             );
             return None;
         }
@@ -704,12 +702,36 @@ impl Validator {
             Some(a) => Some(self.parse::<Arch>(a, "unknown arch")?),
             None => None,
         };
+        let kernel = match &raw.kernel {
+            Some(k) => Some(self.parse::<Kernel>(k, "not a kernel release")?),
+            None => None,
+        };
+        let stream = match &raw.stream {
+            Some(s) => Some(self.known_stream(s)?),
+            None => None,
+        };
         Some(Exclude {
             driver: raw.driver.as_ref().map(|d| d.get_ref().clone()),
             openshift,
             arch,
+            kernel,
+            stream,
             span: e.span(),
         })
+    }
+
+    /// A node OS stream name (`openshift.streams`, an exclude's `stream`): a known one.
+    fn known_stream(&mut self, s: &Spanned<String>) -> Option<String> {
+        let known = [crate::lock::STREAM_DEFAULT, crate::lock::STREAM_RHEL10];
+        if known.contains(&s.get_ref().as_str()) {
+            return Some(s.get_ref().clone());
+        }
+        self.problems.push(
+            Problem::new(format!("unknown node OS stream `{}`", s.get_ref()))
+                .label(s.span(), "unknown stream")
+                .help("the streams are `default` (the payload's `driver-toolkit`) and `rhel-10` (`driver-toolkit-10`)"),
+        );
+        None
     }
 }
 

@@ -5,6 +5,11 @@
 //! registry and every one was built for the job's kernel (`vermagic`): that is what confirms a
 //! kernel the resolver could only read from an unverified prefix of a DTK layer, and what keeps
 //! a wrong build out of the lock. `collect` applies the same rule.
+//!
+//! The job's tag follows the lock: buildah pushes to the repository's unconfirmed tag
+//! ([`command::UNCONFIRMED_TAG`]), and the job's tag is moved to the pushed digest (the same
+//! manifest bytes, checked against it) only once the image is confirmed, then the image is
+//! recorded. A refused image leaves the tag where it was.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -228,6 +233,12 @@ pub fn run(
         let image = task.job.locked(digest.clone());
         confirm(client, &cache, &session.matrix, &image)
             .map_err(|e| not_recorded(NotRecordedWhy::Unconfirmed(e)))?;
+        // The tag moves only now: until here the image sits under the unconfirmed tag, so a
+        // refused image is never what `<image>:<tag>` names. Recorded after the move, so the
+        // lock never names an image its tag does not hold.
+        client
+            .tag_manifest(&image.image, digest)
+            .map_err(|e| not_recorded(NotRecordedWhy::Tag(Box::new(e))))?;
         book.record(image)
             .map_err(|e| not_recorded(NotRecordedWhy::Lock(Box::new(e))))?;
         Ok(())
@@ -256,6 +267,8 @@ pub struct NotRecorded {
 pub enum NotRecordedWhy {
     #[error(transparent)]
     Unconfirmed(#[from] Unconfirmed),
+    #[error("its tag could not be moved to it")]
+    Tag(#[source] Box<crate::registry::RegistryError>),
     #[error("the lock could not be written")]
     Lock(#[source] Box<Error>),
 }
@@ -267,8 +280,13 @@ pub enum Unconfirmed {
     #[error("cannot read it back from the registry")]
     Registry(#[source] crate::verify::RegistryFailure),
     /// Its modules were not built for its kernel, or are missing.
-    #[error("its modules do not confirm kernel `{kernel}`: {findings}")]
-    Modules { kernel: String, findings: String },
+    #[error("its modules do not confirm kernel `{kernel}` (expected {expected}): {findings}")]
+    Modules {
+        kernel: String,
+        /// The driver's `modules`, or "at least one module".
+        expected: String,
+        findings: String,
+    },
 }
 
 /// Reads `image` back from the registry and checks that its modules were built for its
@@ -283,6 +301,7 @@ pub fn confirm(
     judge(
         crate::verify::deep_check(client, cache, image, modules).1,
         image,
+        modules,
     )
 }
 
@@ -298,6 +317,7 @@ pub fn confirm_manifest(
     judge(
         crate::verify::deep_check_manifest(client, cache, image, manifest, modules).1,
         image,
+        modules,
     )
 }
 
@@ -306,6 +326,7 @@ pub fn confirm_manifest(
 fn judge(
     findings: Vec<crate::verify::Finding>,
     image: &LockedImage,
+    modules: &[String],
 ) -> std::result::Result<(), Unconfirmed> {
     if let Some(crate::verify::Finding::Registry(e)) = findings
         .iter()
@@ -321,8 +342,18 @@ fn judge(
     if errors.is_empty() {
         Ok(())
     } else {
+        let expected = if modules.is_empty() {
+            "at least one module".to_string()
+        } else {
+            let names: Vec<String> = modules
+                .iter()
+                .map(|m| format!("`{}`", crate::text::escape_line(m)))
+                .collect();
+            names.join(", ")
+        };
         Err(Unconfirmed::Modules {
             kernel: image.kernel.to_string(),
+            expected,
             findings: errors.join("; "),
         })
     }

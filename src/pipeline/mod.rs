@@ -143,8 +143,9 @@ impl Session {
         }
     }
 
-    /// Plans the jobs for `resolution` against the lock the run started with.
-    pub fn plan(&self, resolution: Resolution) -> Result<Planned> {
+    /// Plans the jobs for `resolution` against the lock the run started with; the releases
+    /// every driver excludes leave the resolution (and so the lock), once planned.
+    pub fn plan(&self, mut resolution: Resolution) -> Result<Planned> {
         let contexts = crate::inputs::context_digests(&self.matrix)?;
         let plan = plan::plan(&PlanInput {
             matrix: &self.matrix,
@@ -153,6 +154,7 @@ impl Session {
             contexts: &contexts,
             lock: &self.lock,
         })?;
+        resolution.releases = plan::exclude::kept_releases(&self.matrix, &resolution.releases);
         Ok(Planned {
             resolution,
             contexts,

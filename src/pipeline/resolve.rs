@@ -82,8 +82,9 @@ pub fn kernel_warnings(releases: &[LockedRelease]) -> Vec<crate::matrix::Problem
         .collect()
 }
 
-/// One target per version × arch: the graph's payload digest where it gave one, else the
-/// payload repository's `<version>-<arch>` tag.
+/// One target per version × arch that some driver builds for without an exclude dropping it:
+/// the graph's payload digest where it gave one, else the payload repository's
+/// `<version>-<arch>` tag.
 fn targets(
     matrix: &Matrix,
     versions: &[Version],
@@ -93,6 +94,11 @@ fn targets(
     let mut targets = Vec::new();
     for version in versions {
         for &arch in &matrix.openshift.arches {
+            // Excluded for every driver that builds for it: it leaves the lock, so it is not
+            // read (and `--offline` does not miss it once it has left).
+            if plan::exclude::excluded_before_resolving(matrix, version, arch) {
+                continue;
+            }
             let payload = match from_graph.get(&(version.clone(), arch)) {
                 Some(p) => p.clone(),
                 None => repo

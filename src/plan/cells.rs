@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use sha2::Sha256;
 
-use super::PlanInput;
+use super::{PlanInput, exclude};
 use crate::domain::{Arch, Digest, Kernel, Version};
 use crate::inputs::{DriverInputs, driver_hasher};
 use crate::lock::LockedRelease;
-use crate::matrix::{Driver, Matrix, Toolkit};
+use crate::matrix::{Driver, KernelCell, Matrix, Toolkit};
 
 /// What a driver's jobs share, computed once per driver: its build args, and its part of the
 /// inputs hash.
@@ -177,7 +177,7 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                 continue;
             }
             for &arch in &driver.arches {
-                if out.excluded(matrix, driver, version, arch) {
+                if out.drops_cell(matrix, driver, version, arch) {
                     continue;
                 }
                 let Some(streams) = streams_of
@@ -198,7 +198,7 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                 };
                 for stream in streams {
                     if matrix.openshift.builds_stream(stream.release.stream_name()) {
-                        out.add(d, stream, driver, arch, group);
+                        out.add(d, stream, (matrix, driver), arch, group);
                     }
                 }
             }
@@ -210,17 +210,31 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
 }
 
 impl<'a> Expansion<'a> {
-    /// Whether an `[[exclude]]` drops the cell; marks every rule that matches it as used.
-    fn excluded(
+    /// Whether an `[[exclude]]` without `kernel` or `stream` drops the whole cell; marks every
+    /// such rule that matches it as used.
+    fn drops_cell(
         &mut self,
         matrix: &Matrix,
         driver: &Driver,
         version: &Version,
         arch: Arch,
     ) -> bool {
+        let mut dropped = false;
+        for (i, e) in matrix.excludes.iter().enumerate() {
+            if e.drops_cell(&driver.name, version, arch) {
+                self.excludes_used[i] = true;
+                dropped = true;
+            }
+        }
+        dropped
+    }
+
+    /// Whether an `[[exclude]]` drops one kernel of a cell; marks every rule that matches it
+    /// as used.
+    fn excluded(&mut self, matrix: &Matrix, cell: &KernelCell<'_>) -> bool {
         let mut excluded = false;
         for (i, e) in matrix.excludes.iter().enumerate() {
-            if e.matches(&driver.name, version, arch) {
+            if e.matches(cell) {
                 self.excludes_used[i] = true;
                 excluded = true;
             }
@@ -287,35 +301,43 @@ impl<'a> Expansion<'a> {
     }
 
     /// Adds the cell of `stream` to its kernel's group, and to its RT kernel's when the
-    /// driver asks for one.
+    /// driver asks for one; a kernel an `[[exclude]]` names is left out.
     fn add(
         &mut self,
         d: u32,
         stream: &Stream<'a>,
-        driver: &'a Driver,
+        (matrix, driver): (&Matrix, &'a Driver),
         arch: Arch,
         group: impl Fn(bool) -> Group<'a>,
     ) {
         let release = stream.release;
-        self.cells += 1;
-        self.builds_without_sharing += 1;
-        self.group(d, (stream.kernel, &release.kernel), arch, || group(false))
-            .releases
-            .push(release);
+        let main = !self.excluded(matrix, &exclude::cell(driver, release, &release.kernel));
+        if main {
+            self.cells += 1;
+            self.builds_without_sharing += 1;
+            self.group(d, (stream.kernel, &release.kernel), arch, || group(false))
+                .releases
+                .push(release);
+        }
         if !driver.rt {
             return;
         }
         match (stream.rt, &release.rt_kernel) {
             (Some(id), Some(rt)) => {
+                if self.excluded(matrix, &exclude::cell(driver, release, rt)) {
+                    return;
+                }
+                self.cells += usize::from(!main);
                 self.builds_without_sharing += 1;
                 self.group(d, (id, rt), arch, || group(true))
                     .releases
                     .push(release);
             }
-            _ => {
+            _ if main => {
                 self.missing_rt
                     .insert((&driver.name, &release.version, arch));
             }
+            _ => {}
         }
     }
 

@@ -5,6 +5,7 @@
 //! share a kernel share one job and one image. `rt = true` adds a job for each RT kernel.
 
 mod cells;
+pub mod exclude;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -405,5 +406,47 @@ fn image(driver: &Driver, kernel: &Kernel, arch: Arch, rhel: &str) -> Result<Ima
         message,
     };
     let tag = driver.tag.render(&vars).map_err(|e| bad_tag(e.message))?;
+    // `build` pushes every image there before it is confirmed: a job's own tag must differ.
+    if tag == crate::build::command::UNCONFIRMED_TAG {
+        return Err(bad_tag(format!(
+            "`{tag}` is the tag `build` pushes unconfirmed images to"
+        )));
+    }
     driver.image.with_tag(&tag).map_err(|e| bad_tag(e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_tag_may_not_be_the_unconfirmed_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("ctx")).unwrap();
+        std::fs::write(root.join("ctx/Containerfile"), "FROM scratch\n").unwrap();
+        let text = "[openshift]\nreleases = [\"4.18.1\"]\n\n[[driver]]\nname = \"a\"\n\
+                    context = \"ctx\"\nimage = \"quay.io/acme/a\"\ntag = \"driver-matrix-${DRIVER}\"\n";
+        let m = crate::matrix::parse(
+            &root.join("matrix.toml"),
+            &root,
+            text.replace("${DRIVER}", "unconfirmed"),
+        )
+        .unwrap()
+        .matrix;
+        let kernel = "5.14.0-427.13.1.el9_4.x86_64".parse().unwrap();
+        let err =
+            super::image(&m.drivers[0], &kernel, crate::domain::Arch::X86_64, "9.4").unwrap_err();
+        assert!(err.to_string().contains("unconfirmed images"), "{err}");
+        let other = crate::matrix::parse(&root.join("matrix.toml"), &root, text.to_string())
+            .unwrap()
+            .matrix;
+        assert!(
+            super::image(
+                &other.drivers[0],
+                &kernel,
+                crate::domain::Arch::X86_64,
+                "9.4"
+            )
+            .is_ok()
+        );
+    }
 }

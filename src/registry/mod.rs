@@ -30,6 +30,7 @@ mod body;
 mod error;
 mod manifest;
 mod retry;
+mod tag;
 mod tls;
 mod transport;
 

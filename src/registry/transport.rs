@@ -63,8 +63,8 @@ pub(crate) struct Transport {
     registries: BTreeMap<String, RegistrySettings>,
     auth: AuthFiles,
     challenges: Mutex<HashMap<String, Challenge>>,
-    /// Bearer tokens by (host, repository).
-    tokens: Mutex<HashMap<(String, String), String>>,
+    /// Bearer tokens by (host, repository, whether the token may push).
+    tokens: Mutex<HashMap<(String, String, bool), String>>,
     permits: std::sync::Arc<Semaphore>,
     pub policy: RetryPolicy,
     pub timeout: Duration,
@@ -93,6 +93,10 @@ pub(crate) struct Request<'a> {
     pub range: Option<&'a str>,
     /// Registry authentication (challenges, tokens, credentials); off for the update graph.
     pub authenticate: bool,
+    /// A body to send, with its `Content-Type` (a manifest `PUT`).
+    pub body: Option<(&'a str, &'a [u8])>,
+    /// Whether the request writes: a bearer token is then asked for `pull,push`.
+    pub push: bool,
 }
 
 impl<'a> Request<'a> {
@@ -106,6 +110,8 @@ impl<'a> Request<'a> {
             whole_timeout: true,
             range: None,
             authenticate: true,
+            body: None,
+            push: false,
         }
     }
 }
@@ -157,6 +163,16 @@ impl Transport {
             Some(m) => r.rehomed(&m.host, m.namespace.as_deref()),
             None => r.clone(),
         };
+        self.route_via(r, &physical).await
+    }
+
+    /// Where writes to `r` go: its own host, never a mirror (mirrors serve reads only; buildah
+    /// pushes to the source too).
+    pub async fn route_to_source(&self, r: &ImageRef) -> Route {
+        self.route_via(r, r).await
+    }
+
+    async fn route_via(&self, r: &ImageRef, physical: &ImageRef) -> Route {
         let insecure = self.insecure(physical.registry());
         let host = match physical.registry() {
             "docker.io" => "registry-1.docker.io".to_string(),
@@ -186,8 +202,14 @@ impl Transport {
         self.auth.lookup(auth_host(route), &route.repository)
     }
 
-    /// The `Authorization` header to send before any challenge, when one is known.
-    async fn authorization(&self, route: &Route) -> Result<Option<String>, RegistryError> {
+    /// The `Authorization` header to send before any challenge, when one is known. A write
+    /// (`push`) gets a bearer token of its own, asked for `pull,push`; reads keep theirs,
+    /// asked for `pull` only.
+    async fn authorization(
+        &self,
+        route: &Route,
+        push: bool,
+    ) -> Result<Option<String>, RegistryError> {
         let challenge = self
             .challenges
             .lock()
@@ -198,7 +220,7 @@ impl Transport {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.credentials(route).map(|(c, _)| c.basic_header())),
             Some(Challenge::Bearer { realm, service }) => {
-                let key = (route.host.clone(), route.repository.clone());
+                let key = (route.host.clone(), route.repository.clone(), push);
                 let cached = self
                     .tokens
                     .lock()
@@ -208,7 +230,9 @@ impl Transport {
                 let token = match cached {
                     Some(t) => t,
                     None => {
-                        let t = self.fetch_token(route, &realm, service.as_deref()).await?;
+                        let t = self
+                            .fetch_token(route, &realm, service.as_deref(), push)
+                            .await?;
                         self.tokens
                             .lock()
                             .expect("the token map is never poisoned")
@@ -229,8 +253,10 @@ impl Transport {
         route: &Route,
         realm: &str,
         service: Option<&str>,
+        push: bool,
     ) -> Result<String, RegistryError> {
-        let scope = format!("repository:{}:pull", route.repository);
+        let access = if push { "pull,push" } else { "pull" };
+        let scope = format!("repository:{}:{access}", route.repository);
         let mut params = vec![("scope", scope.as_str())];
         if let Some(s) = service {
             params.push(("service", s));
@@ -392,8 +418,16 @@ impl Transport {
             if let Some(r) = req.range {
                 builder = builder.header(reqwest::header::RANGE, r);
             }
+            if let Some((content_type, body)) = req.body {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body.to_vec());
+            }
             if req.authenticate
-                && let Some(auth) = self.authorization(route).await.map_err(Failure::Final)?
+                && let Some(auth) = self
+                    .authorization(route, req.push)
+                    .await
+                    .map_err(Failure::Final)?
             {
                 builder = builder.header(AUTHORIZATION, auth);
             }
@@ -444,10 +478,11 @@ impl Transport {
     fn learn(&self, route: &Route, challenge: Option<Challenge>) -> bool {
         let ch = match challenge {
             Some(ch @ Challenge::Bearer { .. }) => {
-                self.tokens
-                    .lock()
-                    .expect("the token map is never poisoned")
-                    .remove(&(route.host.clone(), route.repository.clone()));
+                let mut tokens = self.tokens.lock().expect("the token map is never poisoned");
+                for push in [false, true] {
+                    tokens.remove(&(route.host.clone(), route.repository.clone(), push));
+                }
+                drop(tokens);
                 ch
             }
             Some(ch @ Challenge::Basic) if self.credentials(route).is_some() => ch,

@@ -3,6 +3,7 @@
 //! for a driver with `signed = true` each of them carries a signature (by the driver's
 //! `signing-cert`, when it names one).
 
+pub mod coverage;
 pub mod modinfo;
 pub mod scan;
 pub mod signature;
@@ -58,7 +59,10 @@ pub enum Finding {
     /// A module of the driver is not in the image.
     ModuleMissing {
         module: String,
+        /// Where a module of that name is, outside the kernel's directory.
         elsewhere: Vec<String>,
+        /// The modules the kernel's directory does hold, by name.
+        present: Vec<String>,
     },
     /// A module was built for another kernel.
     WrongKernel {
@@ -145,10 +149,26 @@ impl Finding {
             Finding::TagGone => {
                 "warning: the tag no longer exists; the lock pins the digest".into()
             }
-            Finding::ModuleMissing { module, elsewhere } if elsewhere.is_empty() => {
-                format!("module `{}` is not in the image", e(module))
+            Finding::ModuleMissing {
+                module,
+                elsewhere,
+                present,
+            } if elsewhere.is_empty() => {
+                let found = if present.is_empty() {
+                    "no module".to_string()
+                } else {
+                    let names: Vec<String> =
+                        present.iter().map(|m| format!("`{}`", e(m))).collect();
+                    names.join(", ")
+                };
+                format!(
+                    "module `{}` is not in the image (its kernel's directory holds {found})",
+                    e(module)
+                )
             }
-            Finding::ModuleMissing { module, elsewhere } => {
+            Finding::ModuleMissing {
+                module, elsewhere, ..
+            } => {
                 let places: Vec<String> = elsewhere.iter().map(|p| e(p)).collect();
                 format!(
                     "module `{}` is not under this kernel's directory; found at {}",
@@ -235,7 +255,14 @@ pub fn check_modules(
                 .filter(|f| f.name == module)
                 .map(|f| format!("/{}", f.path))
                 .collect();
-            findings.push(Finding::ModuleMissing { module, elsewhere });
+            let mut present: Vec<String> = in_dir.iter().map(|f| f.name.clone()).collect();
+            present.sort();
+            present.dedup();
+            findings.push(Finding::ModuleMissing {
+                module,
+                elsewhere,
+                present,
+            });
             continue;
         };
         match &file.info {
@@ -552,7 +579,11 @@ mod tests {
             matches!(&findings[0], Finding::WrongKernel { module, .. } if module == "acme_net")
         );
         assert!(
-            matches!(&findings[1], Finding::ModuleMissing { module, elsewhere } if module == "gone" && elsewhere.is_empty())
+            matches!(&findings[1], Finding::ModuleMissing { module, elsewhere, present } if module == "gone" && elsewhere.is_empty() && present == &["acme_net", "hello"])
+        );
+        assert_eq!(
+            findings[1].describe(),
+            "module `gone` is not in the image (its kernel's directory holds `acme_net`, `hello`)"
         );
     }
 
@@ -567,6 +598,12 @@ mod tests {
             Finding::ModuleMissing {
                 module: "x".into(),
                 elsewhere: vec!["/a\u{9b}31m".into()],
+                present: Vec::new(),
+            },
+            Finding::ModuleMissing {
+                module: "x".into(),
+                elsewhere: Vec::new(),
+                present: vec!["\x1b[2Jy".into()],
             },
             Finding::Registry(RegistryFailure::new(
                 None,
@@ -598,7 +635,8 @@ mod tests {
             findings,
             [Finding::ModuleMissing {
                 module: "hello".into(),
-                elsewhere: vec!["/opt/lib/modules/6.1.0-49-amd64/hello.ko".into()]
+                elsewhere: vec!["/opt/lib/modules/6.1.0-49-amd64/hello.ko".into()],
+                present: Vec::new(),
             }]
         );
         let (_, findings) = check_modules(&[], &k, &found);

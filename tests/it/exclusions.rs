@@ -1,0 +1,151 @@
+//! Coverage and exclusions: `verify`, `export kmm` and `export preflight` fail for every job
+//! the matrix asks for without an image and name the releases it leaves without a driver;
+//! `[[exclude]]` takes what it names out of the plan, and a release every driver excludes out
+//! of the lock, the warnings, `verify` and every export.
+
+use crate::support;
+use support::{Driver, K1, K2, Project, Run};
+
+/// `driver-matrix ARGS` in the project, online (the registry is the shared one; nothing in
+/// these commands reads a release payload).
+fn online(p: &Project, args: &[&str]) -> Run {
+    Run(support::binary(p.path()).args(args).output().unwrap())
+}
+
+/// A project whose one driver declares its module, so that `export kmm` runs.
+fn project(ns: &str) -> Project {
+    let p = Project::new(ns, &[Driver::ok("alpha")]);
+    let m = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
+    p.write(
+        "matrix.toml",
+        &m.replace("build-args = ", "modules = [\"hello\"]\nbuild-args = "),
+    );
+    p
+}
+
+fn append(p: &Project, text: &str) {
+    let mut m = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
+    m.push_str(text);
+    p.write("matrix.toml", &m);
+}
+
+#[test]
+fn verify_and_the_exports_fail_for_a_job_without_an_image() {
+    let p = project("coverage");
+    // K2's job is never built: 4.15.1 has no driver.
+    p.run(&["build", "--kernel", K1]).expect(0);
+    let missing = format!("driver `alpha`: no image for kernel `{K2}` (x86_64)");
+
+    let verify = online(&p, &["verify"]).expect(1);
+    let out = verify.stdout();
+    assert!(
+        out.contains(&format!("FAIL {missing}, needed by 4.15.1 (x86_64)")),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "1 job(s) without an image leave 1 release(s) without a driver: 4.15.1 (x86_64)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("1 of 1 images verified"), "{out}");
+
+    for what in ["kmm", "preflight"] {
+        let run = p.run(&["export", what]).expect(1);
+        assert!(run.stderr().contains(&missing), "{what}: {}", run.stderr());
+    }
+    // The preflight of every locked release is still written.
+    let preflight = p.run(&["export", "preflight"]).stdout();
+    assert_eq!(
+        preflight
+            .matches("kind: \"PreflightValidationOCP\"")
+            .count(),
+        4
+    );
+
+    // Built: nothing is missing any more.
+    p.run(&["build"]).expect(0);
+    online(&p, &["verify"]).expect(0);
+    p.run(&["export", "preflight"]).expect(0);
+    p.run(&["export", "kmm"]).expect(0);
+}
+
+#[test]
+fn a_release_every_driver_excludes_leaves_the_lock_the_warnings_verify_and_the_exports() {
+    let p = project("excluded");
+    // 4.15.1's DTK lags behind its nodes: a warning, and a `verify` failure.
+    let lock = p.lock().replacen(
+        &format!("kernel = \"{K2}\"\n"),
+        &format!("kernel = \"{K2}\"\nnode-kernel = \"5.14.0-427.20.1.el9_4.x86_64\"\n"),
+        1,
+    );
+    std::fs::write(p.lock_path(), lock).unwrap();
+    let run = p.run(&["build"]).expect(0);
+    let warning = "release 4.15.1 (x86_64): its Driver Toolkit carries kernel";
+    assert!(support::says(&run.stderr(), warning), "{}", run.stderr());
+    let verify = online(&p, &["verify"]).expect(1);
+    assert!(
+        verify.stdout().contains("FAIL release 4.15.1"),
+        "{}",
+        verify.stdout()
+    );
+
+    append(&p, "\n[[exclude]]\nopenshift = \"4.15.1\"\n");
+    // The lock still names 4.15.1: `verify` and the exports leave it out already.
+    online(&p, &["verify"]).expect(0);
+    let preflight = p.run(&["export", "preflight"]).expect(0).stdout();
+    assert!(!preflight.contains("4.15.1"), "{preflight}");
+    assert_eq!(
+        preflight
+            .matches("kind: \"PreflightValidationOCP\"")
+            .count(),
+        3
+    );
+    let kmm = p.run(&["export", "kmm"]).expect(0).stdout();
+    assert!(!kmm.contains(K2), "{kmm}");
+
+    // The next run takes it out of the lock, image and all, without a warning.
+    let run = p.run(&["resolve"]).expect(0);
+    let err = run.stderr();
+    assert!(!support::says(&err, warning), "{err}");
+    assert!(err.contains("removed 4.15.1 (x86_64)"), "{err}");
+    let lock = p.lock();
+    assert!(!lock.contains("4.15.1") && !lock.contains(K2), "{lock}");
+    // Once it has left, `--offline` does not look for it.
+    p.reset_calls();
+    let run = p.run(&["build"]).expect(0);
+    assert_eq!(p.builds(), 0, "{}", run.stderr());
+    assert_eq!(p.lock(), lock);
+    online(&p, &["verify"]).expect(0);
+}
+
+#[test]
+fn a_kernel_exclusion_parks_one_kernel_of_one_driver() {
+    let p = Project::new("parked", &[Driver::ok("alpha"), Driver::ok("beta")]);
+    append(
+        &p,
+        &format!("\n[[exclude]]\ndriver = \"alpha\"\nkernel = \"{K2}\"\n"),
+    );
+    p.run(&["build"]).expect(0);
+    let lock = driver_matrix::lock::read(&p.lock_path()).unwrap();
+    let jobs: Vec<String> = lock
+        .images
+        .iter()
+        .map(|i| format!("{}/{}", i.driver, i.kernel))
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            format!("alpha/{K1}"),
+            format!("beta/{K1}"),
+            format!("beta/{K2}")
+        ]
+    );
+    assert_eq!(lock.releases.len(), 4, "beta still serves 4.15.1");
+    online(&p, &["verify"]).expect(0);
+
+    // A kernel rule that names no kernel of the matrix matches nothing: a warning.
+    append(&p, "\n[[exclude]]\nkernel = \"5.14.0-1.el9.x86_64\"\n");
+    let run = p.run(&["plan"]).expect(0);
+    assert!(run.stderr().contains("matches no cell"), "{}", run.stderr());
+}
