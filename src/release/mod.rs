@@ -18,6 +18,7 @@
 //! it (see [`cache`]). Everything else reads the least the formats allow (see [`layer`]).
 
 pub mod cache;
+pub mod cache_key;
 pub mod dtk;
 pub mod graph;
 mod inflate;

@@ -7,6 +7,7 @@
 mod support;
 
 mod build;
+mod cache_forged;
 mod cli;
 mod credentials;
 mod demo_e2e;

@@ -315,16 +315,19 @@ fn a_poisoned_cache_entry_is_a_miss() {
     let evil_image = oci::sha256(b"evil");
 
     let mut by_tag = json(&honest_payload);
-    by_tag["dtk"] = format!("{evil_dtk}:latest").into();
+    by_tag["entry"]["dtk"] = format!("{evil_dtk}:latest").into();
     let mut other_key = json(&honest_payload);
-    other_key["payload"] = evil_image.clone().into();
-    other_key["dtk"] = format!("{evil_dtk}@{evil_image}").into();
+    other_key["entry"]["payload"] = evil_image.clone().into();
+    other_key["entry"]["dtk"] = format!("{evil_dtk}@{evil_image}").into();
     let mut unverified = json(&honest_dtk);
-    unverified["info"]["kernel"] = EVIL_KERNEL.into();
-    unverified.as_object_mut().unwrap().remove("verified");
+    unverified["entry"]["info"]["kernel"] = EVIL_KERNEL.into();
+    unverified["entry"]
+        .as_object_mut()
+        .unwrap()
+        .remove("verified");
     let mut other_image = json(&honest_dtk);
-    other_image["info"]["kernel"] = EVIL_KERNEL.into();
-    other_image["image"] = evil_image.clone().into();
+    other_image["entry"]["info"]["kernel"] = EVIL_KERNEL.into();
+    other_image["entry"]["image"] = evil_image.clone().into();
     let cases = [
         ("a DTK by tag", by_tag, json(&honest_dtk)),
         ("another payload's entry", other_key, json(&honest_dtk)),
@@ -376,7 +379,7 @@ fn a_poisoned_cache_entry_is_a_miss() {
         std::fs::create_dir_all(v1.join(kind)).unwrap();
         std::fs::write(v1.join(kind).join(format!("{key}.json")), value).unwrap();
     }
-    std::fs::remove_dir_all(w.path("cache/v3")).unwrap();
+    std::fs::remove_dir_all(w.path("cache/v4")).unwrap();
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
     let out = w.run(&["--offline", "resolve"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
