@@ -6,7 +6,7 @@
 //!   that layer read whole; and the nodes' kernel, read from the OS image's config (fetched by
 //!   the digest its manifest names, and hashed), with that config's digest;
 //! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
-//!   was read whole (a provisional kernel, read from a prefix, is never cached);
+//!   was read whole (a kernel read from a prefix and confirmed by the nodes' is never cached);
 //! - `layers/<layer digest>.json`: the whiteouts of an image layer that holds no kernel
 //!   module, for the module reader of `build`, `collect` and `verify --deep` (images built on
 //!   one DTK share its layers, which need not be read again on every run), only when the layer
