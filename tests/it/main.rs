@@ -9,6 +9,7 @@ mod support;
 mod build;
 mod cache_forged;
 mod cli;
+mod collect_signing;
 mod credentials;
 mod demo_e2e;
 mod diff;
