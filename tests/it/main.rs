@@ -33,4 +33,5 @@ mod schema;
 mod signing;
 mod tamper;
 mod tls;
+mod token_service;
 mod writers;
