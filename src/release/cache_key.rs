@@ -4,8 +4,9 @@
 //! written by a run that held the same key.
 //!
 //! Where the key comes from, first found wins:
-//! - `DRIVER_MATRIX_CACHE_KEY`: a secret given through the environment (a CI secret, so that a
-//!   cache restored between jobs of one trusted pipeline stays usable). Its SHA-256 is the key.
+//! - `DRIVER_MATRIX_CACHE_KEY`, when set and not empty: a secret given through the environment
+//!   (a CI secret, so that a cache restored between jobs of one trusted pipeline stays usable).
+//!   Its SHA-256 is the key.
 //! - `<config dir>/driver-matrix/cache.key` (`~/.config/driver-matrix/cache.key` on Linux):
 //!   32 random bytes in hex, created `0600` on first use. A key file that is not a regular
 //!   file of the current user, readable or writable by anyone else, or not 64 hex digits is
@@ -35,8 +36,9 @@ impl std::fmt::Debug for CacheKey {
 
 impl CacheKey {
     /// The key of this user: the environment's secret, else the key file (created if absent).
+    /// An empty variable counts as unset (CI expands a missing secret to nothing).
     pub fn of_user() -> Option<CacheKey> {
-        if let Some(secret) = std::env::var_os(KEY_ENV) {
+        if let Some(secret) = std::env::var_os(KEY_ENV).filter(|s| !s.is_empty()) {
             return CacheKey::from_secret(secret.as_encoded_bytes());
         }
         CacheKey::from_file(&Self::default_file()?)

@@ -178,3 +178,48 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         .map(|e| e.into_path())
         .collect()
 }
+
+/// CI shares a cache between machines through `DRIVER_MATRIX_CACHE_KEY`: the same secret reads
+/// what another HOME wrote; another secret, or none (an empty variable is none: the HOME's own
+/// key file), does not.
+#[test]
+fn the_environments_key_is_shared_between_machines_and_nothing_else_is() {
+    let w = World::new("cache-key-env");
+    w.publish(&[(&["4.14.1"], K_414)]);
+    w.matrix("releases = [\"4.14.1\"]", "");
+    let run = |home: &Path, key: &str, args: &[&str]| {
+        w.cmd(args)
+            .env("HOME", home)
+            .env("DRIVER_MATRIX_CACHE_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let out = run(w.dir.path(), "nightly secret", &["resolve"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let honest = w.lock();
+    let other = tempfile::tempdir().unwrap();
+    for (key, code) in [("nightly secret", 0), ("another secret", 2), ("", 2)] {
+        std::fs::remove_file(w.path("matrix.lock")).unwrap();
+        let out = run(other.path(), key, &["--offline", "resolve"]);
+        assert_eq!(out.status.code(), Some(code), "{key:?}: {}", stderr(&out));
+        if code == 0 {
+            assert_eq!(w.lock(), honest);
+        } else {
+            std::fs::write(w.path("matrix.lock"), &honest).unwrap();
+        }
+    }
+    // An empty variable falls back to the HOME's key file, which then vouches for what that
+    // HOME writes.
+    let out = run(other.path(), "", &["resolve"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        other
+            .path()
+            .join(".config/driver-matrix/cache.key")
+            .exists()
+    );
+    std::fs::remove_file(w.path("matrix.lock")).unwrap();
+    let out = run(other.path(), "", &["--offline", "resolve"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(w.lock(), honest);
+}
