@@ -1,8 +1,9 @@
 //! The `registries.conf` (containers-registries.conf(5), version 2) that buildah gets through
 //! `CONTAINERS_REGISTRIES_CONF` when the matrix has `[registries]` settings. It starts from the
-//! machine's own configuration (`CONTAINERS_REGISTRIES_CONF` when set, else
-//! `/etc/containers/registries.conf` and its `registries.conf.d/*.conf` drop-ins), so blocked
-//! registries, existing mirrors, search registries and short-name policy stay as they are, and
+//! configuration buildah would read without it, found and merged as containers/image does
+//! ([`Sources`]): the user's `~/.config/containers/registries.conf` or the system's, and the
+//! `registries.conf.d/*.conf` drop-ins. So blocked registries, existing mirrors, search
+//! registries and short-name policy stay as they are, and
 //! adds only the matrix's rules: each mirrored host gets its mirror first in its mirror list,
 //! each `insecure` host gets `insecure = true` (TLS without verification, then plain HTTP, for
 //! that host only). Build args keep the source references (`quay.io/...@sha256:...`), so the
@@ -124,24 +125,73 @@ pub fn write(cache: &Path, text: &str) -> Result<PathBuf, BuildError> {
     Ok(path)
 }
 
-/// The machine's configuration as containers/image reads it: `CONTAINERS_REGISTRIES_CONF`
-/// alone when set, else the system file with its drop-ins applied in name order. Missing files
-/// are empty; a file that does not parse is an error (buildah would refuse it too).
-pub fn machine_config() -> Result<Table, BuildError> {
-    if let Some(p) = std::env::var_os("CONTAINERS_REGISTRIES_CONF").filter(|p| !p.is_empty()) {
-        return read(Path::new(&p));
+/// Where containers/image (containers-registries.conf(5), containers-registries.conf.d(5))
+/// finds the configuration: the main file is `CONTAINERS_REGISTRIES_CONF` when set, else the
+/// user's `$HOME/.config/containers/registries.conf` when it exists, else the system's. The
+/// drop-ins (`*.conf`, in name order, one directory after the other) are the user's
+/// `registries.conf.d` alone when the user's file is the main one, else the system's then the
+/// user's.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub env: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub system: PathBuf,
+    pub system_drop_ins: PathBuf,
+}
+
+impl Sources {
+    /// This process's: its environment, its home directory, `/etc/containers`.
+    pub fn of_process() -> Sources {
+        Sources {
+            env: std::env::var_os("CONTAINERS_REGISTRIES_CONF")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            home: dirs::home_dir(),
+            system: PathBuf::from(SYSTEM),
+            system_drop_ins: PathBuf::from(DROP_INS),
+        }
     }
-    let mut conf = read(Path::new(SYSTEM))?;
-    let mut drop_ins: Vec<PathBuf> = std::fs::read_dir(DROP_INS)
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
-                .collect()
-        })
-        .unwrap_or_default();
-    drop_ins.sort();
-    for p in drop_ins {
-        apply_drop_in(&mut conf, read(&p)?);
+
+    /// The main file, and the drop-in directories in the order they apply.
+    fn files(&self) -> (PathBuf, Vec<PathBuf>) {
+        let user = self.home.as_ref().map(|h| h.join(".config/containers"));
+        let user_file = user.as_ref().map(|u| u.join("registries.conf"));
+        let user_dir = user.as_ref().map(|u| u.join("registries.conf.d"));
+        if let Some(env) = &self.env {
+            let dirs = std::iter::once(self.system_drop_ins.clone()).chain(user_dir);
+            return (env.clone(), dirs.collect());
+        }
+        if let Some(f) = user_file.filter(|f| f.exists()) {
+            return (f, user_dir.into_iter().collect());
+        }
+        let dirs = std::iter::once(self.system_drop_ins.clone()).chain(user_dir);
+        (self.system.clone(), dirs.collect())
+    }
+}
+
+/// The machine's configuration as containers/image reads it for this process.
+pub fn machine_config() -> Result<Table, BuildError> {
+    machine_config_from(&Sources::of_process())
+}
+
+/// The configuration [`Sources`] name, merged: the main file, then each drop-in over it.
+/// Missing files are empty; a file that does not parse is an error (buildah would refuse it
+/// too).
+pub fn machine_config_from(sources: &Sources) -> Result<Table, BuildError> {
+    let (main, dirs) = sources.files();
+    let mut conf = read(&main)?;
+    for dir in dirs {
+        let mut drop_ins: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "conf") && !p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop_ins.sort();
+        for p in drop_ins {
+            apply_drop_in(&mut conf, read(&p)?);
+        }
     }
     Ok(conf)
 }
@@ -320,6 +370,123 @@ location = "site-mirror.example"
             .collect();
         assert_eq!(mirrors, ["mirror.example:5000/ocp", "site-mirror.example"]);
         assert_eq!(regs.len(), 3, "{text}");
+    }
+
+    /// A machine: `/etc/containers` and a home directory, under one temporary directory.
+    struct Machine {
+        dir: tempfile::TempDir,
+    }
+
+    impl Machine {
+        fn new() -> Machine {
+            Machine {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn put(&self, rel: &str, text: &str) {
+            let p = self.dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+
+        fn sources(&self, env: Option<&str>) -> Sources {
+            let root = self.dir.path();
+            Sources {
+                env: env.map(|e| root.join(e)),
+                home: Some(root.join("home")),
+                system: root.join("etc/registries.conf"),
+                system_drop_ins: root.join("etc/registries.conf.d"),
+            }
+        }
+
+        /// `location = blocked?` of every entry, and the search registries.
+        fn read(&self, env: Option<&str>) -> (Vec<String>, Vec<String>) {
+            let conf = machine_config_from(&self.sources(env)).unwrap();
+            let regs = conf
+                .get("registry")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    let blocked = r.get("blocked").and_then(Value::as_bool) == Some(true);
+                    format!(
+                        "{}{}",
+                        r["location"].as_str().unwrap(),
+                        if blocked { " blocked" } else { "" }
+                    )
+                })
+                .collect();
+            let search = conf
+                .get("unqualified-search-registries")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            (regs, search)
+        }
+    }
+
+    const SYSTEM_CONF: &str = "unqualified-search-registries = [\"system.example\"]\n[[registry]]\nlocation = \"sys.example\"\nblocked = true\n";
+
+    #[test]
+    fn the_users_own_file_replaces_the_systems_with_only_the_users_drop_ins() {
+        let m = Machine::new();
+        m.put("etc/registries.conf", SYSTEM_CONF);
+        m.put(
+            "etc/registries.conf.d/10-sys.conf",
+            "[[registry]]\nlocation = \"sysdrop.example\"\n",
+        );
+        // Without a user file: the system's, its drop-ins, then the user's drop-ins.
+        m.put(
+            "home/.config/containers/registries.conf.d/50-user.conf",
+            "[[registry]]\nlocation = \"sys.example\"\n",
+        );
+        let (regs, search) = m.read(None);
+        assert_eq!(
+            regs,
+            ["sys.example", "sysdrop.example"],
+            "the user's drop-in came last"
+        );
+        assert_eq!(search, ["system.example"]);
+        // With one: it alone, then the user's drop-ins; the system's file and drop-ins are not
+        // read.
+        m.put(
+            "home/.config/containers/registries.conf",
+            "unqualified-search-registries = [\"user.example\"]\n[[registry]]\nlocation = \"mine.example\"\nblocked = true\n",
+        );
+        let (regs, search) = m.read(None);
+        assert_eq!(regs, ["mine.example blocked", "sys.example"]);
+        assert_eq!(search, ["user.example"]);
+    }
+
+    #[test]
+    fn containers_registries_conf_is_the_main_file_and_both_drop_in_dirs_apply() {
+        let m = Machine::new();
+        m.put("etc/registries.conf", SYSTEM_CONF);
+        m.put(
+            "home/.config/containers/registries.conf",
+            "unqualified-search-registries = [\"user.example\"]\n",
+        );
+        m.put(
+            "env.conf",
+            "unqualified-search-registries = [\"env.example\"]\n",
+        );
+        m.put(
+            "etc/registries.conf.d/10-sys.conf",
+            "[[registry]]\nlocation = \"a.example\"\n",
+        );
+        m.put(
+            "home/.config/containers/registries.conf.d/01-user.conf",
+            "[[registry]]\nlocation = \"a.example\"\nblocked = true\n",
+        );
+        let (regs, search) = m.read(Some("env.conf"));
+        assert_eq!(search, ["env.example"]);
+        assert_eq!(
+            regs,
+            ["a.example blocked"],
+            "the user's drop-ins apply after the system's"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `signed` and `signing-cert` of a `[[driver]]`: whether `verify --deep` requires every module
-//! of the driver's images to carry a signature, and the certificate (a file inside the matrix
-//! directory, PEM or DER) the signatures must check against. The certificate is read and parsed
+//! `signed` and `signing-cert` of a `[[driver]]`: whether `verify --deep` (and the read-back of
+//! `build` and `collect`) requires every module of the driver's images to carry a signature, and
+//! the certificate (a file inside the matrix directory, PEM or DER) the signatures must check
+//! against. The certificate is read and parsed
 //! when the matrix loads, so a wrong path or a file that is no RSA certificate is reported with
 //! the rest of the matrix's problems.
 

@@ -287,10 +287,14 @@ pub enum Unconfirmed {
         expected: String,
         findings: String,
     },
+    /// Its modules break the driver's signing rule (`signed = true`, `signing-cert`).
+    #[error("its modules break the signing rule of driver `{driver}`: {findings}")]
+    Signing { driver: String, findings: String },
 }
 
 /// Reads `image` back from the registry and checks that its modules were built for its
-/// kernel; the reason it may not enter the lock otherwise.
+/// kernel and satisfy the driver's signing rule; the reason it may not enter the lock
+/// otherwise.
 pub fn confirm(
     client: &Client,
     cache: &crate::release::Cache,
@@ -298,11 +302,8 @@ pub fn confirm(
     image: &LockedImage,
 ) -> std::result::Result<(), Unconfirmed> {
     let modules = matrix.modules_of(&image.driver);
-    judge(
-        crate::verify::deep_check(client, cache, image, modules).1,
-        image,
-        modules,
-    )
+    let (checked, findings) = crate::verify::deep_check(client, cache, image, modules);
+    judge(findings, &checked, matrix, image, modules)
 }
 
 /// [`confirm`] of an image whose manifest was just read by tag (`collect`): not read again.
@@ -314,17 +315,17 @@ pub fn confirm_manifest(
     manifest: &crate::registry::ImageManifest,
 ) -> std::result::Result<(), Unconfirmed> {
     let modules = matrix.modules_of(&image.driver);
-    judge(
-        crate::verify::deep_check_manifest(client, cache, image, manifest, modules).1,
-        image,
-        modules,
-    )
+    let (checked, findings) =
+        crate::verify::deep_check_manifest(client, cache, image, manifest, modules);
+    judge(findings, &checked, matrix, image, modules)
 }
 
 /// What the findings of reading `image` back say: a registry failure, modules that do not
-/// confirm its kernel, or nothing wrong.
+/// confirm its kernel, modules the driver's signing rule refuses, or nothing wrong.
 fn judge(
     findings: Vec<crate::verify::Finding>,
+    checked: &[crate::verify::Checked],
+    matrix: &Matrix,
     image: &LockedImage,
     modules: &[String],
 ) -> std::result::Result<(), Unconfirmed> {
@@ -334,14 +335,14 @@ fn judge(
     {
         return Err(Unconfirmed::Registry(e.clone()));
     }
-    let errors: Vec<String> = findings
-        .iter()
-        .filter(|f| f.is_error())
-        .map(crate::verify::Finding::describe)
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
+    let describe = |fs: &[crate::verify::Finding]| -> Vec<String> {
+        fs.iter()
+            .filter(|f| f.is_error())
+            .map(crate::verify::Finding::describe)
+            .collect()
+    };
+    let errors = describe(&findings);
+    if !errors.is_empty() {
         let expected = if modules.is_empty() {
             "at least one module".to_string()
         } else {
@@ -351,10 +352,22 @@ fn judge(
                 .collect();
             names.join(", ")
         };
-        Err(Unconfirmed::Modules {
+        return Err(Unconfirmed::Modules {
             kernel: image.kernel.to_string(),
             expected,
             findings: errors.join("; "),
+        });
+    }
+    let signing = matrix.expect_of(&image.driver).signing;
+    let refused = signing.map_or_else(Vec::new, |s| {
+        describe(&crate::verify::check_signatures(&s, checked))
+    });
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Unconfirmed::Signing {
+            driver: image.driver.clone(),
+            findings: refused.join("; "),
         })
     }
 }

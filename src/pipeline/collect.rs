@@ -4,8 +4,8 @@
 //!   an older DTK of the same kernel (the contract's DTK rule), when its `io.driver-matrix.dtk`
 //!   label names the DTK of a release the job serves and the job's inputs hash recomputed with
 //!   that DTK equals the label; and
-//! - its modules, read back, were built for the job's kernel (the rule `build` applies before
-//!   recording an image; see [`super::build::confirm`]).
+//! - its modules, read back, were built for the job's kernel and satisfy the driver's signing
+//!   rule (the rules `build` applies before recording an image; see [`super::build::confirm`]).
 //!
 //! This is what joins shards that ran on machines sharing nothing but the registry, and the
 //! reference an incremental lock must equal.
@@ -29,7 +29,8 @@ pub enum Unmatched {
     OtherInputs { found: String },
     #[error("the tag holds an image without driver-matrix labels")]
     NoLabels,
-    /// The image's modules do not confirm the job's kernel, or could not be read back.
+    /// The image's modules do not confirm the job's kernel or the driver's signing rule, or
+    /// could not be read back.
     #[error(transparent)]
     Unconfirmed(#[from] super::build::Unconfirmed),
     #[error(transparent)]

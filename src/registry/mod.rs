@@ -9,8 +9,9 @@
 //! - HTTPS verified against the system roots and the host's CA certificates
 //!   (`/etc/containers/certs.d/HOST/*.crt`, or `--cert-dir`); for hosts marked `insecure`, HTTPS
 //!   without verification, then plain HTTP (`tls.rs`); never a redirect from HTTPS to HTTP;
-//! - credentials only in requests to the registry and to its token realm, never to a realm on
-//!   plain HTTP unless that host is `insecure`;
+//! - a registry's credentials only in requests to its own host (its token realm when on that
+//!   host; a realm on another host gets that host's own credentials or none), never to a realm
+//!   on plain HTTP unless that host is `insecure`;
 //! - every manifest, config and fully read blob is checked against its digest, and content
 //!   that does not match is never returned;
 //! - one retry policy (`retry.rs`: tries, backoff with jitter, `Retry-After` honoured up to a

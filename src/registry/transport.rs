@@ -1,7 +1,8 @@
 //! The HTTP side of the distribution API: where a reference is read from (mirrors; HTTPS, or
 //! plain HTTP for insecure hosts that do not speak TLS, see `tls.rs`), authentication (bearer
-//! tokens and basic; credentials never go to a plain-HTTP token realm unless its host is
-//! `insecure`), timeouts, and the bound on
+//! tokens and basic; a registry's credentials go only to its own host, so a token realm on
+//! another host gets that host's own credentials or none, and never over plain HTTP unless its
+//! host is `insecure`), timeouts, and the bound on
 //! requests in flight. Every request, token requests included, is tried under the one
 //! [`RetryPolicy`]; [`Transport::fetch`] reads the body within the try, so a document whose
 //! body breaks is fetched again. All of it async; [`super::Client`] wraps it in a synchronous
@@ -65,6 +66,9 @@ pub(crate) struct Transport {
     challenges: Mutex<HashMap<String, Challenge>>,
     /// Bearer tokens by (host, repository, whether the token may push).
     tokens: Mutex<HashMap<(String, String, bool), String>>,
+    /// Registry hosts whose credentials were withheld from a token realm on another host
+    /// (to say so when the registry then refuses).
+    withheld: Mutex<std::collections::BTreeSet<String>>,
     permits: std::sync::Arc<Semaphore>,
     pub policy: RetryPolicy,
     pub timeout: Duration,
@@ -144,6 +148,7 @@ impl Transport {
             auth,
             challenges: Mutex::default(),
             tokens: Mutex::default(),
+            withheld: Mutex::default(),
             permits: std::sync::Arc::new(Semaphore::new(max_in_flight.max(1))),
             policy: RetryPolicy::new(retries),
             timeout,
@@ -271,11 +276,13 @@ impl Transport {
             });
         }
         let http = self.http(&url)?;
+        let realm_host = host_port(&url);
+        let credentials = self.token_credentials(route, &realm_host);
         let (status, body) = self
             .policy
             .run(|_| async {
                 let mut req = http.get(url.clone()).timeout(self.timeout);
-                if let Some((c, _)) = self.credentials(route) {
+                if let Some(c) = &credentials {
                     req = req.header(AUTHORIZATION, c.basic_header());
                 }
                 self.requests.fetch_add(1, Ordering::Relaxed);
@@ -316,6 +323,37 @@ impl Transport {
             return Err(self.unauthorized(route, realm, status.as_u16(), said(&body)));
         }
         token_of(route, realm, &body)
+    }
+
+    /// The credentials a token request to `realm_host` carries: the registry's own when the
+    /// realm is on the registry's host; else those the auth files hold for the realm's host,
+    /// or none (an anonymous token), the registry's being withheld. containers/image sends the
+    /// registry's to any HTTPS realm; here credentials reach only their hosts (docs/registries.md).
+    fn token_credentials(&self, route: &Route, realm_host: &str) -> Option<Credentials> {
+        if realm_host == route.host || realm_host == auth_host(route) {
+            return self.credentials(route).map(|(c, _)| c);
+        }
+        let own = self
+            .auth
+            .lookup(realm_host, &route.repository)
+            .map(|(c, _)| c);
+        if own.is_none() && self.credentials(route).is_some() {
+            self.withheld
+                .lock()
+                .expect("the withheld set is never poisoned")
+                .insert(format!("{}\u{0}{realm_host}", route.host));
+        }
+        own
+    }
+
+    /// The token realm's host that `route`'s host's credentials were withheld from, if any.
+    fn withheld_from(&self, route: &Route) -> Option<String> {
+        let prefix = format!("{}\u{0}", route.host);
+        self.withheld
+            .lock()
+            .expect("the withheld set is never poisoned")
+            .iter()
+            .find_map(|k| k.strip_prefix(&prefix).map(str::to_string))
     }
 
     /// Sends `req`, authenticating on a challenge and retrying what is worth retrying under
@@ -506,16 +544,21 @@ impl Transport {
     fn unauthorized(&self, route: &Route, url: &str, status: u16, said: String) -> RegistryError {
         let host = route.source.registry();
         let unavailable = self.auth.unavailable(auth_host(route));
-        let mut help = match (self.credentials(route), unavailable) {
-            (Some((_, path)), _) => format!(
+        let withheld = self.withheld_from(route);
+        let mut help = match (self.credentials(route), unavailable, withheld) {
+            (Some(_), _, Some(realm)) => format!(
+                "`{}` sends clients to the token service `{realm}`, another host: driver-matrix sends a registry's credentials only to that registry, so the token was asked for without them. If `{realm}` is the registry's own token service, add credentials for `{realm}` to your auth file (`podman login {realm}`, or an `auths` entry keyed `{realm}`)",
+                route.host
+            ),
+            (Some((_, path)), _, None) => format!(
                 "the credentials for `{}` from `{}` were refused; log in again (`podman login --authfile {} {}`) or fix that file",
                 route.host,
                 path.display(),
                 path.display(),
                 route.host
             ),
-            (None, Some(why)) => why,
-            (None, None) => {
+            (None, Some(why), _) => why,
+            (None, None, _) => {
                 let searched: Vec<String> = self
                     .auth
                     .searched()
@@ -815,7 +858,8 @@ mod tests {
             "{err:?}"
         );
         assert!(token.requests().is_empty(), "{:?}", token.requests());
-        // Marked insecure, the realm gets the credentials (and the registry refuses again).
+        // Marked insecure, the realm is asked (without the registry's credentials: it is another
+        // host, tests/it/token_service.rs) and the registry refuses again.
         let err = client_with(true)
             .manifest(&r, crate::domain::Arch::X86_64)
             .unwrap_err();

@@ -6,7 +6,7 @@
 //!   that layer read whole; and the nodes' kernel, read from the OS image's config (fetched by
 //!   the digest its manifest names, and hashed), with that config's digest;
 //! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
-//!   was read whole (a provisional kernel, read from a prefix, is never cached);
+//!   was read whole (a kernel read from a prefix and confirmed by the nodes' is never cached);
 //! - `layers/<layer digest>.json`: the whiteouts of an image layer that holds no kernel
 //!   module, for the module reader of `build`, `collect` and `verify --deep` (images built on
 //!   one DTK share its layers, which need not be read again on every run), only when the layer
@@ -18,13 +18,21 @@
 //! in the same directory and is renamed into place, so concurrent runs and a crash mid-write
 //! leave either the old entry or the new one. An entry that cannot be parsed, or that does not
 //! check out (its contents name another key, a DTK by tag, no record of how it was verified),
-//! is a miss, never an error. The cache directory is trusted as the binary is: an entry forged
-//! with the right key and record is believed.
+//! is a miss, never an error.
+//!
+//! The cache directory is not trusted (it may be a CI cache restored from a run that a pull
+//! request controlled): every entry is written inside an envelope carrying an HMAC-SHA256 of
+//! its kind, its key and its exact bytes, under a key that does not live in the cache directory
+//! ([`super::cache_key`]). An entry whose tag does not verify under this user's key is a miss,
+//! so a forged or foreign entry is never believed; without a key, the cache holds nothing.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
+
+use super::cache_key::CacheKey;
 
 use super::dtk::DtkInfo;
 use super::os::NodeKernel;
@@ -34,8 +42,18 @@ use crate::lock::LockedRelease;
 
 /// Bumped when the meaning of an entry changes. `v1` entries (facts read from unverified
 /// prefixes of layers) are never read; `v2` entries do not say whether the nodes' kernel was
-/// looked for, so they are not read either.
-const LAYOUT: &str = "v3";
+/// looked for, so they are not read either; `v3` entries carry no tag.
+const LAYOUT: &str = "v4";
+
+/// What a file of the cache holds: the entry's exact bytes and their tag.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    /// HMAC-SHA256 (hex) of the layout, kind, key and `entry`'s bytes ([`CacheKey::tag`]).
+    mac: String,
+    #[serde(borrow)]
+    entry: &'a RawValue,
+}
 
 /// How a cached fact was verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +142,14 @@ impl PayloadEntry {
             .collect()
     }
 
+    /// Every stream's nodes' kernel, in [`Self::dtks`] order.
+    pub fn nodes(&self) -> Vec<Option<&crate::domain::Kernel>> {
+        std::iter::once(self.node.as_ref())
+            .chain(self.rhel10.as_ref().map(|s| s.node.as_ref()))
+            .map(|n| n.map(|n| &n.kernel))
+            .collect()
+    }
+
     /// The lock entries for this payload, one per stream in [`Self::dtks`] order, given each
     /// stream's DTK facts in that order.
     pub fn locked_all(&self, payload: &ImageRef, dtks: &[DtkInfo]) -> Vec<LockedRelease> {
@@ -182,18 +208,29 @@ pub struct DtkEntry {
 
 #[derive(Debug, Clone)]
 pub struct Cache {
-    root: Option<PathBuf>,
+    /// The directory and the key that authenticates its entries; `None`: a cache that holds
+    /// nothing.
+    root: Option<(PathBuf, CacheKey)>,
 }
 
 impl Cache {
-    /// A cache in `dir` (created on first write).
+    /// A cache in `dir` (created on first write), authenticated with this user's key
+    /// ([`CacheKey::of_user`]); without one, a cache that holds nothing.
     pub fn new(dir: impl Into<PathBuf>) -> Cache {
-        Cache {
-            root: Some(dir.into()),
+        match CacheKey::of_user() {
+            Some(key) => Cache::with_key(dir, key),
+            None => Cache::disabled(),
         }
     }
 
-    /// A cache that holds nothing (no cache directory on this system).
+    /// A cache in `dir` whose entries are authenticated with `key`.
+    pub fn with_key(dir: impl Into<PathBuf>, key: CacheKey) -> Cache {
+        Cache {
+            root: Some((dir.into(), key)),
+        }
+    }
+
+    /// A cache that holds nothing (no cache directory or key on this system).
     pub fn disabled() -> Cache {
         Cache { root: None }
     }
@@ -203,10 +240,20 @@ impl Cache {
         dirs::cache_dir().map(|d| d.join("driver-matrix"))
     }
 
+    /// Where the entry `kind/key` lives, and the parts its tag covers.
+    fn slot<'a>(&'a self, kind: &'a str, key: &'a str) -> Option<Slot<'a>> {
+        let (root, mac) = self.root.as_ref()?;
+        Some(Slot {
+            path: root.join(LAYOUT).join(kind).join(format!("{key}.json")),
+            mac,
+            kind,
+            key,
+        })
+    }
+
+    #[cfg(test)]
     fn path(&self, kind: &str, key: &str) -> Option<PathBuf> {
-        self.root
-            .as_ref()
-            .map(|r| r.join(LAYOUT).join(kind).join(format!("{key}.json")))
+        self.slot(kind, key).map(|s| s.path)
     }
 
     fn payload_key(payload: &Digest, arch: Arch) -> String {
@@ -214,23 +261,26 @@ impl Cache {
     }
 
     pub fn payload(&self, payload: &Digest, arch: Arch) -> Option<PayloadEntry> {
-        read::<PayloadEntry>(&self.path("payloads", &Self::payload_key(payload, arch))?)
+        self.slot("payloads", &Self::payload_key(payload, arch))?
+            .read::<PayloadEntry>()
             .filter(|e| e.checks_out(payload, arch))
     }
 
     pub fn put_payload(&self, e: &PayloadEntry) {
-        if let Some(p) = self.path("payloads", &Self::payload_key(&e.payload, e.arch)) {
-            write(&p, e);
+        if let Some(s) = self.slot("payloads", &Self::payload_key(&e.payload, e.arch)) {
+            s.write(e);
         }
     }
 
     pub fn dtk(&self, image: &Digest) -> Option<DtkEntry> {
-        read::<DtkEntry>(&self.path("dtk", image.hex())?).filter(|e| &e.image == image)
+        self.slot("dtk", image.hex())?
+            .read::<DtkEntry>()
+            .filter(|e| &e.image == image)
     }
 
     pub fn put_dtk(&self, e: &DtkEntry) {
-        if let Some(p) = self.path("dtk", e.image.hex()) {
-            write(&p, e);
+        if let Some(s) = self.slot("dtk", e.image.hex()) {
+            s.write(e);
         }
     }
 
@@ -258,59 +308,86 @@ impl Cache {
     }
 
     pub fn layer(&self, layer: &Digest) -> Option<LayerEntry> {
-        read::<LayerEntry>(&self.path("layers", layer.hex())?)
+        self.slot("layers", layer.hex())?
+            .read::<LayerEntry>()
             .filter(|e| e.verified == Verified::read_whole(layer.clone()))
     }
 
     /// Keeps the whiteouts of `layer`, which the caller read whole and found free of modules.
     pub fn put_layer(&self, layer: &Digest, removed: Vec<String>, opaque: Vec<String>) {
-        if let Some(p) = self.path("layers", layer.hex()) {
+        if let Some(s) = self.slot("layers", layer.hex()) {
             let verified = Verified::read_whole(layer.clone());
-            write(
-                &p,
-                &LayerEntry {
-                    removed,
-                    opaque,
-                    verified,
-                },
-            );
+            s.write(&LayerEntry {
+                removed,
+                opaque,
+                verified,
+            });
         }
     }
 
     /// The digest `tag_ref` had when last resolved online.
     pub fn tag(&self, tag_ref: &ImageRef) -> Option<Digest> {
         let key = Digest::sha256(tag_ref.to_string().as_bytes());
-        read::<Digest>(&self.path("tags", key.hex())?)
+        self.slot("tags", key.hex())?.read::<Digest>()
     }
 
     pub fn put_tag(&self, tag_ref: &ImageRef, digest: &Digest) {
         let key = Digest::sha256(tag_ref.to_string().as_bytes());
-        if let Some(p) = self.path("tags", key.hex()) {
-            write(&p, digest);
+        if let Some(s) = self.slot("tags", key.hex()) {
+            s.write(digest);
         }
     }
 }
 
-fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// One entry's file and what its tag covers.
+struct Slot<'a> {
+    path: PathBuf,
+    mac: &'a CacheKey,
+    kind: &'a str,
+    key: &'a str,
 }
 
-/// Best effort: a cache that cannot be written only costs time on the next run.
-fn write<T: Serialize>(path: &Path, value: &T) {
-    let _ = try_write(path, value);
-}
+impl Slot<'_> {
+    fn parts<'b>(&'b self, entry: &'b [u8]) -> [&'b [u8]; 4] {
+        [
+            LAYOUT.as_bytes(),
+            self.kind.as_bytes(),
+            self.key.as_bytes(),
+            entry,
+        ]
+    }
 
-fn try_write<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache paths have a parent");
-    std::fs::create_dir_all(dir)?;
-    // Named by run, for the next run to remove if this one is killed (see `crate::runs`).
-    let prefix = crate::runs::temp_prefix(crate::runs::CACHE_TEMP);
-    let mut tmp = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir)?;
-    serde_json::to_writer(&mut tmp, value)?;
-    tmp.flush()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    /// The entry, if its file holds an envelope whose tag verifies under this cache's key.
+    fn read<T: DeserializeOwned>(&self) -> Option<T> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        let env: Envelope<'_> = serde_json::from_slice(&bytes).ok()?;
+        let entry = env.entry.get().as_bytes();
+        let tag = hex::decode(&env.mac).ok()?;
+        if !self.mac.verifies(&self.parts(entry), &tag) {
+            return None;
+        }
+        serde_json::from_slice(entry).ok()
+    }
+
+    /// Best effort: a cache that cannot be written only costs time on the next run.
+    fn write<T: Serialize>(&self, value: &T) {
+        let _ = self.try_write(value);
+    }
+
+    fn try_write<T: Serialize>(&self, value: &T) -> std::io::Result<()> {
+        let entry = RawValue::from_string(serde_json::to_string(value)?)?;
+        let mac = hex::encode(self.mac.tag(&self.parts(entry.get().as_bytes())));
+        let env = Envelope { mac, entry: &entry };
+        let dir = self.path.parent().expect("cache paths have a parent");
+        std::fs::create_dir_all(dir)?;
+        // Named by run, for the next run to remove if this one is killed (see `crate::runs`).
+        let prefix = crate::runs::temp_prefix(crate::runs::CACHE_TEMP);
+        let mut tmp = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir)?;
+        serde_json::to_writer(&mut tmp, &env)?;
+        tmp.flush()?;
+        tmp.persist(&self.path).map_err(|e| e.error)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -318,6 +395,10 @@ mod tests {
     use super::*;
 
     const REPO: &str = "quay.io/openshift-release-dev/ocp-v4.0-art-dev";
+
+    fn key() -> CacheKey {
+        CacheKey::from_secret(b"test").unwrap()
+    }
 
     fn dtk_entry(image: &Digest) -> DtkEntry {
         DtkEntry {
@@ -347,7 +428,7 @@ mod tests {
     #[test]
     fn round_trips_and_treats_garbage_as_a_miss() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
+        let cache = Cache::with_key(dir.path(), key());
         let d = Digest::sha256(b"dtk");
         assert!(cache.dtk(&d).is_none());
         cache.put_dtk(&dtk_entry(&d));
@@ -361,7 +442,7 @@ mod tests {
     #[test]
     fn a_layer_entry_is_found_only_under_the_layer_it_names() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
+        let cache = Cache::with_key(dir.path(), key());
         let (a, b) = (Digest::sha256(b"layer a"), Digest::sha256(b"layer b"));
         let removed = vec!["opt/lib/modules/x/.wh.old.ko".to_string()];
         assert!(cache.layer(&a).is_none());
@@ -378,7 +459,7 @@ mod tests {
     #[test]
     fn a_release_needs_both_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
+        let cache = Cache::with_key(dir.path(), key());
         let (p, d) = (Digest::sha256(b"payload"), Digest::sha256(b"dtk"));
         let payload: ImageRef = format!("example.com/ocp-release@{p}").parse().unwrap();
         let v: Version = "4.14.12".parse().unwrap();
@@ -396,17 +477,15 @@ mod tests {
         assert!(cache.release(&payload, &v, Arch::Aarch64).is_none());
     }
 
-    /// Writes `json` where the entry for `key` lives.
+    /// Writes `json`, tagged with the cache's key, where the entry for `key` lives.
     fn plant(cache: &Cache, kind: &str, key: &str, json: &serde_json::Value) {
-        let p = cache.path(kind, key).unwrap();
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, json.to_string()).unwrap();
+        cache.slot(kind, key).unwrap().try_write(json).unwrap();
     }
 
     #[test]
     fn entries_that_do_not_check_out_are_misses() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
+        let cache = Cache::with_key(dir.path(), key());
         let (p, other, d) = (
             Digest::sha256(b"payload"),
             Digest::sha256(b"other payload"),
@@ -443,5 +522,51 @@ mod tests {
         let moved = serde_json::to_value(dtk_entry(&other)).unwrap();
         plant(&cache, "dtk", d.hex(), &moved);
         assert!(cache.dtk(&d).is_none());
+    }
+}
+
+#[cfg(test)]
+mod forged {
+    use super::*;
+
+    fn entry(layer: &Digest) -> LayerEntry {
+        LayerEntry {
+            removed: vec![],
+            opaque: vec![],
+            verified: Verified::read_whole(layer.clone()),
+        }
+    }
+
+    #[test]
+    fn entries_without_a_tag_of_this_key_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = Cache::with_key(dir.path(), CacheKey::from_secret(b"ours").unwrap());
+        let theirs = Cache::with_key(dir.path(), CacheKey::from_secret(b"theirs").unwrap());
+        let (a, b) = (Digest::sha256(b"layer a"), Digest::sha256(b"layer b"));
+        ours.put_layer(&a, vec!["x/.wh.y.ko".into()], vec![]);
+        assert!(ours.layer(&a).is_some(), "the control");
+        // The same cache directory under another key: a miss.
+        assert!(theirs.layer(&a).is_none());
+        let path = ours.path("layers", a.hex()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        // The bare entry, well formed and named right, without an envelope.
+        std::fs::write(&path, json["entry"].to_string()).unwrap();
+        assert!(ours.layer(&a).is_none());
+        // Another entry's bytes under this entry's tag.
+        let mut swapped = json.clone();
+        swapped["entry"]["removed"] = serde_json::json!([]);
+        std::fs::write(&path, swapped.to_string()).unwrap();
+        assert!(ours.layer(&a).is_none());
+        // A tagged entry moved to another key (its contents rewritten to match): a miss.
+        ours.put_layer(&a, vec![], vec![]);
+        let mut moved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        moved["entry"] = serde_json::to_value(entry(&b)).unwrap();
+        let to = ours.path("layers", b.hex()).unwrap();
+        std::fs::write(&to, moved.to_string()).unwrap();
+        assert!(ours.layer(&b).is_none());
+        // With no key there is no cache.
+        assert!(Cache::disabled().layer(&a).is_none());
     }
 }

@@ -4,10 +4,13 @@
 //!
 //! Layers passed over on the way are read whole (digest-checked). The layer holding the file is
 //! read to its end too when little of it is left ([`VERIFY_TAIL`]); the kernel is then
-//! *verified*. Otherwise (a squashed DTK, the file near the start of a gigabyte layer) it is
-//! *provisional*: read from bytes no digest vouches for. The resolver never caches a
-//! provisional kernel, and `build` confirms it from the `vermagic` of the modules it built
-//! before their image enters the lock.
+//! *verified*. Otherwise (a squashed DTK, the file near the start of a gigabyte layer) what
+//! was read comes from bytes no digest vouches for, and it is used only when something verified
+//! confirms it: the nodes' kernel, read from the OS image's digest-checked config, is the same
+//! string, and the RHEL and RT kernel versions are the ones that kernel implies
+//! ([`confirmed_by`]). Otherwise the layer is read to its end after all, so that its digest is
+//! checked: the lock never holds an unconfirmed fact. The resolver caches only what was read
+//! whole.
 
 use serde::Deserialize;
 
@@ -50,12 +53,19 @@ pub struct DtkRead {
     pub info: DtkInfo,
     /// The layer the release file came from.
     pub layer: Digest,
-    /// Whether that layer was read to its end and matched its digest; `false`: provisional.
+    /// Whether that layer was read to its end and matched its digest; `false`: confirmed by
+    /// the nodes' kernel instead ([`confirmed_by`]).
     pub verified: bool,
 }
 
-/// Finds and parses the release file of the DTK `dtk` (the per-platform image).
-pub fn read(client: &Client, dtk: &ImageRef, image: &ImageManifest) -> Result<DtkRead, Fault> {
+/// Finds and parses the release file of the DTK `dtk` (the per-platform image). `node` is the
+/// stream's nodes' kernel, read from a verified OS image config, when there is one.
+pub fn read(
+    client: &Client,
+    dtk: &ImageRef,
+    image: &ImageManifest,
+    node: Option<&Kernel>,
+) -> Result<DtkRead, Fault> {
     for desc in image.layers.iter().rev() {
         let mut blob = client.blob_reader(dtk, desc)?;
         let hint = blob.hint();
@@ -79,11 +89,14 @@ pub fn read(client: &Client, dtk: &ImageRef, image: &ImageManifest) -> Result<Dt
         };
         match found.get(RELEASE_JSON) {
             Some(bytes) => {
-                if small_rest {
+                let info = parse(bytes);
+                let confirmed =
+                    !small_rest && matches!((&info, node), (Ok(i), Some(k)) if confirmed_by(i, k));
+                if !confirmed {
                     verify_rest(&mut blob, dtk, desc)?;
                 }
                 return Ok(DtkRead {
-                    info: parse(bytes)?,
+                    info: info?,
                     layer: desc.digest.clone(),
                     verified: blob.verified(),
                 });
@@ -94,6 +107,54 @@ pub fn read(client: &Client, dtk: &ImageRef, image: &ImageManifest) -> Result<Dt
     Err(Fault::Content(format!(
         "no layer of the Driver Toolkit `{dtk}` holds `/{RELEASE_JSON}`"
     )))
+}
+
+/// Whether the nodes' kernel `node` (verified) vouches for everything in `info` (read from an
+/// unverified prefix): the kernel is the same string, the RHEL version is the one its `elX_Y`
+/// tag names, and the RT kernel, if any, is that kernel's RT build.
+pub fn confirmed_by(info: &DtkInfo, node: &Kernel) -> bool {
+    info.kernel.as_str() == node.as_str()
+        && rhel_of(node.as_str()).is_some_and(|r| r == info.rhel)
+        && info
+            .rt_kernel
+            .as_ref()
+            .is_none_or(|rt| without_rt(rt.as_str()) == node.as_str())
+}
+
+/// The RHEL version a RHEL kernel release names (`….el9_2.…` → `9.2`, `….el10.…` → `10`).
+fn rhel_of(kernel: &str) -> Option<String> {
+    let tag = kernel
+        .split(['.', '-', '+'])
+        .find_map(|p| p.strip_prefix("el"))?;
+    let (major, minor) = match tag.split_once('_') {
+        Some((m, n)) => (m, Some(n)),
+        None => (tag, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !minor.is_none_or(digits) {
+        return None;
+    }
+    Some(match minor {
+        Some(n) => format!("{major}.{n}"),
+        None => major.to_string(),
+    })
+}
+
+/// An RT kernel release as the plain kernel of the same build: `+rt` dropped (9.3 on), or the
+/// `.rtN.M` pair (before).
+fn without_rt(rt: &str) -> String {
+    let rt = rt.strip_suffix("+rt").unwrap_or(rt);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut out: Vec<&str> = Vec::new();
+    let mut parts = rt.split('.').peekable();
+    while let Some(p) = parts.next() {
+        if p.strip_prefix("rt").is_some_and(digits) {
+            parts.next_if(|n| digits(n));
+            continue;
+        }
+        out.push(p);
+    }
+    out.join(".")
 }
 
 /// Parses the release file: the kernel and the RHEL version are required and validated; the
@@ -162,6 +223,41 @@ mod tests {
         assert!(parse(j("").as_bytes()).unwrap().rt_kernel.is_none());
         let garbage = j(r#""RT_KERNEL_VERSION":"package kernel-rt-core is not installed","#);
         assert!(parse(garbage.as_bytes()).unwrap().rt_kernel.is_none());
+    }
+
+    fn info(kernel: &str, rt: Option<&str>, rhel: &str) -> DtkInfo {
+        DtkInfo {
+            kernel: kernel.parse().unwrap(),
+            rt_kernel: rt.map(|r| r.parse().unwrap()),
+            rhel: rhel.into(),
+        }
+    }
+
+    #[test]
+    fn the_nodes_kernel_confirms_only_what_it_implies() {
+        let k = "5.14.0-284.52.1.el9_2.x86_64";
+        let node: Kernel = k.parse().unwrap();
+        assert!(confirmed_by(&info(k, None, "9.2"), &node));
+        let old_rt = "5.14.0-284.52.1.rt14.337.el9_2.x86_64";
+        assert!(confirmed_by(&info(k, Some(old_rt), "9.2"), &node));
+        assert!(confirmed_by(
+            &info(k, Some(&format!("{k}+rt")), "9.2"),
+            &node
+        ));
+        // Another kernel, another RHEL, another RT build: not confirmed.
+        let evil = "5.14.0-666.evl.x86_64";
+        assert!(!confirmed_by(&info(evil, None, "9.2"), &node));
+        assert!(!confirmed_by(&info(k, None, "9.9"), &node));
+        let other_rt = "5.14.0-284.53.1.rt14.338.el9_2.x86_64";
+        assert!(!confirmed_by(&info(k, Some(other_rt), "9.2"), &node));
+        // A kernel that names no RHEL version confirms no RHEL version.
+        let debian: Kernel = "6.1.0-18-amd64".parse().unwrap();
+        assert!(!confirmed_by(&info("6.1.0-18-amd64", None, "9.2"), &debian));
+        let ten: Kernel = "6.12.0-55.9.1.el10_0.x86_64".parse().unwrap();
+        assert!(confirmed_by(
+            &info("6.12.0-55.9.1.el10_0.x86_64", None, "10.0"),
+            &ten
+        ));
     }
 
     #[test]

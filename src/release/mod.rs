@@ -11,13 +11,15 @@
 //! No fact comes from bytes that were not checked against their digest, with one named
 //! exception. Manifests are fetched by digest and hashed; the payload layer holding
 //! `image-references` and `release-metadata` is read to its end and its digest checked before
-//! either file is parsed; the DTK must be named by digest. The one exception is the DTK's
-//! kernel when it sits near the start of a large (squashed) layer: reading the whole layer would
-//! cost a gigabyte, so the kernel is then *provisional* (see [`dtk`]); the build confirms it from
-//! the `vermagic` of what it built before an image enters the lock, and the cache never holds
-//! it (see [`cache`]). Everything else reads the least the formats allow (see [`layer`]).
+//! either file is parsed; the DTK must be named by digest. The DTK's release file, when it sits
+//! near the start of a large (squashed) layer, is read from a prefix (reading the whole layer
+//! would cost a gigabyte) and used only when the nodes' kernel, read from the OS image's
+//! verified config, confirms it; otherwise that layer is read whole after all (see [`dtk`]).
+//! The cache holds only what was read whole (see [`cache`]). Everything else reads the least
+//! the formats allow (see [`layer`]).
 
 pub mod cache;
+pub mod cache_key;
 pub mod dtk;
 pub mod graph;
 mod inflate;

@@ -6,7 +6,7 @@
 use super::{
     Cache, DtkEntry, Fault, PayloadEntry, ReleaseError, StreamEntry, Verified, dtk, os, payload,
 };
-use crate::domain::{Arch, Digest, ImageRef, Version};
+use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
 use crate::lock::{Lock, LockedRelease};
 use crate::parallel::Next;
 use crate::progress::{Event as ProgressEvent, Reporter};
@@ -102,14 +102,17 @@ impl Resolver<'_> {
         {
             return Ok((entry.locked_all(&pinned, &infos), Event::Cached));
         }
-        // A cached payload whose DTK kernel was provisional: only the DTKs are read again.
+        // A cached payload whose DTK kernel was confirmed by the nodes' (never cached): only
+        // the DTKs are read again.
         let (entry, images) = match cached {
             Some(entry) => (entry, Vec::new()),
             None => self.read_payload(client, t, &digest, &pinned)?,
         };
         let mut infos = Vec::new();
+        let nodes = entry.nodes();
         for (i, dtk_ref) in entry.dtks().into_iter().enumerate() {
-            infos.push(self.dtk_info(client, t, &pinned, dtk_ref, images.get(i))?);
+            let node = nodes.get(i).copied().flatten();
+            infos.push(self.dtk_info(client, t, &pinned, dtk_ref, images.get(i), node)?);
         }
         // Written only once the whole release resolved, so a failed run caches nothing.
         self.cache.put_payload(&entry);
@@ -117,7 +120,8 @@ impl Resolver<'_> {
     }
 
     /// What the DTK `dtk_ref` (its per-arch image by digest; `image` its manifest when already
-    /// fetched) says: from the cache, else its release file.
+    /// fetched) says: from the cache, else its release file, confirmed by the stream's nodes'
+    /// kernel `node` or read whole ([`dtk::read`]).
     fn dtk_info(
         &self,
         client: &Client,
@@ -125,6 +129,7 @@ impl Resolver<'_> {
         pinned: &ImageRef,
         dtk_ref: &ImageRef,
         image: Option<&ImageManifest>,
+        node: Option<&Kernel>,
     ) -> Result<dtk::DtkInfo, ReleaseError> {
         if let Some(hit) = dtk_ref.digest().and_then(|d| self.cache.dtk(d)) {
             return Ok(hit.info);
@@ -136,7 +141,7 @@ impl Resolver<'_> {
                 .map_err(|e| ReleaseError::from_fault(&t.version, t.arch, pinned, e.into()))?,
         };
         let fault = |f: Fault| ReleaseError::from_fault(&t.version, t.arch, dtk_ref, f);
-        let read = dtk::read(client, dtk_ref, &dtk_image).map_err(fault)?;
+        let read = dtk::read(client, dtk_ref, &dtk_image, node).map_err(fault)?;
         if read.verified {
             self.cache.put_dtk(&DtkEntry {
                 image: dtk_image.image_digest.clone(),

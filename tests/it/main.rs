@@ -7,7 +7,9 @@
 mod support;
 
 mod build;
+mod cache_forged;
 mod cli;
+mod collect_signing;
 mod credentials;
 mod demo_e2e;
 mod diff;
@@ -33,4 +35,5 @@ mod signing;
 mod tags;
 mod tamper;
 mod tls;
+mod token_service;
 mod writers;

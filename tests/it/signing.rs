@@ -21,8 +21,14 @@ fn xz(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-/// A driver whose image copies `files` into `/opt/lib/modules/<kernel>/`.
-fn driver(dir: &Path, w: &World, name: &str, modules: &str, files: &[(&str, Vec<u8>)]) -> String {
+/// A driver whose image copies `files` into `/opt/lib/modules/<kernel>/`, with the signing
+/// rule when `signed`.
+fn driver(
+    dir: &Path,
+    w: &World,
+    (name, modules, files): &(&str, &str, Files),
+    signed: bool,
+) -> String {
     let ctx = dir.join(name);
     std::fs::create_dir_all(ctx.join("modules")).unwrap();
     for (file, bytes) in files {
@@ -35,9 +41,14 @@ fn driver(dir: &Path, w: &World, name: &str, modules: &str, files: &[(&str, Vec<
          COPY modules/ /opt/lib/modules/${KERNEL_VERSION}/\n",
     )
     .unwrap();
+    let rule = if signed {
+        "signed = true\nsigning-cert = \"keys/signing.crt\"\n"
+    } else {
+        ""
+    };
     format!(
         "[[driver]]\nname = \"{name}\"\ncontext = \"{name}\"\nimage = \"{addr}/{ns}/{name}\"\n\
-         modules = [{modules}]\nsigned = true\nsigning-cert = \"keys/signing.crt\"\n\n",
+         modules = [{modules}]\n{rule}\n",
         addr = w.addr,
         ns = w.ns,
     )
@@ -55,7 +66,7 @@ fn verify_deep_names_the_signer_and_fails_unsigned_tampered_and_foreign_modules(
     let mut tampered = sign(&hello);
     let at = tampered.len() - 28 - 12 - 5;
     tampered[at] ^= 0x40;
-    let mut matrix = format!(
+    let header = format!(
         "[openshift]\npayload-repo = \"{}/{}\"\nreleases = [\"4.14.1\"]\n\n\
          [registries.\"{}\"]\ninsecure = true\n\n",
         w.addr,
@@ -89,14 +100,21 @@ fn verify_deep_names_the_signer_and_fails_unsigned_tampered_and_foreign_modules(
             )],
         ),
     ];
-    for (name, modules, files) in &drivers {
-        matrix.push_str(&driver(dir, &w, name, modules, files));
-    }
-    std::fs::write(dir.join("matrix.toml"), matrix).unwrap();
+    let matrix = |signed: bool| {
+        let mut m = header.clone();
+        for d in &drivers {
+            m.push_str(&driver(dir, &w, d, signed));
+        }
+        std::fs::write(dir.join("matrix.toml"), m).unwrap();
+    };
 
-    // `build` confirms kernels, not signatures: every image enters the lock.
+    // Built while the drivers do not require signatures (`build` would refuse the unsigned,
+    // tampered and foreign images: tests/it/collect_signing.rs), every image enters the lock;
+    // then the drivers gain the rule, which `verify --deep` applies to the lock as it is.
+    matrix(false);
     let out = run_in(dir, &["build", "-j", "2"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    matrix(true);
     let out = run_in(dir, &["verify", "--deep"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));

@@ -11,7 +11,7 @@ use std::process::Output;
 use crate::support::*;
 use driver_matrix_sandbox::faulty::{FaultServer, Reply};
 use driver_matrix_sandbox::oci::{self, Compression, Layer};
-use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, http};
+use driver_matrix_sandbox::{DtkSpec, Flavor, OsImage, PayloadSpec, Pushed, http};
 
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 const EVIL_KERNEL: &str = "6.6.6-666.evil.x86_64";
@@ -315,16 +315,19 @@ fn a_poisoned_cache_entry_is_a_miss() {
     let evil_image = oci::sha256(b"evil");
 
     let mut by_tag = json(&honest_payload);
-    by_tag["dtk"] = format!("{evil_dtk}:latest").into();
+    by_tag["entry"]["dtk"] = format!("{evil_dtk}:latest").into();
     let mut other_key = json(&honest_payload);
-    other_key["payload"] = evil_image.clone().into();
-    other_key["dtk"] = format!("{evil_dtk}@{evil_image}").into();
+    other_key["entry"]["payload"] = evil_image.clone().into();
+    other_key["entry"]["dtk"] = format!("{evil_dtk}@{evil_image}").into();
     let mut unverified = json(&honest_dtk);
-    unverified["info"]["kernel"] = EVIL_KERNEL.into();
-    unverified.as_object_mut().unwrap().remove("verified");
+    unverified["entry"]["info"]["kernel"] = EVIL_KERNEL.into();
+    unverified["entry"]
+        .as_object_mut()
+        .unwrap()
+        .remove("verified");
     let mut other_image = json(&honest_dtk);
-    other_image["info"]["kernel"] = EVIL_KERNEL.into();
-    other_image["image"] = evil_image.clone().into();
+    other_image["entry"]["info"]["kernel"] = EVIL_KERNEL.into();
+    other_image["entry"]["image"] = evil_image.clone().into();
     let cases = [
         ("a DTK by tag", by_tag, json(&honest_dtk)),
         ("another payload's entry", other_key, json(&honest_dtk)),
@@ -376,7 +379,7 @@ fn a_poisoned_cache_entry_is_a_miss() {
         std::fs::create_dir_all(v1.join(kind)).unwrap();
         std::fs::write(v1.join(kind).join(format!("{key}.json")), value).unwrap();
     }
-    std::fs::remove_dir_all(w.path("cache/v3")).unwrap();
+    std::fs::remove_dir_all(w.path("cache/v4")).unwrap();
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
     let out = w.run(&["--offline", "resolve"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -402,8 +405,10 @@ fn an_altered_dtk_release_file_in_a_small_layer_is_refused() {
 }
 
 /// A squashed DTK: the release file first in one layer of `len` incompressible bytes.
-fn squashed(kernel: &str, len: usize) -> Vec<Layer> {
-    let json = DtkSpec::new(kernel).release_json();
+fn squashed(kernel: &str, rhel: &str, len: usize) -> Vec<Layer> {
+    let mut spec = DtkSpec::new(kernel);
+    spec.rhel = rhel.into();
+    let json = spec.release_json();
     let big = oci::tar(&[
         ("etc/", b""),
         ("etc/driver-toolkit-release.json", json.as_bytes()),
@@ -415,35 +420,36 @@ fn squashed(kernel: &str, len: usize) -> Vec<Layer> {
     ]
 }
 
-#[test]
-fn a_provisional_kernel_is_never_cached() {
-    let w = World::new("tamper-squashed");
-    let honest = squashed(K_416, 6 << 20);
-    let dtk = w
-        .pusher
-        .image(&w.repo("dtk"), None, &honest, &[], "amd64", Flavor::Docker)
-        .unwrap();
+/// A squashed DTK and a payload naming it, the nodes' OS image (by digest) reporting `node`
+/// when given; the payload and the OS image's digest.
+fn squashed_release(w: &World, dtk: &Pushed, node: Option<&str>) -> (Pushed, Option<String>) {
     let dtk_ref = format!("{}/{}@{}", w.addr, w.repo("dtk"), dtk.digest);
     let mut spec = PayloadSpec::new(VERSION, Some(dtk_ref));
     spec.filler = 16 << 10;
-    let payload = w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
-    w.matrix(&format!("releases = [\"{VERSION}\"]"), "");
-    ok(&w.run(&["resolve"]));
-    let lock = w.lock();
-    assert!(lock.contains(&format!("kernel = \"{K_416}\"")), "{lock}");
-    // The payload's facts are verified and cached; the kernel, read from a prefix, is not.
-    let entries = cache_entries(&w);
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    assert!(entries[0].contains("/payloads/"), "{entries:?}");
+    spec.os = node.map(|k| w.os(&OsImage::new(k), "amd64"));
+    let os = spec
+        .os
+        .as_ref()
+        .map(|r| r.rsplit_once('@').unwrap().1.to_string());
+    (w.payload(&spec, "x86_64", "amd64", Flavor::Docker), os)
+}
 
-    // A mirror that alters the start of the big layer makes the kernel provisional and false;
-    // `build` refuses images whose modules' vermagic differs (docs/lockfile.md). The cache
-    // keeps nothing of it, so the honest registry's answer is back on the next run.
+/// A mirror of `w`'s payload, DTK and OS images whose copy of the squashed DTK's big layer
+/// says `EVIL_KERNEL`, same size; `w`'s matrix reads through it.
+fn evil_mirror(
+    w: &World,
+    (payload, os): &(Pushed, Option<String>),
+    dtk: &Pushed,
+    honest: &[Layer],
+) -> Mirror {
     let m = Mirror::start(&w.addr);
     m.copy(&w.repo("release"), &format!("{VERSION}-x86_64"));
     m.copy(&w.repo("release"), &payload.digest);
     m.copy(&w.repo("dtk"), &dtk.digest);
-    let altered = squashed(EVIL_KERNEL, 6 << 20).pop().unwrap().blob;
+    if let Some(digest) = os {
+        m.copy(&w.repo("rhcos"), digest);
+    }
+    let altered = squashed(EVIL_KERNEL, "9.4", 6 << 20).pop().unwrap().blob;
     m.blob(
         &w.repo("dtk"),
         &honest[1].digest(),
@@ -457,56 +463,74 @@ fn a_provisional_kernel_is_never_cached() {
         m.addr(),
         m.addr()
     ));
-    ok(&w.run(&["resolve"]));
-    assert!(w.lock().contains(EVIL_KERNEL), "{}", w.lock());
-    assert_eq!(cache_entries(&w), entries);
+    m
+}
 
-    // A build on that kernel compiles against the DTK's real headers (buildah pulls the DTK by
-    // digest and checks it), so its module says the real kernel: `build` reads the pushed image
-    // back, refuses it, and nothing enters the lock.
-    let ctx = w.path("evil-kmod");
-    std::fs::create_dir_all(ctx.join(EVIL_KERNEL)).unwrap();
-    std::fs::write(
-        ctx.join(EVIL_KERNEL).join("hello.ko"),
-        module("hello", K_416),
-    )
-    .unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
-        "FROM scratch\nARG KERNEL_VERSION\n\
-         COPY ${KERNEL_VERSION}/hello.ko /opt/lib/modules/${KERNEL_VERSION}/hello.ko\n",
-    )
-    .unwrap();
-    // `--offline` builds on the lock as it is, false kernel included, straight against the
-    // honest registry.
-    w.matrix(
-        &format!("releases = [\"{VERSION}\"]"),
-        &format!(
-            "\n[[driver]]\nname = \"evil-kmod\"\ncontext = \"evil-kmod\"\nimage = \"{}/{}/evil-kmod\"\n",
-            w.addr, w.ns
-        ),
-    );
-    let before = w.lock();
-    let out = run_in(w.dir.path(), &["--offline", "build"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains(&format!("do not confirm kernel `{EVIL_KERNEL}`")),
-        "{}",
-        stdout(&out)
-    );
-    assert_eq!(
-        w.lock(),
-        before,
-        "nothing built on the false kernel enters the lock"
-    );
-
+/// The kernel of a squashed DTK, read from the start of its big layer, enters the lock only
+/// when the nodes' kernel (from the OS image's verified config) is the same: then nothing more
+/// is read, and nothing of it is cached. An altered prefix says another kernel, so the layer is
+/// read whole, its digest does not match, and `resolve` fails (exit 4) without writing it.
+#[test]
+fn a_prefix_kernel_is_locked_only_when_the_nodes_kernel_confirms_it() {
+    let w = World::new("tamper-squashed");
+    let honest = squashed(K_416, "9.4", 6 << 20);
+    let dtk = w
+        .pusher
+        .image(&w.repo("dtk"), None, &honest, &[], "amd64", Flavor::Docker)
+        .unwrap();
+    let payload = squashed_release(&w, &dtk, Some(K_416));
     w.matrix(&format!("releases = [\"{VERSION}\"]"), "");
     ok(&w.run(&["resolve"]));
+    let lock = w.lock();
+    assert!(lock.contains(&format!("kernel = \"{K_416}\"")), "{lock}");
+    assert!(
+        lock.contains(&format!("node-kernel = \"{K_416}\"")),
+        "{lock}"
+    );
+    // The payload's facts are verified and cached; the kernel, confirmed by the nodes', is not.
+    let entries = cache_entries(&w);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].contains("/payloads/"), "{entries:?}");
+
+    let _m = evil_mirror(&w, &payload, &dtk, &honest);
+    let out = w.run(&["resolve"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}\n{}", w.lock());
+    assert!(says(&err, &honest[1].digest()), "{err}");
+    assert!(says(&err, "does not match its digest"), "{err}");
+    assert!(!w.lock().contains(EVIL_KERNEL), "{}", w.lock());
     assert_eq!(w.lock(), lock);
+    assert_eq!(cache_entries(&w), entries);
+}
+
+/// Without the nodes' kernel to confirm it, a squashed DTK's layer is read whole: the kernel is
+/// then verified (and cached), and an altered layer fails the run.
+#[test]
+fn a_prefix_kernel_nothing_confirms_is_read_whole() {
+    let w = World::new("tamper-unconfirmed");
+    let honest = squashed(K_416, "9.4", 6 << 20);
+    let dtk = w
+        .pusher
+        .image(&w.repo("dtk"), None, &honest, &[], "amd64", Flavor::Docker)
+        .unwrap();
+    let payload = squashed_release(&w, &dtk, None);
+    w.matrix(&format!("releases = [\"{VERSION}\"]"), "");
+    ok(&w.run(&["resolve"]));
+    let lock = w.lock();
+    assert!(lock.contains(&format!("kernel = \"{K_416}\"")), "{lock}");
+    let entries = cache_entries(&w);
+    assert_eq!(
+        entries.len(),
+        2,
+        "the DTK's facts were read whole: {entries:?}"
+    );
+    clear_cache(&w);
+
+    let _m = evil_mirror(&w, &payload, &dtk, &honest);
+    let out = w.run(&["resolve"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}\n{}", w.lock());
+    assert!(says(&err, &honest[1].digest()), "{err}");
+    assert_eq!(w.lock(), lock);
+    assert!(cache_entries(&w).iter().all(|e| !e.contains("/dtk/")));
 }

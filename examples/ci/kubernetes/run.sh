@@ -15,5 +15,5 @@ kubectl -n "$namespace" apply -f job.yaml
 kubectl -n "$namespace" wait --for=condition=complete --timeout=6h job/driver-matrix-build
 
 driver-matrix collect
-driver-matrix verify
+driver-matrix verify --deep
 driver-matrix diff git:HEAD

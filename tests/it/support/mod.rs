@@ -63,6 +63,9 @@ pub fn binary(dir: &Path) -> Command {
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("CONTAINERS_REGISTRIES_CONF")
+        // The cache key lives under this HOME: no other run's key vouches for this cache.
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("DRIVER_MATRIX_CACHE_KEY")
         .stdin(Stdio::null());
     buildah_env(&mut cmd);
     cmd
