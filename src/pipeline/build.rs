@@ -123,8 +123,14 @@ pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Re
             .any(|(j, d)| j.key() == i.key() && *d == Decision::Build(Why::Missing))
     });
     let (buildah, authfile) = buildah(session)?;
+    let ignorefiles = crate::inputs::write_ignore_files(
+        &session.matrix,
+        &session.own_files(),
+        &cache_dir(session)?.join("ignore"),
+    )?;
     let buildah = Buildah {
         secrets: req.secrets.clone(),
+        ignorefiles,
         ..buildah
     };
     let logs = cache_dir(session)?.join("logs").join(run_id());

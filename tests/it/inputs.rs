@@ -135,3 +135,90 @@ fn an_ignore_file_that_is_a_fifo_is_refused() {
         .expect("reading a FIFO .containerignore hung");
     assert!(got.expect_err("accepted").contains(".containerignore"));
 }
+
+/// `(driver, state)` of every job of `plan --format json`, sorted.
+fn states(p: &crate::support::Project) -> Vec<(String, String)> {
+    let out = p.run(&["plan", "--format", "json"]).expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    let mut v: Vec<(String, String)> = plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["driver"].as_str().unwrap().to_string(),
+                j["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn all(drivers: &[&str], state: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = drivers
+        .iter()
+        .flat_map(|d| std::iter::repeat_n((d.to_string(), state.to_string()), 2))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The layout `init` writes: a context (`.`) that holds the matrix, the lock, the writer's
+/// lock, the cache, and another driver's context. A build leaves every job fresh, `--locked`
+/// agrees, a comment in the matrix changes nothing, and an edited source file makes exactly
+/// its driver's jobs stale.
+#[test]
+fn a_context_holding_the_matrix_and_the_lock_stays_fresh() {
+    use crate::support::{Driver, K1, K2, Project};
+    let p = Project::new("ctxdot", &[Driver::ok("beta")]);
+    let matrix = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
+    let beta = matrix.find("\n[[driver]]").unwrap();
+    let alpha = matrix[beta..]
+        .replace("name = \"beta\"", "name = \"alpha\"")
+        .replace(
+            "context = \"drivers/beta\"",
+            "context = \".\"\ncontainerfile = \"Containerfile.alpha\"",
+        )
+        .replace("/beta\"", "/alpha\"")
+        .replace("\"beta\"", "\"alpha\"");
+    p.write("matrix.toml", &format!("{matrix}{alpha}"));
+    p.write(
+        "Containerfile.alpha",
+        "ARG DTK_IMAGE\nFROM ${DTK_IMAGE}\nARG KERNEL_FULL_VERSION\nCOPY . /src\n\
+         COPY drivers/beta/modules/${KERNEL_FULL_VERSION}/ /opt/lib/modules/${KERNEL_FULL_VERSION}/\n\
+         RUN ls -a /src > /listing\n",
+    );
+    p.write("alpha.c", "int alpha;\n");
+    // The test's own litter: the buildah shim and its record of calls.
+    p.write(
+        ".containerignore",
+        "bin\nbuildah-calls\n.config\n.local\n.cache\n",
+    );
+    let drivers = ["alpha", "beta"];
+    assert_eq!(states(&p), all(&drivers, "new"));
+    let lock_before = p.lock();
+    p.run(&["build", "--kernel", K1]).expect(0);
+    p.run(&["build", "--kernel", K2]).expect(0);
+    assert_ne!(p.lock(), lock_before);
+    assert!(p.path().join("matrix.lock.lock").exists());
+    assert_eq!(states(&p), all(&drivers, "fresh"));
+    p.reset_calls();
+    p.run(&["build"]).expect(0);
+    assert_eq!(p.builds(), 0, "a second build builds nothing");
+    p.run(&["build", "--locked"]).expect(0);
+
+    let commented = format!(
+        "# a comment\n{}",
+        std::fs::read_to_string(p.path().join("matrix.toml")).unwrap()
+    );
+    p.write("matrix.toml", &commented);
+    assert_eq!(states(&p), all(&drivers, "fresh"));
+    p.run(&["build", "--locked"]).expect(0);
+
+    p.write("alpha.c", "int alpha = 1;\n");
+    let mut want = all(&["alpha"], "stale");
+    want.extend(all(&["beta"], "fresh"));
+    assert_eq!(states(&p), want);
+    p.run(&["build", "--locked"]).expect(3);
+}
