@@ -222,3 +222,75 @@ fn a_context_holding_the_matrix_and_the_lock_stays_fresh() {
     assert_eq!(states(&p), want);
     p.run(&["build", "--locked"]).expect(3);
 }
+
+/// The `io.driver-matrix.inputs` labels a `build --dry-run` would set, in order.
+fn dry_run_inputs(p: &crate::support::Project, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["build", "--dry-run"];
+    args.extend_from_slice(extra);
+    let out = p.run(&args).expect(0).stdout();
+    let labels: Vec<String> = out
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("io.driver-matrix.inputs="))
+        .map(str::to_string)
+        .collect();
+    assert!(!labels.is_empty(), "{out}");
+    labels
+}
+
+/// A secret inside a build context is refused at its matrix key (exit 2) unless the context's
+/// ignore file leaves it out; then it is never an input, nor is a `--secret` file there.
+#[test]
+fn a_secret_inside_a_context_is_refused_unless_ignored_and_never_hashed() {
+    use crate::support::{Driver, Project};
+    let p = Project::new("ctxsecret", &[Driver::ok("beta")]);
+    std::fs::create_dir_all(p.path().join("drivers/beta/keys")).unwrap();
+    p.write("drivers/beta/keys/signing.key", "first key\n");
+    p.write("drivers/beta/keys/cli.key", "first cli key\n");
+    let matrix = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
+    p.write(
+        "matrix.toml",
+        &format!("{matrix}secrets = {{ signing-key = \"drivers/beta/keys/signing.key\" }}\n"),
+    );
+    let refused = p.run(&["plan"]).expect(2);
+    let err = refused.stderr();
+    assert!(
+        crate::support::says(
+            &err,
+            "secret `drivers/beta/keys/signing.key` lies inside the build context `drivers/beta`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("matrix.toml:"), "points at the matrix: {err}");
+    assert!(
+        crate::support::says(
+            &err,
+            "add `keys/signing.key` to the context's `.containerignore`"
+        ),
+        "{err}"
+    );
+
+    p.write("drivers/beta/.containerignore", "keys/signing.key\n");
+    let cli = p
+        .run(&[
+            "build",
+            "--dry-run",
+            "--secret",
+            "cli=drivers/beta/keys/cli.key",
+        ])
+        .expect(2);
+    assert!(
+        crate::support::says(&cli.stderr(), "inside the build context of driver `beta`"),
+        "{}",
+        cli.stderr()
+    );
+
+    p.write("drivers/beta/.containerignore", "keys/\n");
+    let secret = ["--secret", "cli=drivers/beta/keys/cli.key"];
+    let before = dry_run_inputs(&p, &secret);
+    p.write("drivers/beta/keys/signing.key", "second key\n");
+    p.write("drivers/beta/keys/cli.key", "second cli key\n");
+    assert_eq!(dry_run_inputs(&p, &secret), before);
+    // The hash still follows the context: the same test, with a source file.
+    p.write("drivers/beta/src/hello.c", "int changed;\n");
+    assert_ne!(dry_run_inputs(&p, &secret), before);
+}
