@@ -11,6 +11,7 @@ mod cli;
 mod credentials;
 mod demo_e2e;
 mod diff;
+mod dkms;
 mod export;
 mod faults;
 mod init;
