@@ -80,6 +80,51 @@ fn states(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `buildah build` of `dir` as another route runs it: only `args`, the directory's own
+/// `.containerignore`, no push. Returns the files under `opt/lib/modules/` of the final stage.
+fn route_build(dir: &Path, registries_conf: &Path, args: &[(&str, &str)]) -> Vec<String> {
+    let out_dir = tempfile::tempdir().unwrap();
+    let iid = out_dir.path().join("iid");
+    let rootfs = out_dir.path().join("rootfs");
+    let mut cmd = std::process::Command::new("buildah");
+    crate::support::buildah_env(&mut cmd)
+        .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
+        .args(["build", "--iidfile"])
+        .arg(&iid)
+        .arg("--output")
+        .arg(format!("type=local,dest={}", rootfs.display()));
+    for (k, v) in args {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    let out = cmd.arg(dir).output().unwrap();
+    if let Ok(id) = std::fs::read_to_string(&iid) {
+        let _ = std::process::Command::new("buildah")
+            .args(["rmi", id.trim()])
+            .output();
+    }
+    assert!(
+        out.status.success(),
+        "buildah build {args:?}:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let modules = rootfs.join("opt/lib/modules");
+    let mut files: Vec<String> = walkdir::WalkDir::new(&modules)
+        .min_depth(1)
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| {
+            e.path()
+                .strip_prefix(&modules)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn a_debian_dkms_module_goes_from_init_to_a_fresh_lock() {
     let source = acpi_call_source();
@@ -166,4 +211,45 @@ fn a_debian_dkms_module_goes_from_init_to_a_fresh_lock() {
     std::fs::write(&c, format!("{text}\n/* patched */\n")).unwrap();
     assert_eq!(states(&dir), ["stale", "stale"]);
     assert_eq!(dm(&dir, &["build", "--locked"]).status.code(), Some(3));
+
+    // The same Containerfile, unchanged, as KMM's in-cluster build and an OpenShift
+    // BuildConfig (the DTK's README) run it, each with its own build args only.
+    let release = world
+        .releases
+        .iter()
+        .find(|r| r.version == "4.16.0")
+        .unwrap();
+    let (dtk, kernel) = (release.dtk.as_str(), release.kernel.as_str());
+    let conf = tmp.path().join("registries.conf");
+    std::fs::write(&conf, world::registries_conf(&registry)).unwrap();
+    let base = world.kmod_base_ref();
+    let kmm = route_build(
+        &dir,
+        &conf,
+        &[
+            ("DTK_AUTO", dtk),
+            ("KERNEL_FULL_VERSION", kernel),
+            ("KERNEL_VERSION", kernel),
+            ("MOD_NAME", "acpi-call"),
+            ("MOD_NAMESPACE", "vendor"),
+            ("BASE_IMAGE", &base),
+        ],
+    );
+    let buildconfig = route_build(
+        &dir,
+        &conf,
+        &[("DTK", dtk), ("KVER", kernel), ("BASE_IMAGE", &base)],
+    );
+    for files in [&kmm, &buildconfig] {
+        assert!(
+            files.contains(&format!("{kernel}/acpi_call.ko")),
+            "{files:?}"
+        );
+        // KMM's link to the node's in-tree modules.
+        assert!(files.contains(&format!("{kernel}/host")), "{files:?}");
+        assert!(
+            files.contains(&format!("{kernel}/modules.dep")),
+            "{files:?}"
+        );
+    }
 }
