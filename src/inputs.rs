@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -42,6 +42,13 @@ pub enum InputsError {
         help("remove it from the context, or list it in `.containerignore`")
     )]
     Special { path: PathBuf, kind: &'static str },
+
+    #[error("`{path}` in a build context is another name of the secret file `{secret}`")]
+    #[diagnostic(
+        code(driver_matrix::inputs::secret_link),
+        help("a hard link to a secret would ship it with `COPY .`: remove the link, or list it in `.containerignore`")
+    )]
+    SecretLink { path: PathBuf, secret: PathBuf },
 
     #[error("bad pattern `{pattern}` in `{file}`: {message}")]
     #[diagnostic(code(driver_matrix::inputs::ignore))]
@@ -88,6 +95,12 @@ pub fn hash_filtered(
     secrets: &[&Path],
 ) -> Result<Digest, InputsError> {
     let mut entries: BTreeMap<String, String> = BTreeMap::new();
+    // The secrets' files by device and inode: another name for one of them (a hard link) in
+    // the context would be sent to buildah and hashed under that name.
+    let ids: Vec<((u64, u64), &Path)> = secrets
+        .iter()
+        .filter_map(|s| std::fs::metadata(s).ok().map(|m| ((m.dev(), m.ino()), *s)))
+        .collect();
     let walker = walkdir::WalkDir::new(context)
         .follow_links(false)
         .min_depth(1);
@@ -114,6 +127,9 @@ pub fn hash_filtered(
         if ft.is_file() && secrets.contains(&entry.path()) {
             continue;
         }
+        if ft.is_file() && !ids.is_empty() {
+            check_not_secret(&entry, &ids)?;
+        }
         let record = record(&entry)?;
         entries.insert(rel, record);
     }
@@ -125,6 +141,26 @@ pub fn hash_filtered(
         h.update(format!("{}:{path} {}:{record}\n", path.len(), record.len()).as_bytes());
     }
     Ok(Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest"))
+}
+
+/// Refuses a context file that is one of the secrets' files under another name.
+fn check_not_secret(
+    entry: &walkdir::DirEntry,
+    ids: &[((u64, u64), &Path)],
+) -> Result<(), InputsError> {
+    let meta = entry.metadata().map_err(|e| InputsError::Io {
+        path: entry.path().to_path_buf(),
+        source: e
+            .into_io_error()
+            .unwrap_or_else(|| std::io::Error::other("metadata")),
+    })?;
+    match ids.iter().find(|(id, _)| *id == (meta.dev(), meta.ino())) {
+        Some((_, secret)) => Err(InputsError::SecretLink {
+            path: entry.path().to_path_buf(),
+            secret: secret.to_path_buf(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What the hash records of one context entry: a symlink's target, a directory, or a regular
@@ -303,6 +339,37 @@ pub fn hash_job(driver: &Sha256, job: &JobInputs<'_>) -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hard_link_to_a_secret_is_refused_and_the_secret_itself_skipped() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("keys")).unwrap();
+        std::fs::write(ctx.join("Containerfile"), "FROM scratch\n").unwrap();
+        let outside = dir.path().join("signing.key");
+        std::fs::write(&outside, "secret").unwrap();
+        let filter = ContextFilter::new(&ctx, &OwnFiles::default()).unwrap();
+        let plain = hash_filtered(&ctx, "Containerfile", &filter, &[&outside]).unwrap();
+        std::fs::hard_link(&outside, ctx.join("keys/copy")).unwrap();
+        match hash_filtered(&ctx, "Containerfile", &filter, &[&outside]) {
+            Err(InputsError::SecretLink { path, secret }) => {
+                assert_eq!(path, ctx.join("keys/copy"));
+                assert_eq!(secret, outside);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The secret's own path inside a context is skipped, not refused.
+        std::fs::remove_file(ctx.join("keys/copy")).unwrap();
+        std::fs::write(ctx.join("keys/own"), "another").unwrap();
+        let own = ctx.join("keys/own");
+        let skipped = hash_filtered(&ctx, "Containerfile", &filter, &[&own]).unwrap();
+        std::fs::remove_file(&own).unwrap();
+        assert_eq!(
+            skipped,
+            hash_filtered(&ctx, "Containerfile", &filter, &[]).unwrap()
+        );
+        assert_eq!(plain, skipped, "as if the secret were not there");
+    }
 
     #[test]
     fn a_file_that_became_a_fifo_is_refused_without_blocking() {
