@@ -21,7 +21,9 @@ use sha2::{Digest as _, Sha256};
 use crate::domain::{Arch, Digest};
 
 mod ignore;
-pub use ignore::{ContextFilter, IGNORE_FILES, IgnoreRules, OwnFiles};
+pub use ignore::{
+    ContextFilter, IGNORE_FILES, IgnoreRules, OwnFiles, ignore_candidates, ignore_file_in_effect,
+};
 
 /// Version of the hash layout; bump when what goes into the hash changes.
 const LAYOUT: &str = "driver-matrix inputs v1";
@@ -46,7 +48,9 @@ pub enum InputsError {
     #[error("`{path}` in a build context is another name of the secret file `{secret}`")]
     #[diagnostic(
         code(driver_matrix::inputs::secret_link),
-        help("a hard link to a secret would ship it with `COPY .`: remove the link, or list it in `.containerignore`")
+        help(
+            "a hard link to a secret would ship it with `COPY .`: remove the link, or list it in `.containerignore`"
+        )
     )]
     SecretLink { path: PathBuf, secret: PathBuf },
 
@@ -80,7 +84,7 @@ fn kind_of(ft: &std::fs::FileType) -> &'static str {
 /// The digest of a build context: every file, directory and symlink that buildah would send,
 /// with the containerfile always included.
 pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, InputsError> {
-    let filter = ContextFilter::new(context, &OwnFiles::default())?;
+    let filter = ContextFilter::new(context, containerfile, &OwnFiles::default())?;
     hash_filtered(context, containerfile, &filter, &[])
 }
 
@@ -222,7 +226,7 @@ pub fn context_digests_with(
         .par_iter()
         .map(|d| {
             let secrets: Vec<&Path> = d.secrets.values().map(PathBuf::as_path).collect();
-            let filter = ContextFilter::new(&d.context, own)?;
+            let filter = ContextFilter::new(&d.context, &d.containerfile, own)?;
             let digest = hash_filtered(&d.context, &d.containerfile, &filter, &secrets)?;
             Ok((d.name.clone(), digest))
         })
@@ -238,7 +242,7 @@ pub fn write_ignore_files(
 ) -> Result<BTreeMap<String, PathBuf>, InputsError> {
     let mut out = BTreeMap::new();
     for d in &matrix.drivers {
-        let text = ContextFilter::new(&d.context, own)?.text();
+        let text = ContextFilter::new(&d.context, &d.containerfile, own)?.text();
         out.insert(d.name.clone(), ignore::write(dir, &text)?);
     }
     Ok(out)
@@ -348,7 +352,7 @@ mod tests {
         std::fs::write(ctx.join("Containerfile"), "FROM scratch\n").unwrap();
         let outside = dir.path().join("signing.key");
         std::fs::write(&outside, "secret").unwrap();
-        let filter = ContextFilter::new(&ctx, &OwnFiles::default()).unwrap();
+        let filter = ContextFilter::new(&ctx, "Containerfile", &OwnFiles::default()).unwrap();
         let plain = hash_filtered(&ctx, "Containerfile", &filter, &[&outside]).unwrap();
         std::fs::hard_link(&outside, ctx.join("keys/copy")).unwrap();
         match hash_filtered(&ctx, "Containerfile", &filter, &[&outside]) {

@@ -80,7 +80,8 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
 fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Result<()> {
     for s in secrets {
         for d in &matrix.drivers {
-            if let Some(rel) = crate::matrix::shipped_secret(&d.context, &s.path)? {
+            if let Some(rel) = crate::matrix::shipped_secret(&d.context, &d.containerfile, &s.path)?
+            {
                 return Err(Error::usage(
                     format!(
                         "`--secret {}` names `{}`, inside the build context of driver `{}`, and its ignore file does not exclude it",
@@ -90,7 +91,8 @@ fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Resu
                     ),
                     Some(format!(
                         "add `{rel}` to `{}`, or keep the secret outside the context",
-                        d.context.join(".containerignore").display()
+                        crate::inputs::ignore_file_in_effect(&d.context, &d.containerfile)
+                            .display()
                     )),
                 ));
             }

@@ -1,7 +1,8 @@
 //! What a build context holds: one list of ignore patterns per driver, read by the inputs hash
 //! and handed to buildah (`--ignorefile`), so that the hash covers exactly what buildah is sent.
 //!
-//! The list is the context's `.containerignore` (else `.dockerignore`, as buildah chooses),
+//! The list is the context's ignore file (`.containerignore`, `.dockerignore`, or one named
+//! after the containerfile, as buildah chooses: [`ignore_candidates`]),
 //! each pattern cleaned and written back in a canonical form, followed by driver-matrix's own
 //! files that lie inside the context: the matrix file, the lockfile, its writer's lock and
 //! temporary files, the cache directory, and `.git`. Those change with every run; were they
@@ -15,8 +16,34 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use super::{InputsError, open_regular};
 
-/// The ignore files buildah reads from a context, in its order of preference.
+/// The ignore files buildah reads from a context when no `<containerfile>.dockerignore` or
+/// `<containerfile>.containerignore` is there, in its order of preference.
 pub const IGNORE_FILES: [&str; 2] = [".containerignore", ".dockerignore"];
+
+/// The files buildah reads the context's ignore patterns from, in its order of preference
+/// (measured with buildah 1.28): `<containerfile>.dockerignore`,
+/// `<containerfile>.containerignore`, then [`IGNORE_FILES`]; the first that exists is the only
+/// one read.
+pub fn ignore_candidates(context: &Path, containerfile: &str) -> Vec<PathBuf> {
+    let cf = context.join(containerfile);
+    let beside = |suffix: &str| {
+        let mut name = cf.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let mut out = vec![beside(".dockerignore"), beside(".containerignore")];
+    out.extend(IGNORE_FILES.iter().map(|n| context.join(n)));
+    out
+}
+
+/// The ignore file buildah reads for this context, or `.containerignore` when it has none
+/// (the one to create): where a path must be listed to leave the context.
+pub fn ignore_file_in_effect(context: &Path, containerfile: &str) -> PathBuf {
+    ignore_candidates(context, containerfile)
+        .into_iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+        .unwrap_or_else(|| context.join(IGNORE_FILES[0]))
+}
 
 /// One line of an ignore file.
 struct Rule {
@@ -35,10 +62,9 @@ pub struct IgnoreRules {
 }
 
 impl IgnoreRules {
-    /// Reads `.containerignore`, else `.dockerignore`, from `context`; none means no rules.
-    pub fn load(context: &Path) -> Result<Self, InputsError> {
-        for name in IGNORE_FILES {
-            let path = context.join(name);
+    /// Reads the first of [`ignore_candidates`] that exists; none means no rules.
+    pub fn load(context: &Path, containerfile: &str) -> Result<Self, InputsError> {
+        for path in ignore_candidates(context, containerfile) {
             let mut file = match open_regular(&path) {
                 Ok(f) => f,
                 Err(InputsError::Io { source, .. })
@@ -266,8 +292,8 @@ pub struct ContextFilter {
 }
 
 impl ContextFilter {
-    pub fn new(context: &Path, own: &OwnFiles) -> Result<Self, InputsError> {
-        let mut rules = IgnoreRules::load(context)?;
+    pub fn new(context: &Path, containerfile: &str, own: &OwnFiles) -> Result<Self, InputsError> {
+        let mut rules = IgnoreRules::load(context, containerfile)?;
         for p in own.patterns(context) {
             rules.push(&p, true, Path::new("driver-matrix"), &p)?;
         }
@@ -368,7 +394,7 @@ mod tests {
             lockfile: Some(ctx.join("sub/m[1].lock")),
             cache_dir: Some(ctx.join("cache/not-yet")),
         };
-        let f = ContextFilter::new(&ctx, &own).unwrap();
+        let f = ContextFilter::new(&ctx, "Containerfile", &own).unwrap();
         for p in [
             "matrix.toml",
             "sub/m[1].lock",
@@ -388,7 +414,9 @@ mod tests {
             ..OwnFiles::default()
         };
         assert_eq!(
-            ContextFilter::new(&ctx, &outside).unwrap().text(),
+            ContextFilter::new(&ctx, "Containerfile", &outside)
+                .unwrap()
+                .text(),
             "# Written by driver-matrix: the context's ignore file, then driver-matrix's own files.\n\
              !matrix.lock\n!.git\n**/.git\n"
         );

@@ -76,6 +76,42 @@ fn ignored_files_do_not_count_and_containerignore_wins() {
     assert_eq!(h3, hash_context(dir.path(), "Containerfile").unwrap());
 }
 
+/// buildah 1.28 prefers `<containerfile>.dockerignore`, then `<containerfile>.containerignore`,
+/// then `.containerignore`, then `.dockerignore` (measured: each is the only file it reads).
+#[test]
+fn an_ignore_file_named_after_the_containerfile_wins_as_in_buildah() {
+    let dir = tempfile::tempdir().unwrap();
+    context(dir.path());
+    let d = dir.path();
+    std::fs::write(d.join("a"), "1").unwrap();
+    std::fs::write(d.join("b"), "1").unwrap();
+    // Which of `a` and `b` count, as seen through the hash.
+    let counted = |name: &str| -> bool {
+        let h = hash_context(d, "Containerfile").unwrap();
+        std::fs::write(d.join(name), "2").unwrap();
+        let changed = h != hash_context(d, "Containerfile").unwrap();
+        std::fs::write(d.join(name), "1").unwrap();
+        changed
+    };
+    std::fs::write(d.join(".dockerignore"), "a\n").unwrap();
+    std::fs::write(d.join(".containerignore"), "b\n").unwrap();
+    assert!(counted("a") && !counted("b"), ".containerignore first");
+    std::fs::write(d.join("Containerfile.containerignore"), "a\n").unwrap();
+    assert!(
+        !counted("a") && counted("b"),
+        "then <containerfile>.containerignore"
+    );
+    std::fs::write(d.join("Containerfile.dockerignore"), "b\n").unwrap();
+    assert!(
+        counted("a") && !counted("b"),
+        "then <containerfile>.dockerignore"
+    );
+    assert_eq!(
+        driver_matrix::inputs::ignore_file_in_effect(d, "Containerfile"),
+        d.join("Containerfile.dockerignore")
+    );
+}
+
 #[test]
 fn the_containerfile_counts_even_when_ignored() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,10 +365,7 @@ fn a_secret_inside_a_context_is_refused_unless_ignored_and_never_hashed() {
     );
     assert!(err.contains("matrix.toml:"), "points at the matrix: {err}");
     assert!(
-        crate::support::says(
-            &err,
-            "add `keys/signing.key` to the context's `.containerignore`"
-        ),
+        crate::support::says(&err, "/drivers/beta/.containerignore`, or move the file"),
         "{err}"
     );
 
