@@ -88,8 +88,10 @@ impl IgnoreRules {
         })
     }
 
-    /// Parses an ignore file: blank lines and `#` comments skipped, `!` an exception, every
-    /// pattern cleaned (`/` prefix, `.` and `..` components) as `filepath.Clean` does.
+    /// Parses an ignore file as buildah 1.28 does (measured): a `#` in the first column starts
+    /// a comment (an indented `#` is a pattern), each line is trimmed, a leading `!` makes an
+    /// exception of the rest as it stands (`! b` is the pattern ` b`), and every pattern is
+    /// cleaned (`/` prefix, `.` and `..` components) as `filepath.Clean` does.
     pub fn parse(text: &str, file: &Path) -> Result<Self, InputsError> {
         let mut rules = IgnoreRules {
             rules: Vec::new(),
@@ -97,12 +99,15 @@ impl IgnoreRules {
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for line in text.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
             let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if line.is_empty() {
                 continue;
             }
             let (exclude, pattern) = match line.strip_prefix('!') {
-                Some(p) => (false, p.trim()),
+                Some(p) => (false, p),
                 None => (true, line),
             };
             let cleaned = clean(pattern);
@@ -365,6 +370,12 @@ mod tests {
         assert!(r.is_ignored("a/b/tmp/file"));
         let last_wins = rules("!a.txt\n*.txt\n");
         assert!(last_wins.is_ignored("a.txt"));
+        // Measured with buildah 1.28: an indented `#` is a pattern, and `! b` re-includes
+        // ` b`, not `b`.
+        let quirks = rules("  #c\n*\n! b\n");
+        assert!(quirks.is_ignored("#c"));
+        assert!(quirks.is_ignored("b"));
+        assert!(!quirks.is_ignored(" b"));
         let braces = rules("{a,b}.c\n");
         assert!(braces.is_ignored("{a,b}.c"));
         assert!(!braces.is_ignored("a.c"));
@@ -372,12 +383,12 @@ mod tests {
 
     #[test]
     fn the_canonical_lines_mean_what_the_file_meant() {
-        let text = "\u{feff}# c\n  /src/../*.o  \n! keep.o\n/#hash\n./a/./b/\n\n";
+        let text = "\u{feff}# c\n  /src/../*.o  \n!keep.o\n! sp\n/#hash\n./a/./b/\n\n";
         let r = rules(text);
-        assert_eq!(r.lines, ["*.o", "!keep.o", "\\#hash", "a/b"]);
+        assert_eq!(r.lines, ["*.o", "!keep.o", "! sp", "\\#hash", "a/b"]);
         let again = rules(&r.lines.join("\n"));
         assert_eq!(again.lines, r.lines, "a fixpoint");
-        for p in ["x.o", "keep.o", "#hash", "a/b/c", "a/c"] {
+        for p in ["x.o", "keep.o", "#hash", "a/b/c", "a/c", " sp", "sp"] {
             assert_eq!(r.is_ignored(p), again.is_ignored(p), "{p}");
         }
         assert!(again.is_ignored("#hash"));
