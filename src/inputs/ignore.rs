@@ -126,7 +126,7 @@ impl IgnoreRules {
         file: &Path,
         pattern: &str,
     ) -> Result<(), InputsError> {
-        let glob = GlobBuilder::new(&literal_braces(cleaned))
+        let glob = GlobBuilder::new(&go_glob(cleaned))
             .literal_separator(true)
             .backslash_escape(true)
             .build()
@@ -170,10 +170,12 @@ impl IgnoreRules {
     }
 }
 
-/// `{` and `}` escaped: Go's `filepath.Match`, which buildah uses, has no `{a,b}` alternation.
-fn literal_braces(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    let mut chars = pattern.chars();
+/// A Go `filepath.Match` pattern, which buildah uses, as a glob: `{` and `}` are literal (Go
+/// has no `{a,b}` alternation), and so is a `!` that opens a class (`[!a]` is the set of `!`
+/// and `a` in Go; only `^` negates), which moves inside the class.
+fn go_glob(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 2);
+    let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
@@ -185,6 +187,32 @@ fn literal_braces(pattern: &str) -> String {
             '{' | '}' => {
                 out.push('\\');
                 out.push(c);
+            }
+            '[' if chars.peek() == Some(&'!') => {
+                chars.next();
+                let mut body = String::new();
+                let mut closed = false;
+                for d in chars.by_ref() {
+                    if d == ']' {
+                        closed = true;
+                        break;
+                    }
+                    body.push(d);
+                }
+                if !closed {
+                    // Not a class: the pattern is refused as it stands.
+                    out.push_str("[!");
+                    out.push_str(&body);
+                } else if body.is_empty() {
+                    out.push_str("\\!");
+                } else {
+                    // Not first (no negation) and not before a final `-` (no range).
+                    let at = body.strip_suffix('-').map_or(body.len(), str::len);
+                    body.insert(at, '!');
+                    out.push('[');
+                    out.push_str(&body);
+                    out.push(']');
+                }
             }
             c => out.push(c),
         }
@@ -376,6 +404,12 @@ mod tests {
         assert!(quirks.is_ignored("#c"));
         assert!(quirks.is_ignored("b"));
         assert!(!quirks.is_ignored(" b"));
+        // Measured: in Go (and so buildah) `[!a]` is the set of `!` and `a`; `^` negates.
+        let bang = rules("[!a]\nx[!a-]\n");
+        assert!(bang.is_ignored("!") && bang.is_ignored("a") && !bang.is_ignored("b"));
+        assert!(bang.is_ignored("x-") && bang.is_ignored("x!") && !bang.is_ignored("xb"));
+        let caret = rules("[^a]\n");
+        assert!(caret.is_ignored("b") && !caret.is_ignored("a"));
         let braces = rules("{a,b}.c\n");
         assert!(braces.is_ignored("{a,b}.c"));
         assert!(!braces.is_ignored("a.c"));
