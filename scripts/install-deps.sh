@@ -21,15 +21,28 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 # The sandbox's final-stage base image carries a static busybox (sh, sleep) beside kmod.
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
-
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
-echo "installing: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The DKMS end-to-end test (tests/it/dkms.rs) builds a real module from the source of a Debian
+# DKMS package, fetched here once (tests reach no network): acpi-call-dkms, one small C file
+# that builds on both sandbox kernels (6.1 and 6.12; bookworm's v4l2loopback-dkms 0.12.7 calls
+# strlcpy, gone since 6.8). Unpacked into .sandbox/dkms/ (git-ignored).
+dkms=$(cd "$(dirname "$0")/.." && pwd)/.sandbox/dkms
+if ! ls "$dkms"/usr/src/acpi-call-*/Makefile >/dev/null 2>&1; then
+  mkdir -p "$dkms/deb"
+  if ! (cd "$dkms/deb" && apt-get download -qq acpi-call-dkms 2>/dev/null); then
+    $sudo apt-get update -qq
+    (cd "$dkms/deb" && apt-get download -qq acpi-call-dkms)
+  fi
+  dpkg-deb -x "$(ls "$dkms"/deb/acpi-call-dkms_*.deb | head -n1)" "$dkms"
+fi

@@ -2,8 +2,9 @@
 //! exactly when something it was built from changed.
 //!
 //! The hash covers the files of the build context (relative paths, sorted; contents; the
-//! executable bit; symlink targets; directories), honouring `.containerignore` or
-//! `.dockerignore` as buildah does, the containerfile's path and contents, every build arg
+//! executable bit; symlink targets; directories) that the context's one ignore list lets
+//! through (`ignore.rs`: its `.containerignore` or `.dockerignore`, then driver-matrix's own
+//! files; buildah is given the same list with `--ignorefile`), the containerfile's path and contents, every build arg
 //! (reserved and the driver's own), the DTK by digest, the kernel and the arch. It does not
 //! depend on where the checkout lives, on timestamps, or on the order of keys in matrix.toml.
 //! Secrets are never read here: a secret file that lies inside a context is left out of its
@@ -12,13 +13,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest as _, Sha256};
 
 use crate::domain::{Arch, Digest};
+
+mod ignore;
+pub use ignore::{
+    ContextFilter, IGNORE_FILES, IgnoreRules, OwnFiles, ignore_candidates, ignore_file_in_effect,
+};
 
 /// Version of the hash layout; bump when what goes into the hash changes.
 const LAYOUT: &str = "driver-matrix inputs v1";
@@ -40,6 +45,15 @@ pub enum InputsError {
     )]
     Special { path: PathBuf, kind: &'static str },
 
+    #[error("`{path}` in a build context is another name of the secret file `{secret}`")]
+    #[diagnostic(
+        code(driver_matrix::inputs::secret_link),
+        help(
+            "a hard link to a secret would ship it with `COPY .`: remove the link, or list it in `.containerignore`"
+        )
+    )]
+    SecretLink { path: PathBuf, secret: PathBuf },
+
     #[error("bad pattern `{pattern}` in `{file}`: {message}")]
     #[diagnostic(code(driver_matrix::inputs::ignore))]
     Pattern {
@@ -47,109 +61,6 @@ pub enum InputsError {
         pattern: String,
         message: String,
     },
-}
-
-/// One line of an ignore file.
-struct Rule {
-    matcher: GlobMatcher,
-    exclude: bool,
-}
-
-/// The patterns of `.containerignore` / `.dockerignore`, evaluated as buildah does: each
-/// pattern is cleaned and matched against the path relative to the context, a pattern that
-/// matches a directory matches everything below it, `!` re-includes, and the last matching
-/// pattern wins.
-pub struct IgnoreRules {
-    rules: Vec<Rule>,
-}
-
-impl IgnoreRules {
-    /// Reads `.containerignore`, else `.dockerignore`, from `context`; none means no rules.
-    pub fn load(context: &Path) -> Result<Self, InputsError> {
-        for name in [".containerignore", ".dockerignore"] {
-            let path = context.join(name);
-            let mut file = match open_regular(&path) {
-                Ok(f) => f,
-                Err(InputsError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut text = String::new();
-            file.read_to_string(&mut text)
-                .map_err(|source| InputsError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-            return Self::parse(&text, &path);
-        }
-        Ok(IgnoreRules { rules: Vec::new() })
-    }
-
-    pub fn parse(text: &str, file: &Path) -> Result<Self, InputsError> {
-        let mut rules = Vec::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (exclude, pattern) = match line.strip_prefix('!') {
-                Some(p) => (false, p.trim()),
-                None => (true, line),
-            };
-            let cleaned = clean(pattern);
-            if cleaned.is_empty() {
-                continue;
-            }
-            let glob = GlobBuilder::new(&cleaned)
-                .literal_separator(true)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| InputsError::Pattern {
-                    file: file.to_path_buf(),
-                    pattern: pattern.to_string(),
-                    message: e.kind().to_string(),
-                })?;
-            rules.push(Rule {
-                matcher: glob.compile_matcher(),
-                exclude,
-            });
-        }
-        Ok(IgnoreRules { rules })
-    }
-
-    /// Whether `rel` (relative, `/`-separated) is left out of the context.
-    pub fn is_ignored(&self, rel: &str) -> bool {
-        let mut ignored = false;
-        for rule in &self.rules {
-            // The path itself or any of its parents.
-            let hit = rule.matcher.is_match(rel)
-                || rel
-                    .match_indices('/')
-                    .any(|(i, _)| rule.matcher.is_match(&rel[..i]));
-            if hit {
-                ignored = rule.exclude;
-            }
-        }
-        ignored
-    }
-}
-
-/// `filepath.Clean` for patterns: drops a leading `/`, `.` components and resolves `..`.
-fn clean(pattern: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in pattern.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
 }
 
 /// What a file that is neither regular, a directory nor a symlink is, for messages.
@@ -173,18 +84,27 @@ fn kind_of(ft: &std::fs::FileType) -> &'static str {
 /// The digest of a build context: every file, directory and symlink that buildah would send,
 /// with the containerfile always included.
 pub fn hash_context(context: &Path, containerfile: &str) -> Result<Digest, InputsError> {
-    hash_context_without(context, containerfile, &[])
+    let filter = ContextFilter::new(context, containerfile, &OwnFiles::default())?;
+    hash_filtered(context, containerfile, &filter, &[])
 }
 
-/// [`hash_context`], leaving out the files at `secrets` (canonical paths): a secret inside a
-/// context is not an input, and its contents must not reach a digest.
-pub fn hash_context_without(
+/// The digest of what `filter` lets through of `context`, leaving out the files at `secrets`
+/// (canonical paths): a secret is not an input, and its contents must not reach a digest.
+/// (Validation already refuses a secret inside a context that its ignore file does not
+/// exclude; this is the second line.)
+pub fn hash_filtered(
     context: &Path,
     containerfile: &str,
+    filter: &ContextFilter,
     secrets: &[&Path],
 ) -> Result<Digest, InputsError> {
-    let rules = IgnoreRules::load(context)?;
     let mut entries: BTreeMap<String, String> = BTreeMap::new();
+    // The secrets' files by device and inode: another name for one of them (a hard link) in
+    // the context would be sent to buildah and hashed under that name.
+    let ids: Vec<((u64, u64), &Path)> = secrets
+        .iter()
+        .filter_map(|s| std::fs::metadata(s).ok().map(|m| ((m.dev(), m.ino()), *s)))
+        .collect();
     let walker = walkdir::WalkDir::new(context)
         .follow_links(false)
         .min_depth(1);
@@ -204,12 +124,15 @@ pub fn hash_context_without(
             .expect("walkdir yields paths below its root")
             .to_string_lossy()
             .replace('\\', "/");
-        if rel != containerfile && rules.is_ignored(&rel) {
+        if rel != containerfile && filter.is_ignored(&rel) {
             continue;
         }
         let ft = entry.file_type();
         if ft.is_file() && secrets.contains(&entry.path()) {
             continue;
+        }
+        if ft.is_file() && !ids.is_empty() {
+            check_not_secret(&entry, &ids)?;
         }
         let record = record(&entry)?;
         entries.insert(rel, record);
@@ -222,6 +145,26 @@ pub fn hash_context_without(
         h.update(format!("{}:{path} {}:{record}\n", path.len(), record.len()).as_bytes());
     }
     Ok(Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is a digest"))
+}
+
+/// Refuses a context file that is one of the secrets' files under another name.
+fn check_not_secret(
+    entry: &walkdir::DirEntry,
+    ids: &[((u64, u64), &Path)],
+) -> Result<(), InputsError> {
+    let meta = entry.metadata().map_err(|e| InputsError::Io {
+        path: entry.path().to_path_buf(),
+        source: e
+            .into_io_error()
+            .unwrap_or_else(|| std::io::Error::other("metadata")),
+    })?;
+    match ids.iter().find(|(id, _)| *id == (meta.dev(), meta.ino())) {
+        Some((_, secret)) => Err(InputsError::SecretLink {
+            path: entry.path().to_path_buf(),
+            secret: secret.to_path_buf(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What the hash records of one context entry: a symlink's target, a directory, or a regular
@@ -259,9 +202,23 @@ fn record(entry: &walkdir::DirEntry) -> Result<String, InputsError> {
     ))
 }
 
-/// Every driver's context digest, hashed in parallel.
+/// Every driver's context digest, with the matrix file and the lockfile beside it as
+/// driver-matrix's own files (see [`context_digests_with`]).
 pub fn context_digests(
     matrix: &crate::matrix::Matrix,
+) -> Result<BTreeMap<String, Digest>, InputsError> {
+    let own = OwnFiles {
+        matrix: Some(matrix.path.clone()),
+        lockfile: Some(matrix.path.with_file_name("matrix.lock")),
+        cache_dir: None,
+    };
+    context_digests_with(matrix, &own)
+}
+
+/// Every driver's context digest, hashed in parallel, each through its [`ContextFilter`].
+pub fn context_digests_with(
+    matrix: &crate::matrix::Matrix,
+    own: &OwnFiles,
 ) -> Result<BTreeMap<String, Digest>, InputsError> {
     use rayon::prelude::*;
     matrix
@@ -269,10 +226,26 @@ pub fn context_digests(
         .par_iter()
         .map(|d| {
             let secrets: Vec<&Path> = d.secrets.values().map(PathBuf::as_path).collect();
-            let digest = hash_context_without(&d.context, &d.containerfile, &secrets)?;
+            let filter = ContextFilter::new(&d.context, &d.containerfile, own)?;
+            let digest = hash_filtered(&d.context, &d.containerfile, &filter, &secrets)?;
             Ok((d.name.clone(), digest))
         })
         .collect()
+}
+
+/// Writes the ignore file of every driver (see [`ContextFilter::text`]) under `dir`, named by
+/// its contents; returns driver name → path, for buildah's `--ignorefile`.
+pub fn write_ignore_files(
+    matrix: &crate::matrix::Matrix,
+    own: &OwnFiles,
+    dir: &Path,
+) -> Result<BTreeMap<String, PathBuf>, InputsError> {
+    let mut out = BTreeMap::new();
+    for d in &matrix.drivers {
+        let text = ContextFilter::new(&d.context, &d.containerfile, own)?.text();
+        out.insert(d.name.clone(), ignore::write(dir, &text)?);
+    }
+    Ok(out)
 }
 
 /// Opens `path` for reading, refusing anything but a regular file. The open does not block and
@@ -371,24 +344,35 @@ pub fn hash_job(driver: &Sha256, job: &JobInputs<'_>) -> Digest {
 mod tests {
     use super::*;
 
-    fn rules(text: &str) -> IgnoreRules {
-        IgnoreRules::parse(text, Path::new(".dockerignore")).unwrap()
-    }
-
     #[test]
-    fn ignore_rules_follow_buildah() {
-        let r = rules("# comment\n*.o\nbuild/\n!build/keep.txt\n/docs/**/*.md\n**/tmp\n");
-        assert!(!r.is_ignored("main.c"));
-        // `*` does not cross `/`, like filepath.Match.
-        assert!(r.is_ignored("x.o"));
-        assert!(!r.is_ignored("sub/x.o"));
-        assert!(r.is_ignored("build"));
-        assert!(r.is_ignored("build/out/a.bin"));
-        assert!(!r.is_ignored("build/keep.txt"));
-        assert!(r.is_ignored("docs/a/b/c.md"));
-        assert!(r.is_ignored("a/b/tmp/file"));
-        let last_wins = rules("!a.txt\n*.txt\n");
-        assert!(last_wins.is_ignored("a.txt"));
+    fn a_hard_link_to_a_secret_is_refused_and_the_secret_itself_skipped() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("keys")).unwrap();
+        std::fs::write(ctx.join("Containerfile"), "FROM scratch\n").unwrap();
+        let outside = dir.path().join("signing.key");
+        std::fs::write(&outside, "secret").unwrap();
+        let filter = ContextFilter::new(&ctx, "Containerfile", &OwnFiles::default()).unwrap();
+        let plain = hash_filtered(&ctx, "Containerfile", &filter, &[&outside]).unwrap();
+        std::fs::hard_link(&outside, ctx.join("keys/copy")).unwrap();
+        match hash_filtered(&ctx, "Containerfile", &filter, &[&outside]) {
+            Err(InputsError::SecretLink { path, secret }) => {
+                assert_eq!(path, ctx.join("keys/copy"));
+                assert_eq!(secret, outside);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The secret's own path inside a context is skipped, not refused.
+        std::fs::remove_file(ctx.join("keys/copy")).unwrap();
+        std::fs::write(ctx.join("keys/own"), "another").unwrap();
+        let own = ctx.join("keys/own");
+        let skipped = hash_filtered(&ctx, "Containerfile", &filter, &[&own]).unwrap();
+        std::fs::remove_file(&own).unwrap();
+        assert_eq!(
+            skipped,
+            hash_filtered(&ctx, "Containerfile", &filter, &[]).unwrap()
+        );
+        assert_eq!(plain, skipped, "as if the secret were not there");
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct Buildah {
     /// Secrets named on the command line (`build --secret ID=PATH`): given to every build, in
     /// place of a driver's secret of the same id.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// Driver name → the ignore file of its context (`--ignorefile`), the one list the inputs
+    /// hash applies too (see `crate::inputs::ContextFilter`).
+    pub ignorefiles: BTreeMap<String, PathBuf>,
 }
 
 impl Default for Buildah {
@@ -49,6 +52,7 @@ impl Default for Buildah {
             timestamp: None,
             env: Vec::new(),
             secrets: BTreeMap::new(),
+            ignorefiles: BTreeMap::new(),
         }
     }
 }
@@ -229,6 +233,9 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
         let mut s = OsString::from(format!("id={id},src="));
         s.push(path);
         a.flag("--secret", s);
+    }
+    if let Some(ignore) = spec.buildah.ignorefiles.get(&spec.driver.name) {
+        a.flag("--ignorefile", ignore);
     }
     common(&mut a, spec.buildah);
     if let Some(t) = spec.buildah.timestamp {

@@ -31,6 +31,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         ctx.sweep();
     }
     let session = ctx.session(access)?;
+    refuse_shipped_secrets(&session.matrix, &args.secrets)?;
     let reporter = ctx.reporter();
     let planned = super::plan::planned_with(ctx, &session, reporter.as_ref())?;
     let req = request(args, selection(&session.matrix, &planned.plan, args)?);
@@ -72,6 +73,32 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     } else {
         exit::OK
     })
+}
+
+/// A `--secret` file inside a driver's build context is refused, as a matrix secret is, unless
+/// the context's ignore file excludes it: buildah would be sent it and the inputs hash read it.
+fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Result<()> {
+    for s in secrets {
+        for d in &matrix.drivers {
+            if let Some(rel) = crate::matrix::shipped_secret(&d.context, &d.containerfile, &s.path)?
+            {
+                return Err(Error::usage(
+                    format!(
+                        "`--secret {}` names `{}`, inside the build context of driver `{}`, and its ignore file does not exclude it",
+                        s.id,
+                        s.path.display(),
+                        d.name
+                    ),
+                    Some(format!(
+                        "add `{rel}` to `{}`, or keep the secret outside the context",
+                        crate::inputs::ignore_file_in_effect(&d.context, &d.containerfile)
+                            .display()
+                    )),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What the flags ask of the build.

@@ -1,5 +1,6 @@
 //! `driver-matrix init [DIR]`: reads the module source directory's `Kbuild` (or `Makefile`) and
-//! writes what [`crate::scaffold`] makes of it, never overwriting a file.
+//! writes what [`crate::scaffold`] makes of it (a matrix, a Containerfile, and a
+//! `.containerignore` unless the directory has an ignore file), never overwriting a file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use crate::scaffold;
 /// The files `init` writes, relative to DIR.
 const MATRIX: &str = "matrix.toml";
 const CONTAINERFILE: &str = "Containerfile";
+const IGNORE: &str = ".containerignore";
 
 pub fn run(ctx: &Context, dir: &Path) -> Result<i32> {
     let (build_file, text) = read_build_file(dir)?;
@@ -42,6 +44,9 @@ pub fn run(ctx: &Context, dir: &Path) -> Result<i32> {
     for (path, content) in files {
         write_new(path, &content)?;
     }
+    // An ignore file the directory already has is the user's: it is left alone, and must
+    // leave out what ours would (buildah reads only one of them).
+    let existing_ignore = scaffold_ignore(dir)?;
     if !ctx.global.quiet {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
@@ -51,6 +56,22 @@ pub fn run(ctx: &Context, dir: &Path) -> Result<i32> {
             targets[1].display(),
             modules.join(", ")
         );
+        match &existing_ignore {
+            Some(name) => {
+                let _ = writeln!(
+                    err,
+                    "kept the existing `{name}`: make it leave out local build output and every secret inside {}",
+                    dir.display()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    err,
+                    "wrote {}: what the build context leaves out",
+                    dir.join(IGNORE).display()
+                );
+            }
+        }
         let _ = writeln!(
             err,
             "next: set `image` in {MATRIX}, then `driver-matrix resolve`, `plan` and `build` (with `-m {}`)",
@@ -58,6 +79,19 @@ pub fn run(ctx: &Context, dir: &Path) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Writes `.containerignore` unless the directory has an ignore file already; returns the
+/// name of the one it has.
+fn scaffold_ignore(dir: &Path) -> Result<Option<&'static str>> {
+    if let Some(name) = crate::inputs::IGNORE_FILES
+        .into_iter()
+        .find(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
+    {
+        return Ok(Some(name));
+    }
+    write_new(&dir.join(IGNORE), scaffold::containerignore())?;
+    Ok(None)
 }
 
 /// `Kbuild` if there is one (kbuild reads it before the Makefile), else `Makefile`.

@@ -357,6 +357,12 @@ impl Validator {
         let mut secrets = BTreeMap::new();
         for (id, file) in &d.secrets {
             if let Some(path) = self.secret(id, file) {
+                self.secret_not_shipped(
+                    context.as_deref().zip(containerfile.as_deref()),
+                    &d.context,
+                    file,
+                    &path,
+                );
                 secrets.insert(id.get_ref().clone(), path);
             }
         }
@@ -553,6 +559,40 @@ impl Validator {
         }
     }
 
+    /// A secret inside the build context would be sent to buildah, and `COPY .` would put it
+    /// in a layer, unless the context's ignore file leaves it out: refused otherwise.
+    fn secret_not_shipped(
+        &mut self,
+        context: Option<(&Path, &str)>,
+        context_key: &Spanned<String>,
+        file: &Spanned<String>,
+        path: &Path,
+    ) {
+        let Some((context, containerfile)) = context else {
+            return;
+        };
+        let problem = match shipped_secret(context, containerfile, path) {
+            Ok(None) => return,
+            Ok(Some(rel)) => Problem::new(format!(
+                "secret `{}` lies inside the build context `{}` and its ignore file does not exclude it",
+                file.get_ref(),
+                context_key.get_ref()
+            ))
+            .label(file.span(), "would be sent to buildah, and `COPY .` would ship it")
+            .label(context_key.span(), "the build context")
+            .help(format!(
+                "add `{rel}` to `{}`, or move the file out of the context",
+                crate::inputs::ignore_file_in_effect(context, containerfile).display()
+            )),
+            Err(e) => Problem::new(format!(
+                "cannot tell whether secret `{}` is left out of its build context: {e}",
+                file.get_ref()
+            ))
+            .label(file.span(), "inside the build context"),
+        };
+        self.problems.push(problem);
+    }
+
     /// Renders the template with a long, realistic kernel to catch templates that can only
     /// produce invalid tags (bad characters, too long) before anything is resolved.
     fn check_sample_render(
@@ -733,6 +773,23 @@ impl Validator {
         );
         None
     }
+}
+
+/// Where a secret file at `secret` (canonical) would be sent with `context` (canonical) and
+/// its containerfile (which may name the ignore file): its
+/// path relative to the context when it lies inside and the context's ignore file does not
+/// exclude it, `None` when it is outside or excluded.
+pub fn shipped_secret(
+    context: &Path,
+    containerfile: &str,
+    secret: &Path,
+) -> Result<Option<String>, crate::inputs::InputsError> {
+    let Ok(rel) = secret.strip_prefix(context) else {
+        return Ok(None);
+    };
+    let rel = rel.to_string_lossy().into_owned();
+    let rules = crate::inputs::IgnoreRules::load(context, containerfile)?;
+    Ok((!rules.is_ignored(&rel)).then_some(rel))
 }
 
 /// A build secret id: letters, digits, `.`, `_` or `-` (so never `,` or `=`).

@@ -128,8 +128,22 @@ pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Re
             .any(|(j, d)| j.key() == i.key() && *d == Decision::Build(Why::Missing))
     });
     let (buildah, authfile) = buildah(session)?;
+    // The contexts' ignore lists, for buildah's `--ignorefile`; only when something is built.
+    let ignorefiles = if selected
+        .iter()
+        .any(|(_, d)| matches!(d, Decision::Build(_)))
+    {
+        crate::inputs::write_ignore_files(
+            &session.matrix,
+            &session.own_files(),
+            &cache_dir(session)?.join("ignore"),
+        )?
+    } else {
+        Default::default()
+    };
     let buildah = Buildah {
         secrets: req.secrets.clone(),
+        ignorefiles,
         ..buildah
     };
     let logs = cache_dir(session)?.join("logs").join(run_id());

@@ -117,6 +117,15 @@ impl Session {
         self.opts.lock_path()
     }
 
+    /// driver-matrix's own files, which no build context counts as inputs.
+    pub fn own_files(&self) -> crate::inputs::OwnFiles {
+        crate::inputs::OwnFiles {
+            matrix: Some(self.opts.matrix.clone()),
+            lockfile: Some(self.lock_path()),
+            cache_dir: self.opts.cache_dir(),
+        }
+    }
+
     /// The registry client of this run (mirrors, insecure hosts, credentials), made once.
     pub fn client(&self) -> Result<&Client> {
         if let Some(c) = self.client.get() {
@@ -146,7 +155,7 @@ impl Session {
     /// Plans the jobs for `resolution` against the lock the run started with; the releases
     /// every driver excludes leave the resolution (and so the lock), once planned.
     pub fn plan(&self, mut resolution: Resolution) -> Result<Planned> {
-        let contexts = crate::inputs::context_digests(&self.matrix)?;
+        let contexts = crate::inputs::context_digests_with(&self.matrix, &self.own_files())?;
         let plan = plan::plan(&PlanInput {
             matrix: &self.matrix,
             versions: &resolution.versions,

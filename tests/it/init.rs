@@ -49,9 +49,36 @@ fn init_scaffolds_a_matrix_that_loads_and_plans() {
     let matrix = std::fs::read_to_string(dir.join("matrix.toml")).unwrap();
     let containerfile = std::fs::read_to_string(dir.join("Containerfile")).unwrap();
     insta::assert_snapshot!("init_matrix_toml", matrix);
+    let ignore = std::fs::read_to_string(dir.join(".containerignore")).unwrap();
     insta::assert_snapshot!("init_containerfile", containerfile);
+    insta::assert_snapshot!("init_containerignore", ignore);
     assert!(matrix.contains("name = \"hello_kmod\""));
-    assert!(containerfile.contains("cp hello.ko hello_extra.ko /opt/lib/modules/"));
+    assert!(containerfile.contains("cp hello.ko hello_extra.ko \"/opt/lib/modules/"));
+    // One file for every route: driver-matrix's, KMM's and a BuildConfig's build args.
+    for arg in [
+        "ARG DTK_AUTO\n",
+        "ARG DTK=${DTK_AUTO}\n",
+        "ARG DTK_IMAGE=${DTK}\n",
+        "ARG KVER\n",
+        "ARG KERNEL_VERSION=${KVER}\n",
+        "ARG KERNEL_FULL_VERSION=${KERNEL_VERSION}\n",
+    ] {
+        assert!(containerfile.contains(arg), "{arg}");
+    }
+    // KMM's link to the node's in-tree modules, made before depmod.
+    let link = containerfile.find("/host\"").unwrap();
+    assert!(link < containerfile.find("depmod -b /opt").unwrap());
+    // kmod only when the base lacks it.
+    assert!(containerfile.contains("command -v modprobe >/dev/null 2>&1 ||"));
+    // The ignore file leaves out driver-matrix's own files.
+    for own in [
+        "matrix.toml",
+        "matrix.lock",
+        "matrix.lock.lock",
+        ".matrix.lock.*",
+    ] {
+        assert!(ignore.lines().any(|l| l == own), "{own}");
+    }
 
     let loaded = driver_matrix::matrix::load(&dir.join("matrix.toml")).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
@@ -107,6 +134,34 @@ fn init_reads_obj_m_from_a_makefile() {
     );
     let loaded = driver_matrix::matrix::load(&dir.join("matrix.toml")).unwrap();
     assert_eq!(loaded.matrix.drivers[0].modules, ["acme_net", "acme_core"]);
+}
+
+#[test]
+fn init_keeps_an_ignore_file_the_directory_has() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sources(
+        tmp.path(),
+        "kept",
+        &[
+            ("Kbuild", "obj-m := kept.o\n"),
+            (".dockerignore", "*.bin\n"),
+        ],
+    );
+    let out = dm(&["init"], &dir);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kept the existing `.dockerignore`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.join(".containerignore").exists(),
+        "a .containerignore would silently replace the user's .dockerignore"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".dockerignore")).unwrap(),
+        "*.bin\n"
+    );
 }
 
 #[test]

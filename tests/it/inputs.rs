@@ -76,6 +76,42 @@ fn ignored_files_do_not_count_and_containerignore_wins() {
     assert_eq!(h3, hash_context(dir.path(), "Containerfile").unwrap());
 }
 
+/// buildah 1.28 prefers `<containerfile>.dockerignore`, then `<containerfile>.containerignore`,
+/// then `.containerignore`, then `.dockerignore` (measured: each is the only file it reads).
+#[test]
+fn an_ignore_file_named_after_the_containerfile_wins_as_in_buildah() {
+    let dir = tempfile::tempdir().unwrap();
+    context(dir.path());
+    let d = dir.path();
+    std::fs::write(d.join("a"), "1").unwrap();
+    std::fs::write(d.join("b"), "1").unwrap();
+    // Which of `a` and `b` count, as seen through the hash.
+    let counted = |name: &str| -> bool {
+        let h = hash_context(d, "Containerfile").unwrap();
+        std::fs::write(d.join(name), "2").unwrap();
+        let changed = h != hash_context(d, "Containerfile").unwrap();
+        std::fs::write(d.join(name), "1").unwrap();
+        changed
+    };
+    std::fs::write(d.join(".dockerignore"), "a\n").unwrap();
+    std::fs::write(d.join(".containerignore"), "b\n").unwrap();
+    assert!(counted("a") && !counted("b"), ".containerignore first");
+    std::fs::write(d.join("Containerfile.containerignore"), "a\n").unwrap();
+    assert!(
+        !counted("a") && counted("b"),
+        "then <containerfile>.containerignore"
+    );
+    std::fs::write(d.join("Containerfile.dockerignore"), "b\n").unwrap();
+    assert!(
+        counted("a") && !counted("b"),
+        "then <containerfile>.dockerignore"
+    );
+    assert_eq!(
+        driver_matrix::inputs::ignore_file_in_effect(d, "Containerfile"),
+        d.join("Containerfile.dockerignore")
+    );
+}
+
 #[test]
 fn the_containerfile_counts_even_when_ignored() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,4 +170,227 @@ fn an_ignore_file_that_is_a_fifo_is_refused() {
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("reading a FIFO .containerignore hung");
     assert!(got.expect_err("accepted").contains(".containerignore"));
+}
+
+/// `(driver, state)` of every job of `plan --format json`, sorted.
+fn states(p: &crate::support::Project) -> Vec<(String, String)> {
+    let out = p.run(&["plan", "--format", "json"]).expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    let mut v: Vec<(String, String)> = plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["driver"].as_str().unwrap().to_string(),
+                j["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn all(drivers: &[&str], state: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = drivers
+        .iter()
+        .flat_map(|d| std::iter::repeat_n((d.to_string(), state.to_string()), 2))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The contents of `path` (relative, no leading `/`) in the last layer of `image` that has it.
+fn file_in_image(image: &str, path: &str) -> String {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("image");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("dir:{}", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
+    let mut found = None;
+    for layer in manifest["layers"].as_array().unwrap() {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let blob = std::fs::read(layout.join(hex)).unwrap();
+        let tar: Box<dyn std::io::Read> = if blob.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
+        } else {
+            Box::new(blob.as_slice())
+        };
+        for entry in tar::Archive::new(tar).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("./")
+                == path
+            {
+                let mut text = String::new();
+                entry.read_to_string(&mut text).unwrap();
+                found = Some(text);
+            }
+        }
+    }
+    found.unwrap_or_else(|| panic!("no `{path}` in {image}"))
+}
+
+/// The layout `init` writes: a context (`.`) that holds the matrix, the lock, the writer's
+/// lock, the cache, and another driver's context. A build leaves every job fresh, `--locked`
+/// agrees, a comment in the matrix changes nothing, and an edited source file makes exactly
+/// its driver's jobs stale.
+#[test]
+fn a_context_holding_the_matrix_and_the_lock_stays_fresh() {
+    use crate::support::{Driver, K1, K2, Project};
+    let p = Project::new("ctxdot", &[Driver::ok("beta")]);
+    let matrix = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
+    let beta = matrix.find("\n[[driver]]").unwrap();
+    let alpha = matrix[beta..]
+        .replace("name = \"beta\"", "name = \"alpha\"")
+        .replace(
+            "context = \"drivers/beta\"",
+            "context = \".\"\ncontainerfile = \"Containerfile.alpha\"",
+        )
+        .replace("/beta\"", "/alpha\"")
+        .replace("\"beta\"", "\"alpha\"");
+    p.write("matrix.toml", &format!("{matrix}{alpha}"));
+    p.write(
+        "Containerfile.alpha",
+        "ARG DTK_IMAGE\nFROM ${DTK_IMAGE}\nARG KERNEL_FULL_VERSION\nCOPY . /src\n\
+         COPY drivers/beta/modules/${KERNEL_FULL_VERSION}/ /opt/lib/modules/${KERNEL_FULL_VERSION}/\n\
+         RUN ls -a /src > /listing\n",
+    );
+    p.write("alpha.c", "int alpha;\n");
+    // The test's own litter: the buildah shim and its record of calls.
+    p.write(
+        ".containerignore",
+        "bin\nbuildah-calls\n.config\n.local\n.cache\n",
+    );
+    let drivers = ["alpha", "beta"];
+    assert_eq!(states(&p), all(&drivers, "new"));
+    let lock_before = p.lock();
+    p.run(&["build", "--kernel", K1]).expect(0);
+    p.run(&["build", "--kernel", K2]).expect(0);
+    assert_ne!(p.lock(), lock_before);
+    assert!(p.path().join("matrix.lock.lock").exists());
+    assert_eq!(states(&p), all(&drivers, "fresh"));
+    // buildah was sent exactly what the hash covers: the image's listing of its context.
+    let listing = file_in_image(
+        &format!("{}/ctxdot/alpha:{K1}", crate::support::registry().addr()),
+        "listing",
+    );
+    let sent: Vec<&str> = listing
+        .lines()
+        .filter(|l| !matches!(*l, "." | ".."))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ".containerignore",
+            "Containerfile.alpha",
+            "alpha.c",
+            "drivers"
+        ],
+        "{listing}"
+    );
+    p.reset_calls();
+    p.run(&["build"]).expect(0);
+    assert_eq!(p.builds(), 0, "a second build builds nothing");
+    p.run(&["build", "--locked"]).expect(0);
+
+    let commented = format!(
+        "# a comment\n{}",
+        std::fs::read_to_string(p.path().join("matrix.toml")).unwrap()
+    );
+    p.write("matrix.toml", &commented);
+    assert_eq!(states(&p), all(&drivers, "fresh"));
+    p.run(&["build", "--locked"]).expect(0);
+
+    p.write("alpha.c", "int alpha = 1;\n");
+    let mut want = all(&["alpha"], "stale");
+    want.extend(all(&["beta"], "fresh"));
+    assert_eq!(states(&p), want);
+    p.run(&["build", "--locked"]).expect(3);
+}
+
+/// The `io.driver-matrix.inputs` labels a `build --dry-run` would set, in order.
+fn dry_run_inputs(p: &crate::support::Project, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["build", "--dry-run"];
+    args.extend_from_slice(extra);
+    let out = p.run(&args).expect(0).stdout();
+    let labels: Vec<String> = out
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("io.driver-matrix.inputs="))
+        .map(str::to_string)
+        .collect();
+    assert!(!labels.is_empty(), "{out}");
+    labels
+}
+
+/// A secret inside a build context is refused at its matrix key (exit 2) unless the context's
+/// ignore file leaves it out; then it is never an input, nor is a `--secret` file there.
+#[test]
+fn a_secret_inside_a_context_is_refused_unless_ignored_and_never_hashed() {
+    use crate::support::{Driver, Project};
+    let p = Project::new("ctxsecret", &[Driver::ok("beta")]);
+    std::fs::create_dir_all(p.path().join("drivers/beta/keys")).unwrap();
+    p.write("drivers/beta/keys/signing.key", "first key\n");
+    p.write("drivers/beta/keys/cli.key", "first cli key\n");
+    let matrix = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
+    p.write(
+        "matrix.toml",
+        &format!("{matrix}secrets = {{ signing-key = \"drivers/beta/keys/signing.key\" }}\n"),
+    );
+    let refused = p.run(&["plan"]).expect(2);
+    let err = refused.stderr();
+    assert!(
+        crate::support::says(
+            &err,
+            "secret `drivers/beta/keys/signing.key` lies inside the build context `drivers/beta`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("matrix.toml:"), "points at the matrix: {err}");
+    assert!(
+        crate::support::says(&err, "/drivers/beta/.containerignore`, or move the file"),
+        "{err}"
+    );
+
+    p.write("drivers/beta/.containerignore", "keys/signing.key\n");
+    let cli = p
+        .run(&[
+            "build",
+            "--dry-run",
+            "--secret",
+            "cli=drivers/beta/keys/cli.key",
+        ])
+        .expect(2);
+    assert!(
+        crate::support::says(&cli.stderr(), "inside the build context of driver `beta`"),
+        "{}",
+        cli.stderr()
+    );
+
+    p.write("drivers/beta/.containerignore", "keys/\n");
+    let secret = ["--secret", "cli=drivers/beta/keys/cli.key"];
+    let before = dry_run_inputs(&p, &secret);
+    p.write("drivers/beta/keys/signing.key", "second key\n");
+    p.write("drivers/beta/keys/cli.key", "second cli key\n");
+    assert_eq!(dry_run_inputs(&p, &secret), before);
+    // The hash still follows the context: the same test, with a source file.
+    p.write("drivers/beta/src/hello.c", "int changed;\n");
+    assert_ne!(dry_run_inputs(&p, &secret), before);
 }

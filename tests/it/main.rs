@@ -13,6 +13,7 @@ mod collect_signing;
 mod credentials;
 mod demo_e2e;
 mod diff;
+mod dkms;
 mod exclusions;
 mod export;
 mod faults;

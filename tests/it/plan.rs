@@ -311,6 +311,12 @@ fn a_secret_inside_a_context_is_not_an_input() {
     std::fs::create_dir_all(dir.path().join("net/keys")).unwrap();
     let key = dir.path().join("net/keys/signing.priv");
     std::fs::write(&key, "key one").unwrap();
+    // A secret inside a context must be left out of it (or the matrix is refused).
+    std::fs::write(
+        dir.path().join("net/.containerignore"),
+        "keys/signing.priv\n",
+    )
+    .unwrap();
     let m = matrix::load(&matrix_path).unwrap().matrix;
     assert_eq!(m.driver("net-kmod").unwrap().secrets.len(), 1);
     let l = lock::read(&dir.path().join("resolved.lock")).unwrap();

@@ -113,6 +113,36 @@ fn tls_verification_is_never_turned_off_for_the_whole_build() {
 }
 
 #[test]
+fn the_context_ignore_file_is_given_to_its_driver_only() {
+    let (job, driver, registries) = fixture();
+    let mut buildah = Buildah::default();
+    let line = |buildah: &Buildah| {
+        build(&Spec {
+            job: &job,
+            driver: &driver,
+            registries: &registries,
+            buildah,
+            digestfile: Path::new("/d"),
+        })
+        .display()
+    };
+    assert!(!line(&buildah).contains("--ignorefile"));
+    buildah
+        .ignorefiles
+        .insert("other".into(), PathBuf::from("/c/ignore/o.containerignore"));
+    assert!(!line(&buildah).contains("--ignorefile"));
+    buildah.ignorefiles.insert(
+        driver.name.clone(),
+        PathBuf::from("/c/ignore/h.containerignore"),
+    );
+    let line = line(&buildah);
+    assert!(
+        line.contains(" --ignorefile /c/ignore/h.containerignore "),
+        "{line}"
+    );
+}
+
+#[test]
 fn environment_and_timestamp_pass_through() {
     let (job, driver, registries) = fixture();
     let buildah = Buildah {
