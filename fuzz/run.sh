@@ -9,12 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 time="${FUZZ_TIME:-600}"
-all="matrix lock image_references release_metadata dtk graph layer verify_scan modinfo"
+all="matrix lock lock_fields image_references release_metadata dtk graph layer verify_scan modinfo"
 targets="${*:-$all}"
 
 max_len() {
     case "$1" in
-        release_metadata | dtk) echo 1024 ;;
+        release_metadata | dtk | lock_fields) echo 1024 ;;
         matrix | lock | image_references | graph) echo 8192 ;;
         modinfo) echo 16384 ;;
         layer | verify_scan) echo 65536 ;;

@@ -43,6 +43,26 @@ pub fn escape_line(s: &str) -> Cow<'_, str> {
     escape_with(s, |_| false)
 }
 
+/// JSON text with the characters serde_json leaves raw inside strings (DEL, the C1 controls,
+/// U+2028 and U+2029) written as `\u` escapes: the same value to every JSON reader, and nothing
+/// a terminal or a JavaScript reader acts on. JSON's structure is ASCII, so these can only be
+/// inside strings.
+pub fn escape_json(json: &str) -> Cow<'_, str> {
+    let raw = |c: char| matches!(c, '\x7f'..='\u{9f}' | '\u{2028}' | '\u{2029}');
+    if !json.chars().any(raw) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if raw(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// An error in a causal chain, its message already escaped.
 #[derive(Debug)]
 struct Cause {
@@ -215,6 +235,22 @@ mod tests {
         );
         assert_eq!(escape("a\rb\x7f\u{9b}31m"), r"a\x0db\x7f\u{9b}31m");
         assert_eq!(escape_line("a\nb\tc"), r"a\x0ab\x09c");
+    }
+
+    #[test]
+    fn json_keeps_its_value_and_loses_its_raw_controls() {
+        let v = serde_json::json!({ "k": "a\x1b\x7f\u{85}\u{9b}\u{2028}\u{2029}é\n" });
+        let text = serde_json::to_string(&v).unwrap();
+        assert!(text.contains('\u{9b}'), "serde_json leaves C1 raw: {text}");
+        let out = escape_json(&text);
+        assert!(
+            !out.chars()
+                .any(|c| is_control(c) || c == '\u{2028}' || c == '\u{2029}'),
+            "{out}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, v);
+        assert!(matches!(escape_json("{\"a\": \"é\"}"), Cow::Borrowed(_)));
     }
 
     #[derive(Debug, thiserror::Error, Diagnostic)]

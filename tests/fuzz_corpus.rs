@@ -97,6 +97,10 @@ fn valid_seeds_are_accepted_with_what_they_hold() {
     let cases = [
         ("matrix", "seed-good-matrix.toml", "0 warnings"),
         ("lock", "seed-locks-new.lock", "3 releases"),
+        ("lock_fields", "seed-rhel-10", "accepted as stream"),
+        ("lock_fields", "seed-rhel-9.4", "rhel"),
+        ("lock_fields", "seed-machine-os", "machine-os"),
+        ("lock_fields", "seed-tagged-image", "accepted as image"),
         (
             "image_references",
             "seed-ok.json",
@@ -144,6 +148,8 @@ fn invalid_seeds_are_rejected_with_a_clear_message() {
     let cases = [
         ("matrix", "seed-bad-01-toml-syntax.toml", "invalid TOML"),
         ("lock", "seed-future-version.lock", "99"),
+        ("lock", "seed-hostile-stream.lock", "`stream`"),
+        ("lock_fields", "seed-hostile", "accepted in no field"),
         (
             "image_references",
             "seed-not-imagestream.json",

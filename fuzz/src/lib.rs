@@ -22,9 +22,10 @@ pub type Outcome = Result<String, String>;
 pub type Entry = fn(&[u8]) -> Outcome;
 
 /// Every target: its name (the corpus directory under `fuzz/corpus/`) and its entry point.
-pub const TARGETS: [(&str, Entry); 9] = [
+pub const TARGETS: [(&str, Entry); 10] = [
     ("matrix", matrix),
     ("lock", lock),
+    ("lock_fields", lock_fields),
     ("image_references", image_references),
     ("release_metadata", release_metadata),
     ("dtk", dtk_release),
@@ -81,11 +82,66 @@ pub fn matrix(data: &[u8]) -> Outcome {
     }
 }
 
-/// `matrix.lock` text; an accepted lock must read back equal after `render`.
+/// `matrix.lock` text; an accepted lock (every field valid against its grammar) must read back
+/// equal after `render`, hold only strings of the grammars' characters, and export as one YAML
+/// document per release.
 pub fn lock(data: &[u8]) -> Outcome {
     let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8: {e}"))?;
+    let lock = accepted_lock(text)?;
+    Ok(format!(
+        "{} releases, {} images",
+        lock.releases.len(),
+        lock.images.len()
+    ))
+}
+
+/// Every character a valid lock string may hold: the union of the grammars (references with
+/// an IPv6 host and a digest, kernels with `+` and `~`).
+fn lock_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "._-+~:/@[]".contains(c)
+}
+
+/// Reads `text` as a lock and checks what an accepted lock promises (see [`lock`]).
+fn accepted_lock(text: &str) -> Result<driver_matrix::lock::Lock, String> {
     let path = Path::new("matrix.lock");
     let mut lock = driver_matrix::lock::read_str(path, text).map_err(|e| render(&e))?;
+    for r in &lock.releases {
+        let strings = [
+            Some(r.stream.clone().unwrap_or_default()),
+            Some(r.payload.to_string()),
+            Some(r.dtk.to_string()),
+            Some(r.kernel.to_string()),
+            r.rt_kernel.as_ref().map(ToString::to_string),
+            r.node_kernel.as_ref().map(ToString::to_string),
+            Some(r.rhel.clone()),
+            r.machine_os.clone(),
+        ];
+        for s in strings.iter().flatten() {
+            assert!(
+                s.chars().all(lock_char),
+                "a lock string outside the grammars: {s:?}"
+            );
+        }
+    }
+    for i in &lock.images {
+        for s in [&i.driver, &i.image.to_string(), &i.dtk.to_string()] {
+            assert!(
+                s.chars().all(lock_char),
+                "a lock string outside the grammars: {s:?}"
+            );
+        }
+    }
+    let yaml = driver_matrix::export::preflights(&lock, None);
+    let separators = yaml.lines().filter(|l| *l == "---").count();
+    assert_eq!(
+        separators,
+        lock.releases.len(),
+        "one document per release:\n{yaml}"
+    );
+    assert!(
+        !yaml.chars().any(|c| c.is_control() && c != '\n'),
+        "a raw control character in the export:\n{yaml:?}"
+    );
     let written = driver_matrix::lock::render(&lock);
     let again = match driver_matrix::lock::read_str(path, &written) {
         Ok(l) => l,
@@ -96,11 +152,98 @@ pub fn lock(data: &[u8]) -> Outcome {
     };
     lock.canonicalize();
     assert_eq!(again, lock, "the lock changed on a round trip:\n{written}");
-    Ok(format!(
-        "{} releases, {} images",
-        lock.releases.len(),
-        lock.images.len()
-    ))
+    Ok(lock)
+}
+
+/// One string, put into each string field of a lock in turn (TOML-escaped, so any string
+/// reaches the grammar): wherever it is accepted, the lock's promises must hold ([`lock`]).
+pub fn lock_fields(data: &[u8]) -> Outcome {
+    let value = std::str::from_utf8(data).map_err(|e| format!("not UTF-8: {e}"))?;
+    let quoted = toml_string(value);
+    let mut accepted = Vec::new();
+    for &(field, _) in &LOCK_FIELDS {
+        let text: String = LOCK_FIELDS
+            .iter()
+            .map(|(f, v)| {
+                let v = match (*f == field, *f) {
+                    (true, "image.releases") => format!("[{quoted}]"),
+                    (true, _) => quoted.clone(),
+                    (false, _) => (*v).to_string(),
+                };
+                match f.split_once('.') {
+                    Some((_, key)) => format!("{key} = {v}\n"),
+                    None => format!("{f} = {v}\n"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("");
+        let text = text.replacen("driver = ", "\n[[image]]\ndriver = ", 1);
+        let text = format!("version = 1\n\n[[release]]\n{text}");
+        if accepted_lock(&text).is_ok() {
+            accepted.push(field);
+        }
+    }
+    if accepted.is_empty() {
+        Err("accepted in no field".into())
+    } else {
+        Ok(format!("accepted as {}", accepted.join(", ")))
+    }
+}
+
+/// The lock's string fields, in the order of the file, each with a valid value; `image.` keys
+/// are the `[[image]]` table's.
+const LOCK_FIELDS: [(&str, &str); 18] = [
+    ("version", "\"4.16.3\""),
+    ("arch", "\"x86_64\""),
+    ("stream", "\"rhel-10\""),
+    (
+        "payload",
+        "\"quay.io/openshift-release-dev/ocp-release@sha256:dd17932fd8f2e3ce7451ef922b0f191b5faf1ce3da900b300fe7b3968bd62de5\"",
+    ),
+    (
+        "dtk",
+        "\"quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:fa229333d160d42ae97f84ddb7b5d4e5bff158af0eee3886dc39f3372ee9bb16\"",
+    ),
+    ("kernel", "\"5.14.0-427.26.1.el9_4.x86_64\""),
+    ("rt-kernel", "\"5.14.0-427.26.1.el9_4.x86_64+rt\""),
+    ("node-kernel", "\"5.14.0-427.26.1.el9_4.x86_64\""),
+    ("rhel", "\"9.4\""),
+    ("machine-os", "\"416.94.202406251923-0\""),
+    ("driver", "\"gpu-kmod\""),
+    ("image.kernel", "\"5.14.0-427.26.1.el9_4.x86_64\""),
+    ("image.arch", "\"x86_64\""),
+    (
+        "image.dtk",
+        "\"quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:fa229333d160d42ae97f84ddb7b5d4e5bff158af0eee3886dc39f3372ee9bb16\"",
+    ),
+    (
+        "inputs",
+        "\"sha256:0bfa201a1c90b9f0edb02f9ad2a23e1746a5131df42cb6b39834c1d955fea009\"",
+    ),
+    (
+        "image",
+        "\"quay.io/acme/gpu-kmod:5.14.0-427.26.1.el9_4.x86_64\"",
+    ),
+    (
+        "digest",
+        "\"sha256:c10096ef16fce0dc22adfb1db32c9bc719a56ac97cc683b9624e3db75dd3dc38\"",
+    ),
+    ("image.releases", "[\"4.16.3\"]"),
+];
+
+/// `s` as a TOML basic string: `"` and `\\` escaped, every control character as `\\u`.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The payload's `release-manifests/image-references`.

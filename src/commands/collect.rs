@@ -3,8 +3,12 @@
 use std::io::Write;
 
 use super::Context;
+use crate::domain::Digest;
 use crate::error::{Error, Result, exit};
+use crate::pipeline::build::Unconfirmed;
+use crate::pipeline::collect::Unmatched;
 use crate::pipeline::{Access, collect};
+use crate::text::escape_line;
 
 pub fn run(ctx: &Context) -> Result<i32> {
     if ctx.global.offline {
@@ -40,12 +44,55 @@ pub fn run(ctx: &Context) -> Result<i32> {
         );
     }
     for (job, why) in &missing {
-        let why = crate::text::escape_line(&crate::text::one_line(why)).into_owned();
-        let _ = writeln!(err, "not collected: {}: {why} ({})", job.id(), job.image);
+        let (summary, detail) = reason(why);
+        let _ = writeln!(
+            err,
+            "not collected: {}: {summary} ({})",
+            job.id(),
+            job.image
+        );
+        if let Some(detail) = detail {
+            let _ = writeln!(err, "  {}", escape_line(&detail));
+        }
     }
     Ok(if missing.is_empty() {
         exit::OK
     } else {
         exit::FAILED
     })
+}
+
+/// Why a job was not collected: a summary for its `not collected:` line, and the details the
+/// registry gave, if any, for a line of their own.
+///
+/// CI pastes the `not collected:` lines into a pull request (docs/ci.md), so they hold only
+/// fixed text and values of a checked grammar (the job's driver, kernel, arch and image, a
+/// digest): a label, a module's `vermagic` or a path read from an image could otherwise put
+/// a mention, an issue-closing keyword, a link or HTML into the pull request. What the
+/// registry said goes on the indented line below, escaped for the terminal.
+fn reason(why: &Unmatched) -> (String, Option<String>) {
+    match why {
+        Unmatched::OtherInputs { found } => match found.parse::<Digest>() {
+            Ok(d) => (
+                format!("the tag holds an image built from other inputs (`{d}`)"),
+                None,
+            ),
+            Err(_) => (
+                "the tag holds an image whose inputs label is not a digest".into(),
+                Some(format!("its inputs label: {found}")),
+            ),
+        },
+        Unmatched::Unconfirmed(Unconfirmed::Modules { kernel, findings }) => {
+            let summary = match kernel.parse::<crate::domain::Kernel>() {
+                Ok(k) => format!("its modules do not confirm kernel `{k}`"),
+                Err(_) => "its modules do not confirm the job's kernel".into(),
+            };
+            (summary, Some(findings.clone()))
+        }
+        Unmatched::NoTag | Unmatched::NoLabels => (why.to_string(), None),
+        Unmatched::Unconfirmed(Unconfirmed::Registry(_)) | Unmatched::Registry(_) => (
+            "the registry failed".into(),
+            Some(crate::text::one_line(why)),
+        ),
+    }
 }

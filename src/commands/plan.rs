@@ -6,12 +6,13 @@ use crate::error::Result;
 use crate::pipeline::{Access, Planned, Session};
 use crate::plan::{self, Plan};
 use crate::progress::Reporter;
+use crate::text;
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
     let plan = compute(ctx)?;
     match args.format {
-        PlanFormat::Json => print!("{}", plan::render_json(&plan)),
-        PlanFormat::Table => print!("{}", plan::render_table(&plan)),
+        PlanFormat::Json => print!("{}", text::escape_json(&plan::render_json(&plan))),
+        PlanFormat::Table => print!("{}", text::escape(&plan::render_table(&plan))),
     }
     Ok(0)
 }

@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
     if !ctx.global.quiet {
         let mut err = std::io::stderr().lock();
         for c in &changes {
-            let _ = writeln!(err, "  {c}");
+            let _ = writeln!(err, "  {}", crate::text::escape_line(c));
         }
         let _ = writeln!(
             err,

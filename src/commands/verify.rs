@@ -8,6 +8,7 @@ use crate::cli::VerifyArgs;
 use crate::error::{Error, Result, exit};
 use crate::pipeline::Access;
 use crate::verify::coverage::{Gap, releases_left};
+use crate::text::escape_line;
 use crate::verify::{Finding, ImageReport};
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
@@ -82,9 +83,10 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
         if let Some(node) = r.node_kernel_mismatch() {
             let _ = writeln!(
                 out,
-                "FAIL release {}: the DTK's kernel {} is not the nodes' kernel {node}",
-                r.label(),
-                r.kernel
+                "FAIL release {}: the DTK's kernel {} is not the nodes' kernel {}",
+                escape_line(&r.label()),
+                escape_line(r.kernel.as_str()),
+                escape_line(node.as_str())
             );
         }
     }
@@ -104,16 +106,18 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
         }
         let status = if r.ok() { "ok  " } else { "FAIL" };
         let i = &r.image;
+        // The lock's strings are checked as it is read; escaped all the same, as everything
+        // this command prints is.
         let _ = writeln!(
             out,
             "{status} {} {} {}  {}",
-            i.driver,
-            i.kernel,
+            escape_line(&i.driver),
+            escape_line(i.kernel.as_str()),
             i.arch,
-            i.pinned()
+            escape_line(&i.pinned().to_string())
         );
         for c in &r.checked {
-            let e = |s: &str| crate::text::escape_line(s).into_owned();
+            let e = |s: &str| escape_line(s).into_owned();
             let m = e(&c.module);
             let _ = writeln!(out, "     {m}: vermagic {}", e(&c.vermagic));
             match &c.signature {
@@ -132,7 +136,7 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
             }
         }
         for f in &r.findings {
-            let _ = writeln!(out, "     {}", f.describe());
+            let _ = writeln!(out, "     {}", escape_line(&f.describe()));
         }
     }
     let what = if deep {

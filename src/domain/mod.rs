@@ -1,9 +1,11 @@
 //! Validated domain types. Raw strings from the matrix, the lockfile or a registry that name an
 //! architecture, a digest, an image, a kernel or a version become one of these in exactly one
-//! place. Names that are only names (a driver's, a RHEL version) stay strings.
+//! place. Names that are only names (a driver's, a RHEL version) stay strings, checked against
+//! their grammar (`grammar.rs`) wherever they are read.
 
 mod arch;
 mod digest;
+mod grammar;
 mod image_ref;
 mod kernel;
 mod registry;
@@ -11,6 +13,7 @@ mod version;
 
 pub use arch::Arch;
 pub use digest::Digest;
+pub use grammar::{check_driver_name, check_machine_os, check_rhel, check_stream};
 pub use image_ref::{ImageRef, check_tag};
 pub use kernel::Kernel;
 pub use registry::{Mirror, RegistrySettings};

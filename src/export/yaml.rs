@@ -1,8 +1,11 @@
 //! A small block-style YAML writer for the manifests driver-matrix exports.
 //!
-//! Scalars are written as JSON strings, numbers and booleans (valid YAML that no parser reads
-//! as anything else: `"on"`, `"4.10"` and `"0755"` stay strings), keys keep their insertion
-//! order, and the output for the same value is always the same bytes.
+//! Scalars are written as double-quoted strings, numbers and booleans (valid YAML that no parser
+//! reads as anything else: `"on"`, `"4.10"` and `"0755"` stay strings), keys keep their
+//! insertion order, and the output for the same value is always the same bytes. Every string
+//! holds its line breaks and control characters as escapes, so whatever it carries (a lock's
+//! or a registry's text) stays one scalar: it cannot end its line, start a document (`---`) or
+//! an object, and strict parsers do not refuse it.
 //!
 //! Why not a serde YAML crate: `serde_norway` (like `serde_yaml`) quotes only what YAML 1.2
 //! would misread, and writes `on`, `yes`, `y`, `off`, `no` and `12:30` bare. kubectl and `oc`
@@ -12,9 +15,76 @@
 
 use serde_json::Value;
 
+/// Whether `c` is written as an escape in a scalar and a comment: every C0 control, DEL and C1
+/// control (YAML's non-printables, which strict parsers refuse raw, and NEL, a line break to
+/// YAML 1.1), the line and paragraph separators (line breaks to YAML 1.1 readers such as
+/// go-yaml and PyYAML), the byte order mark and the noncharacters, and the bidirectional
+/// controls that make a reviewer read text in another order than a parser does.
+fn escaped(c: char) -> bool {
+    matches!(
+        c,
+        '\0'..='\x1f'
+            | '\x7f'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// `c` as a YAML escape (`\n`, `\x1b`, `\u2028`), the same in YAML 1.1 and 1.2.
+fn push_escape(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    let code = u32::from(c);
+    match c {
+        '\n' => write!(out, "\\n"),
+        '\t' => write!(out, "\\t"),
+        '\r' => write!(out, "\\r"),
+        _ if code <= 0xff => write!(out, "\\x{code:02x}"),
+        _ => write!(out, "\\u{code:04x}"),
+    }
+    .expect("writing to a String cannot fail");
+}
+
+/// A double-quoted scalar: `"` and `\` escaped, and every character [`escaped`] names, so the
+/// value is one line, cannot end its scalar, and reads back as exactly `s`.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if escaped(c) => push_escape(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A comment line's text: what [`escaped`] names is written as an escape, so a comment cannot
+/// end its line.
+fn comment_text(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if escaped(c) {
+            push_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn scalar(v: &Value) -> String {
     match v {
-        Value::String(s) => serde_json::to_string(s).expect("a string serializes"),
+        Value::String(s) => quoted(s),
         other => other.to_string(),
     }
 }
@@ -24,11 +94,7 @@ fn key(k: &str) -> String {
         && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'))
         && !k.starts_with(['-', '.']);
-    if plain {
-        k.to_string()
-    } else {
-        serde_json::to_string(k).expect("a string serializes")
-    }
+    if plain { k.to_string() } else { quoted(k) }
 }
 
 fn is_empty_container(v: &Value) -> bool {
@@ -83,7 +149,7 @@ pub fn document(comment: &[&str], v: &Value) -> String {
         if line.is_empty() {
             out.push_str("#\n");
         } else {
-            out.push_str(&format!("# {line}\n"));
+            out.push_str(&format!("# {}\n", comment_text(line)));
         }
     }
     write(&mut out, v, 0);
@@ -101,6 +167,7 @@ pub fn documents(docs: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize as _;
     use serde_json::json;
 
     #[test]
@@ -160,6 +227,58 @@ mod tests {
         assert_eq!(back, v, "{text}");
         for line in text.lines().filter(|l| l.trim_start().starts_with("- ")) {
             assert!(line.trim_start()[2..].starts_with('"'), "unquoted: {line}");
+        }
+    }
+
+    /// Strings a lock or a registry could carry, built to escape their scalar.
+    const HOSTILE: &[&str] = &[
+        "rhel-10\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nroleRef:\n  name: cluster-admin",
+        "a\n...\n--- !!str\nb",
+        "\" , \"injected\": \"x",
+        "x\\\"\nkind: Secret",
+        "\x1b]0;pwned\x07\x1b[2J",
+        "del\x7fc1\u{80}\u{85}nel\u{9b}31m\u{9f}",
+        "ls\u{2028}kind: Secret\u{2029}ps",
+        "\u{feff}bom\u{fffe}\u{ffff}",
+        "bidi\u{202e}txt.exe\u{2066}\u{200f}",
+        "\0nul\r\n\tcr",
+        "# heading [x](https://evil.example) @admin Fixes #1 <img src=x>",
+        "{a: b}",
+        "[1, 2]",
+        "&anchor *alias !!binary |",
+        "\u{1f600} \u{e9}",
+    ];
+
+    /// Every document in `text`, as JSON.
+    fn all_documents(text: &str) -> Vec<Value> {
+        serde_norway::Deserializer::from_str(text)
+            .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{e}: {text}")))
+            .collect()
+    }
+
+    /// Hostile strings as values, keys and comment lines: each document reads back as one
+    /// document with the same strings, and no raw control or line-separator character is
+    /// written.
+    #[test]
+    fn hostile_strings_stay_in_their_scalar() {
+        let map: serde_json::Map<String, Value> = HOSTILE
+            .iter()
+            .map(|s| ((*s).to_string(), json!(s)))
+            .collect();
+        let v = json!({ "list": HOSTILE, "map": map, "nested": [{ "k": HOSTILE[0] }] });
+        let docs: Vec<String> = (0..2).map(|_| document(HOSTILE, &v)).collect();
+        let text = documents(&docs);
+        assert_eq!(all_documents(&text), vec![v.clone(), v], "{text}");
+        let raw = text.chars().find(|&c| escaped(c) && c != '\n');
+        assert_eq!(raw, None, "{text}");
+        for line in text.lines() {
+            assert!(
+                line == "---"
+                    || line.starts_with(['#', ' ', '-', '"'])
+                    || line.starts_with(|c: char| c.is_ascii_alphanumeric()),
+                "{line}"
+            );
+            assert!(!line.starts_with("---") || line == "---", "{line}");
         }
     }
 }

@@ -9,6 +9,7 @@ mod diff_view;
 mod model;
 mod read;
 mod source;
+mod validate;
 mod write;
 
 pub use diff::{LockDiff, diff};
@@ -19,6 +20,7 @@ pub use diff_view::{
 pub use model::{Lock, LockedImage, LockedRelease, ReleaseKey, STREAM_DEFAULT, STREAM_RHEL10};
 pub use read::{LockError, read, read_str};
 pub use source::read_spec;
+pub use validate::Invalid;
 pub use write::{render, write_if_changed};
 
 /// The header every lockfile starts with.

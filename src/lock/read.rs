@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use serde::Deserialize;
 
-use super::{FORMAT_VERSION, Lock, LockedImage, LockedRelease};
+use super::validate::{self, Invalid, RawImage, RawRelease};
+use super::{FORMAT_VERSION, Lock};
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum LockError {
@@ -27,6 +28,11 @@ pub enum LockError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Malformed(Box<Malformed>),
+
+    /// A field that does not fit its grammar ([`validate`]).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(Box<Invalid>),
 
     #[error(
         "lockfile `{path}` has format version {found}; this driver-matrix reads version {FORMAT_VERSION}"
@@ -102,9 +108,9 @@ pub struct Malformed {
 struct RawLock {
     version: toml::Value,
     #[serde(default)]
-    release: Vec<LockedRelease>,
+    release: Vec<RawRelease>,
     #[serde(default)]
-    image: Vec<LockedImage>,
+    image: Vec<RawImage>,
 }
 
 impl LockError {
@@ -245,9 +251,10 @@ pub fn read_str(path: &Path, text: &str) -> Result<Lock, LockError> {
     if let Some(e) = version_error(Some(&raw.version)) {
         return Err(e);
     }
+    let invalid = |e| LockError::Invalid(Box::new(e));
     let mut lock = Lock {
-        releases: raw.release,
-        images: raw.image,
+        releases: validate::releases(path, raw.release).map_err(invalid)?,
+        images: validate::images(path, raw.image).map_err(invalid)?,
     };
     lock.canonicalize();
     Ok(lock)

@@ -214,12 +214,9 @@ fn dtk_of(t: &Tag) -> Result<ImageRef, Fault> {
     Ok(dtk)
 }
 
-/// An RHCOS version as the lock may record it: short, letters, digits, `.`, `-`, `_`.
+/// An RHCOS version as the lock may record it ([`crate::domain::check_machine_os`]).
 pub fn valid_machine_os(m: &str) -> bool {
-    !m.is_empty()
-        && m.len() <= 64
-        && m.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    crate::domain::check_machine_os(m).is_ok()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod dkms;
 mod exclusions;
 mod export;
 mod faults;
+mod hostile_lock;
 mod init;
 mod inputs;
 mod kill;
