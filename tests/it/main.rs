@@ -7,6 +7,7 @@
 mod support;
 
 mod build;
+mod buildconfig;
 mod cli;
 mod credentials;
 mod demo_e2e;
