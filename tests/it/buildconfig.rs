@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use driver_matrix_sandbox::{Flavor, PayloadSpec, signing};
 use serde_json::{Value, json};
 
-use crate::support::{World, buildah_env, dtk, module, run_in, says, stderr, stdout};
+use crate::support::{World, buildah_env, dtk, module, redact, run_in, says, stderr, stdout};
 
 const K1: &str = crate::support::K1;
 const K2: &str = crate::support::K2;
@@ -384,6 +384,11 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let docs = documents(&stdout(&out));
     assert_valid(&docs);
+    let shown = redact(
+        &stdout(&out).replace(&format!("{}/{}", w.addr, w.ns), "[registry]/[ns]"),
+        &w.addr,
+    );
+    insta::assert_snapshot!("binary", shown);
     assert_eq!(
         docs[0]["spec"]["source"],
         json!({ "type": "Binary", "binary": {} })

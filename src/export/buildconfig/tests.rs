@@ -15,7 +15,7 @@ fn job(driver: &str, kernel: &str) -> Job {
             .parse()
             .expect("a reference"),
         rhel: "9.2".into(),
-        image: format!("quay.io/acme/{driver}:{kernel}")
+        image: format!("quay.io/acme/{driver}:{}", kernel.replace('+', "_"))
             .parse()
             .expect("a reference"),
         driver_args: Arc::new([("VERSION".to_string(), "1.0".to_string())].into()),
