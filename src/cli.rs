@@ -268,6 +268,11 @@ pub enum ExportKind {
         namespace: Option<String>,
     },
 
+    /// An OpenShift `BuildConfig` per job to build: the cluster builds each image from the
+    /// same Containerfile, build arguments and labels, then `collect` locks what it pushed.
+    #[command(name = "buildconfig")]
+    BuildConfig(BuildConfigArgs),
+
     /// JSON for a GitHub Actions `strategy.matrix` (via `fromJSON`), one entry per shard.
     GithubMatrix {
         /// Number of shards, at most 256 [default: the number of jobs to build, at most 256]
@@ -309,6 +314,78 @@ pub enum ExportKind {
         #[arg(long, default_value_t = 2)]
         retries: u32,
     },
+}
+
+/// Where `export buildconfig` pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildOutput {
+    /// The job's `image:tag`, with `--push-secret`.
+    DockerImage,
+    /// An ImageStreamTag of the cluster's registry (the driver's `image` must name it).
+    ImageStream,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildConfigArgs {
+    /// Every planned job, not only those the lock does not hold fresh.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Only this driver's jobs (repeatable).
+    #[arg(long = "driver", value_name = "D")]
+    pub drivers: Vec<String>,
+
+    /// Only jobs for this kernel, as written or tag-normalized (repeatable).
+    #[arg(long = "kernel", value_name = "K")]
+    pub kernels: Vec<String>,
+
+    /// Only jobs for this arch (repeatable).
+    #[arg(long = "arch", value_name = "A")]
+    pub arches: Vec<crate::domain::Arch>,
+
+    /// Namespace of the objects [default: none, the namespace of `oc apply`]
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// URL the cluster clones [default: the URL of `--git-remote`]
+    #[arg(long, value_name = "URL", conflicts_with = "binary")]
+    pub git_uri: Option<String>,
+
+    /// The revision to build, pinned to the commit it names now; the contexts must not differ
+    /// from it.
+    #[arg(
+        long,
+        value_name = "REV",
+        default_value = "HEAD",
+        conflicts_with = "binary"
+    )]
+    pub git_ref: String,
+
+    /// The remote whose URL the cluster clones, when `--git-uri` is not given.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "origin",
+        conflicts_with = "binary"
+    )]
+    pub git_remote: String,
+
+    /// Binary source: each build waits for `oc start-build NAME --from-dir=CONTEXT`, for a
+    /// repository the cluster cannot reach.
+    #[arg(long)]
+    pub binary: bool,
+
+    /// Where the builds push.
+    #[arg(long, value_enum, default_value = "docker-image")]
+    pub to: BuildOutput,
+
+    /// `kubernetes.io/dockerconfigjson` Secret that pushes to the drivers' repositories.
+    #[arg(long, value_name = "SECRET", default_value = "driver-matrix-registry")]
+    pub push_secret: String,
+
+    /// Secret that pulls the Driver Toolkit (the cluster's pull secret, in this namespace).
+    #[arg(long, value_name = "SECRET", default_value = "driver-matrix-registry")]
+    pub pull_secret: String,
 }
 
 #[derive(Debug, Args)]

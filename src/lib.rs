@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod exit;
 pub mod export;
+pub mod git;
 pub mod inputs;
 pub mod lock;
 pub mod matrix;

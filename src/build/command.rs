@@ -204,6 +204,17 @@ fn common(args: &mut Args, buildah: &Buildah) {
     }
 }
 
+/// The labels of a job's image, on every route that builds it (`build`, a BuildConfig).
+pub fn labels(job: &Job) -> [(&'static str, String); 5] {
+    [
+        (label::DRIVER, job.driver.clone()),
+        (label::KERNEL, job.kernel.to_string()),
+        (label::ARCH, job.arch.to_string()),
+        (label::DTK, job.dtk.to_string()),
+        (label::INPUTS, job.inputs.to_string()),
+    ]
+}
+
 /// `buildah build` of the job, tagged with its image reference.
 pub fn build(spec: &Spec<'_>) -> Invocation {
     let job = spec.job;
@@ -216,13 +227,7 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
     for (k, v) in &job.build_args() {
         a.flag("--build-arg", format!("{k}={v}"));
     }
-    for (k, v) in [
-        (label::DRIVER, job.driver.clone()),
-        (label::KERNEL, job.kernel.to_string()),
-        (label::ARCH, job.arch.to_string()),
-        (label::DTK, job.dtk.to_string()),
-        (label::INPUTS, job.inputs.to_string()),
-    ] {
+    for (k, v) in labels(job) {
         a.flag("--label", format!("{k}={v}"));
     }
     // Ids and paths hold no `,` or `=` (the matrix and `--secret` refuse them), so each value

@@ -9,15 +9,16 @@
 //! alone (modulo N) names the one shard that drops it. The index is 0-based, as Kubernetes'
 //! `$JOB_COMPLETION_INDEX` of an Indexed Job.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::domain::{Arch, Kernel};
-use crate::plan::Job;
+use crate::domain::{Arch, Kernel, did_you_mean};
+use crate::matrix::Matrix;
+use crate::plan::{Job, Plan};
 
 /// `--shard I/N`: the I-th of N shards, `0 <= I < N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +125,62 @@ pub struct Selection {
     pub assignment: Option<Assignment>,
 }
 
+/// A selection flag that names nothing the matrix or the plan has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionError {
+    pub message: String,
+    pub help: Option<String>,
+}
+
 impl Selection {
+    /// The selection of `--driver`, `--kernel`, `--arch` and `--shard`, each driver and kernel
+    /// checked against the matrix and the plan (a typo selects nothing, silently, otherwise).
+    pub fn checked(
+        matrix: &Matrix,
+        plan: &Plan,
+        drivers: &[String],
+        kernels: &[String],
+        arches: &[Arch],
+        shard: Option<Shard>,
+    ) -> Result<Selection, SelectionError> {
+        for d in drivers {
+            if matrix.driver(d).is_none() {
+                let names = matrix.drivers.iter().map(|d| d.name.as_str());
+                let help = match did_you_mean(d, names.clone()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!("the drivers are: {}", names.collect::<Vec<_>>().join(", ")),
+                };
+                return Err(SelectionError {
+                    message: format!("`--driver {d}` names no driver of the matrix"),
+                    help: Some(help),
+                });
+            }
+        }
+        let known: BTreeSet<&str> = plan.jobs.iter().map(|j| j.kernel.as_str()).collect();
+        for k in kernels {
+            let found = plan
+                .jobs
+                .iter()
+                .any(|j| j.kernel.as_str() == k || j.kernel.normalized() == *k);
+            if !found {
+                return Err(SelectionError {
+                    message: format!("`--kernel {k}` names no kernel of the plan"),
+                    help: Some(format!(
+                        "the plan's kernels are: {}",
+                        known.iter().copied().collect::<Vec<_>>().join(", ")
+                    )),
+                });
+            }
+        }
+        Ok(Selection {
+            drivers: drivers.to_vec(),
+            kernels: kernels.to_vec(),
+            arches: arches.to_vec(),
+            shard,
+            assignment: shard.map(|s| Assignment::new(&plan.jobs, s.count)),
+        })
+    }
+
     pub fn contains(&self, job: &Job) -> bool {
         self.matches(&job.driver, &job.kernel, job.arch)
     }

@@ -1,14 +1,12 @@
 //! `driver-matrix build`: flags in, [`crate::pipeline::build`] does the work, the dry run and
 //! the summary rendered here.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::Context;
-use crate::build::{self, Assignment, Cancel, Outcome, Selection, Task};
+use crate::build::{self, Cancel, Outcome, Selection, Task};
 use crate::cli::BuildArgs;
-use crate::domain::did_you_mean;
 use crate::error::{Error, Result, exit};
 use crate::matrix::Matrix;
 use crate::pipeline::build::{self as pipe, Decision, Prepared, Request};
@@ -153,42 +151,15 @@ fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<i
 
 /// The selection flags, checked against the matrix and the plan.
 fn selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection> {
-    for d in &args.drivers {
-        if matrix.driver(d).is_none() {
-            let names = matrix.drivers.iter().map(|d| d.name.as_str());
-            let help = match did_you_mean(d, names.clone()) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None => format!("the drivers are: {}", names.collect::<Vec<_>>().join(", ")),
-            };
-            return Err(Error::usage(
-                format!("`--driver {d}` names no driver of the matrix"),
-                Some(help),
-            ));
-        }
-    }
-    let kernels: BTreeSet<&str> = plan.jobs.iter().map(|j| j.kernel.as_str()).collect();
-    for k in &args.kernels {
-        let known = plan
-            .jobs
-            .iter()
-            .any(|j| j.kernel.as_str() == k || j.kernel.normalized() == *k);
-        if !known {
-            return Err(Error::usage(
-                format!("`--kernel {k}` names no kernel of the plan"),
-                Some(format!(
-                    "the plan's kernels are: {}",
-                    kernels.iter().copied().collect::<Vec<_>>().join(", ")
-                )),
-            ));
-        }
-    }
-    Ok(Selection {
-        drivers: args.drivers.clone(),
-        kernels: args.kernels.clone(),
-        arches: args.arches.clone(),
-        shard: args.shard,
-        assignment: args.shard.map(|s| Assignment::new(&plan.jobs, s.count)),
-    })
+    Selection::checked(
+        matrix,
+        plan,
+        &args.drivers,
+        &args.kernels,
+        &args.arches,
+        args.shard,
+    )
+    .map_err(|e| Error::usage(e.message, e.help))
 }
 
 fn dry_run(prepared: &Prepared<'_>) -> String {

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use super::Context;
-use crate::cli::{ExportArgs, ExportKind};
+use crate::build::Selection;
+use crate::cli::{BuildConfigArgs, BuildOutput, ExportArgs, ExportKind};
 use crate::error::{Error, Result};
 use crate::export::{self, GITHUB_MATRIX_LIMIT};
 use crate::plan::State;
@@ -42,6 +43,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
             }
             return deployment(export::preflights(&matrix, &lock, namespace.as_deref()));
         }
+        ExportKind::BuildConfig(args) => return build_configs(ctx, args),
         ExportKind::GithubMatrix { shards } => export::github_matrix(shard_count(ctx, *shards)?),
         ExportKind::K8sJob {
             shards,
@@ -103,4 +105,78 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
             Ok(todo.clamp(1, GITHUB_MATRIX_LIMIT))
         }
     }
+}
+
+/// `export buildconfig`: the jobs to build (or `--all`), selected as `build` selects them, with
+/// their source pinned to a commit that holds exactly what the plan hashed.
+fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<i32> {
+    use crate::export::buildconfig::{self, BuildConfigOptions, Output, Source};
+    let session = ctx.session(crate::pipeline::Access::Read)?;
+    let plan = super::plan::planned(ctx, &session)?.plan;
+    let matrix = &session.matrix;
+    let selection = Selection::checked(
+        matrix,
+        &plan,
+        &args.drivers,
+        &args.kernels,
+        &args.arches,
+        None,
+    )
+    .map_err(|e| Error::usage(e.message, e.help))?;
+    let jobs: Vec<&crate::plan::Job> = plan
+        .jobs
+        .iter()
+        .filter(|j| selection.contains(j) && (args.all || j.state != State::Fresh))
+        .collect();
+    let mut drivers: Vec<&crate::matrix::Driver> = matrix
+        .drivers
+        .iter()
+        .filter(|d| jobs.iter().any(|j| j.driver == d.name))
+        .collect();
+    drivers.dedup_by(|a, b| a.name == b.name);
+    let source = if args.binary {
+        Source::Binary
+    } else {
+        let req = crate::pipeline::cluster::GitRequest {
+            uri: args.git_uri.clone(),
+            rev: args.git_ref.clone(),
+            remote: args.git_remote.clone(),
+        };
+        let (source, notes) = crate::pipeline::cluster::git_source(&matrix.root, &drivers, &req)?;
+        if !ctx.global.quiet {
+            for n in notes {
+                eprintln!("warning: {n}");
+            }
+        }
+        source
+    };
+    if !ctx.global.quiet {
+        for d in &drivers {
+            let file = d.context.join(&d.containerfile);
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for id in buildconfig::secrets_outside_dir(&text) {
+                eprintln!(
+                    "warning: driver `{}` mounts secret `{id}` without `target={}/{id}`: on the cluster it is found only there",
+                    d.name,
+                    buildconfig::SECRETS_DIR
+                );
+            }
+        }
+    }
+    let opts = BuildConfigOptions {
+        namespace: args.namespace.clone(),
+        source,
+        output: match args.to {
+            BuildOutput::DockerImage => Output::DockerImage,
+            BuildOutput::ImageStream => Output::ImageStream,
+        },
+        push_secret: Some(args.push_secret.clone()),
+        pull_secret: Some(args.pull_secret.clone()),
+    };
+    let text = buildconfig::build_configs(matrix, &jobs, &opts).map_err(|e| {
+        use miette::Diagnostic as _;
+        Error::usage(e.to_string(), e.help().map(|h| h.to_string()))
+    })?;
+    print!("{text}");
+    Ok(crate::exit::OK)
 }

@@ -1,9 +1,10 @@
 //! Deployment and CI material made from the lock and the plan: KMM `Module`s, boot-time
-//! `BootModuleConfig`s, KMM preflight validations, a GitHub Actions shard matrix and a
-//! Kubernetes Indexed Job. Pure functions; every output is deterministic, parses back, and the
+//! `BootModuleConfig`s, KMM preflight validations, OpenShift `BuildConfig`s, a GitHub Actions
+//! shard matrix and a Kubernetes Indexed Job. Pure functions; every output is deterministic, parses back, and the
 //! KMM objects validate against KMM's CRDs (`tests/it/kmm_crds.rs`).
 
 mod boot;
+pub mod buildconfig;
 mod ci;
 mod jobs;
 mod kmm;

@@ -14,6 +14,7 @@
 //! nothing here prints.
 
 pub mod build;
+pub mod cluster;
 pub mod collect;
 pub mod resolve;
 pub mod truth;

@@ -7,6 +7,7 @@
 mod support;
 
 mod build;
+mod buildconfig;
 mod cache_forged;
 mod cli;
 mod collect_signing;

@@ -1,0 +1,120 @@
+//! Where a cluster's build takes its source from: the commit the matrix's repository names,
+//! checked against the working tree. The plan's inputs hash describes the files on disk; a
+//! BuildConfig builds what the commit holds. The two are the same only when no context differs
+//! from the commit, so a context with changes (modified, staged, deleted or untracked files,
+//! or files git ignores that the build would still send) is refused.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::export::buildconfig::Source;
+use crate::git::{self, Repo};
+use crate::inputs::IgnoreRules;
+use crate::matrix::Driver;
+
+/// The source flags of `export buildconfig`.
+#[derive(Debug, Clone)]
+pub struct GitRequest {
+    pub uri: Option<String>,
+    pub rev: String,
+    pub remote: String,
+}
+
+/// The git source of `drivers`' builds, and what to tell the user on the way.
+pub fn git_source(
+    root: &std::path::Path,
+    drivers: &[&Driver],
+    req: &GitRequest,
+) -> Result<(Source, Vec<String>)> {
+    let usage = |e: git::GitError| Error::usage(e.message, e.help);
+    let repo = Repo::discover(root).map_err(usage)?;
+    let commit = repo.commit(&req.rev).map_err(usage)?;
+    let mut notes = Vec::new();
+    let raw = match &req.uri {
+        Some(u) => u.clone(),
+        None => repo.remote_url(&req.remote).map_err(usage)?,
+    };
+    let (uri, stripped) = git::without_credentials(&raw);
+    if stripped {
+        notes.push(format!(
+            "the git URL carried credentials; the BuildConfigs name `{uri}` without them (give the cluster a source secret instead)"
+        ));
+    }
+    let mut context_dirs = BTreeMap::new();
+    for d in drivers {
+        let rel = repo.relative(&d.context).ok_or_else(|| {
+            Error::usage(
+                format!(
+                    "driver `{}`: its context `{}` is outside the repository `{}`",
+                    d.name,
+                    d.context.display(),
+                    repo.top.display()
+                ),
+                None,
+            )
+        })?;
+        let changes = changes(&repo, &commit, &rel, d)?;
+        if !changes.is_empty() {
+            return Err(dirty(d, &req.rev, &changes));
+        }
+        context_dirs.insert(d.name.clone(), rel);
+    }
+    Ok((
+        Source::Git {
+            uri,
+            commit,
+            context_dirs,
+        },
+        notes,
+    ))
+}
+
+/// The files under a driver's context (top-level relative) whose content on disk the commit
+/// does not hold, as far as the build would see them.
+fn changes(repo: &Repo, commit: &str, rel: &str, d: &Driver) -> Result<Vec<String>> {
+    let usage = |e: git::GitError| Error::usage(e.message, e.help);
+    let status = repo.changes(commit, rel).map_err(usage)?;
+    let rules = IgnoreRules::load(&d.context).map_err(|e| Error::usage(e.to_string(), None))?;
+    let prefix = if rel.is_empty() {
+        String::new()
+    } else {
+        format!("{rel}/")
+    };
+    // What git leaves out of a clone but the build context would hold: the build would differ.
+    let sent = |path: &str| {
+        let in_context = path
+            .strip_prefix(&prefix)
+            .unwrap_or(path)
+            .trim_end_matches('/');
+        !rules.is_ignored(in_context)
+    };
+    let mut out = status.changed;
+    out.extend(status.ignored.into_iter().filter(|p| sent(p)));
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn dirty(d: &Driver, rev: &str, files: &[String]) -> Error {
+    const SHOWN: usize = 10;
+    let mut list: Vec<String> = files
+        .iter()
+        .take(SHOWN)
+        .map(|f| crate::text::escape_line(f).into_owned())
+        .collect();
+    if files.len() > SHOWN {
+        list.push(format!("… and {} more", files.len() - SHOWN));
+    }
+    Error::usage(
+        format!(
+            "driver `{}`: its context differs from `{}`, so the cluster would not build what the plan hashed:\n  {}",
+            d.name,
+            crate::text::escape_line(rev),
+            list.join("\n  ")
+        ),
+        Some(
+            "commit (and push) the changes, or leave the files out of the context with .containerignore; `--binary` uploads the working tree instead"
+                .into(),
+        ),
+    )
+}
