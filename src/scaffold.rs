@@ -82,7 +82,9 @@ modules = [{modules}]
 # The final stage's base image: UBI 9 minimal by default; kmod is installed when it lacks it.
 # build-args = {{ BASE_IMAGE = "registry.access.redhat.com/ubi9/ubi-minimal:latest" }}
 # Secrets for `RUN --mount=type=secret` (a signing key, say): a file in this directory must
-# also be listed in .containerignore, so that `COPY . .` never puts it in an image.
+# also be listed in .containerignore, so that `COPY . .` never puts it in an image. Mount each
+# at /run/secrets/driver-matrix/ID (`--mount=type=secret,id=ID,target=/run/secrets/driver-matrix/ID`),
+# where an OpenShift BuildConfig from `export buildconfig` mounts it too.
 # secrets = {{ signing-key = "keys/signing.priv" }}
 "#,
         modules = quoted(modules)

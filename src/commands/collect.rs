@@ -82,13 +82,20 @@ fn reason(why: &Unmatched) -> (String, Option<String>) {
                 Some(format!("its inputs label: {found}")),
             ),
         },
-        Unmatched::Unconfirmed(Unconfirmed::Modules { kernel, findings }) => {
+        Unmatched::Unconfirmed(Unconfirmed::Modules {
+            kernel, findings, ..
+        }) => {
             let summary = match kernel.parse::<crate::domain::Kernel>() {
                 Ok(k) => format!("its modules do not confirm kernel `{k}`"),
                 Err(_) => "its modules do not confirm the job's kernel".into(),
             };
             (summary, Some(findings.clone()))
         }
+        // The driver is a matrix name (its grammar is checked), the findings registry text.
+        Unmatched::Unconfirmed(Unconfirmed::Signing { driver, findings }) => (
+            format!("its modules break the signing rule of driver `{driver}`"),
+            Some(findings.clone()),
+        ),
         Unmatched::NoTag | Unmatched::NoLabels => (why.to_string(), None),
         Unmatched::Unconfirmed(Unconfirmed::Registry(_)) | Unmatched::Registry(_) => (
             "the registry failed".into(),

@@ -142,7 +142,12 @@ fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<i32> {
             rev: args.git_ref.clone(),
             remote: args.git_remote.clone(),
         };
-        let (source, notes) = crate::pipeline::cluster::git_source(&matrix.root, &drivers, &req)?;
+        let (source, notes) = crate::pipeline::cluster::git_source(
+            &matrix.root,
+            &drivers,
+            &req,
+            &session.own_files(),
+        )?;
         if !ctx.global.quiet {
             for n in notes {
                 eprintln!("warning: {n}");

@@ -7,8 +7,8 @@ use super::Context;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result, exit};
 use crate::pipeline::Access;
-use crate::verify::coverage::{Gap, releases_left};
 use crate::text::escape_line;
+use crate::verify::coverage::{Gap, releases_left};
 use crate::verify::{Finding, ImageReport};
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {

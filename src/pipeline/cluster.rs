@@ -1,15 +1,18 @@
 //! Where a cluster's build takes its source from: the commit the matrix's repository names,
 //! checked against the working tree. The plan's inputs hash describes the files on disk; a
 //! BuildConfig builds what the commit holds. The two are the same only when no context differs
-//! from the commit, so a context with changes (modified, staged, deleted or untracked files,
-//! or files git ignores that the build would still send) is refused.
+//! from the commit in what the hash covers (the context's one ignore list, see
+//! `crate::inputs::ContextFilter`), so a context with changes there (modified, staged, deleted
+//! or untracked files, or files git ignores that the build would still send) is refused.
+//! driver-matrix's own files (the lock changes after every build) are not hashed, so they may
+//! differ.
 
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::export::buildconfig::Source;
 use crate::git::{self, Repo};
-use crate::inputs::IgnoreRules;
+use crate::inputs::{ContextFilter, OwnFiles};
 use crate::matrix::Driver;
 
 /// The source flags of `export buildconfig`.
@@ -25,6 +28,7 @@ pub fn git_source(
     root: &std::path::Path,
     drivers: &[&Driver],
     req: &GitRequest,
+    own: &OwnFiles,
 ) -> Result<(Source, Vec<String>)> {
     let usage = |e: git::GitError| Error::usage(e.message, e.help);
     let repo = Repo::discover(root).map_err(usage)?;
@@ -53,7 +57,7 @@ pub fn git_source(
                 None,
             )
         })?;
-        let changes = changes(&repo, &commit, &rel, d)?;
+        let changes = changes(&repo, &commit, &rel, d, own)?;
         if !changes.is_empty() {
             return Err(dirty(d, &req.rev, &changes));
         }
@@ -69,27 +73,38 @@ pub fn git_source(
     ))
 }
 
-/// The files under a driver's context (top-level relative) whose content on disk the commit
-/// does not hold, as far as the build would see them.
-fn changes(repo: &Repo, commit: &str, rel: &str, d: &Driver) -> Result<Vec<String>> {
+/// The files under a driver's context (top-level relative) that the inputs hash covers and
+/// whose content on disk the commit does not hold: changed, untracked, or ignored by git (so
+/// absent from a clone) yet part of the context.
+fn changes(
+    repo: &Repo,
+    commit: &str,
+    rel: &str,
+    d: &Driver,
+    own: &OwnFiles,
+) -> Result<Vec<String>> {
     let usage = |e: git::GitError| Error::usage(e.message, e.help);
     let status = repo.changes(commit, rel).map_err(usage)?;
-    let rules = IgnoreRules::load(&d.context).map_err(|e| Error::usage(e.to_string(), None))?;
+    let filter = ContextFilter::new(&d.context, &d.containerfile, own)
+        .map_err(|e| Error::usage(e.to_string(), None))?;
     let prefix = if rel.is_empty() {
         String::new()
     } else {
         format!("{rel}/")
     };
-    // What git leaves out of a clone but the build context would hold: the build would differ.
-    let sent = |path: &str| {
+    let hashed = |path: &String| {
         let in_context = path
             .strip_prefix(&prefix)
             .unwrap_or(path)
             .trim_end_matches('/');
-        !rules.is_ignored(in_context)
+        !filter.is_ignored(in_context)
     };
-    let mut out = status.changed;
-    out.extend(status.ignored.into_iter().filter(|p| sent(p)));
+    let mut out: Vec<String> = status
+        .changed
+        .into_iter()
+        .chain(status.ignored)
+        .filter(hashed)
+        .collect();
     out.sort();
     out.dedup();
     Ok(out)
