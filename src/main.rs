@@ -35,6 +35,11 @@ fn main() {
                 .color(color)
                 .unicode(color)
                 .terminal_links(false)
+                // Wrap at spaces only: a kernel (`5.14.0-427.40.1.el9_4.x86_64`), a digest or a
+                // reference stays whole on its line, so a search of a CI log finds it.
+                .word_separator(textwrap::WordSeparator::AsciiSpace)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation)
+                .break_words(false)
                 .build(),
         )
     }))

@@ -30,11 +30,37 @@ pub fn planned(ctx: &Context, session: &Session) -> Result<Planned> {
 }
 
 pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Reporter) -> Result<Planned> {
+    planned_showing(ctx, session, progress, Kernels::Count)
+}
+
+/// How the releases whose DTK kernel is not their nodes' are shown: in full where they are
+/// found (`resolve`), as one line with the count everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    Full,
+    Count,
+}
+
+pub fn planned_showing(
+    ctx: &Context,
+    session: &Session,
+    progress: &dyn Reporter,
+    kernels: Kernels,
+) -> Result<Planned> {
     let resolution = session.resolve(progress)?;
-    ctx.warn_all(
-        &session.matrix,
-        &crate::pipeline::kernel_warnings(&resolution.releases),
-    );
+    match kernels {
+        Kernels::Full => ctx.warn_all(
+            &session.matrix,
+            &crate::pipeline::kernel_warnings(&resolution.releases),
+        ),
+        Kernels::Count => {
+            if let Some(line) = crate::report::kernel_mismatch_line(&resolution.releases)
+                && !ctx.global.quiet
+            {
+                eprintln!("{line}");
+            }
+        }
+    }
     let planned = session.plan(resolution)?;
     ctx.warn_all(&session.matrix, &planned.plan.warnings);
     Ok(planned)
