@@ -20,6 +20,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
 /// `--offline` from the lock and the cache only) and plans, without writing anything.
 pub fn compute(ctx: &Context) -> Result<Plan> {
     let session = ctx.session(Access::Read)?;
+    crate::matrix::containerfile::check_all(&session.matrix)?;
     Ok(planned(ctx, &session)?.plan)
 }
 
