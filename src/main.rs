@@ -3,13 +3,12 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
-use driver_matrix::cli::{Cli, ColorChoice};
+use driver_matrix::cli::ColorChoice;
 use driver_matrix::error::exit;
 
 #[allow(clippy::print_stderr)] // the one place an error is rendered
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match driver_matrix::cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
