@@ -41,6 +41,13 @@ pub struct ImageChange {
     pub kind: ImageChangeKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<RebuildReason>,
+    /// For a rebuild on another DTK: the old and the new, by digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtk: Option<Change>,
+    /// For a rebuild whose inputs changed, what changed in them where it can be told (see
+    /// `lock::why`); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +56,35 @@ pub struct ImageChange {
     pub releases_added: Vec<Version>,
     /// Releases this image served before and does not now.
     pub releases_removed: Vec<Version>,
+}
+
+/// A value before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub old: String,
+    pub new: String,
+}
+
+/// One thing that went into an image's inputs and changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum InputChange {
+    /// A file of the context (the Containerfile included), by its path in the context.
+    File { path: String, change: FileChange },
+    /// A build argument of the driver; `None` where it was not set.
+    BuildArg {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileChange {
+    Added,
+    Removed,
+    Modified,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -216,11 +252,20 @@ fn image_change(old: Option<&LockedImage>, new: Option<&LockedImage>) -> Option<
         (Some(_), Some(_)) if old_releases != new_releases => (ImageChangeKind::Releases, None),
         _ => return None,
     };
+    let dtk = match (old, new) {
+        (Some(o), Some(n)) if reason == Some(RebuildReason::DtkChanged) => Some(Change {
+            old: o.dtk.to_string(),
+            new: n.dtk.to_string(),
+        }),
+        _ => None,
+    };
     Some(ImageChange {
         kernel,
         arch,
         kind,
         reason,
+        dtk,
+        inputs: Vec::new(),
         old_image: old.map(|o| o.pinned().to_string()),
         new_image: new.map(|n| n.pinned().to_string()),
         releases_added: set_minus(new_releases, old_releases),

@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 
 use super::diff::{
-    DriverChanges, ImageChange, ImageChangeKind, LockDiff, ReleaseChangeKind, Summary,
+    DriverChanges, FileChange, ImageChange, ImageChangeKind, InputChange, LockDiff,
+    ReleaseChangeKind, Summary,
 };
-use crate::text::escape;
+use crate::text::{escape, escape_line};
 
 fn short(image: &str) -> String {
     // `repo@sha256:<64>` → `repo@sha256:<12>`, readable in a table; JSON keeps full digests.
@@ -74,6 +75,46 @@ fn image_cell(c: &ImageChange) -> String {
     }
 }
 
+/// Why an image was rebuilt, with what changed: the DTK's digests, the files and build args.
+fn why(c: &ImageChange, code: fn(&str) -> String) -> String {
+    let Some(reason) = c.reason else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(d) = &c.dtk {
+        parts.push(format!(
+            "{} → {}",
+            code(&digest_of(&d.old)),
+            code(&digest_of(&d.new))
+        ));
+    }
+    for i in &c.inputs {
+        parts.push(match i {
+            InputChange::File { path, change } => {
+                let sign = match change {
+                    FileChange::Added => "+",
+                    FileChange::Removed => "-",
+                    FileChange::Modified => "~",
+                };
+                format!("{sign}{}", code(path))
+            }
+            InputChange::BuildArg { name, old, new } => {
+                let show = |v: &Option<String>| v.as_deref().map_or("(unset)".to_string(), code);
+                format!("{} {} → {}", code(name), show(old), show(new))
+            }
+        });
+    }
+    if parts.is_empty() {
+        reason.describe().to_string()
+    } else {
+        format!("{}: {}", reason.describe(), parts.join(", "))
+    }
+}
+
+fn plain(s: &str) -> String {
+    s.to_string()
+}
+
 fn kind_word(k: ImageChangeKind) -> &'static str {
     match k {
         ImageChangeKind::Added => "added",
@@ -108,8 +149,9 @@ fn text(d: &LockDiff) -> String {
             if c.kind != ImageChangeKind::Releases {
                 write!(line, " {}", kind_word(c.kind)).expect("writing to a String cannot fail");
             }
-            if let Some(r) = c.reason {
-                write!(line, ": {}", r.describe()).expect("writing to a String cannot fail");
+            if c.reason.is_some() {
+                write!(line, ": {}", escape_line(&why(c, plain)))
+                    .expect("writing to a String cannot fail");
             }
             let rel = releases_cell(c);
             if !rel.is_empty() {
@@ -223,7 +265,7 @@ fn markdown_driver(out: &mut String, drv: &DriverChanges) {
                 cell(&c.arch.to_string()),
                 codes(releases),
                 cell(&image_cell(c)),
-                c.reason.map(|r| r.describe()).unwrap_or_default()
+                why(c, cell)
             )
             .expect("writing to a String cannot fail");
         }

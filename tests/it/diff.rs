@@ -53,6 +53,21 @@ fn the_json_shape_names_each_change() {
         .filter_map(|i| i["reason"].as_str())
         .collect();
     assert_eq!(reasons, ["dtk-changed"]);
+    // The DTK it changed from and to, by digest: what a reviewer checks against the releases.
+    let rebuilt = hello["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reason"] == "dtk-changed")
+        .unwrap();
+    let (old, new) = (
+        rebuilt["dtk"]["old"].as_str().unwrap(),
+        rebuilt["dtk"]["new"].as_str().unwrap(),
+    );
+    assert!(
+        old.contains("@sha256:b344789d330c") && new.contains("@sha256:05446adac4d1"),
+        "{rebuilt}"
+    );
     let net = v["drivers"]
         .as_array()
         .unwrap()
