@@ -9,6 +9,7 @@ mod diff_view;
 mod model;
 mod read;
 mod source;
+pub mod why;
 mod write;
 
 pub use diff::{LockDiff, diff};
@@ -18,7 +19,7 @@ pub use diff_view::{
 };
 pub use model::{Lock, LockedImage, LockedRelease, ReleaseKey, STREAM_DEFAULT, STREAM_RHEL10};
 pub use read::{LockError, read, read_str};
-pub use source::read_spec;
+pub use source::{read_spec, spec_commit};
 pub use write::{render, write_if_changed};
 
 /// The header every lockfile starts with.
