@@ -15,6 +15,81 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The global options each command does not honour, by clap id: hidden from its `--help` (and
+/// its subcommands'), so that the help shows what the command reads. They are still accepted
+/// anywhere, as the contract's global options, so a script that passes them to every command
+/// keeps working.
+const NOT_HONOURED: &[(&str, &[&str])] = &[
+    ("releases", &["lockfile", "cache_dir", "offline", "no_wait"]),
+    ("plan", &["no_wait"]),
+    ("verify", &["offline", "no_wait"]),
+    ("collect", &["offline"]),
+    (
+        "diff",
+        &["authfile", "cert_dir", "cache_dir", "offline", "no_wait"],
+    ),
+    ("export", &["no_wait"]),
+    (
+        "schema",
+        &[
+            "matrix",
+            "lockfile",
+            "authfile",
+            "cert_dir",
+            "cache_dir",
+            "offline",
+            "no_wait",
+        ],
+    ),
+    (
+        "init",
+        &[
+            "matrix",
+            "lockfile",
+            "authfile",
+            "cert_dir",
+            "cache_dir",
+            "offline",
+            "no_wait",
+        ],
+    ),
+    (
+        "completions",
+        &[
+            "matrix",
+            "lockfile",
+            "authfile",
+            "cert_dir",
+            "cache_dir",
+            "offline",
+            "no_wait",
+        ],
+    ),
+];
+
+/// The command line as clap parses it, each command's help showing only the options it
+/// honours ([`NOT_HONOURED`]).
+pub fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for (name, ids) in NOT_HONOURED {
+        // clap copies a global option into a subcommand only where the subcommand has none of
+        // that id: a hidden copy of its own hides it there, and in its own subcommands.
+        let hidden: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| ids.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        cmd = cmd.mut_subcommand(name, |sc| sc.args(hidden));
+    }
+    cmd
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches()?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
 /// Options every command takes.
 #[derive(Debug, Args, Clone)]
 pub struct Global {

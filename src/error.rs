@@ -10,6 +10,11 @@ pub enum Error {
     #[diagnostic(transparent)]
     Matrix(#[from] crate::matrix::LoadError),
 
+    /// A Containerfile buildah would refuse, found before anything is resolved.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Containerfile(#[from] Box<crate::matrix::ContainerfileError>),
+
     #[error(transparent)]
     #[diagnostic(transparent)]
     Lock(#[from] crate::lock::LockError),
@@ -83,6 +88,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Matrix(_)
+            | Error::Containerfile(_)
             | Error::Lock(_)
             | Error::Plan(_)
             | Error::Usage { .. }

@@ -3,13 +3,12 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
-use driver_matrix::cli::{Cli, ColorChoice};
+use driver_matrix::cli::ColorChoice;
 use driver_matrix::error::exit;
 
 #[allow(clippy::print_stderr)] // the one place an error is rendered
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match driver_matrix::cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -35,6 +34,11 @@ fn main() {
                 .color(color)
                 .unicode(color)
                 .terminal_links(false)
+                // Wrap at spaces only: a kernel (`5.14.0-427.40.1.el9_4.x86_64`), a digest or a
+                // reference stays whole on its line, so a search of a CI log finds it.
+                .word_separator(textwrap::WordSeparator::AsciiSpace)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation)
+                .break_words(false)
                 .build(),
         )
     }))

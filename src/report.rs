@@ -46,6 +46,34 @@ pub fn failure_block(job: &Job, failure: &Failure) -> String {
     s
 }
 
+/// The one line that stands for the releases whose Driver Toolkit carries another kernel than
+/// their nodes boot, outside `resolve` (which shows each in full) and `verify` (a finding
+/// each); `None` when there is none.
+pub fn kernel_mismatch_line(releases: &[crate::lock::LockedRelease]) -> Option<String> {
+    let labels: Vec<String> = releases
+        .iter()
+        .filter(|r| r.node_kernel_mismatch().is_some())
+        .map(|r| r.label())
+        .collect();
+    let list = match labels.len() {
+        0 => return None,
+        1 => format!(
+            "1 release's Driver Toolkit carries another kernel than its nodes boot ({})",
+            labels[0]
+        ),
+        n => format!(
+            "{n} releases' Driver Toolkits carry another kernel than their nodes boot ({})",
+            labels.join(", ")
+        ),
+    };
+    Some(
+        escape_line(&format!(
+            "warning: {list}; `driver-matrix resolve` shows each"
+        ))
+        .into_owned(),
+    )
+}
+
 /// Only failures, on stderr (`-q`).
 pub struct Quiet;
 

@@ -30,6 +30,9 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     }
     let session = ctx.session(access)?;
     refuse_shipped_secrets(&session.matrix, &args.secrets)?;
+    // A Containerfile buildah would refuse fails here, once, before any release is resolved
+    // or any DTK pulled.
+    crate::matrix::containerfile::check_all(&session.matrix)?;
     let reporter = ctx.reporter();
     let planned = super::plan::planned_with(ctx, &session, reporter.as_ref())?;
     let req = request(args, selection(&session.matrix, &planned.plan, args)?);

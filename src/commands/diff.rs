@@ -13,7 +13,8 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> Result<i32> {
         Some(spec) => lock::read_spec(spec, &lock_path)?,
         None => lock::read(&lock_path)?,
     };
-    let d = lock::diff(&old, &new);
+    let mut d = lock::diff(&old, &new);
+    explain(ctx, args, &mut d)?;
     let text = match args.format {
         DiffFormat::Text => lock::render_diff_text(&d),
         DiffFormat::Markdown => lock::render_diff_markdown(&d),
@@ -21,4 +22,26 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> Result<i32> {
     };
     print!("{text}");
     Ok(0)
+}
+
+/// When the older lock is `git:REV`, what changed in the inputs of each image rebuilt for its
+/// inputs, from the repository ([`lock::why`]); without a matrix to say where the contexts
+/// are, the reasons stay as the locks tell them.
+fn explain(ctx: &Context, args: &DiffArgs, d: &mut lock::LockDiff) -> Result<()> {
+    let lock_path = ctx.lock_path();
+    let Some(old) = lock::spec_commit(&args.old, &lock_path)? else {
+        return Ok(());
+    };
+    let new = match &args.new {
+        None => lock::why::Side::WorkTree,
+        Some(spec) => match lock::spec_commit(spec, &lock_path)? {
+            Some(c) => lock::why::Side::Commit(c),
+            // A lock from a path may come from anywhere: its inputs are not in this checkout.
+            None => return Ok(()),
+        },
+    };
+    if let Ok(loaded) = crate::matrix::load(&ctx.global.matrix) {
+        lock::why::explain(d, &loaded.matrix, &old, &new);
+    }
+    Ok(())
 }

@@ -40,7 +40,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Schema => schema::run(),
         Command::Init(args) => init::run(&ctx, &args.dir),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = crate::cli::command();
             clap_complete::generate(shell, &mut cmd, "driver-matrix", &mut std::io::stdout());
             Ok(0)
         }

@@ -21,6 +21,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
 /// `--offline` from the lock and the cache only) and plans, without writing anything.
 pub fn compute(ctx: &Context) -> Result<Plan> {
     let session = ctx.session(Access::Read)?;
+    crate::matrix::containerfile::check_all(&session.matrix)?;
     Ok(planned(ctx, &session)?.plan)
 }
 
@@ -31,13 +32,37 @@ pub fn planned(ctx: &Context, session: &Session) -> Result<Planned> {
 }
 
 pub fn planned_with(ctx: &Context, session: &Session, progress: &dyn Reporter) -> Result<Planned> {
+    planned_showing(ctx, session, progress, Kernels::Count)
+}
+
+/// How the releases whose DTK kernel is not their nodes' are shown: in full where they are
+/// found (`resolve`), as one line with the count everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    Full,
+    Count,
+}
+
+pub fn planned_showing(
+    ctx: &Context,
+    session: &Session,
+    progress: &dyn Reporter,
+    kernels: Kernels,
+) -> Result<Planned> {
     let resolution = session.resolve(progress)?;
     let planned = session.plan(resolution)?;
     // After planning: a release every driver excludes has left, and is not warned about.
-    ctx.warn_all(
-        &session.matrix,
-        &crate::pipeline::kernel_warnings(&planned.resolution.releases),
-    );
+    let releases = &planned.resolution.releases;
+    match kernels {
+        Kernels::Full => ctx.warn_all(&session.matrix, &crate::pipeline::kernel_warnings(releases)),
+        Kernels::Count => {
+            if let Some(line) = crate::report::kernel_mismatch_line(releases)
+                && !ctx.global.quiet
+            {
+                eprintln!("{line}");
+            }
+        }
+    }
     ctx.warn_all(&session.matrix, &planned.plan.warnings);
     Ok(planned)
 }

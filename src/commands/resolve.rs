@@ -25,7 +25,8 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
         inner: shown.as_ref(),
         fetched: AtomicUsize::new(0),
     };
-    let planned = super::plan::planned_with(ctx, &session, &reporter)?;
+    let planned =
+        super::plan::planned_showing(ctx, &session, &reporter, super::plan::Kernels::Full)?;
     let fetched = reporter.fetched.load(Ordering::Relaxed);
     // The releases as resolved, and the images brought up to date with them.
     let new = session.without_missing(truth::reconcile(

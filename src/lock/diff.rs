@@ -41,6 +41,13 @@ pub struct ImageChange {
     pub kind: ImageChangeKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<RebuildReason>,
+    /// For a rebuild on another DTK: the old and the new, by digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtk: Option<Change>,
+    /// For a rebuild whose inputs changed, what changed in them where it can be told (see
+    /// `lock::why`); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +56,35 @@ pub struct ImageChange {
     pub releases_added: Vec<Version>,
     /// Releases this image served before and does not now.
     pub releases_removed: Vec<Version>,
+}
+
+/// A value before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub old: String,
+    pub new: String,
+}
+
+/// One thing that went into an image's inputs and changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum InputChange {
+    /// A file of the context (the Containerfile included), by its path in the context.
+    File { path: String, change: FileChange },
+    /// A build argument of the driver; `None` where it was not set.
+    BuildArg {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileChange {
+    Added,
+    Removed,
+    Modified,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +116,9 @@ pub struct DriverChanges {
 pub struct ReleaseServed {
     pub version: Version,
     pub arch: Arch,
+    /// The node OS stream the image serves, for a stream other than the payload's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// `image@digest` serving it (in the newer lock for covered releases, the older for dropped).
     pub image: String,
 }
@@ -213,11 +252,20 @@ fn image_change(old: Option<&LockedImage>, new: Option<&LockedImage>) -> Option<
         (Some(_), Some(_)) if old_releases != new_releases => (ImageChangeKind::Releases, None),
         _ => return None,
     };
+    let dtk = match (old, new) {
+        (Some(o), Some(n)) if reason == Some(RebuildReason::DtkChanged) => Some(Change {
+            old: o.dtk.to_string(),
+            new: n.dtk.to_string(),
+        }),
+        _ => None,
+    };
     Some(ImageChange {
         kernel,
         arch,
         kind,
         reason,
+        dtk,
+        inputs: Vec::new(),
         old_image: old.map(|o| o.pinned().to_string()),
         new_image: new.map(|n| n.pinned().to_string()),
         releases_added: set_minus(new_releases, old_releases),
@@ -225,18 +273,41 @@ fn image_change(old: Option<&LockedImage>, new: Option<&LockedImage>) -> Option<
     })
 }
 
-/// Which image serves each (release, arch) of a driver.
-fn served(lock: &Lock, driver: &str) -> BTreeMap<(Version, Arch), String> {
-    lock.images
+/// (release, arch, stream): what a driver covers. An image serves the stream whose DTK kernel
+/// (or RT kernel) is its kernel; a dual-stream release is covered once per stream.
+type Cover = (Version, Arch, Option<String>);
+
+impl ReleaseServed {
+    /// `4.16.1 (x86_64)`, or `4.16.1 (x86_64, rhel-10)` for a stream other than the default.
+    pub fn label(&self) -> String {
+        match &self.stream {
+            Some(s) => format!("{} ({}, {s})", self.version, self.arch),
+            None => format!("{} ({})", self.version, self.arch),
+        }
+    }
+}
+
+/// The stream of `version` on `arch` whose kernel `kernel` is, in `lock` (the default stream
+/// when no entry says otherwise).
+fn stream_of(lock: &Lock, version: &Version, arch: Arch, kernel: &Kernel) -> Option<String> {
+    lock.releases
         .iter()
-        .filter(|i| i.driver == driver)
-        .flat_map(|i| {
-            let pinned = i.pinned().to_string();
-            i.releases
-                .iter()
-                .map(move |v| ((v.clone(), i.arch), pinned.clone()))
-        })
-        .collect()
+        .filter(|r| &r.version == version && r.arch == arch)
+        .find(|r| &r.kernel == kernel || r.rt_kernel.as_ref() == Some(kernel))
+        .and_then(|r| r.stream.clone())
+}
+
+/// Which image serves each (release, arch, stream) of a driver.
+fn served(lock: &Lock, driver: &str) -> BTreeMap<Cover, String> {
+    let mut out = BTreeMap::new();
+    for i in lock.images.iter().filter(|i| i.driver == driver) {
+        let pinned = i.pinned().to_string();
+        for v in &i.releases {
+            let stream = stream_of(lock, v, i.arch, &i.kernel);
+            out.insert((v.clone(), i.arch, stream), pinned.clone());
+        }
+    }
+    out
 }
 
 /// Compares two locks.
@@ -312,12 +383,13 @@ fn driver_changes(
         .collect();
     let before = served(old, driver);
     let after = served(new, driver);
-    let only_in = |a: &BTreeMap<(Version, Arch), String>, b: &BTreeMap<(Version, Arch), String>| {
+    let only_in = |a: &BTreeMap<Cover, String>, b: &BTreeMap<Cover, String>| {
         a.iter()
             .filter(|(k, _)| !b.contains_key(k))
-            .map(|((version, arch), image)| ReleaseServed {
+            .map(|((version, arch, stream), image)| ReleaseServed {
                 version: version.clone(),
                 arch: *arch,
+                stream: stream.clone(),
                 image: image.clone(),
             })
             .collect()
@@ -327,5 +399,62 @@ fn driver_changes(
         images,
         releases_covered: only_in(&after, &before),
         releases_dropped: only_in(&before, &after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const K9: &str = "5.14.0-427.40.1.el9_4.x86_64";
+    const K10: &str = "6.12.0-55.9.1.el10_0.x86_64";
+
+    fn release(version: &str, stream: Option<&str>, kernel: &str) -> String {
+        let stream = stream.map_or(String::new(), |s| format!("stream = \"{s}\"\n"));
+        format!(
+            "[[release]]\nversion = \"{version}\"\narch = \"x86_64\"\n{stream}payload = \"quay.io/p/r@{D}\"\ndtk = \"quay.io/p/d@{D}\"\nkernel = \"{kernel}\"\nrhel = \"9.4\"\n\n"
+        )
+    }
+
+    fn image(kernel: &str, releases: &str) -> String {
+        format!(
+            "[[image]]\ndriver = \"d\"\nkernel = \"{kernel}\"\narch = \"x86_64\"\ndtk = \"quay.io/p/d@{D}\"\ninputs = \"{D}\"\nimage = \"r.example/d:{kernel}\"\ndigest = \"{D}\"\nreleases = [{releases}]\n\n"
+        )
+    }
+
+    fn lock(text: &str) -> Lock {
+        crate::lock::read_str(
+            std::path::Path::new("t.lock"),
+            &format!("version = 1\n\n{text}"),
+        )
+        .expect("a valid lock")
+    }
+
+    /// A dual-stream release is covered once per stream: an image for its RHEL 10 kernel newly
+    /// covers it even though its default stream was covered before.
+    #[test]
+    fn coverage_is_counted_per_release_arch_and_stream() {
+        let releases = format!(
+            "{}{}{}",
+            release("4.16.2", None, K9),
+            release("4.17.0", None, K9),
+            release("4.17.0", Some("rhel-10"), K10)
+        );
+        let old = lock(&format!(
+            "{releases}{}",
+            image(K9, "\"4.16.2\", \"4.17.0\"")
+        ));
+        let new = lock(&format!(
+            "{releases}{}{}",
+            image(K9, "\"4.16.2\", \"4.17.0\""),
+            image(K10, "\"4.17.0\"")
+        ));
+        let d = diff(&old, &new);
+        let covered = &d.drivers[0].releases_covered;
+        assert_eq!(covered.len(), 1, "{covered:?}");
+        assert_eq!(covered[0].label(), "4.17.0 (x86_64, rhel-10)");
+        assert_eq!(d.summary().releases_covered, 1);
+        assert_eq!(d.drivers[0].images[0].releases_added.len(), 1);
     }
 }

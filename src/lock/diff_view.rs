@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 
 use super::diff::{
-    DriverChanges, ImageChange, ImageChangeKind, LockDiff, ReleaseChangeKind, Summary,
+    DriverChanges, FileChange, ImageChange, ImageChangeKind, InputChange, LockDiff,
+    ReleaseChangeKind, Summary,
 };
-use crate::text::escape;
+use crate::text::{escape, escape_line};
 
 fn short(image: &str) -> String {
     // `repo@sha256:<64>` → `repo@sha256:<12>`, readable in a table; JSON keeps full digests.
@@ -74,6 +75,46 @@ fn image_cell(c: &ImageChange) -> String {
     }
 }
 
+/// Why an image was rebuilt, with what changed: the DTK's digests, the files and build args.
+fn why(c: &ImageChange, code: fn(&str) -> String) -> String {
+    let Some(reason) = c.reason else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(d) = &c.dtk {
+        parts.push(format!(
+            "{} → {}",
+            code(&digest_of(&d.old)),
+            code(&digest_of(&d.new))
+        ));
+    }
+    for i in &c.inputs {
+        parts.push(match i {
+            InputChange::File { path, change } => {
+                let sign = match change {
+                    FileChange::Added => "+",
+                    FileChange::Removed => "-",
+                    FileChange::Modified => "~",
+                };
+                format!("{sign}{}", code(path))
+            }
+            InputChange::BuildArg { name, old, new } => {
+                let show = |v: &Option<String>| v.as_deref().map_or("(unset)".to_string(), code);
+                format!("{} {} → {}", code(name), show(old), show(new))
+            }
+        });
+    }
+    if parts.is_empty() {
+        reason.describe().to_string()
+    } else {
+        format!("{}: {}", reason.describe(), parts.join(", "))
+    }
+}
+
+fn plain(s: &str) -> String {
+    s.to_string()
+}
+
 fn kind_word(k: ImageChangeKind) -> &'static str {
     match k {
         ImageChangeKind::Added => "added",
@@ -108,8 +149,9 @@ fn text(d: &LockDiff) -> String {
             if c.kind != ImageChangeKind::Releases {
                 write!(line, " {}", kind_word(c.kind)).expect("writing to a String cannot fail");
             }
-            if let Some(r) = c.reason {
-                write!(line, ": {}", r.describe()).expect("writing to a String cannot fail");
+            if c.reason.is_some() {
+                write!(line, ": {}", escape_line(&why(c, plain)))
+                    .expect("writing to a String cannot fail");
             }
             let rel = releases_cell(c);
             if !rel.is_empty() {
@@ -119,17 +161,11 @@ fn text(d: &LockDiff) -> String {
             writeln!(out, "{}", line.trim_end()).expect("writing to a String cannot fail");
         }
         for r in &drv.releases_covered {
-            writeln!(
-                out,
-                "  newly covers {} ({}) with {}",
-                r.version,
-                r.arch,
-                short(&r.image)
-            )
-            .expect("writing to a String cannot fail");
+            writeln!(out, "  newly covers {} with {}", r.label(), short(&r.image))
+                .expect("writing to a String cannot fail");
         }
         for r in &drv.releases_dropped {
-            writeln!(out, "  no longer covers {} ({})", r.version, r.arch)
+            writeln!(out, "  no longer covers {}", r.label())
                 .expect("writing to a String cannot fail");
         }
     }
@@ -154,9 +190,45 @@ fn text(d: &LockDiff) -> String {
 }
 
 /// For a pull-request comment: a summary line, then a table per driver; control characters
-/// escaped as in the text.
+/// escaped as in the text. A lock read from `git:REV` is a contributor's text: every value from
+/// it is inline code that it cannot close (see [`code`]), so it can start no heading, link,
+/// mention, issue reference or HTML, and cannot break a table.
 pub fn render_markdown(d: &LockDiff) -> String {
     escape(&markdown(d)).into_owned()
+}
+
+/// `s` as inline code: fenced by more backticks than any run inside it (padded with a space
+/// where it starts or ends with one or a space), line breaks shown as `\n` and `\r`. Empty
+/// for an empty value.
+pub fn code(s: &str) -> String {
+    fenced(&s.replace('\r', "\\r").replace('\n', "\\n"))
+}
+
+/// [`code`] for a table cell: `|` escaped too, which GFM reads as a `|` even inside code.
+pub fn cell(s: &str) -> String {
+    code(&s.replace('|', "\\|"))
+}
+
+fn fenced(s: &str) -> String {
+    if s.is_empty() {
+        return String::new();
+    }
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') || s.starts_with(' ') || s.ends_with(' ') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
+/// Each word of `list` as inline code, separated by spaces.
+fn codes<I: IntoIterator<Item = String>>(list: I) -> String {
+    list.into_iter()
+        .map(|s| cell(&s))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn markdown(d: &LockDiff) -> String {
@@ -174,21 +246,26 @@ fn markdown(d: &LockDiff) -> String {
 
 /// A driver's section: a table of its images, then the releases it newly covers or drops.
 fn markdown_driver(out: &mut String, drv: &DriverChanges) {
-    writeln!(out, "\n### `{}`\n", drv.driver).expect("writing to a String cannot fail");
+    writeln!(out, "\n### {}\n", code(&drv.driver)).expect("writing to a String cannot fail");
     if !drv.images.is_empty() {
         out.push_str(
             "| change | kernel | arch | releases | image | why |\n|---|---|---|---|---|---|\n",
         );
         for c in &drv.images {
+            let releases = c
+                .releases_added
+                .iter()
+                .map(|v| format!("+{v}"))
+                .chain(c.releases_removed.iter().map(|v| format!("-{v}")));
             writeln!(
                 out,
-                "| {} | `{}` | {} | {} | `{}` | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 kind_word(c.kind),
-                c.kernel,
-                c.arch,
-                releases_cell(c),
-                image_cell(c),
-                c.reason.map(|r| r.describe()).unwrap_or_default()
+                cell(&c.kernel.to_string()),
+                cell(&c.arch.to_string()),
+                codes(releases),
+                cell(&image_cell(c)),
+                why(c, cell)
             )
             .expect("writing to a String cannot fail");
         }
@@ -198,10 +275,7 @@ fn markdown_driver(out: &mut String, drv: &DriverChanges) {
         ("No longer covered", &drv.releases_dropped),
     ] {
         if !list.is_empty() {
-            let list: Vec<String> = list
-                .iter()
-                .map(|r| format!("{} ({})", r.version, r.arch))
-                .collect();
+            let list: Vec<String> = list.iter().map(|r| code(&r.label())).collect();
             writeln!(out, "\n{label}: {}", list.join(", "))
                 .expect("writing to a String cannot fail");
         }
@@ -225,10 +299,15 @@ fn markdown_releases(out: &mut String, d: &LockDiff) {
         let kernel = r
             .kernel
             .as_ref()
-            .map(|k| format!("`{k}`"))
+            .map(|k| cell(&k.to_string()))
             .unwrap_or_default();
-        writeln!(out, "| {} | {} | {what} | {kernel} |", r.version, r.place())
-            .expect("writing to a String cannot fail");
+        writeln!(
+            out,
+            "| {} | {} | {what} | {kernel} |",
+            cell(&r.version.to_string()),
+            cell(&r.place())
+        )
+        .expect("writing to a String cannot fail");
     }
     out.push_str("\n</details>\n");
 }
@@ -259,6 +338,95 @@ mod tests {
     use super::*;
     use crate::lock::diff::{DriverChanges, ReleaseServed};
 
+    /// A line with its inline code spans taken out (as CommonMark reads them: a run of N
+    /// backticks closed by the next run of exactly N).
+    fn outside_code(line: &str) -> String {
+        let b = line.as_bytes();
+        let (mut out, mut i) = (String::new(), 0);
+        while i < b.len() {
+            if b[i] != b'`' {
+                out.push(b[i] as char);
+                i += 1;
+                continue;
+            }
+            let n = b[i..].iter().take_while(|&&c| c == b'`').count();
+            let mut j = i + n;
+            let close = loop {
+                match b[j.min(b.len())..].iter().position(|&c| c == b'`') {
+                    None => break None,
+                    Some(p) => {
+                        let at = j + p;
+                        let m = b[at..].iter().take_while(|&&c| c == b'`').count();
+                        if m == n {
+                            break Some(at + m);
+                        }
+                        j = at + m;
+                    }
+                }
+            };
+            match close {
+                Some(end) => i = end,
+                None => panic!("an unclosed code span in {line:?}"),
+            }
+        }
+        out
+    }
+
+    /// The `|` of a table row that split cells (not escaped by a backslash).
+    fn cell_pipes(line: &str) -> usize {
+        let b = line.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    }
+
+    #[test]
+    fn a_contributor_cannot_inject_markdown_through_lock_strings() {
+        let evil = "rhel-10\n---\n# Heading [link](https://evil.example) @someone Fixes #1 <img src=x onerror=alert(1)> | a ``` b `";
+        let version: crate::domain::Version = "4.17.0".parse().expect("a version");
+        let d = LockDiff {
+            releases: vec![crate::lock::diff::ReleaseChange {
+                version: version.clone(),
+                arch: crate::domain::Arch::X86_64,
+                stream: Some(evil.into()),
+                kind: ReleaseChangeKind::Added,
+                fields: Vec::new(),
+                kernel: Some("5.14.0-570.1.1.el10_0.x86_64".parse().expect("a kernel")),
+            }],
+            drivers: vec![DriverChanges {
+                driver: format!("d {evil}"),
+                images: Vec::new(),
+                releases_covered: vec![ReleaseServed {
+                    version,
+                    arch: crate::domain::Arch::X86_64,
+                    stream: Some(evil.into()),
+                    image: "quay.io/x/y@sha256:abc".into(),
+                }],
+                releases_dropped: Vec::new(),
+            }],
+        };
+        let md = render_markdown(&d);
+        let lines: Vec<&str> = md.lines().collect();
+        // Nothing the values hold started a line of its own.
+        assert_eq!(lines.len(), 14, "{md}");
+        for line in &lines {
+            let rest = outside_code(line);
+            for bad in ["@", "<img", "[", "Fixes", "---\n", "\n#"] {
+                assert!(!rest.contains(bad), "{bad:?} outside code in {line:?}");
+            }
+            assert!(!rest.starts_with("# "), "{line}");
+        }
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with("| ") && l.contains("added"))
+            .expect("the release row");
+        assert_eq!(cell_pipes(row), 5, "four cells: {row}");
+        assert_eq!(code("a`b"), "``a`b``");
+        assert_eq!(code("`x"), "`` `x ``");
+        assert_eq!(cell("a|b"), "`a\\|b`");
+        assert_eq!(code("a|b"), "`a|b`");
+    }
+
     #[test]
     fn control_characters_are_escaped_in_text_and_markdown() {
         let d = LockDiff {
@@ -269,6 +437,7 @@ mod tests {
                 releases_covered: vec![ReleaseServed {
                     version: "4.16.3".parse().expect("a version"),
                     arch: crate::domain::Arch::X86_64,
+                    stream: None,
                     image: "quay.io/x/y\x1b[2J@sha256:abc".into(),
                 }],
                 releases_dropped: Vec::new(),

@@ -10,6 +10,7 @@ mod model;
 mod read;
 mod source;
 mod validate;
+pub mod why;
 mod write;
 
 pub use diff::{LockDiff, diff};
@@ -19,7 +20,7 @@ pub use diff_view::{
 };
 pub use model::{Lock, LockedImage, LockedRelease, ReleaseKey, STREAM_DEFAULT, STREAM_RHEL10};
 pub use read::{LockError, read, read_str};
-pub use source::read_spec;
+pub use source::{read_spec, spec_commit};
 pub use validate::Invalid;
 pub use write::{render, write_if_changed};
 

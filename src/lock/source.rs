@@ -51,6 +51,19 @@ pub fn read_spec(spec: &str, lock_path: &Path) -> Result<Lock, LockError> {
     super::read_str(Path::new(&format!("{spec} ({file})")), &text)
 }
 
+/// The commit a `git:REV` spec names, as a full object id (in the repository of the lock at
+/// `lock_path`); `None` for a path.
+pub fn spec_commit(spec: &str, lock_path: &Path) -> Result<Option<String>, LockError> {
+    let Some(rev) = spec.strip_prefix("git:") else {
+        return Ok(None);
+    };
+    let dir = match lock_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    commit_of(dir, rev).map(Some)
+}
+
 /// Runs `git -C dir ARGS`, capturing its output.
 fn git(dir: &Path, args: &[&str]) -> Result<Output, LockError> {
     Command::new("git")

@@ -6,6 +6,7 @@
 //! references, templates). Warnings (a duplicate release, an exclude naming an unknown driver)
 //! come back beside the matrix.
 
+pub mod containerfile;
 mod diagnostic;
 mod kmm;
 mod model;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use miette::NamedSource;
 
+pub use containerfile::ContainerfileError;
 pub use diagnostic::{MatrixError, Problem};
 pub use kmm::{KERNEL_PLACEHOLDER, Kmm, Sign, Toleration, is_dns_subdomain, is_label_key};
 pub use model::*;

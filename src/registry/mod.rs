@@ -279,6 +279,48 @@ impl Client {
         BlobReader::open(self.inner.clone(), route, url, blob)
     }
 
+    /// Where reads of `r` go, as `host/repository` (the mirror's when the matrix names one):
+    /// what an error about a missing tag should name.
+    pub fn location(&self, r: &ImageRef) -> String {
+        let route = self.inner.rt.block_on(self.inner.transport.route(r));
+        format!("{}/{}", route.host, route.repository)
+    }
+
+    /// The tags of `r`'s repository (`GET /v2/<repository>/tags/list`, the first page only,
+    /// capped like a manifest): for naming the nearest tag to one that does not exist.
+    pub fn tags(&self, r: &ImageRef) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let route = self.inner.rt.block_on(self.inner.transport.route(r));
+        let url = format!("{}?n=10000", route.url("tags", "list"));
+        let req = Request {
+            accept: Some("application/json"),
+            ..Request::new(&route, Method::GET, &url)
+        };
+        let fetched = self
+            .inner
+            .rt
+            .block_on(self.inner.transport.fetch(&req, MAX_DOCUMENT))?;
+        if !fetched.status.is_success() {
+            return Err(status_error(
+                &route,
+                &url,
+                fetched.status,
+                said(&fetched.body),
+            ));
+        }
+        let list: List =
+            serde_json::from_slice(&fetched.body).map_err(|e| RegistryError::Malformed {
+                reference: r.to_string(),
+                tried: url.clone(),
+                message: format!("the tag list is not JSON: {e}"),
+            })?;
+        Ok(list.tags.unwrap_or_default())
+    }
+
     /// A small JSON document over plain HTTP(S), e.g. the update graph. Not a registry call,
     /// but it shares the runtime, timeouts and retries.
     pub fn get_json(&self, url: &str) -> Result<Vec<u8>, RegistryError> {
@@ -305,6 +347,18 @@ impl Client {
                 | RegistryError::Malformed { message, .. } => graph_error(url, message),
                 e => e,
             })?;
+        // The server answered, and said there is no such document (an update graph's answer
+        // for a channel it does not know): not a network failure.
+        if matches!(
+            fetched.status,
+            StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::GONE
+        ) {
+            return Err(RegistryError::NotFound {
+                reference: url.to_string(),
+                tried: String::new(),
+                said: format!("HTTP {}: {}", fetched.status, said(&fetched.body)),
+            });
+        }
         if !fetched.status.is_success() {
             return Err(graph_error(
                 url,

@@ -172,6 +172,16 @@ pub enum ReleaseError {
     #[diagnostic(code(driver_matrix::release::graph_format))]
     GraphFormat { channel: String, message: String },
 
+    /// A release the payload repository has no tag for: not worth a retry.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    UnknownRelease(Box<UnknownRelease>),
+
+    /// A channel the update graph does not know, or that offers no release of its minor.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    UnknownChannel(Box<UnknownChannel>),
+
     #[error("release {release} is neither in the lock nor in the cache")]
     #[diagnostic(
         code(driver_matrix::release::offline),
@@ -180,9 +190,44 @@ pub enum ReleaseError {
     Offline { release: String },
 }
 
+/// A release the payload repository has no tag for: the matrix names a version that does not
+/// exist (or not for this arch).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("release `{version}` ({arch}) does not exist: `{asked}` has no tag `{tag}`")]
+#[diagnostic(code(driver_matrix::release::unknown), help("{help}"))]
+pub struct UnknownRelease {
+    pub version: String,
+    pub arch: Arch,
+    /// `host/repository` actually asked (the mirror's when there is one).
+    pub asked: String,
+    pub tag: String,
+    pub help: String,
+    #[source_code]
+    pub matrix: Option<std::sync::Arc<miette::NamedSource<String>>>,
+    #[label("no such release")]
+    pub span: Option<miette::SourceSpan>,
+}
+
+/// A channel the update graph does not know, or that offers no release of its own minor.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("channel `{channel}` ({arch}) is not in the update graph `{url}`: {said}")]
+#[diagnostic(code(driver_matrix::release::unknown_channel), help("{help}"))]
+pub struct UnknownChannel {
+    pub channel: String,
+    pub arch: Arch,
+    pub url: String,
+    pub said: String,
+    pub help: String,
+    #[source_code]
+    pub matrix: Option<std::sync::Arc<miette::NamedSource<String>>>,
+    #[label("unknown channel")]
+    pub span: Option<miette::SourceSpan>,
+}
+
 impl ReleaseError {
     /// 4 for registry, network and authentication failures; 1 for content that is not what a
-    /// release payload or DTK should hold; 2 for what `--offline` cannot know.
+    /// release payload or DTK should hold; 2 for what `--offline` cannot know and for releases
+    /// and channels that do not exist (a matrix error: a retry cannot help).
     pub fn exit_code(&self) -> i32 {
         match self {
             ReleaseError::Registry { .. }
@@ -192,7 +237,9 @@ impl ReleaseError {
                 error: layer::LayerError::Read(_),
                 ..
             } => exit::REGISTRY,
-            ReleaseError::Offline { .. } => exit::USAGE,
+            ReleaseError::Offline { .. }
+            | ReleaseError::UnknownRelease(_)
+            | ReleaseError::UnknownChannel(_) => exit::USAGE,
             _ => exit::FAILED,
         }
     }

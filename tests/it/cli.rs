@@ -49,3 +49,90 @@ fn bad_usage_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/matrix.toml"));
 }
+
+/// Each command's `--help` shows the global options it honours, and only those; the others
+/// are still accepted (the contract calls them global), so scripts that pass them everywhere
+/// keep working.
+#[test]
+fn each_command_s_help_shows_the_options_it_honours() {
+    let all = [
+        "--matrix",
+        "--lockfile",
+        "--authfile",
+        "--cert-dir",
+        "--cache-dir",
+        "--offline",
+        "--no-wait",
+    ];
+    let cases: [(&[&str], &[&str]); 8] = [
+        (&["init"], &[]),
+        (&["schema"], &[]),
+        (&["diff"], &["--matrix", "--lockfile"]),
+        (&["releases"], &["--matrix", "--authfile", "--cert-dir"]),
+        (
+            &["verify"],
+            &[
+                "--matrix",
+                "--lockfile",
+                "--authfile",
+                "--cert-dir",
+                "--cache-dir",
+            ],
+        ),
+        (
+            &["plan"],
+            &[
+                "--matrix",
+                "--lockfile",
+                "--authfile",
+                "--cert-dir",
+                "--cache-dir",
+                "--offline",
+            ],
+        ),
+        (&["build"], &all),
+        (
+            &["export", "kmm"],
+            &[
+                "--matrix",
+                "--lockfile",
+                "--authfile",
+                "--cert-dir",
+                "--cache-dir",
+                "--offline",
+            ],
+        ),
+    ];
+    for (cmd, shown) in cases {
+        let out = run(&[cmd, &["--help"]].concat());
+        assert!(out.status.success(), "{cmd:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        for opt in all {
+            assert_eq!(
+                help.contains(&format!(" {opt} ")) || help.contains(&format!(" {opt}\n")),
+                shown.contains(&opt),
+                "{cmd:?} --help and {opt}:\n{help}"
+            );
+        }
+        for common in ["--quiet", "--verbose", "--color"] {
+            assert!(help.contains(common), "{cmd:?}: {common}");
+        }
+    }
+    insta::assert_snapshot!(
+        "init_help",
+        String::from_utf8(run(&["init", "--help"]).stdout).unwrap()
+    );
+    // Still accepted where they do nothing, before or after the command.
+    let out = run(&["--offline", "--no-wait", "schema"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["schema", "--lockfile", "x.lock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

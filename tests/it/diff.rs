@@ -53,6 +53,21 @@ fn the_json_shape_names_each_change() {
         .filter_map(|i| i["reason"].as_str())
         .collect();
     assert_eq!(reasons, ["dtk-changed"]);
+    // The DTK it changed from and to, by digest: what a reviewer checks against the releases.
+    let rebuilt = hello["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reason"] == "dtk-changed")
+        .unwrap();
+    let (old, new) = (
+        rebuilt["dtk"]["old"].as_str().unwrap(),
+        rebuilt["dtk"]["new"].as_str().unwrap(),
+    );
+    assert!(
+        old.contains("@sha256:b344789d330c") && new.contains("@sha256:05446adac4d1"),
+        "{rebuilt}"
+    );
     let net = v["drivers"]
         .as_array()
         .unwrap()
@@ -161,4 +176,102 @@ fn a_missing_lock_path_is_a_usage_error() {
     let (code, _, err) = diff(&["nope.lock", "new.lock"], &locks());
     assert_eq!(code, 2);
     assert!(err.contains("`nope.lock` does not exist"), "{err}");
+}
+
+/// From `git:REV`, an image rebuilt for its inputs says which: the files of its context that
+/// changed (the Containerfile among them) and its build args, in every format.
+#[test]
+fn git_rev_says_which_inputs_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let s = Command::new("git")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            s.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
+    };
+    let matrix = |version: &str| {
+        format!(
+            "[openshift]\nreleases = [\"4.14.12\"]\n\n[[driver]]\nname = \"net-kmod\"\ncontext = \"net\"\n\
+             image = \"127.0.0.1:5000/acme/net-kmod\"\nbuild-args = {{ VERSION = \"{version}\", KEEP = \"x\" }}\n"
+        )
+    };
+    let p = dir.path();
+    std::fs::create_dir(p.join("net")).unwrap();
+    std::fs::write(
+        p.join("net/Containerfile"),
+        "ARG DTK_IMAGE\nFROM ${DTK_IMAGE}\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("net/net.c"), "int x;\n").unwrap();
+    std::fs::write(p.join("matrix.toml"), matrix("1.0")).unwrap();
+    std::fs::copy(locks().join("old.lock"), p.join("matrix.lock")).unwrap();
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "t@example.invalid"]);
+    git(&["config", "user.name", "t"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "old"]);
+    std::fs::write(
+        p.join("net/Containerfile"),
+        "ARG DTK_IMAGE\nFROM ${DTK_IMAGE}\nRUN make\n",
+    )
+    .unwrap();
+    // Untracked yet: still an input of the working tree.
+    std::fs::write(p.join("net/net.h"), "int y;\n").unwrap();
+    std::fs::remove_file(p.join("net/net.c")).unwrap();
+    std::fs::write(p.join("matrix.toml"), matrix("1.1")).unwrap();
+    std::fs::copy(locks().join("new.lock"), p.join("matrix.lock")).unwrap();
+
+    let (code, out, err) = diff(&["git:HEAD", "--format", "json"], p);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let net = v["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["driver"] == "net-kmod")
+        .unwrap();
+    let image = net["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reason"] == "inputs-changed")
+        .unwrap();
+    assert_eq!(
+        image["inputs"],
+        serde_json::json!([
+            {"kind": "build-arg", "name": "VERSION", "old": "1.0", "new": "1.1"},
+            {"kind": "file", "path": "Containerfile", "change": "modified"},
+            {"kind": "file", "path": "net.c", "change": "removed"},
+            {"kind": "file", "path": "net.h", "change": "added"},
+        ]),
+        "{image}"
+    );
+    // The image rebuilt with the same inputs says nothing more.
+    assert!(
+        net["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["reason"] != "inputs-changed")
+            .all(|i| i.get("inputs").is_none())
+    );
+
+    let (_, text, _) = diff(&["git:HEAD"], p);
+    assert!(
+        text.contains("inputs changed: VERSION 1.0 → 1.1, ~Containerfile, -net.c, +net.h"),
+        "{text}"
+    );
+    let (_, md, _) = diff(&["git:HEAD", "--format", "markdown"], p);
+    assert!(
+        md.contains(
+            "inputs changed: `VERSION` `1.0` → `1.1`, ~`Containerfile`, -`net.c`, +`net.h`"
+        ),
+        "{md}"
+    );
 }

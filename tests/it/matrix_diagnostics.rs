@@ -61,3 +61,56 @@ fn several_problems_are_reported_together() {
     sorted.sort();
     assert_eq!(offsets, sorted);
 }
+
+/// A Containerfile buildah would refuse fails `plan` and `build` at once (exit 2, the file and
+/// its line), before any release is resolved or DTK pulled, not once per kernel.
+#[test]
+fn a_containerfile_that_cannot_build_is_refused_before_anything_is_pulled() {
+    use crate::support::{run_in, stderr};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("hello")).unwrap();
+    std::fs::write(
+        dir.path().join("matrix.toml"),
+        "[openshift]\nreleases = [\"4.14.12\"]\npayload-repo = \"127.0.0.1:9/ocp/release\"\n\n\
+         [[driver]]\nname = \"hello\"\ncontext = \"hello\"\nimage = \"127.0.0.1:9/acme/hello\"\n",
+    )
+    .unwrap();
+    let cases = [
+        (
+            "ARG DTK_IMAGE\nFORM ${DTK_IMAGE}\nRUN make\n",
+            "FORM",
+            "hello/Containerfile:2:",
+        ),
+        (
+            "# no stage\nARG DTK_IMAGE\n",
+            "FROM",
+            "hello/Containerfile:",
+        ),
+        (
+            "FROM ${DTK_IMAGE}\nARG DTK_IMAGE\nRUN make\n",
+            "not declared before the first `FROM`",
+            "hello/Containerfile:1:",
+        ),
+    ];
+    for (containerfile, expect, place) in cases {
+        std::fs::write(dir.path().join("hello/Containerfile"), containerfile).unwrap();
+        for args in [&["plan"][..], &["build", "--dry-run"]] {
+            let out = run_in(dir.path(), args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                crate::support::says(&err, expect) && err.contains(place),
+                "{args:?} {containerfile:?}: {err}"
+            );
+            // Refused before resolving: the unreachable payload repository was never asked.
+            assert!(!err.contains("127.0.0.1:9"), "{err}");
+        }
+    }
+    std::fs::write(
+        dir.path().join("hello/Containerfile"),
+        "ARG DTK_IMAGE\nFORM ${DTK_IMAGE}\nRUN make\n",
+    )
+    .unwrap();
+    let err = stderr(&run_in(dir.path(), &["plan"]));
+    insta::assert_snapshot!("containerfile_typo", err);
+}

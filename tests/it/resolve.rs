@@ -195,14 +195,15 @@ fn a_payload_of_the_wrong_kind_is_rejected() {
 }
 
 #[test]
-fn a_missing_tag_is_a_registry_error() {
+fn a_missing_tag_is_a_matrix_error() {
     let w = World::new("missing");
     w.matrix(r#"releases = ["4.14.99"]"#, "");
     let out = w.run(&["resolve"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // The release does not exist: a retry cannot help, so not 4.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        says(&err, "4.14.99 (x86_64)") && says(&err, "release:4.14.99-x86_64"),
+        says(&err, "`4.14.99` (x86_64)") && says(&err, "/release` has no tag `4.14.99-x86_64`"),
         "{err}"
     );
 }
@@ -239,6 +240,23 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
     );
     assert!(!err.contains("4.14.12 (x86_64): its"), "{err}");
     assert!(!err.contains("4.14.14 (x86_64): its"), "{err}");
+    // No kernel is broken across lines: a search of the log finds both.
+    for kernel in [K_414, NODE_NEWER] {
+        assert!(err.lines().any(|l| l.contains(kernel)), "{kernel}:\n{err}");
+    }
+    // Elsewhere, one line with the count, not the whole warning again.
+    for args in [&["plan"][..], &["export", "github-matrix"]] {
+        let err = stderr(&w.ok(args));
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains("4.14.13")).collect();
+        assert_eq!(
+            lines,
+            [
+                "warning: 1 release's Driver Toolkit carries another kernel than its nodes boot (4.14.13 (x86_64)); `driver-matrix resolve` shows each"
+            ],
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("but its nodes boot"), "{args:?}: {err}");
+    }
     let lock = w.lock();
     assert_eq!(
         lock.matches(&format!("node-kernel = \"{K_414}\"")).count(),

@@ -283,3 +283,78 @@ fn the_cache_offline_and_locked() {
     w.ok(&["plan"]);
     assert_eq!(w.lock(), before);
 }
+
+#[test]
+fn a_release_that_does_not_exist_is_a_matrix_error_naming_where_it_was_asked() {
+    let w = World::new("norelease");
+    w.publish(&[(&["4.15.8"], K_414)]);
+    let (dtk, _) = w.dtk(&DtkSpec::new(K_416), "amd64", Flavor::Docker);
+    PayloadSpec::new("4.16.2", Some(dtk))
+        .push(
+            &w.pusher,
+            &w.repo("release"),
+            Some("4.16.2-multi"),
+            "amd64",
+            Flavor::Docker,
+        )
+        .unwrap();
+    for (version, nearest) in [("4.15.9", "4.15.8-x86_64"), ("4.16.2", "4.16.2-multi")] {
+        w.matrix(&format!("releases = [\"{version}\"]"), "");
+        let out = w.run(&["resolve"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{version}: {err}");
+        assert!(
+            says(&err, &format!("`{}/{}`", w.addr, w.repo("release")))
+                && says(&err, &format!("no tag `{version}-x86_64`")),
+            "the host and repository asked: {err}"
+        );
+        assert!(says(&err, &format!("`{nearest}`")), "{err}");
+        // The matrix line: the file, and its line with the version under a label.
+        assert!(
+            err.contains("matrix.toml:3:") && says(&err, "no such release"),
+            "{err}"
+        );
+        assert!(!err.contains("cannot reach"), "{err}");
+    }
+}
+
+#[test]
+fn an_unknown_channel_is_a_matrix_error_naming_the_channel() {
+    let w = World::new("nochannel");
+    let server = GraphServer::start().unwrap();
+    // Unknown to the graph: it answers 404.
+    w.matrix(
+        &format!(
+            "channels = [{{ name = \"stable-4.61\", latest = 1 }}]\ngraph-url = \"{}\"",
+            server.url()
+        ),
+        "",
+    );
+    let out = w.run(&["resolve"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(says(&err, "channel `stable-4.61`"), "{err}");
+    assert!(
+        !err.contains("cannot reach") && !err.contains("insecure"),
+        "{err}"
+    );
+    assert!(err.contains("matrix.toml:3:"), "{err}");
+    let out = w.run(&["releases", "stable-4.61"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Known to the graph but offering nothing of its minor: the channels its nodes are in.
+    let (dtk, _) = w.dtk(&DtkSpec::new(K_416), "amd64", Flavor::Docker);
+    let p = PayloadSpec::new("4.16.2", Some(dtk))
+        .push(&w.pusher, &w.repo("release"), None, "amd64", Flavor::Docker)
+        .unwrap();
+    let node = format!("{}/{}@{}", w.addr, w.repo("release"), p.digest);
+    server.set(
+        "stable-4.61",
+        "amd64",
+        graph::graph_json(&[("4.16.2", node.as_str())]),
+    );
+    let out = w.run(&["resolve"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(says(&err, "`stable-4.16`") && says(&err, "4.61"), "{err}");
+}
