@@ -7,10 +7,11 @@
 //!   the digest its manifest names, and hashed), with that config's digest;
 //! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
 //!   was read whole (a provisional kernel, read from a prefix, is never cached);
-//! - `layers/<layer digest>.json`: the whiteouts of an image layer that holds no kernel
-//!   module, for the module reader of `build`, `collect` and `verify --deep` (images built on
-//!   one DTK share its layers, which need not be read again on every run), only when the layer
-//!   was read whole;
+//! - `layers/<layer digest>.json`: the whiteouts (and the directories, files and links under
+//!   or on the way to the modules directories) of an image layer that holds no kernel module,
+//!   for the module reader of `build`, `collect` and `verify --deep` (images built on one DTK
+//!   share its layers, which need not be read again on every run), only when the layer was
+//!   read whole;
 //! - `tags/`: for `--offline` only, the digest a payload tag had when last seen (a pointer,
 //!   not a fact: the entries it leads to are checked like any other).
 //!
@@ -96,14 +97,37 @@ pub struct PayloadEntry {
 }
 
 /// All that an image layer without kernel modules changes for the module reader
-/// ([`crate::verify`]): the paths it removes and the directories it makes opaque.
+/// ([`crate::verify`]): the paths it removes, the directories it makes opaque, and its
+/// entries where modules are looked for (directories, links: `verify::scan::view`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LayerEntry {
     pub removed: Vec<String>,
     pub opaque: Vec<String>,
+    /// Required: an entry written before links were kept is a miss.
+    pub nodes: Vec<LayerNode>,
     /// The layer itself, read whole: the key.
     pub verified: Verified,
+}
+
+/// One entry of a layer under (or on the way to) the modules directories, in layer order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LayerNode {
+    pub path: String,
+    pub kind: NodeKind,
+    /// A link's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    Dir,
+    File,
+    Symlink,
+    Hardlink,
 }
 
 /// A node OS stream beside the payload's default one.
@@ -262,8 +286,13 @@ impl Cache {
             .filter(|e| e.verified == Verified::read_whole(layer.clone()))
     }
 
-    /// Keeps the whiteouts of `layer`, which the caller read whole and found free of modules.
-    pub fn put_layer(&self, layer: &Digest, removed: Vec<String>, opaque: Vec<String>) {
+    /// Keeps the whiteouts and the entries where modules are looked for of `layer`, which the
+    /// caller read whole and found free of modules.
+    pub fn put_layer(
+        &self,
+        layer: &Digest,
+        (removed, opaque, nodes): (Vec<String>, Vec<String>, Vec<LayerNode>),
+    ) {
         if let Some(p) = self.path("layers", layer.hex()) {
             let verified = Verified::read_whole(layer.clone());
             write(
@@ -271,6 +300,7 @@ impl Cache {
                 &LayerEntry {
                     removed,
                     opaque,
+                    nodes,
                     verified,
                 },
             );
@@ -365,7 +395,7 @@ mod tests {
         let (a, b) = (Digest::sha256(b"layer a"), Digest::sha256(b"layer b"));
         let removed = vec!["opt/lib/modules/x/.wh.old.ko".to_string()];
         assert!(cache.layer(&a).is_none());
-        cache.put_layer(&a, removed.clone(), vec![]);
+        cache.put_layer(&a, (removed.clone(), vec![], vec![]));
         let entry = cache.layer(&a).unwrap();
         assert_eq!(entry.removed, removed);
         assert_eq!(entry.verified, Verified::read_whole(a.clone()));

@@ -334,3 +334,121 @@ fn changes_applied_again_still_count_against_the_cap_on_names() {
         "{err}"
     );
 }
+
+/// A tar of `(path, link type, target)` entries.
+fn links_tar(links: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, target) in links {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_size(0);
+        h.set_mode(0o777);
+        // Over 100 bytes: the builder writes GNU long-link headers.
+        b.append_link(&mut h, path, target).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn symbolic_and_hard_links_in_layers_replace_lower_modules() {
+    let (good, evil) = (module("6.1.0 good"), module("6.1.0 evil"));
+    let dir = "opt/lib/modules/6.1.0";
+    let long = format!("{}evil.ko", "x/../".repeat(40));
+    let mut s = Scanner::default();
+    s.layer(
+        layer(&[
+            (&format!("{dir}/a.ko"), &good),
+            (&format!("{dir}/b.ko"), &good),
+            (&format!("{dir}/c.ko"), &good),
+        ])
+        .as_slice(),
+    )
+    .unwrap();
+    let mut top = tar_of(&[(&format!("{dir}/evil.ko"), &evil)]);
+    top.truncate(top.len() - 1024);
+    top.extend(links_tar(&[
+        (&format!("{dir}/a.ko"), tar::EntryType::Symlink, "evil.ko"),
+        (
+            &format!("{dir}/b.ko"),
+            tar::EntryType::Link,
+            &format!("{dir}/evil.ko"),
+        ),
+        (&format!("{dir}/c.ko"), tar::EntryType::Symlink, &long),
+    ]));
+    s.layer(gz(&top).as_slice()).unwrap();
+    let found = s.finish();
+    let said: Vec<(&str, &str, String)> = found
+        .iter()
+        .map(|f| {
+            let v = &f.info.as_ref().unwrap().vermagic;
+            (&f.path[dir.len() + 1..], &v[..], f.shown())
+        })
+        .collect();
+    let evil_path = format!("/{dir}/evil.ko");
+    for (file, vermagic, shown) in &said[..3] {
+        assert_eq!(*vermagic, "6.1.0 evil", "{file}");
+        assert!(shown.ends_with(&format!(" -> {evil_path}")), "{shown}");
+    }
+}
+
+#[test]
+fn a_layer_without_modules_keeps_its_links_through_the_cache() {
+    let dir = "opt/lib/modules/6.1.0";
+    let base = layer(&[
+        (&format!("{dir}/evil.ko"), &module("6.1.0 evil")),
+        (&format!("{dir}/hello.ko"), &module("6.1.0 good")),
+    ]);
+    let mut top = tar_of(&[("etc/motd", b"hi")]);
+    top.truncate(top.len() - 1024);
+    top.extend(links_tar(&[(
+        &format!("{dir}/hello.ko"),
+        tar::EntryType::Symlink,
+        "evil.ko",
+    )]));
+    let reader = Scanner::default();
+    let changes = reader.read_layer(gz(&top).as_slice()).unwrap();
+    let (removed, opaque, nodes) = changes.portable().expect("no modules in it");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let json = serde_json::to_string(&nodes).unwrap();
+    let again = LayerChanges::of_portable(removed, opaque, serde_json::from_str(&json).unwrap());
+    let mut s = Scanner::default();
+    s.layer(base.as_slice()).unwrap();
+    s.apply_layer(&again).unwrap();
+    let hello = s.finish().into_iter().find(|f| f.name == "hello").unwrap();
+    assert_eq!(hello.info.unwrap().vermagic, "6.1.0 evil");
+    // A layer with a module is not portable.
+    let with_module = reader.read_layer(base.as_slice()).unwrap();
+    assert!(with_module.portable().is_none());
+}
+
+#[test]
+fn indexes_are_read_only_when_asked_for() {
+    let dep = b"kernel/drivers/media/videodev.ko.xz: kernel/drivers/media/mc.ko.xz\nkernel/drivers/media/mc.ko.xz:\n";
+    let blob = layer(&[
+        ("usr/lib/modules/6.1.0/modules.dep", dep),
+        (
+            "usr/lib/modules/6.1.0/modules.builtin",
+            b"kernel/fs/ext4/ext4.ko\n",
+        ),
+        (
+            "usr/lib/modules/6.1.0/kernel/drivers/media/mc.ko.xz",
+            b"not read",
+        ),
+    ]);
+    let mut s = Scanner::of_indexes();
+    s.layer(blob.as_slice()).unwrap();
+    assert_eq!(
+        s.view().get("usr/lib/modules/6.1.0/modules.dep"),
+        Some(&view::Node::Index(vec!["mc".into(), "videodev".into()]))
+    );
+    assert_eq!(
+        s.view().get("usr/lib/modules/6.1.0/modules.builtin"),
+        Some(&view::Node::Index(vec!["ext4".into()]))
+    );
+    let mut m = Scanner::default();
+    m.layer(blob.as_slice()).unwrap();
+    assert_eq!(
+        m.view().get("usr/lib/modules/6.1.0/modules.dep"),
+        Some(&view::Node::File)
+    );
+}
