@@ -13,6 +13,7 @@ mod demo_e2e;
 mod diff;
 mod export;
 mod faults;
+mod image_fs;
 mod init;
 mod inputs;
 mod kill;
