@@ -12,6 +12,9 @@
 //!   for the module reader of `build`, `collect` and `verify --deep` (images built on one DTK
 //!   share its layers, which need not be read again on every run), only when the layer was
 //!   read whole;
+//! - `trees/<DTK image digest>-<kernel hash>.json`: the module names of a kernel's tree (its
+//!   `modules.dep` and `modules.builtin` in the DTK's final filesystem), for `verify`'s
+//!   dependency check, only when every layer of the DTK was read whole;
 //! - `tags/`: for `--offline` only, the digest a payload tag had when last seen (a pointer,
 //!   not a fact: the entries it leads to are checked like any other).
 //!
@@ -56,6 +59,9 @@ pub enum How {
     /// The image config blob was fetched by the digest that the image manifest (itself
     /// fetched by digest and hashed) names, and its sha256 equalled that digest.
     ImageConfig,
+    /// Every layer of the image (its manifest fetched by the digest recorded, and hashed) was
+    /// read to its end, and each one's sha256 equalled the digest the manifest names.
+    ImageLayers,
 }
 
 impl Verified {
@@ -128,6 +134,19 @@ pub enum NodeKind {
     File,
     Symlink,
     Hardlink,
+}
+
+/// The module names of one kernel's tree, as its DTK's final filesystem lists them
+/// (`modules.dep`, `modules.builtin`), for `verify`'s dependency check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TreeEntry {
+    /// The DTK's per-arch image manifest: the key, with the kernel.
+    pub image: Digest,
+    pub kernel: String,
+    pub modules: Vec<String>,
+    pub builtin: Vec<String>,
+    pub verified: Verified,
 }
 
 /// A node OS stream beside the payload's default one.
@@ -307,6 +326,48 @@ impl Cache {
         }
     }
 
+    fn tree_key(image: &Digest, kernel: &str) -> String {
+        let k = Digest::sha256(kernel.as_bytes());
+        format!("{}-{}", image.hex(), &k.hex()[..16])
+    }
+
+    /// The tree of `kernel` in DTK `image`, read whole by an earlier run.
+    pub fn tree(&self, image: &Digest, kernel: &str) -> Option<TreeEntry> {
+        read::<TreeEntry>(&self.path("trees", &Self::tree_key(image, kernel))?).filter(|e| {
+            &e.image == image
+                && e.kernel == kernel
+                && e.verified
+                    == Verified {
+                        layer: image.clone(),
+                        how: How::ImageLayers,
+                    }
+        })
+    }
+
+    /// Keeps the tree of `kernel` in DTK `image`, whose layers the caller read whole.
+    pub fn put_tree(
+        &self,
+        image: &Digest,
+        kernel: &str,
+        modules: Vec<String>,
+        builtin: Vec<String>,
+    ) {
+        if let Some(p) = self.path("trees", &Self::tree_key(image, kernel)) {
+            let verified = Verified {
+                layer: image.clone(),
+                how: How::ImageLayers,
+            };
+            let entry = TreeEntry {
+                image: image.clone(),
+                kernel: kernel.to_string(),
+                modules,
+                builtin,
+                verified,
+            };
+            write(&p, &entry);
+        }
+    }
+
     /// The digest `tag_ref` had when last resolved online.
     pub fn tag(&self, tag_ref: &ImageRef) -> Option<Digest> {
         let key = Digest::sha256(tag_ref.to_string().as_bytes());
@@ -403,6 +464,23 @@ mod tests {
         let from = cache.path("layers", a.hex()).unwrap();
         std::fs::copy(&from, cache.path("layers", b.hex()).unwrap()).unwrap();
         assert!(cache.layer(&b).is_none());
+    }
+
+    #[test]
+    fn a_tree_is_found_only_under_its_image_and_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let (a, b) = (Digest::sha256(b"dtk a"), Digest::sha256(b"dtk b"));
+        cache.put_tree(&a, "5.14.0", vec!["videodev".into()], vec![]);
+        assert_eq!(cache.tree(&a, "5.14.0").unwrap().modules, ["videodev"]);
+        assert!(cache.tree(&a, "5.14.1").is_none());
+        let from = cache.path("trees", &Cache::tree_key(&a, "5.14.0")).unwrap();
+        std::fs::copy(
+            &from,
+            cache.path("trees", &Cache::tree_key(&b, "5.14.0")).unwrap(),
+        )
+        .unwrap();
+        assert!(cache.tree(&b, "5.14.0").is_none());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! (made before `depmod`, which then lists the tree's modules under `host/`).
 //!
 //! The kernel's indexes are read from the DTK the image was built on (the lock names it, by
-//! digest), through the registry client, its layers digest-checked and read once per run, and
-//! only when a module needs something the image does not hold.
+//! digest), through the registry client, its layers digest-checked and read once per run (the
+//! layer cache), only when a module needs something the image does not hold; the names found
+//! are kept in the cache (`trees/`), so a later run reads none of the DTK's layers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -179,12 +180,28 @@ pub fn in_tree(
     if let Some(tree) = &*held {
         return Ok(Arc::clone(tree));
     }
-    let manifest = client
-        .manifest(&image.dtk, image.arch)
-        .map_err(|e| RegistryFailure::new(None, e))?;
-    let mut scanner = Scanner::of_indexes();
-    super::apply_layers(client, cache, &image.dtk, &manifest, &mut scanner)?;
-    let tree = Arc::new(read_tree(scanner.view(), image.kernel.as_str()));
+    let kernel = image.kernel.as_str();
+    let tree = match image.dtk.digest().and_then(|d| cache.tree(d, kernel)) {
+        Some(e) => InTree {
+            modules: e.modules.into_iter().collect(),
+            builtin: e.builtin.into_iter().collect(),
+        },
+        None => {
+            let manifest = client
+                .manifest(&image.dtk, image.arch)
+                .map_err(|e| RegistryFailure::new(None, e))?;
+            let mut scanner = Scanner::of_indexes();
+            super::apply_layers(client, cache, &image.dtk, &manifest, &mut scanner)?;
+            let tree = read_tree(scanner.view(), kernel);
+            let list = |s: &BTreeSet<String>| s.iter().cloned().collect();
+            // Read by the digest the lock pins: every layer was checked against it.
+            if let Some(d) = image.dtk.digest() {
+                cache.put_tree(d, kernel, list(&tree.modules), list(&tree.builtin));
+            }
+            tree
+        }
+    };
+    let tree = Arc::new(tree);
     *held = Some(Arc::clone(&tree));
     Ok(tree)
 }

@@ -405,6 +405,11 @@ fn dependencies_must_be_in_the_image_or_reachable_in_the_kernels_tree() {
     for ok in ["in-tree", "shipped"] {
         s.locked(ok);
     }
+    // The DTK's tree was read once, and kept for the next runs.
+    let trees: Vec<_> = std::fs::read_dir(s.w.path("cache/v3/trees"))
+        .unwrap()
+        .collect();
+    assert_eq!(trees.len(), 1, "{trees:?}");
     // A lock that names the refused images (as one written without this check would):
     // verify fails each, naming the module and its dependency.
     let lock = s.w.lock();
