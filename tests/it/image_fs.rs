@@ -448,3 +448,61 @@ fn dependencies_must_be_in_the_image_or_reachable_in_the_kernels_tree() {
         "{no_host}"
     );
 }
+
+/// What reading a kernel's tree costs: `verify --deep` of one image whose module needs an
+/// in-tree module, the DTK's base layer `DTK_TREE_MIB` MiB (default 256), with a cold cache
+/// (every DTK layer read once) and a warm one (the tree from `trees/`). Prints the times.
+/// `cargo test --test it -- --ignored image_fs::what_reading_the_tree_costs --nocapture`
+#[test]
+#[ignore]
+fn what_reading_the_tree_costs() {
+    let mib: usize = std::env::var("DTK_TREE_MIB").map_or(256, |v| v.parse().unwrap());
+    let w = World::new("image-fs-cost");
+    let mut spec = DtkSpec::new(K);
+    spec.base = mib << 20;
+    let mut layers = spec.layers();
+    let dep = "kernel/drivers/media/v4l2-core/videodev.ko.xz:\n";
+    let tree = oci::tar(&[(&format!("usr/lib/modules/{K}/modules.dep"), dep.as_bytes())]);
+    layers.insert(1, Layer::new(&tree, Compression::Gzip));
+    let dtk = w
+        .pusher
+        .image(&w.repo("dtk"), None, &layers, &[], "amd64", Flavor::Docker)
+        .unwrap();
+    let dtk_ref = format!("{}/{}@{}", w.addr, w.repo("dtk"), dtk.digest);
+    w.payload(
+        &PayloadSpec::new("4.14.1", Some(dtk_ref)),
+        "x86_64",
+        "amd64",
+        Flavor::Docker,
+    );
+    let (key, cert) = signing::ensure(&w.path("keys")).unwrap();
+    let s = Setup { w, key, cert };
+    let dir = format!("/opt/lib/modules/{K}");
+    let host =
+        format!("RUN [\"/bin/busybox\", \"ln\", \"-s\", \"/lib/modules/{K}\", \"{dir}/host\"]\n");
+    let files = [(
+        "modules/v4l2loopback.ko",
+        s.signed(&ko("v4l2loopback", "videodev")),
+    )];
+    let drivers = s.driver(
+        "in-tree",
+        "",
+        &files,
+        &format!("COPY modules/ {dir}/\n{host}"),
+    );
+    s.matrix(&drivers);
+    ok_in(s.w.dir.path(), &["build"]);
+    let time = |label: &str| {
+        let started = std::time::Instant::now();
+        ok_in(s.w.dir.path(), &["verify", "--deep"]);
+        eprintln!(
+            "{label}: verify --deep took {:?} (DTK base layer {mib} MiB)",
+            started.elapsed()
+        );
+    };
+    let _ = std::fs::remove_dir_all(s.w.path("cache"));
+    time("cold cache");
+    time("warm cache");
+    let _ = std::fs::remove_dir_all(s.w.path("cache/v3/trees"));
+    time("layers cached, tree not");
+}
