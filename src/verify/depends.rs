@@ -211,7 +211,9 @@ fn read_tree(view: &View, kernel: &str) -> InTree {
     let index = |file: &str| -> BTreeSet<String> {
         let mut names = BTreeSet::new();
         for root in ["lib/modules", "usr/lib/modules"] {
-            if let Resolved::Found(p) = view.resolve(&format!("{root}/{kernel}/{file}"))
+            let mut budget = super::scan::view::STEPS_MAX;
+            if let Resolved::Found(p) =
+                view.resolve(&format!("{root}/{kernel}/{file}"), &mut budget)
                 && let Some(Node::Index(list)) = view.get(&p)
             {
                 names.extend(list.iter().cloned());

@@ -322,10 +322,11 @@ impl LayerChanges {
         let mut changes = Vec::new();
         for n in nodes {
             let path = view::normal(&n.path).to_string();
-            if !view::in_region(&path) || path.is_empty() {
+            let target = n.target.unwrap_or_default();
+            let long = path.len() > view::PATH_MAX || target.len() > view::PATH_MAX;
+            if !view::in_region(&path) || path.is_empty() || long {
                 continue;
             }
-            let target = n.target.unwrap_or_default();
             kept += path.len() + target.len() + 16;
             changes.push(match n.kind {
                 NodeKind::Dir => Change::Add(path, Node::Dir),
@@ -441,6 +442,12 @@ impl Scanner {
         }
         if path.is_empty() || !view::in_region(&path) {
             return Ok(());
+        }
+        if path.len() > view::PATH_MAX || link.as_ref().is_some_and(|l| l.len() > view::PATH_MAX) {
+            return Err(invalid(format!(
+                "an entry under the modules directories whose path or link is over {} bytes",
+                view::PATH_MAX
+            )));
         }
         let kind = entry.header().entry_type();
         let weight = path.len() + link.as_ref().map_or(0, String::len) + 16;

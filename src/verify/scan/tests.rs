@@ -452,3 +452,45 @@ fn indexes_are_read_only_when_asked_for() {
         Some(&view::Node::File)
     );
 }
+
+#[test]
+fn links_that_lead_far_are_followed_within_bounds() {
+    let dir = "opt/lib/modules/6.1.0";
+    // Each link climbs 800 directories and back to itself: 40 hops of 1600 steps each.
+    let target = format!("{}{}", "a/../".repeat(800), "x0.ko");
+    let names: Vec<String> = (0..2000).map(|i| format!("{dir}/x{i}.ko")).collect();
+    let entries: Vec<(&str, tar::EntryType, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), tar::EntryType::Symlink, target.as_str()))
+        .collect();
+    let mut s = Scanner::default();
+    s.layer(gz(&links_tar(&entries)).as_slice()).unwrap();
+    let started = Instant::now();
+    let found = s.finish();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(found.len(), 2000);
+    let why = |f: &ModuleFile| f.info.clone().unwrap_err().to_string();
+    assert!(why(&found[0]).contains("links loop"), "{}", why(&found[0]));
+    assert!(
+        why(&found[1999]).contains("more than verify follows"),
+        "{}",
+        why(&found[1999])
+    );
+    // A path or link over PATH_MAX under the modules directories fails the layer.
+    let long = format!("{}x.ko", "d/".repeat(2100));
+    let err = Scanner::default()
+        .layer(
+            gz(&links_tar(&[(
+                &format!("{dir}/y.ko"),
+                tar::EntryType::Symlink,
+                &long,
+            )]))
+            .as_slice(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("over 4096 bytes"), "{err}");
+}

@@ -26,6 +26,12 @@ pub const ROOTS: [&str; 3] = ["opt/lib/modules", "lib/modules", "usr/lib/modules
 /// Symbolic links followed while resolving one path (Linux's `MAXSYMLINKS`).
 pub const HOPS_MAX: usize = 40;
 
+/// Longest path (Linux's `PATH_MAX`): a longer entry or link target in the region is refused.
+pub const PATH_MAX: usize = 4096;
+
+/// Path components followed for all the modules of one image together.
+pub const STEPS_MAX: usize = 1 << 20;
+
 /// Whether `path` (no leading `/`, no `.` or `..`) is in the region the view keeps.
 pub fn in_region(path: &str) -> bool {
     path.is_empty()
@@ -74,6 +80,8 @@ pub enum Resolved {
     Leaves(String),
     /// More than [`HOPS_MAX`] links.
     Loop,
+    /// A path over [`PATH_MAX`] bytes, or more steps than the budget allows.
+    TooLong,
 }
 
 /// `path` without `./`, leading `/`, or a trailing `/`.
@@ -162,23 +170,38 @@ impl View {
         self.add(path, node);
     }
 
-    /// Follows `path` through the view's symbolic links (the last one too).
-    pub fn resolve(&self, path: &str) -> Resolved {
-        let mut todo: Vec<String> = path.rsplit('/').map(str::to_string).collect();
-        let mut done: Vec<String> = Vec::new();
+    /// Follows `path` through the view's symbolic links (the last one too), in at most
+    /// `budget` steps (one per path component), taken from it.
+    pub fn resolve(&self, path: &str, budget: &mut usize) -> Resolved {
+        let mut todo: Vec<&str> = path.rsplit('/').collect();
+        // The path so far, and where it ended before each of its components.
+        let mut here = String::new();
+        let mut ends: Vec<usize> = Vec::new();
         let mut hops = 0;
         while let Some(part) = todo.pop() {
-            match part.as_str() {
+            if *budget == 0 {
+                return Resolved::TooLong;
+            }
+            *budget -= 1;
+            match part {
                 "" | "." => continue,
                 ".." => {
-                    done.pop();
+                    here.truncate(ends.pop().unwrap_or(0));
                     continue;
                 }
-                _ => done.push(part),
+                _ => {
+                    ends.push(here.len());
+                    if !here.is_empty() {
+                        here.push('/');
+                    }
+                    here.push_str(part);
+                }
             }
-            let here = done.join("/");
+            if here.len() > PATH_MAX {
+                return Resolved::TooLong;
+            }
             if !in_region(&here) {
-                let rest: Vec<&str> = todo.iter().rev().map(String::as_str).collect();
+                let rest: Vec<&str> = todo.iter().rev().copied().collect();
                 let to: Vec<&str> = std::iter::once(here.as_str()).chain(rest).collect();
                 return Resolved::Leaves(to.join("/"));
             }
@@ -188,23 +211,23 @@ impl View {
                     if hops > HOPS_MAX {
                         return Resolved::Loop;
                     }
-                    done.pop();
+                    here.truncate(ends.pop().unwrap_or(0));
                     if target.starts_with('/') {
-                        done.clear();
+                        here.clear();
+                        ends.clear();
                     }
-                    todo.extend(target.rsplit('/').map(str::to_string));
+                    todo.extend(target.rsplit('/'));
                 }
                 Some(Node::Dir) | None => {}
-                Some(_) if !todo.iter().all(|p| p.is_empty() || p == ".") => {
+                Some(_) if !todo.iter().all(|p| p.is_empty() || *p == ".") => {
                     return Resolved::Dangling(here);
                 }
                 Some(_) => {}
             }
         }
-        let end = done.join("/");
-        match self.nodes.get(&end) {
-            Some(_) => Resolved::Found(end),
-            None => Resolved::Dangling(end),
+        match self.nodes.get(&here) {
+            Some(_) => Resolved::Found(here),
+            None => Resolved::Dangling(here),
         }
     }
 
@@ -213,6 +236,7 @@ impl View {
     /// is not descended into through a link (`host` is the kernel's own tree, not the image's).
     pub fn modules(&self) -> Vec<ModuleFile> {
         let mut out = Vec::new();
+        let mut budget = STEPS_MAX;
         for (path, node) in &self.nodes {
             let Some((kernel_dir, file)) = super::classify(path) else {
                 continue;
@@ -230,7 +254,7 @@ impl View {
                 target,
             };
             let unjudged = |why: String| judged(Err(ModInfoError::Link(why)), None, None);
-            let file = match self.resolve(path) {
+            let file = match self.resolve(path, &mut budget) {
                 Resolved::Found(end) => match &self.nodes[&end] {
                     Node::Module(m) => {
                         let target = (end != *path).then_some(end).or(m.target.clone());
@@ -251,6 +275,9 @@ impl View {
                     "it is a link to `/{to}`, which is not in the image"
                 )),
                 Resolved::Loop => unjudged(format!("its links loop (over {HOPS_MAX} of them)")),
+                Resolved::TooLong => unjudged(format!(
+                    "its links lead over {PATH_MAX} bytes, or through more than verify follows"
+                )),
             };
             out.push(file);
         }
