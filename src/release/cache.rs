@@ -460,6 +460,12 @@ mod tests {
         let entry = cache.layer(&a).unwrap();
         assert_eq!(entry.removed, removed);
         assert_eq!(entry.verified, Verified::read_whole(a.clone()));
+        // Written before links were kept (no `nodes`): a miss, read again.
+        let mut old = serde_json::to_value(&entry).unwrap();
+        old.as_object_mut().unwrap().remove("nodes");
+        plant(&cache, "layers", a.hex(), &old);
+        assert!(cache.layer(&a).is_none());
+        cache.put_layer(&a, (removed.clone(), vec![], vec![]));
         // Copied under another layer's name: a miss.
         let from = cache.path("layers", a.hex()).unwrap();
         std::fs::copy(&from, cache.path("layers", b.hex()).unwrap()).unwrap();
