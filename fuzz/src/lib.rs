@@ -234,7 +234,11 @@ pub fn image_fs(data: &[u8]) -> Outcome {
         indexes.apply_layer(&tree).map_err(|e| e.to_string())?;
     }
     let modules = direct.finish();
-    assert_eq!(modules, cached.finish(), "the cache's form changed the view");
+    assert_eq!(
+        modules,
+        cached.finish(),
+        "the cache's form changed the view"
+    );
     let mut linked = 0;
     for m in &modules {
         assert!(
