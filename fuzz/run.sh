@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 time="${FUZZ_TIME:-600}"
-all="matrix lock lock_fields image_references release_metadata dtk graph layer verify_scan modinfo"
+all="matrix lock lock_fields image_references release_metadata dtk graph layer verify_scan modinfo image_fs"
 targets="${*:-$all}"
 
 max_len() {
@@ -17,7 +17,7 @@ max_len() {
         release_metadata | dtk | lock_fields) echo 1024 ;;
         matrix | lock | image_references | graph) echo 8192 ;;
         modinfo) echo 16384 ;;
-        layer | verify_scan) echo 65536 ;;
+        layer | verify_scan | image_fs) echo 65536 ;;
         *) echo 4096 ;;
     esac
 }

@@ -1,7 +1,7 @@
 //! Reading the tar stream of an image layer without trusting its headers: a GNU long-name,
 //! long-link or PAX extension header is read only up to a cap (checked against its claimed size
-//! before a byte is read), and its `path` and `size` records are folded into the entry that
-//! follows. The resolver's layer reader (`release::layer`) and `verify --deep`'s scanner
+//! before a byte is read), and its `path`, `size` and link target (`linkpath`) records are folded
+//! into the entry that follows. The resolver's layer reader (`release::layer`) and `verify --deep`'s scanner
 //! (`verify::scan`) both read layers this way, with `tar::Archive::entries().raw(true)`.
 
 use std::cell::Cell;
@@ -101,6 +101,8 @@ fn invalid(message: String) -> io::Error {
 pub struct Pending {
     path: Option<Vec<u8>>,
     size: Option<u64>,
+    /// A link's target, from a GNU long-link header or a PAX `linkpath` record.
+    link: Option<Vec<u8>>,
 }
 
 /// Reads the data of an extension header of `size` bytes, refusing more than `max`.
@@ -119,13 +121,22 @@ fn read_header<R: Read>(entry: &mut R, size: u64, max: u64, what: &str) -> io::R
     Ok(data)
 }
 
-/// The `path` (and `size`) records of a PAX header.
-fn pax_records(data: &[u8]) -> io::Result<(Option<Vec<u8>>, Option<u64>)> {
-    let (mut path, mut size) = (None, None);
+/// The records of a PAX header this reader uses.
+#[derive(Default)]
+struct PaxRecords {
+    path: Option<Vec<u8>>,
+    size: Option<u64>,
+    link: Option<Vec<u8>>,
+}
+
+/// The `path`, `size` and `linkpath` records of a PAX header.
+fn pax_records(data: &[u8]) -> io::Result<PaxRecords> {
+    let (mut path, mut size, mut link) = (None, None, None);
     for ext in tar::PaxExtensions::new(data) {
         let ext = ext.map_err(|e| invalid(format!("a malformed PAX header: {e}")))?;
         match ext.key_bytes() {
             b"path" => path = Some(ext.value_bytes().to_vec()),
+            b"linkpath" => link = Some(ext.value_bytes().to_vec()),
             b"size" => {
                 let text = String::from_utf8_lossy(ext.value_bytes());
                 size = Some(
@@ -137,7 +148,7 @@ fn pax_records(data: &[u8]) -> io::Result<(Option<Vec<u8>>, Option<u64>)> {
             _ => {}
         }
     }
-    Ok((path, size))
+    Ok(PaxRecords { path, size, link })
 }
 
 /// Reads a GNU long-name/long-link or PAX header into `pending`; false for any other entry.
@@ -155,18 +166,37 @@ pub fn extension<R: Read>(
         }
         pending.path = Some(name);
     } else if kind.is_gnu_longlink() {
-        read_header(entry, size, limits.long_name_max, "GNU long-link")?;
+        let mut link = read_header(entry, size, limits.long_name_max, "GNU long-link")?;
+        while link.last() == Some(&0) {
+            link.pop();
+        }
+        pending.link = Some(link);
     } else if kind.is_pax_local_extensions() {
         let data = read_header(entry, size, limits.pax_max, "PAX")?;
-        let (path, size) = pax_records(&data)?;
-        pending.path = path.or(pending.path.take());
-        pending.size = size;
+        let records = pax_records(&data)?;
+        pending.path = records.path.or(pending.path.take());
+        pending.link = records.link.or(pending.link.take());
+        pending.size = records.size;
     } else if kind.is_pax_global_extensions() {
         read_header(entry, size, limits.pax_max, "PAX global")?;
     } else {
         return Ok(false);
     }
     Ok(true)
+}
+
+/// The target of a symbolic or hard link entry (from its extension headers, else its own
+/// header), as written: `None` for any other entry.
+pub fn link_target<R: Read>(entry: &tar::Entry<R>, pending: &Pending) -> Option<String> {
+    let kind = entry.header().entry_type();
+    if !(kind.is_symlink() || kind.is_hard_link()) {
+        return None;
+    }
+    let raw = match &pending.link {
+        Some(l) => l.clone(),
+        None => entry.link_name_bytes()?.into_owned(),
+    };
+    Some(String::from_utf8_lossy(&raw).into_owned())
 }
 
 /// The entry's path (from its extension headers, else its own header; `./a`, `/a` and `a` name

@@ -122,6 +122,17 @@ fn valid_seeds_are_accepted_with_what_they_hold() {
         ("verify_scan", "seed-modules.tar.zst", "2 modules"),
         ("verify_scan", "seed-signed-compressed.tar.gz", "2 modules"),
         (
+            "image_fs",
+            "seed-links.bin",
+            "2 layers, 5 modules, 3 through links",
+        ),
+        (
+            "image_fs",
+            "seed-whiteouts.bin",
+            "2 layers, 1 modules, 0 through links",
+        ),
+        ("image_fs", "seed-dtk-tree.bin", "2 layers, 0 modules"),
+        (
             "modinfo",
             "seed-hello-signed.ko",
             "5.14.0-427.18.1.el9_4.x86_64, signed by fuzz seed signing key ",

@@ -36,6 +36,19 @@ fn bomb(header: &[u8], mib: u64) -> Vec<u8> {
     out
 }
 
+/// A gzip layer of `n` symbolic links to modules, in a modules directory.
+fn many_links(n: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..n {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        let name = format!("opt/lib/modules/6.1.0/{i:08}-a-module-with-a-long-name.ko");
+        b.append_link(&mut h, name, "../../../../evil.ko").unwrap();
+    }
+    gz(&b.into_inner().unwrap(), 6)
+}
+
 /// Peak resident set size of this process, in KiB.
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -70,6 +83,8 @@ fn hostile_layers_fail_fast_in_bounded_memory() {
             "big module",
             bomb(&header(Regular, "lib/modules/6.1.0/y.ko", 60 << 20), 60),
         ),
+        // Links where modules live, more than the names kept between layers may hold.
+        ("links", many_links(250_000)),
     ];
     for (what, blob) in &layers {
         assert!(blob.len() < 4 << 20, "{what}: {} bytes", blob.len());
@@ -86,9 +101,14 @@ fn hostile_layers_fail_fast_in_bounded_memory() {
             ("big module", r) => assert!(r.is_ok(), "{r:?}"),
             (_, Ok(())) => panic!("{what}: a hostile layer was accepted"),
             (_, Err(e)) => assert!(
-                ["header of", "compression bomb", "no module is over"]
-                    .iter()
-                    .any(|m| e.to_string().contains(m)),
+                [
+                    "header of",
+                    "compression bomb",
+                    "no module is over",
+                    "more modules and whiteouts"
+                ]
+                .iter()
+                .any(|m| e.to_string().contains(m)),
                 "{what}: unclear error `{e}`"
             ),
         }

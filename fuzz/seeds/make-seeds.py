@@ -237,6 +237,7 @@ def main():
     put("modinfo", "hello.ko", ko)
     put("modinfo", "not-elf", b"\x7fELF but not really")
     signed_seeds(ko, k)
+    image_fs_seeds(ko, k)
     hostile()
 
 
@@ -247,6 +248,52 @@ def signed_seeds(ko, k):
     put("verify_scan", "signed-compressed.tar.gz",
         gz(tar([(f"opt/lib/modules/{k}/hello.ko.xz", xz(sko)),
                 (f"opt/lib/modules/{k}/other.ko.zst", zst(sko))])))
+
+
+def links(entries, files=()):
+    """A tar of `files` (name, bytes), then (name, kind, target) link entries: kind "sym" or
+    "hard"."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        for name, kind, target in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE
+            info.linkname = target
+            t.addfile(info)
+    return buf.getvalue()
+
+
+def layers(*blobs):
+    """The `image_fs` target's input: each layer after its little-endian u32 length."""
+    return b"".join(len(b).to_bytes(4, "little") + b for b in blobs)
+
+
+def image_fs_seeds(ko, k):
+    """Images whose later layers link, hard-link, white out or make opaque a module path."""
+    d = f"opt/lib/modules/{k}"
+    base = tar([("opt", None), ("opt/lib", None), ("opt/lib/modules", None), (d, None),
+                (f"{d}/hello.ko", ko), (f"{d}/evil.ko", ko), ("lib", None)])
+    top = links([
+        (f"{d}/hello.ko", "sym", "evil.ko"),
+        (f"{d}/b.ko", "hard", f"{d}/evil.ko"),
+        (f"{d}/up.ko", "sym", "../" * 12 + f"{d}/evil.ko"),
+        (f"{d}/out.ko", "sym", "/stage/evil.ko"),
+        (f"{d}/host", "sym", f"/lib/modules/{k}"),
+        ("usr/lib/modules", "sym", "../../opt/lib/modules")], [("etc/motd", b"hi\n")])
+    put("image_fs", "links.bin", layers(gz(base), top))
+    put("image_fs", "whiteouts.bin", layers(base, gz(tar([
+        (f"{d}/.wh.evil.ko", b""), (f"{d}/extra/.wh..wh..opq", b""),
+        (f"{d}/hello.ko", ko)]))))
+    tree = tar([(f"usr/lib/modules/{k}/modules.dep",
+                 b"kernel/drivers/media/videodev.ko.xz: kernel/drivers/media/mc.ko.xz\n"),
+                (f"usr/lib/modules/{k}/modules.builtin", b"kernel/fs/ext4/ext4.ko\n")])
+    put("image_fs", "dtk-tree.bin", layers(links([("lib", "sym", "usr/lib")]), zst(tree)))
 
 
 if __name__ == "__main__":

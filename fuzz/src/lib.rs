@@ -22,7 +22,7 @@ pub type Outcome = Result<String, String>;
 pub type Entry = fn(&[u8]) -> Outcome;
 
 /// Every target: its name (the corpus directory under `fuzz/corpus/`) and its entry point.
-pub const TARGETS: [(&str, Entry); 10] = [
+pub const TARGETS: [(&str, Entry); 11] = [
     ("matrix", matrix),
     ("lock", lock),
     ("lock_fields", lock_fields),
@@ -33,6 +33,7 @@ pub const TARGETS: [(&str, Entry); 10] = [
     ("layer", payload_layer),
     ("verify_scan", verify_scan),
     ("modinfo", modinfo_read),
+    ("image_fs", image_fs),
 ];
 
 /// The repository root, from the fuzz crate or from the main crate's tests.
@@ -337,5 +338,73 @@ pub fn modinfo_read(data: &[u8]) -> Outcome {
         "vermagic {} kernel {}, {signed}",
         info.vermagic,
         info.kernel()
+    ))
+}
+
+/// Layers from one input: each a little-endian `u32` length, then that many bytes (the last
+/// one takes what is left); at most four.
+fn layers_of(data: &[u8]) -> Vec<&[u8]> {
+    let mut layers = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() && layers.len() < 4 {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            layers.push(rest);
+            break;
+        };
+        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
+        let (layer, after) = tail.split_at(len);
+        layers.push(layer);
+        rest = after;
+    }
+    layers
+}
+
+/// Layers read as `verify --deep` reads an image (base first), the image's final filesystem
+/// built from them; the same again through the cache's form of each layer without modules,
+/// which must give the same modules; and the kernels' indexes read as from a DTK.
+pub fn image_fs(data: &[u8]) -> Outcome {
+    let layers = layers_of(data);
+    let mut direct = scan::Scanner::default();
+    let mut cached = scan::Scanner::default();
+    let mut indexes = scan::Scanner::of_indexes();
+    for layer in &layers {
+        let changes = direct
+            .read_layer(Cursor::new(layer))
+            .map_err(|e| e.to_string())?;
+        direct.apply_layer(&changes).map_err(|e| e.to_string())?;
+        let again = match changes.portable() {
+            Some((removed, opaque, nodes)) => {
+                scan::LayerChanges::of_portable(removed, opaque, nodes)
+            }
+            None => changes,
+        };
+        cached.apply_layer(&again).map_err(|e| e.to_string())?;
+        let tree = indexes
+            .read_layer(Cursor::new(layer))
+            .map_err(|e| e.to_string())?;
+        indexes.apply_layer(&tree).map_err(|e| e.to_string())?;
+    }
+    let modules = direct.finish();
+    assert_eq!(
+        modules,
+        cached.finish(),
+        "the cache's form changed the view"
+    );
+    let mut linked = 0;
+    for m in &modules {
+        assert!(
+            scan::module_name(m.path.rsplit('/').next().unwrap_or_default()).is_some()
+                && !m.kernel_dir.is_empty(),
+            "not a module: {m:?}"
+        );
+        if let Some(t) = &m.target {
+            assert!(scan::view::in_region(t), "judged out of the region: {m:?}");
+            linked += 1;
+        }
+    }
+    Ok(format!(
+        "{} layers, {} modules, {linked} through links",
+        layers.len(),
+        modules.len()
     ))
 }

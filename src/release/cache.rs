@@ -7,10 +7,14 @@
 //!   the digest its manifest names, and hashed), with that config's digest;
 //! - `dtk/<image digest>.json`: what a DTK's release file says, only when the layer holding it
 //!   was read whole (a kernel read from a prefix and confirmed by the nodes' is never cached);
-//! - `layers/<layer digest>.json`: the whiteouts of an image layer that holds no kernel
-//!   module, for the module reader of `build`, `collect` and `verify --deep` (images built on
-//!   one DTK share its layers, which need not be read again on every run), only when the layer
-//!   was read whole;
+//! - `layers/<layer digest>.json`: the whiteouts (and the directories, files and links under
+//!   or on the way to the modules directories) of an image layer that holds no kernel module,
+//!   for the module reader of `build`, `collect` and `verify --deep` (images built on one DTK
+//!   share its layers, which need not be read again on every run), only when the layer was
+//!   read whole;
+//! - `trees/<DTK image digest>-<kernel hash>.json`: the module names of a kernel's tree (its
+//!   `modules.dep` and `modules.builtin` in the DTK's final filesystem), for `verify`'s
+//!   dependency check, only when every layer of the DTK was read whole;
 //! - `tags/`: for `--offline` only, the digest a payload tag had when last seen (a pointer,
 //!   not a fact: the entries it leads to are checked like any other).
 //!
@@ -73,6 +77,9 @@ pub enum How {
     /// The image config blob was fetched by the digest that the image manifest (itself
     /// fetched by digest and hashed) names, and its sha256 equalled that digest.
     ImageConfig,
+    /// Every layer of the image (its manifest fetched by the digest recorded, and hashed) was
+    /// read to its end, and each one's sha256 equalled the digest the manifest names.
+    ImageLayers,
 }
 
 impl Verified {
@@ -114,13 +121,49 @@ pub struct PayloadEntry {
 }
 
 /// All that an image layer without kernel modules changes for the module reader
-/// ([`crate::verify`]): the paths it removes and the directories it makes opaque.
+/// ([`crate::verify`]): the paths it removes, the directories it makes opaque, and its
+/// entries where modules are looked for (directories, links: `verify::scan::view`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LayerEntry {
     pub removed: Vec<String>,
     pub opaque: Vec<String>,
+    /// Required: an entry written before links were kept is a miss.
+    pub nodes: Vec<LayerNode>,
     /// The layer itself, read whole: the key.
+    pub verified: Verified,
+}
+
+/// One entry of a layer under (or on the way to) the modules directories, in layer order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LayerNode {
+    pub path: String,
+    pub kind: NodeKind,
+    /// A link's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    Dir,
+    File,
+    Symlink,
+    Hardlink,
+}
+
+/// The module names of one kernel's tree, as its DTK's final filesystem lists them
+/// (`modules.dep`, `modules.builtin`), for `verify`'s dependency check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TreeEntry {
+    /// The DTK's per-arch image manifest: the key, with the kernel.
+    pub image: Digest,
+    pub kernel: String,
+    pub modules: Vec<String>,
+    pub builtin: Vec<String>,
     pub verified: Verified,
 }
 
@@ -313,15 +356,65 @@ impl Cache {
             .filter(|e| e.verified == Verified::read_whole(layer.clone()))
     }
 
-    /// Keeps the whiteouts of `layer`, which the caller read whole and found free of modules.
-    pub fn put_layer(&self, layer: &Digest, removed: Vec<String>, opaque: Vec<String>) {
+    /// Keeps the whiteouts and the entries where modules are looked for of `layer`, which the
+    /// caller read whole and found free of modules.
+    pub fn put_layer(
+        &self,
+        layer: &Digest,
+        (removed, opaque, nodes): (Vec<String>, Vec<String>, Vec<LayerNode>),
+    ) {
         if let Some(s) = self.slot("layers", layer.hex()) {
             let verified = Verified::read_whole(layer.clone());
             s.write(&LayerEntry {
                 removed,
                 opaque,
+                nodes,
                 verified,
             });
+        }
+    }
+
+    fn tree_key(image: &Digest, kernel: &str) -> String {
+        let k = Digest::sha256(kernel.as_bytes());
+        format!("{}-{}", image.hex(), &k.hex()[..16])
+    }
+
+    /// The tree of `kernel` in DTK `image`, read whole by an earlier run.
+    pub fn tree(&self, image: &Digest, kernel: &str) -> Option<TreeEntry> {
+        let key = Self::tree_key(image, kernel);
+        self.slot("trees", &key)?.read::<TreeEntry>().filter(|e| {
+            &e.image == image
+                && e.kernel == kernel
+                && e.verified
+                    == Verified {
+                        layer: image.clone(),
+                        how: How::ImageLayers,
+                    }
+        })
+    }
+
+    /// Keeps the tree of `kernel` in DTK `image`, whose layers the caller read whole.
+    pub fn put_tree(
+        &self,
+        image: &Digest,
+        kernel: &str,
+        modules: Vec<String>,
+        builtin: Vec<String>,
+    ) {
+        let key = Self::tree_key(image, kernel);
+        if let Some(s) = self.slot("trees", &key) {
+            let verified = Verified {
+                layer: image.clone(),
+                how: How::ImageLayers,
+            };
+            let entry = TreeEntry {
+                image: image.clone(),
+                kernel: kernel.to_string(),
+                modules,
+                builtin,
+                verified,
+            };
+            s.write(&entry);
         }
     }
 
@@ -446,14 +539,37 @@ mod tests {
         let (a, b) = (Digest::sha256(b"layer a"), Digest::sha256(b"layer b"));
         let removed = vec!["opt/lib/modules/x/.wh.old.ko".to_string()];
         assert!(cache.layer(&a).is_none());
-        cache.put_layer(&a, removed.clone(), vec![]);
+        cache.put_layer(&a, (removed.clone(), vec![], vec![]));
         let entry = cache.layer(&a).unwrap();
         assert_eq!(entry.removed, removed);
         assert_eq!(entry.verified, Verified::read_whole(a.clone()));
+        // Written before links were kept (no `nodes`): a miss, read again.
+        let mut old = serde_json::to_value(&entry).unwrap();
+        old.as_object_mut().unwrap().remove("nodes");
+        plant(&cache, "layers", a.hex(), &old);
+        assert!(cache.layer(&a).is_none());
+        cache.put_layer(&a, (removed.clone(), vec![], vec![]));
         // Copied under another layer's name: a miss.
         let from = cache.path("layers", a.hex()).unwrap();
         std::fs::copy(&from, cache.path("layers", b.hex()).unwrap()).unwrap();
         assert!(cache.layer(&b).is_none());
+    }
+
+    #[test]
+    fn a_tree_is_found_only_under_its_image_and_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let (a, b) = (Digest::sha256(b"dtk a"), Digest::sha256(b"dtk b"));
+        cache.put_tree(&a, "5.14.0", vec!["videodev".into()], vec![]);
+        assert_eq!(cache.tree(&a, "5.14.0").unwrap().modules, ["videodev"]);
+        assert!(cache.tree(&a, "5.14.1").is_none());
+        let from = cache.path("trees", &Cache::tree_key(&a, "5.14.0")).unwrap();
+        std::fs::copy(
+            &from,
+            cache.path("trees", &Cache::tree_key(&b, "5.14.0")).unwrap(),
+        )
+        .unwrap();
+        assert!(cache.tree(&b, "5.14.0").is_none());
     }
 
     #[test]
@@ -533,6 +649,7 @@ mod forged {
         LayerEntry {
             removed: vec![],
             opaque: vec![],
+            nodes: vec![],
             verified: Verified::read_whole(layer.clone()),
         }
     }
@@ -543,7 +660,7 @@ mod forged {
         let ours = Cache::with_key(dir.path(), CacheKey::from_secret(b"ours").unwrap());
         let theirs = Cache::with_key(dir.path(), CacheKey::from_secret(b"theirs").unwrap());
         let (a, b) = (Digest::sha256(b"layer a"), Digest::sha256(b"layer b"));
-        ours.put_layer(&a, vec!["x/.wh.y.ko".into()], vec![]);
+        ours.put_layer(&a, (vec!["x/.wh.y.ko".into()], vec![], vec![]));
         assert!(ours.layer(&a).is_some(), "the control");
         // The same cache directory under another key: a miss.
         assert!(theirs.layer(&a).is_none());
@@ -559,7 +676,7 @@ mod forged {
         std::fs::write(&path, swapped.to_string()).unwrap();
         assert!(ours.layer(&a).is_none());
         // A tagged entry moved to another key (its contents rewritten to match): a miss.
-        ours.put_layer(&a, vec![], vec![]);
+        ours.put_layer(&a, (vec![], vec![], vec![]));
         let mut moved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         moved["entry"] = serde_json::to_value(entry(&b)).unwrap();

@@ -4,6 +4,7 @@
 //! `signing-cert`, when it names one).
 
 pub mod coverage;
+mod depends;
 pub mod modinfo;
 pub mod scan;
 pub mod signature;
@@ -84,6 +85,9 @@ pub enum Finding {
     },
     /// The image holds no module at all for its kernel (driver without `modules`).
     NoModules,
+    /// A module needs another that `modprobe -d /opt` will not find: neither in the image nor
+    /// (through KMM's `host` link) in the kernel's own tree.
+    DependencyMissing(depends::Missing),
     /// The registry failed while checking (or served a layer that cannot be read).
     Registry(RegistryFailure),
 }
@@ -206,6 +210,7 @@ impl Finding {
                 format!("module `{}` (/{}){by}: {}", e(module), e(path), e(why))
             }
             Finding::NoModules => "the image holds no module under lib/modules/<kernel>/".into(),
+            Finding::DependencyMissing(m) => m.describe(),
             Finding::Registry(f) => e(&f.to_string()),
         }
     }
@@ -268,17 +273,17 @@ pub fn check_modules(
         match &file.info {
             Ok(info) if info.kernel() == kernel.as_str() => checked.push(Checked {
                 module,
-                path: file.path.clone(),
+                path: file.shown(),
                 vermagic: info.vermagic.clone(),
                 signature: file.signature.clone(),
             }),
             Ok(info) => findings.push(Finding::WrongKernel {
                 module,
-                path: file.path.clone(),
+                path: file.shown(),
                 vermagic: info.vermagic.clone(),
             }),
             Err(e) => findings.push(Finding::Unreadable {
-                path: file.path.clone(),
+                path: file.shown(),
                 why: e.to_string(),
             }),
         }
@@ -411,28 +416,38 @@ pub fn deep_check_expecting(
     manifest: &crate::registry::ImageManifest,
     expect: &Expect,
 ) -> (Vec<Checked>, Vec<Finding>) {
-    let pinned = image.pinned();
     let mut scanner = Scanner::default();
-    for layer in &manifest.layers {
-        let at = || Some(layer.digest.to_string());
-        let changes = match layer_changes(&layer.digest, cache, || {
-            read_layer(client, &pinned, layer, &scanner)
-        }) {
-            Ok(changes) => changes,
-            Err(e) => return (Vec::new(), vec![Finding::Registry(e)]),
-        };
-        if let Err(e) = scanner.apply_layer(&changes) {
-            return (
-                Vec::new(),
-                vec![Finding::Registry(RegistryFailure::new(at(), e))],
-            );
-        }
+    if let Err(e) = apply_layers(client, cache, &image.pinned(), manifest, &mut scanner) {
+        return (Vec::new(), vec![Finding::Registry(e)]);
     }
-    let (checked, mut findings) = check_modules(&expect.modules, &image.kernel, &scanner.finish());
+    let found = scanner.view().modules();
+    let (checked, mut findings) = check_modules(&expect.modules, &image.kernel, &found);
+    let needs = depends::Needs::of(&image.kernel, &found, &checked, scanner.view());
+    findings.extend(needs.check(|| depends::in_tree(client, cache, image)));
     if let Some(signing) = &expect.signing {
         findings.extend(check_signatures(signing, &checked));
     }
     (checked, findings)
+}
+
+/// Applies the layers of `manifest` (an image of `pinned`'s repository) to `scanner`, each
+/// read once per run (see [`layer_changes`]).
+fn apply_layers(
+    client: &Client,
+    cache: &Cache,
+    pinned: &crate::domain::ImageRef,
+    manifest: &crate::registry::ImageManifest,
+    scanner: &mut Scanner,
+) -> Result<(), RegistryFailure> {
+    for layer in &manifest.layers {
+        let changes = layer_changes(&layer.digest, scanner.mode(), cache, || {
+            read_layer(client, pinned, layer, scanner)
+        })?;
+        scanner
+            .apply_layer(&changes)
+            .map_err(|e| RegistryFailure::new(Some(layer.digest.to_string()), e))?;
+    }
+    Ok(())
 }
 
 /// Reads one layer to its end (so that its digest is checked) and returns what it changes.
@@ -459,9 +474,12 @@ fn read_layer(
 /// kept; small results only, up to a total.
 #[derive(Default)]
 struct LayerCache {
-    slots: HashMap<Digest, Arc<Mutex<Option<Arc<scan::LayerChanges>>>>>,
+    slots: HashMap<(Digest, scan::Mode), Slot>,
     weight: usize,
 }
+
+/// One layer's result, while it is read and once it was.
+type Slot = Arc<Mutex<Option<Arc<scan::LayerChanges>>>>;
 
 /// Largest result kept for one layer, and for all of them together.
 const LAYER_CACHE_ONE: usize = 1 << 20;
@@ -475,28 +493,30 @@ fn layer_cache() -> std::sync::MutexGuard<'static, LayerCache> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// What layer `digest` changes: kept from an earlier read of this run, else from the cache
-/// (a layer without modules read whole by an earlier run), else `read` (and then cached when
-/// it has no modules). While one thread reads a layer, the others asking for it wait for its
+/// What layer `digest` changes, read in `mode`: kept from an earlier read of this run, else
+/// from the cache (a layer without modules read whole by an earlier run: the same in every
+/// mode), else `read` (and then cached when it has no modules). While one thread reads a layer, the others asking for it wait for its
 /// result; a read that fails leaves nothing, so each of them then reads it for itself.
 fn layer_changes(
     digest: &Digest,
+    mode: scan::Mode,
     cache: &Cache,
     read: impl FnOnce() -> Result<scan::LayerChanges, RegistryFailure>,
 ) -> Result<Arc<scan::LayerChanges>, RegistryFailure> {
-    let slot = Arc::clone(layer_cache().slots.entry(digest.clone()).or_default());
+    let key = (digest.clone(), mode);
+    let slot = Arc::clone(layer_cache().slots.entry(key).or_default());
     let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(changes) = &*held {
         return Ok(Arc::clone(changes));
     }
     let changes = match cache.layer(digest) {
-        Some(e) => scan::LayerChanges::of_whiteouts(e.removed, e.opaque),
+        Some(e) => scan::LayerChanges::of_portable(e.removed, e.opaque, e.nodes),
         None => {
             let changes = read()?;
             if changes.weight() <= LAYER_CACHE_ONE
-                && let Some((removed, opaque)) = changes.whiteouts()
+                && let Some(portable) = changes.portable()
             {
-                cache.put_layer(digest, removed, opaque);
+                cache.put_layer(digest, portable);
             }
             changes
         }
@@ -546,6 +566,7 @@ mod tests {
             name: scan::module_name(file.rsplit('/').next().unwrap()).unwrap(),
             info: modinfo::read(bytes),
             signature: signature::read(bytes),
+            target: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! `vermagic` of a kernel module, read from its ELF `.modinfo` section (what `modinfo -F
-//! vermagic` prints), with no `modinfo` binary.
+//! `vermagic` and `depends` of a kernel module, read from its ELF `.modinfo` section (what
+//! `modinfo -F vermagic` prints), with no `modinfo` binary.
 
 use object::{Object, ObjectSection};
 
@@ -11,6 +11,9 @@ pub struct ModInfo {
     pub vermagic: String,
     /// `name=`, where the module records it.
     pub name: Option<String>,
+    /// `depends=`: the modules it needs loaded first (`-` folded into `_`), as `modinfo -F
+    /// depends` lists them.
+    pub depends: Vec<String>,
 }
 
 impl ModInfo {
@@ -33,6 +36,9 @@ pub enum ModInfoError {
     /// A `.ko.xz`, `.ko.zst` or `.ko.gz` that does not decompress (within the limits).
     #[error("{0}")]
     Compressed(String),
+    /// A module path that is a link to something verify cannot judge (see `scan::view`).
+    #[error("{0}")]
+    Link(String),
 }
 
 /// Longest `vermagic` or `name` kept (real ones are under a hundred bytes).
@@ -49,16 +55,24 @@ pub fn read(bytes: &[u8]) -> Result<ModInfo, ModInfoError> {
         .map_err(|e| ModInfoError::NotElf(e.to_string()))?;
     let mut vermagic = None;
     let mut name = None;
+    let mut depends = Vec::new();
     for entry in data.split(|b| *b == 0) {
         if let Some(v) = entry.strip_prefix(b"vermagic=") {
             vermagic = Some(value(v, "vermagic")?.trim().to_string());
         } else if let Some(n) = entry.strip_prefix(b"name=") {
             name = Some(value(n, "name")?);
+        } else if let Some(d) = entry.strip_prefix(b"depends=") {
+            depends = value(d, "depends")?
+                .split(',')
+                .map(|m| m.trim().replace('-', "_"))
+                .filter(|m| !m.is_empty())
+                .collect();
         }
     }
     Ok(ModInfo {
         vermagic: vermagic.ok_or(ModInfoError::NoVermagic)?,
         name,
+        depends,
     })
 }
 
@@ -101,6 +115,15 @@ pub(crate) mod tests {
         );
         assert_eq!(info.kernel(), "6.1.0-50-amd64");
         assert_eq!(info.name.as_deref(), Some("hello"));
+        assert_eq!(info.depends, Vec::<String>::new());
+    }
+
+    #[test]
+    fn reads_depends() {
+        let ko = fake_module(b"depends=videodev,v4l2-common\0vermagic=6.1.0 SMP\0");
+        assert_eq!(read(&ko).unwrap().depends, ["videodev", "v4l2_common"]);
+        let none = fake_module(b"depends=\0vermagic=6.1.0 SMP\0");
+        assert!(read(&none).unwrap().depends.is_empty());
     }
 
     #[test]

@@ -14,14 +14,19 @@
 //! through: memory does not grow with its size.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 use std::sync::{Condvar, Mutex};
 
 use super::modinfo::{self, ModInfo, ModInfoError};
 use super::signature::{self, Signature, SignatureError};
+use crate::release::cache::{LayerNode, NodeKind};
 use crate::tarball::{self, HeaderLimits, Pending};
+
+pub mod view;
+
+use view::{Node, View};
 
 /// Caps on what one image's layers may make `verify --deep` do.
 #[derive(Debug, Clone, Copy)]
@@ -71,19 +76,31 @@ pub struct ModuleFile {
     pub info: Result<ModInfo, ModInfoError>,
     /// Its appended signature: `None` when it has none (or could not be decompressed).
     pub signature: Option<Result<Signature, SignatureError>>,
+    /// The file it is, when it is a link (symbolic, or hard) to another: the path read.
+    pub target: Option<String>,
 }
 
 impl ModuleFile {
     /// Bytes it keeps, for [`Limits::kept_max`].
     fn weight(&self) -> usize {
         let info = self.info.as_ref().map_or(64, |i| {
-            i.vermagic.len() + i.name.as_ref().map_or(0, String::len)
+            let depends: usize = i.depends.iter().map(|d| d.len() + 8).sum();
+            i.vermagic.len() + i.name.as_ref().map_or(0, String::len) + depends
         });
         let sig = match &self.signature {
             Some(Ok(s)) => s.weight(),
             _ => 64,
         };
-        self.path.len() + self.kernel_dir.len() + self.name.len() + info + sig + 64
+        let target = self.target.as_ref().map_or(0, String::len);
+        self.path.len() + self.kernel_dir.len() + self.name.len() + info + sig + target + 64
+    }
+
+    /// Its path as a human reads it: `opt/.../hello.ko -> /opt/.../evil.ko` for a link.
+    pub fn shown(&self) -> String {
+        match &self.target {
+            Some(t) => format!("{} -> /{t}", self.path),
+            None => self.path.clone(),
+        }
     }
 }
 
@@ -218,12 +235,31 @@ impl Drop for Held {
     }
 }
 
+/// What a scan reads of a layer's files under the modules directories.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Modules, reduced to their `.modinfo` and signature (an image's own modules).
+    #[default]
+    Modules,
+    /// Kernels' `modules.dep` and `modules.builtin` only, modules left unread (a DTK's tree).
+    Indexes,
+}
+
 /// The image's modules, from its layers in manifest order (base first).
 #[derive(Default)]
 pub struct Scanner {
     limits: Limits,
-    files: BTreeMap<String, ModuleFile>,
+    mode: Mode,
+    view: View,
     kept: usize,
+}
+
+/// One entry of a layer in the view's region, in the layer's order.
+#[derive(Debug, Clone)]
+enum Change {
+    Add(String, Node),
+    /// A hard link, to the earlier entry named.
+    Hardlink(String, String),
 }
 
 /// What one layer adds and hides, as [`Scanner::read_layer`] found it: a layer's contents
@@ -232,10 +268,15 @@ pub struct Scanner {
 pub struct LayerChanges {
     removed: HashSet<String>,
     opaque: HashSet<String>,
-    added: Vec<ModuleFile>,
+    changes: Vec<Change>,
+    /// Whether it holds a module file or a kernel's index (read or not, by the mode).
+    modules: bool,
     /// Bytes of names this layer keeps ([`Limits::kept_max`]).
     kept: usize,
 }
+
+/// A layer's entries as the cache keeps them: removed paths, opaque directories, the rest.
+pub type Portable = (Vec<String>, Vec<String>, Vec<LayerNode>);
 
 impl LayerChanges {
     /// Bytes of names it keeps: what holding it costs.
@@ -243,10 +284,11 @@ impl LayerChanges {
         self.kept
     }
 
-    /// What a layer without modules changes: its removed paths and opaque directories, each
-    /// sorted; `None` for a layer that adds modules.
-    pub fn whiteouts(&self) -> Option<(Vec<String>, Vec<String>)> {
-        if !self.added.is_empty() {
+    /// What a layer without modules (or kernel indexes) changes, the same in every [`Mode`]:
+    /// its removed paths and opaque directories, each sorted, and its entries in the view's
+    /// region, in order; `None` for a layer that holds modules.
+    pub fn portable(&self) -> Option<Portable> {
+        if self.modules {
             return None;
         }
         let sorted = |set: &HashSet<String>| {
@@ -254,20 +296,57 @@ impl LayerChanges {
             v.sort();
             v
         };
-        Some((sorted(&self.removed), sorted(&self.opaque)))
+        let mut nodes = Vec::new();
+        for c in &self.changes {
+            let (path, kind, target) = match c {
+                Change::Add(p, Node::Dir) => (p, NodeKind::Dir, None),
+                Change::Add(p, Node::Symlink(t)) => (p, NodeKind::Symlink, Some(t.clone())),
+                Change::Hardlink(p, t) => (p, NodeKind::Hardlink, Some(t.clone())),
+                Change::Add(p, Node::File) => (p, NodeKind::File, None),
+                // Modules and indexes make `modules` true; a hard link's copy is a `Hardlink`.
+                Change::Add(..) => return None,
+            };
+            nodes.push(LayerNode {
+                path: path.clone(),
+                kind,
+                target,
+            });
+        }
+        Some((sorted(&self.removed), sorted(&self.opaque), nodes))
     }
 
-    /// The changes of a layer without modules, from [`Self::whiteouts`].
-    pub fn of_whiteouts(removed: Vec<String>, opaque: Vec<String>) -> LayerChanges {
-        let kept = removed.iter().chain(&opaque).map(String::len).sum();
+    /// The changes of a layer without modules, from [`Self::portable`]; entries out of the
+    /// view's region (a cache entry is data, not a command) are dropped.
+    pub fn of_portable(removed: Vec<String>, opaque: Vec<String>, nodes: Vec<LayerNode>) -> Self {
+        let mut kept = removed.iter().chain(&opaque).map(String::len).sum();
+        let mut changes = Vec::new();
+        for n in nodes {
+            let path = view::normal(&n.path).to_string();
+            let target = n.target.unwrap_or_default();
+            let long = path.len() > view::PATH_MAX || target.len() > view::PATH_MAX;
+            if !view::in_region(&path) || path.is_empty() || long {
+                continue;
+            }
+            kept += path.len() + target.len() + 16;
+            changes.push(match n.kind {
+                NodeKind::Dir => Change::Add(path, Node::Dir),
+                NodeKind::File => Change::Add(path, Node::File),
+                NodeKind::Symlink => Change::Add(path, Node::Symlink(target)),
+                NodeKind::Hardlink => Change::Hardlink(path, target),
+            });
+        }
         LayerChanges {
             removed: removed.into_iter().collect(),
             opaque: opaque.into_iter().collect(),
-            added: Vec::new(),
+            changes,
+            modules: false,
             kept,
         }
     }
 }
+
+/// Largest `modules.dep` or `modules.builtin` read (a RHEL kernel's are under 1 MiB).
+const INDEX_MAX: u64 = 16 << 20;
 
 impl Scanner {
     pub fn with_limits(limits: Limits) -> Self {
@@ -275,6 +354,18 @@ impl Scanner {
             limits,
             ..Scanner::default()
         }
+    }
+
+    /// A scanner of kernels' indexes ([`Mode::Indexes`]).
+    pub fn of_indexes() -> Self {
+        Scanner {
+            mode: Mode::Indexes,
+            ..Scanner::default()
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Applies one layer on top of what the layers before it left.
@@ -321,14 +412,17 @@ impl Scanner {
         crate::tarball::extension(entry, pending, limits)
     }
 
-    /// Takes note of one entry of a layer: a whiteout, a module, or nothing of interest.
+    /// Takes note of one entry of a layer: a whiteout, an entry in the view's region, or
+    /// nothing of interest.
     fn entry<R: Read>(
         &self,
         entry: &mut tar::Entry<R>,
         pending: Pending,
         changes: &mut LayerChanges,
     ) -> io::Result<()> {
+        let link = tarball::link_target(entry, &pending);
         let (path, size) = crate::tarball::path_and_size(entry, pending)?;
+        let path = view::normal(&path).to_string();
         let (dir, file) = match path.rsplit_once('/') {
             Some((d, f)) => (format!("{d}/"), f),
             None => (String::new(), path.as_str()),
@@ -340,27 +434,78 @@ impl Scanner {
             let hidden = format!("{dir}{hidden}");
             return self.keep(changes, hidden.len(), |c| c.removed.insert(hidden));
         }
-        let module = classify(&path).filter(|_| entry.header().entry_type().is_file());
-        let Some((kernel_dir, file_name)) = module else {
-            if size > self.limits.entry_max {
-                return Err(invalid(format!(
-                    "entry `{path}` claims {size} bytes, over the {} GiB limit",
-                    self.limits.entry_max >> 30
-                )));
-            }
+        if size > self.limits.entry_max {
+            return Err(invalid(format!(
+                "entry `{path}` claims {size} bytes, over the {} GiB limit",
+                self.limits.entry_max >> 30
+            )));
+        }
+        if path.is_empty() || !view::in_region(&path) {
             return Ok(());
+        }
+        if path.len() > view::PATH_MAX || link.as_ref().is_some_and(|l| l.len() > view::PATH_MAX) {
+            return Err(invalid(format!(
+                "an entry under the modules directories whose path or link is over {} bytes",
+                view::PATH_MAX
+            )));
+        }
+        let kind = entry.header().entry_type();
+        let weight = path.len() + link.as_ref().map_or(0, String::len) + 16;
+        let change = match link {
+            Some(target) if kind.is_hard_link() => Change::Hardlink(path, target),
+            Some(target) => Change::Add(path, Node::Symlink(target)),
+            None if kind.is_dir() => Change::Add(path, Node::Dir),
+            None if !kind.is_file() => Change::Add(path, Node::File),
+            None => return self.file(entry, path, size, changes),
         };
-        let (info, signature) = self.modinfo(entry, &path, &file_name, size)?;
-        let module = ModuleFile {
-            name: module_name(&file_name).expect("classify only accepts module files"),
-            path,
-            kernel_dir,
-            info,
-            signature,
-        };
-        self.keep(changes, module.weight(), |c| c.added.push(module))
+        self.keep(changes, weight, |c| c.changes.push(change))
     }
 
+    /// A regular file in the view's region: a module (read in [`Mode::Modules`]), a kernel's
+    /// index (read in [`Mode::Indexes`]), or a file whose contents do not matter.
+    fn file<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        path: String,
+        size: u64,
+        changes: &mut LayerChanges,
+    ) -> io::Result<()> {
+        let weight = path.len() + 16;
+        if let Some((kernel_dir, file_name)) = classify(&path) {
+            changes.modules = true;
+            if self.mode == Mode::Indexes {
+                return self.keep(changes, weight, |c| {
+                    c.changes.push(Change::Add(path, Node::File))
+                });
+            }
+            let (info, signature) = self.modinfo(entry, &path, &file_name, size)?;
+            let module = ModuleFile {
+                name: module_name(&file_name).expect("classify only accepts module files"),
+                path: path.clone(),
+                kernel_dir,
+                info,
+                signature,
+                target: None,
+            };
+            let node = Node::Module(Box::new(module));
+            return self.keep(changes, weight + node.weight(), |c| {
+                c.changes.push(Change::Add(path, node))
+            });
+        }
+        if let Some(kind) = index_kind(&path) {
+            changes.modules = true;
+            if self.mode == Mode::Indexes {
+                let names = read_index(entry, &path, size, kind)?;
+                let node = Node::Index(names);
+                return self.keep(changes, weight + node.weight(), |c| {
+                    c.changes.push(Change::Add(path, node))
+                });
+            }
+        }
+        self.keep(changes, weight, |c| {
+            c.changes.push(Change::Add(path, Node::File))
+        })
+    }
     /// Reads one module, holding its bytes only while its `.modinfo` and signature are
     /// parsed. A compressed one holds up to [`Limits::module_max`] decompressed bytes.
     fn modinfo<R: Read>(
@@ -421,25 +566,81 @@ impl Scanner {
     /// opaque directories hide what lower layers had, not this layer's files.
     pub fn apply_layer(&mut self, changes: &LayerChanges) -> io::Result<()> {
         self.within_kept(changes)?;
-        let hidden = |p: &str| {
-            changes.opaque.contains("")
-                || changes.removed.contains(p)
-                || p.match_indices('/').any(|(i, _)| {
-                    changes.removed.contains(&p[..i]) || changes.opaque.contains(&p[..=i])
-                })
-        };
-        self.files.retain(|p, _| !hidden(p));
-        for f in &changes.added {
-            self.files.insert(f.path.clone(), f.clone());
+        self.view.hide(&changes.removed, &changes.opaque);
+        for c in &changes.changes {
+            match c {
+                Change::Add(path, node) => self.view.add(path, node.clone()),
+                Change::Hardlink(path, target) => self.view.link(path, target),
+            }
         }
-        self.kept = self.files.values().map(ModuleFile::weight).sum();
+        self.kept = self.view.weight();
         Ok(())
+    }
+
+    /// The final filesystem the layers applied so far make.
+    pub fn view(&self) -> &View {
+        &self.view
     }
 
     /// Every module of the final filesystem, by path.
     pub fn finish(self) -> Vec<ModuleFile> {
-        self.files.into_values().collect()
+        self.view.modules()
     }
+}
+
+/// Which index `path` is: a kernel's `modules.dep` or `modules.builtin`, right in its directory.
+fn index_kind(path: &str) -> Option<Index> {
+    let (dir, file) = path.rsplit_once('/')?;
+    let (root, kernel) = dir.rsplit_once('/')?;
+    if !view::ROOTS.contains(&root) || kernel.is_empty() {
+        return None;
+    }
+    match file {
+        "modules.dep" => Some(Index::Dep),
+        "modules.builtin" => Some(Index::Builtin),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Index {
+    Dep,
+    Builtin,
+}
+
+/// The module names a `modules.dep` (`kernel/.../x.ko.xz: deps`) or `modules.builtin`
+/// (`kernel/.../x.ko`) lists, sorted.
+fn read_index<R: Read>(
+    entry: &mut R,
+    path: &str,
+    size: u64,
+    kind: Index,
+) -> io::Result<Vec<String>> {
+    if size > INDEX_MAX {
+        return Err(invalid(format!(
+            "`{path}` claims {size} bytes; no kernel's is over {} MiB",
+            INDEX_MAX >> 20
+        )));
+    }
+    let mut bytes = Vec::new();
+    entry.take(INDEX_MAX).read_to_end(&mut bytes)?;
+    Ok(index_names(&String::from_utf8_lossy(&bytes), kind))
+}
+
+fn index_names(text: &str, kind: Index) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let file = match kind {
+                Index::Dep => line.split_once(':')?.0,
+                Index::Builtin => line,
+            };
+            module_name(file.trim().rsplit('/').next()?)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 #[cfg(test)]

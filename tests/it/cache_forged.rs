@@ -158,7 +158,7 @@ fn a_layer_entry_without_this_users_tag_is_a_miss() {
     let forge = |key: CacheKey| {
         let cache = Cache::with_key(w.path("cache"), key);
         for layer in layers(&image) {
-            cache.put_layer(&layer, vec![], vec![]);
+            cache.put_layer(&layer, (vec![], vec![], vec![]));
         }
     };
     forge(attackers_key());

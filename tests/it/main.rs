@@ -19,6 +19,7 @@ mod exclusions;
 mod export;
 mod faults;
 mod hostile_lock;
+mod image_fs;
 mod init;
 mod inputs;
 mod kill;

@@ -334,3 +334,163 @@ fn changes_applied_again_still_count_against_the_cap_on_names() {
         "{err}"
     );
 }
+
+/// A tar of `(path, link type, target)` entries.
+fn links_tar(links: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, target) in links {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_size(0);
+        h.set_mode(0o777);
+        // Over 100 bytes: the builder writes GNU long-link headers.
+        b.append_link(&mut h, path, target).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn symbolic_and_hard_links_in_layers_replace_lower_modules() {
+    let (good, evil) = (module("6.1.0 good"), module("6.1.0 evil"));
+    let dir = "opt/lib/modules/6.1.0";
+    let long = format!("{}evil.ko", "x/../".repeat(40));
+    let mut s = Scanner::default();
+    s.layer(
+        layer(&[
+            (&format!("{dir}/a.ko"), &good),
+            (&format!("{dir}/b.ko"), &good),
+            (&format!("{dir}/c.ko"), &good),
+        ])
+        .as_slice(),
+    )
+    .unwrap();
+    let mut top = tar_of(&[(&format!("{dir}/evil.ko"), &evil)]);
+    top.truncate(top.len() - 1024);
+    top.extend(links_tar(&[
+        (&format!("{dir}/a.ko"), tar::EntryType::Symlink, "evil.ko"),
+        (
+            &format!("{dir}/b.ko"),
+            tar::EntryType::Link,
+            &format!("{dir}/evil.ko"),
+        ),
+        (&format!("{dir}/c.ko"), tar::EntryType::Symlink, &long),
+    ]));
+    s.layer(gz(&top).as_slice()).unwrap();
+    let found = s.finish();
+    let said: Vec<(&str, &str, String)> = found
+        .iter()
+        .map(|f| {
+            let v = &f.info.as_ref().unwrap().vermagic;
+            (&f.path[dir.len() + 1..], &v[..], f.shown())
+        })
+        .collect();
+    let evil_path = format!("/{dir}/evil.ko");
+    for (file, vermagic, shown) in &said[..3] {
+        assert_eq!(*vermagic, "6.1.0 evil", "{file}");
+        assert!(shown.ends_with(&format!(" -> {evil_path}")), "{shown}");
+    }
+}
+
+#[test]
+fn a_layer_without_modules_keeps_its_links_through_the_cache() {
+    let dir = "opt/lib/modules/6.1.0";
+    let base = layer(&[
+        (&format!("{dir}/evil.ko"), &module("6.1.0 evil")),
+        (&format!("{dir}/hello.ko"), &module("6.1.0 good")),
+    ]);
+    let mut top = tar_of(&[("etc/motd", b"hi")]);
+    top.truncate(top.len() - 1024);
+    top.extend(links_tar(&[(
+        &format!("{dir}/hello.ko"),
+        tar::EntryType::Symlink,
+        "evil.ko",
+    )]));
+    let reader = Scanner::default();
+    let changes = reader.read_layer(gz(&top).as_slice()).unwrap();
+    let (removed, opaque, nodes) = changes.portable().expect("no modules in it");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let json = serde_json::to_string(&nodes).unwrap();
+    let again = LayerChanges::of_portable(removed, opaque, serde_json::from_str(&json).unwrap());
+    let mut s = Scanner::default();
+    s.layer(base.as_slice()).unwrap();
+    s.apply_layer(&again).unwrap();
+    let hello = s.finish().into_iter().find(|f| f.name == "hello").unwrap();
+    assert_eq!(hello.info.unwrap().vermagic, "6.1.0 evil");
+    // A layer with a module is not portable.
+    let with_module = reader.read_layer(base.as_slice()).unwrap();
+    assert!(with_module.portable().is_none());
+}
+
+#[test]
+fn indexes_are_read_only_when_asked_for() {
+    let dep = b"kernel/drivers/media/videodev.ko.xz: kernel/drivers/media/mc.ko.xz\nkernel/drivers/media/mc.ko.xz:\n";
+    let blob = layer(&[
+        ("usr/lib/modules/6.1.0/modules.dep", dep),
+        (
+            "usr/lib/modules/6.1.0/modules.builtin",
+            b"kernel/fs/ext4/ext4.ko\n",
+        ),
+        (
+            "usr/lib/modules/6.1.0/kernel/drivers/media/mc.ko.xz",
+            b"not read",
+        ),
+    ]);
+    let mut s = Scanner::of_indexes();
+    s.layer(blob.as_slice()).unwrap();
+    assert_eq!(
+        s.view().get("usr/lib/modules/6.1.0/modules.dep"),
+        Some(&view::Node::Index(vec!["mc".into(), "videodev".into()]))
+    );
+    assert_eq!(
+        s.view().get("usr/lib/modules/6.1.0/modules.builtin"),
+        Some(&view::Node::Index(vec!["ext4".into()]))
+    );
+    let mut m = Scanner::default();
+    m.layer(blob.as_slice()).unwrap();
+    assert_eq!(
+        m.view().get("usr/lib/modules/6.1.0/modules.dep"),
+        Some(&view::Node::File)
+    );
+}
+
+#[test]
+fn links_that_lead_far_are_followed_within_bounds() {
+    let dir = "opt/lib/modules/6.1.0";
+    // Each link climbs 800 directories and back to itself: 40 hops of 1600 steps each.
+    let target = format!("{}{}", "a/../".repeat(800), "x0.ko");
+    let names: Vec<String> = (0..2000).map(|i| format!("{dir}/x{i}.ko")).collect();
+    let entries: Vec<(&str, tar::EntryType, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), tar::EntryType::Symlink, target.as_str()))
+        .collect();
+    let mut s = Scanner::default();
+    s.layer(gz(&links_tar(&entries)).as_slice()).unwrap();
+    let started = Instant::now();
+    let found = s.finish();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(found.len(), 2000);
+    let why = |f: &ModuleFile| f.info.clone().unwrap_err().to_string();
+    assert!(why(&found[0]).contains("links loop"), "{}", why(&found[0]));
+    assert!(
+        why(&found[1999]).contains("more than verify follows"),
+        "{}",
+        why(&found[1999])
+    );
+    // A path or link over PATH_MAX under the modules directories fails the layer.
+    let long = format!("{}x.ko", "d/".repeat(2100));
+    let err = Scanner::default()
+        .layer(
+            gz(&links_tar(&[(
+                &format!("{dir}/y.ko"),
+                tar::EntryType::Symlink,
+                &long,
+            )]))
+            .as_slice(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("over 4096 bytes"), "{err}");
+}
