@@ -123,6 +123,55 @@ echo " release is not a valid tag, as Debian trixie's with its '+', cannot be se
 echo " the header names it)"
 run "${dm[@]}" export boot
 
+say "An OpenShift BuildConfig per job: the cluster's own build service as the builder"
+echo "(printed, not applied: the demo has no cluster. From a git checkout the source is the"
+echo " commit, refused when a context differs from it; --binary uploads the context instead."
+echo " The first of the BuildConfigs:)"
+run "${dm[@]}" -q export buildconfig --all --binary >"$sandbox/buildconfigs.yaml"
+awk '/^---$/ { n++ } n <= 1' "$sandbox/buildconfigs.yaml"
+
+# The rest works on a copy of the matrix and the example drivers, so the repository's files
+# are never edited: a vendor's change to one driver, reviewed; then a refused image.
+review=$sandbox/review
+rm -rf "$review"
+mkdir -p "$review/.sandbox"
+cp matrix.example.toml "$review/"
+cp -r examples "$review/"
+cp -r "$sandbox/signing" "$review/.sandbox/"
+cp "$sandbox/matrix.lock" "$review/matrix.lock"
+printf '/.sandbox/\nmatrix.lock.lock\n' >"$review/.gitignore"
+git -C "$review" init --quiet
+git -C "$review" add -A
+git -C "$review" -c user.name=demo -c user.email=demo@example.com commit --quiet -m "the drivers, built"
+dmr=(target/release/driver-matrix -m "$review/matrix.example.toml" --lockfile "$review/matrix.lock"
+  --cache-dir "$sandbox/cache")
+
+say "A copy of the project elsewhere is still fresh: the inputs hash is the files, not the place"
+run "${dmr[@]}" -q plan
+
+say "A change to one driver's source: only its jobs go stale, only they rebuild, and the review says why"
+echo "/* a vendor's fix */" >>"$review/examples/hello-kmod/hello.c"
+run "${dmr[@]}" -q plan
+run "${dmr[@]}" build
+echo "(the review of the pull request: the lock at the last commit against the one just written)"
+run "${dmr[@]}" diff git:HEAD
+
+say "A tag never names an image the lock refused"
+echo "(a typo in the driver's modules: the build pushes, reads the image back, refuses it, and the"
+echo " public tag, which KMM and the nodes pull, stays at the digest the lock names)"
+kernel=$(jq -r '[.jobs[] | select(.driver == "hello-kmod") | .kernel][0]' <<<"$("${dmr[@]}" -q plan --format json)")
+image=$(jq -r --arg k "$kernel" '.jobs[] | select(.driver == "hello-kmod" and .kernel == $k) | .image' <<<"$("${dmr[@]}" -q plan --format json)")
+sed -i 's/^modules = \["hello"\]/modules = ["helo"]/' "$review/matrix.example.toml"
+status=0
+run "${dmr[@]}" build --force --driver hello-kmod --kernel "$kernel" || status=$?
+echo "build exited $status"
+locked=$(grep -A8 'driver = "hello-kmod"' "$review/matrix.lock" | grep -A7 "kernel = \"$kernel\"" | sed -n 's/^digest = "\(.*\)"/\1/p' | head -1)
+mirror=${image/quay.io/127.0.0.1:5000}
+tagged=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$mirror" 2>/dev/null || echo "?")
+echo "lock:       $locked"
+echo "tag ${image##*:}: $tagged"
+[ "$locked" = "$tagged" ] && echo "the tag still names the image the lock accepted"
+
 say "Summary"
 plan=$("${dm[@]}" -q plan --format json)
 cells=$(jq '.summary.cells' <<<"$plan")
