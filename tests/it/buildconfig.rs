@@ -437,6 +437,29 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
         stdout(&out)
     );
 
+    // An ImageStreamTag output needs the driver's image in the cluster's own registry, or
+    // `collect` would never find what the builds push.
+    let out = run_in(
+        dir,
+        &[
+            "export",
+            "buildconfig",
+            "--git-uri",
+            &uri,
+            "--to",
+            "image-stream",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        says(
+            &stderr(&out),
+            "is not an image stream of the cluster's registry"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
     let long = "n".repeat(64);
     let out = run_in(
         dir,
@@ -468,6 +491,46 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
     );
     let out = run_in(dir, &["export", "buildconfig", "--git-ref=--output=/tmp/x"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // With the image in the cluster's registry, the builds push to ImageStreamTags of an
+    // ImageStream the export writes too.
+    let matrix = std::fs::read_to_string(dir.join("matrix.toml")).unwrap();
+    let internal = "image-registry.openshift-image-registry.svc:5000/drivers/hello";
+    std::fs::write(
+        dir.join("matrix.toml"),
+        matrix.replace(&format!("{}/{}/hello", w.addr, w.ns), internal),
+    )
+    .unwrap();
+    let out = run_in(
+        dir,
+        &[
+            "export",
+            "buildconfig",
+            "--git-uri",
+            &uri,
+            "--to",
+            "image-stream",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let docs = documents(&stdout(&out));
+    assert_valid(&docs);
+    assert_eq!(docs[0]["kind"], "ImageStream", "{}", stdout(&out));
+    assert_eq!(
+        docs[0]["metadata"],
+        json!({ "name": "hello", "namespace": "drivers" })
+    );
+    for bc in &docs[1..] {
+        let to = &bc["spec"]["output"]["to"];
+        assert_eq!(to["kind"], "ImageStreamTag");
+        assert_eq!(to["namespace"], "drivers");
+        assert!(
+            to["name"].as_str().unwrap().starts_with("hello:5.14.0-"),
+            "{to}"
+        );
+        assert!(bc["spec"]["output"].get("pushSecret").is_none());
+    }
+    std::fs::write(dir.join("matrix.toml"), matrix).unwrap();
 
     // Without a repository (and no remote to name), the export says how to go on.
     std::fs::remove_dir_all(dir.join(".git")).unwrap();

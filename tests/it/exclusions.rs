@@ -80,8 +80,12 @@ fn a_release_every_driver_excludes_leaves_the_lock_the_warnings_verify_and_the_e
         1,
     );
     std::fs::write(p.lock_path(), lock).unwrap();
+    // `build` says it in one line (`resolve` in full).
     let run = p.run(&["build"]).expect(0);
+    let line = "Driver Toolkit carries another kernel than its nodes boot (4.15.1 (x86_64))";
+    assert!(support::says(&run.stderr(), line), "{}", run.stderr());
     let warning = "release 4.15.1 (x86_64): its Driver Toolkit carries kernel";
+    let run = p.run(&["resolve"]).expect(0);
     assert!(support::says(&run.stderr(), warning), "{}", run.stderr());
     let verify = online(&p, &["verify"]).expect(1);
     assert!(

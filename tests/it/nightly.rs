@@ -176,7 +176,7 @@ impl Night {
         };
         let text = format!(
             "[openshift]\npayload-repo = \"{addr}/{release}\"\nreleases = [{exact}]\n\
-             channels = [{{ name = \"stable-4.15\", latest = 2 }}]\ngraph-url = \"{graph}\"\n\
+             {channels}graph-url = \"{graph}\"\n\
              arch = [{arches}]\n{streams}\n\
              [registries.\"{addr}\"]\ninsecure = true\n\n\
              [[driver]]\nname = \"good-kmod\"\ncontext = \"good-kmod\"\nimage = \"{addr}/{ns}/good-kmod\"\n\
@@ -185,6 +185,13 @@ impl Night {
             release = self.w.repo("release"),
             exact = list(&self.exact),
             graph = self.graph.url(),
+            // A channel the graph lists no release of is an unknown channel (exit 2): a night
+            // without channel releases asks for none.
+            channels = if self.channel.is_empty() {
+                ""
+            } else {
+                "channels = [{ name = \"stable-4.15\", latest = 2 }]\n"
+            },
             arches = list(&self.arches),
             ns = self.w.ns,
             excludes = self.excludes,
