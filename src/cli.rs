@@ -255,17 +255,8 @@ pub struct BuildArgs {
     #[arg(long)]
     pub locked: bool,
 
-    /// Build only this driver's jobs (repeatable).
-    #[arg(long = "driver", value_name = "D")]
-    pub drivers: Vec<String>,
-
-    /// Build only jobs for this kernel, as written or tag-normalized (repeatable).
-    #[arg(long = "kernel", value_name = "K")]
-    pub kernels: Vec<String>,
-
-    /// Build only jobs for this arch (repeatable).
-    #[arg(long = "arch", value_name = "A")]
-    pub arches: Vec<crate::domain::Arch>,
+    #[command(flatten)]
+    pub select: JobSelection,
 
     /// Build only shard I of N, I counted from 0 (`--shard $JOB_COMPLETION_INDEX/N` in a
     /// Kubernetes Indexed Job). Shards are balanced: the jobs to build are dealt to them in
@@ -391,6 +382,22 @@ pub enum ExportKind {
     },
 }
 
+/// Which jobs a command takes: `build` and `export buildconfig` select alike.
+#[derive(Debug, Args)]
+pub struct JobSelection {
+    /// Build only this driver's jobs (repeatable).
+    #[arg(long = "driver", value_name = "D")]
+    pub drivers: Vec<String>,
+
+    /// Build only jobs for this kernel, as written or tag-normalized (repeatable).
+    #[arg(long = "kernel", value_name = "K")]
+    pub kernels: Vec<String>,
+
+    /// Build only jobs for this arch (repeatable).
+    #[arg(long = "arch", value_name = "A")]
+    pub arches: Vec<crate::domain::Arch>,
+}
+
 /// Where `export buildconfig` pushes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuildOutput {
@@ -406,17 +413,8 @@ pub struct BuildConfigArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Only this driver's jobs (repeatable).
-    #[arg(long = "driver", value_name = "D")]
-    pub drivers: Vec<String>,
-
-    /// Only jobs for this kernel, as written or tag-normalized (repeatable).
-    #[arg(long = "kernel", value_name = "K")]
-    pub kernels: Vec<String>,
-
-    /// Only jobs for this arch (repeatable).
-    #[arg(long = "arch", value_name = "A")]
-    pub arches: Vec<crate::domain::Arch>,
+    #[command(flatten)]
+    pub select: JobSelection,
 
     /// Namespace of the objects [default: none, the namespace of `oc apply`]
     #[arg(long)]

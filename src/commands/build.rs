@@ -157,9 +157,9 @@ fn selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection
     Selection::checked(
         matrix,
         plan,
-        &args.drivers,
-        &args.kernels,
-        &args.arches,
+        &args.select.drivers,
+        &args.select.kernels,
+        &args.select.arches,
         args.shard,
     )
     .map_err(|e| Error::usage(e.message, e.help))

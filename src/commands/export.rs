@@ -117,9 +117,9 @@ fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<i32> {
     let selection = Selection::checked(
         matrix,
         &plan,
-        &args.drivers,
-        &args.kernels,
-        &args.arches,
+        &args.select.drivers,
+        &args.select.kernels,
+        &args.select.arches,
         None,
     )
     .map_err(|e| Error::usage(e.message, e.help))?;
