@@ -116,7 +116,9 @@ run cat "$sandbox/matrix.lock"
 say "KMM Modules for the cluster, mapping each kernel to its image by digest"
 run "${dm[@]}" export kmm
 
-say "KMM BootModuleConfigs: load each driver at boot, before NetworkManager"
+say "KMM BootModuleConfigs: load each driver at boot, before the network starts"
+echo "(from an image already on the node: the first boot on a kernel pulls it once the network"
+echo " is up and reboots; an image rebuilt for the same kernel is not fetched again)"
 echo "(KMM's boot units pull <image>:\$(uname -r), so a driver qualifies only if its tag is the"
 echo " bare kernel; the export refuses any other tag, exit 2, naming the fix. A kernel whose"
 echo " release is not a valid tag, as Debian trixie's with its '+', cannot be served at boot:"

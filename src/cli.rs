@@ -315,7 +315,9 @@ pub enum ExportKind {
         selectors: Vec<String>,
     },
 
-    /// A KMM `BootModuleConfig` per driver: load its module at boot, before NetworkManager.
+    /// A KMM `BootModuleConfig` per driver: its module loaded at every boot before the network
+    /// starts, from an image already on the node (the first boot after a kernel change pulls
+    /// the image once the network is up, then reboots).
     #[command(visible_alias = "boot")]
     BootModuleConfig {
         /// Namespace of the objects [default: none, the namespace of `oc apply`]
@@ -325,6 +327,11 @@ pub enum ExportKind {
         /// The MachineConfigPool whose nodes load the modules.
         #[arg(long, value_name = "POOL", default_value = "worker")]
         pool: String,
+
+        /// Export drivers with `[driver.kmm] parameters` anyway, loading their module at boot
+        /// without them (a BootModuleConfig cannot pass parameters).
+        #[arg(long)]
+        drop_parameters: bool,
     },
 
     /// A KMM `PreflightValidationOCP` per locked release.

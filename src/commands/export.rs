@@ -23,12 +23,17 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
             };
             return deployment(export::modules(&matrix, &lock, &opts)?);
         }
-        ExportKind::BootModuleConfig { namespace, pool } => {
+        ExportKind::BootModuleConfig {
+            namespace,
+            pool,
+            drop_parameters,
+        } => {
             let matrix = ctx.matrix()?;
             let lock = ctx.lock()?;
             let opts = export::BootOptions {
                 namespace: namespace.clone(),
                 pool: pool.clone(),
+                drop_parameters: *drop_parameters,
             };
             return deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
         }

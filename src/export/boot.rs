@@ -1,5 +1,10 @@
 //! KMM `BootModuleConfig`s ("Day 1"): one per driver, which KMM turns into a MachineConfig
-//! whose systemd units pull `<image>:$(uname -r)` and load the module before NetworkManager.
+//! with two systemd units (KMM's `internal/mcfg/templates/ignition.gotmpl` and `scripts/`): a
+//! pull unit, after `network-online.target`, that pulls `<image>:$(uname -r)` unless that tag
+//! is already on the node and then reboots the node; and a load unit, before
+//! `network-pre.target`, that loads the module from the image already on the node. So the
+//! module loads before the network only from the second boot on a kernel, an image rebuilt for
+//! the same kernel is never fetched, and no module parameters can be passed.
 //!
 //! KMM appends the node's kernel release to `kernelModuleImage` itself, unnormalized, so only a
 //! driver tagged with the bare kernel can be served; kernels whose release is not a valid tag
@@ -19,6 +24,8 @@ pub struct BootOptions {
     pub namespace: Option<String>,
     /// The MachineConfigPool whose nodes load the modules at boot.
     pub pool: String,
+    /// Export a driver with module parameters anyway (loaded without them).
+    pub drop_parameters: bool,
 }
 
 /// The tag templates that render exactly the kernel release (both name the same value).
@@ -41,6 +48,12 @@ pub fn boot_module_configs(
         if driver.modules.is_empty() {
             return Err(ExportError::NoModules {
                 driver: driver.name.clone(),
+            });
+        }
+        if !driver.kmm.parameters.is_empty() && !opts.drop_parameters {
+            return Err(ExportError::BootParameters {
+                driver: driver.name.clone(),
+                parameters: driver.kmm.parameters.join(" "),
             });
         }
     }
@@ -108,6 +121,16 @@ fn document(driver: &Driver, opts: &BootOptions, kernels: usize, unservable: &[&
             others.join(", ")
         ));
     }
+    if !kmm.parameters.is_empty() {
+        comment.push(format!(
+            "`{}` is loaded without its parameters ({}): a BootModuleConfig cannot pass them.",
+            driver.modules[0],
+            kmm.parameters.join(" ")
+        ));
+    }
+    comment.push(
+        "An image rebuilt for a kernel a node already has is not fetched at boot: the pull unit skips a tag already on the node. Roll it out by removing the old image from each node (`oc debug node/NODE -- chroot /host podman rmi IMAGE:KERNEL`) and rebooting it.".to_string(),
+    );
     if kmm.sign.is_some() {
         comment.push(
             "KMM signs in the cluster for Modules only: at boot the unsigned image is loaded, so Secure Boot nodes need modules signed at build time."

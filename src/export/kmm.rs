@@ -59,6 +59,17 @@ pub enum ExportError {
         )
     )]
     BootTag { driver: String, tag: String },
+
+    #[error(
+        "driver `{driver}` loads its module with parameters ({parameters}), which a BootModuleConfig cannot pass"
+    )]
+    #[diagnostic(
+        code(driver_matrix::export::boot_parameters),
+        help(
+            "KMM's boot units run `modprobe` without parameters; give `--drop-parameters` to load the module without them at boot, or leave this driver to `export kmm`"
+        )
+    )]
+    BootParameters { driver: String, parameters: String },
 }
 
 /// Options of `export kmm`.

@@ -255,9 +255,9 @@ fn a_driver_without_any_image_is_named_and_the_others_are_written() {
     let dir = tempfile::tempdir().unwrap();
     let partial = dir.path().join("matrix.lock");
     std::fs::write(&partial, driver_matrix::lock::render(&lock)).unwrap();
-    for what in ["kmm", "boot"] {
-        let out = run_kmm(&[what], Some(&partial));
-        assert_eq!(out.status.code(), Some(1), "{what}");
+    for what in [&["kmm"][..], &["boot", "--drop-parameters"]] {
+        let out = run_kmm(what, Some(&partial));
+        assert_eq!(out.status.code(), Some(1), "{what:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(
             stderr
@@ -268,14 +268,38 @@ fn a_driver_without_any_image_is_named_and_the_others_are_written() {
         );
         assert!(stderr.contains("error: driver `gpu-kmod`: no image for kernel `5.14.0-427.28.1.el9_4.aarch64` (aarch64)"), "{stderr}");
         let docs: Vec<serde_json::Value> = documents(&String::from_utf8(out.stdout).unwrap());
-        assert_eq!(docs.len(), 1, "{what}: only gpu-kmod has images");
+        assert_eq!(docs.len(), 1, "{what:?}: only gpu-kmod has images");
         assert_eq!(docs[0]["metadata"]["name"], "gpu-kmod");
     }
 }
 
 #[test]
 fn boot_module_configs_name_the_repository_kmm_appends_the_kernel_to() {
+    // gpu-kmod loads its module with parameters, which KMM's boot units cannot pass.
     let out = run_kmm(&["boot-module-config", "--pool", "gpu-workers"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        crate::support::says(
+            &stderr,
+            "driver `gpu-kmod` loads its module with parameters (debug=1 max_queues=8)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        crate::support::says(&stderr, "--drop-parameters"),
+        "{stderr}"
+    );
+    let out = run_kmm(
+        &[
+            "boot-module-config",
+            "--pool",
+            "gpu-workers",
+            "--drop-parameters",
+        ],
+        None,
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -286,7 +310,14 @@ fn boot_module_configs_name_the_repository_kmm_appends_the_kernel_to() {
     insta::assert_snapshot!("export_boot", text);
     assert_eq!(
         text,
-        String::from_utf8(run_kmm(&["boot", "--pool", "gpu-workers"], None).stdout).unwrap()
+        String::from_utf8(
+            run_kmm(
+                &["boot", "--pool", "gpu-workers", "--drop-parameters"],
+                None
+            )
+            .stdout
+        )
+        .unwrap()
     );
     let docs: Vec<serde_json::Value> = documents(&text);
     assert_eq!(docs.len(), 2);
@@ -298,6 +329,10 @@ fn boot_module_configs_name_the_repository_kmm_appends_the_kernel_to() {
     assert_eq!(gpu["firmwareFilesPath"], "/firmware");
     assert_eq!(gpu["inTreeModulesToRemove"], serde_json::json!(["nouveau"]));
     assert!(text.contains("Kernel `5.14.0-427.26.1.el9_4.x86_64+rt` cannot load at boot"));
+    assert!(text.contains("`acme_gpu` is loaded without its parameters (debug=1 max_queues=8)"));
+    assert!(
+        text.contains("An image rebuilt for a kernel a node already has is not fetched at boot")
+    );
 }
 
 #[test]

@@ -169,7 +169,7 @@ fn every_export_of_the_widest_legal_lock_reads_back_one_document_per_object() {
     assert!(stdout(&out).contains("# OpenShift 4.16.3 (x86_64, rhel-10)\n"));
     for (args, objects) in [
         (&["kmm"][..], 2),
-        (&["boot-module-config"], 2),
+        (&["boot-module-config", "--drop-parameters"], 2),
         (&["k8s-job", "--shards", "2"], 1),
     ] {
         let out = run(args);

@@ -150,7 +150,17 @@ fn every_kmm_export_validates_against_the_crds() {
     let new_lock = Some("tests/locks/new.lock");
     let cases: [(&str, Option<&str>, &[&str], usize); 6] = [
         (kmm, None, &["kmm", "--namespace", "acme"], 2),
-        (kmm, None, &["boot-module-config", "--namespace", "acme"], 2),
+        (
+            kmm,
+            None,
+            &[
+                "boot-module-config",
+                "--namespace",
+                "acme",
+                "--drop-parameters",
+            ],
+            2,
+        ),
         (kmm, None, &["preflight"], 4),
         // One job of net-kmod has no image: exit 1, the Modules still written must be valid.
         (
@@ -246,7 +256,15 @@ fn objects_kmm_would_reject_fail_validation() {
         );
     }
     let mut bmc = documents(
-        &String::from_utf8(run("tests/matrices/kmm/matrix.toml", None, &["boot"]).stdout).unwrap(),
+        &String::from_utf8(
+            run(
+                "tests/matrices/kmm/matrix.toml",
+                None,
+                &["boot", "--drop-parameters"],
+            )
+            .stdout,
+        )
+        .unwrap(),
     )
     .remove(0);
     assert!(crds.problems(&bmc).is_empty());
