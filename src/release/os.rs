@@ -1,4 +1,4 @@
-//! The nodes' own kernel, read from the payload's OS image (`rhel-coreos`, `rhel-coreos-8`,
+//! The nodes' own kernel, read from the payload's OS image (`rhel-coreos`, OKD's `stream-coreos`, `rhel-coreos-8`,
 //! `machine-os-content`) the cheapest way the formats allow: its image config, a few KB,
 //! fetched by the digest the (digest-checked) manifest names and hashed. Nothing of its layers
 //! is read.

@@ -20,8 +20,14 @@ pub const RELEASE_METADATA: &str = "release-manifests/release-metadata";
 pub const DTK_TAG_RHEL10: &str = "driver-toolkit-10";
 pub const OS_TAG_RHEL10: &str = "rhel-coreos-10";
 
-/// The tags of the OS image, newest naming first.
-pub const OS_TAGS: [&str; 3] = ["rhel-coreos", "rhel-coreos-8", "machine-os-content"];
+/// The tags of the OS image, newest naming first; `stream-coreos` is the CentOS Stream CoreOS
+/// image of OKD/SCOS payloads, read like `rhel-coreos`.
+pub const OS_TAGS: [&str; 4] = [
+    "rhel-coreos",
+    "stream-coreos",
+    "rhel-coreos-8",
+    "machine-os-content",
+];
 
 /// What the resolver takes from a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +250,19 @@ mod tests {
         assert_eq!(info.os.len(), 1);
         assert_eq!(info.os[0].to_string(), DTK);
         assert!(info.rhel10.is_none());
+    }
+
+    #[test]
+    fn an_okd_payload_names_its_os_image_stream_coreos() {
+        let os = DTK.replace(&"a".repeat(64), &"c".repeat(64));
+        let tags = format!(
+            r#"{{"name":"stream-coreos","annotations":{{"io.openshift.build.versions":"machine-os=9.0.20250510-0"}},"from":{{"kind":"DockerImage","name":"{os}"}}}},
+               {{"name":"driver-toolkit","from":{{"kind":"DockerImage","name":"{DTK}"}}}}"#
+        );
+        let info = parse_references(&stream("ImageStream", &tags)).unwrap();
+        assert_eq!(info.os.len(), 1, "the nodes' kernel is read from it");
+        assert_eq!(info.os[0].to_string(), os);
+        assert_eq!(info.machine_os.as_deref(), Some("9.0.20250510-0"));
     }
 
     #[test]
