@@ -1,7 +1,7 @@
-//! The nodes' own kernel, read from the payload's OS image (`rhel-coreos`, OKD's `stream-coreos`, `rhel-coreos-8`,
-//! `machine-os-content`) the cheapest way the formats allow: its image config, a few KB,
-//! fetched by the digest the (digest-checked) manifest names and hashed. Nothing of its layers
-//! is read.
+//! The nodes' own kernel, read from the payload's OS image (`rhel-coreos`, OKD's
+//! `stream-coreos`, `rhel-coreos-8`, `machine-os-content`) the cheapest way the formats allow:
+//! its image config, a few KB, fetched by the digest the (digest-checked) manifest names and
+//! hashed. Nothing of its layers is read.
 //!
 //! Labels, first found wins: `ostree.linux` (ostree-native images, 4.12 on), then
 //! `com.coreos.rpm.kernel` (`machine-os-content`, full NVRA, the rpm name optional).
