@@ -378,6 +378,7 @@ impl Validator {
             d.signing_cert.as_ref(),
             &mut self.problems,
         );
+        self.signed_twice(d);
         if self.problems[before..]
             .iter()
             .any(|p| p.severity == miette::Severity::Error)
@@ -561,6 +562,23 @@ impl Validator {
 
     /// A secret inside the build context would be sent to buildah, and `COPY .` would put it
     /// in a layer, unless the context's ignore file leaves it out: refused otherwise.
+    /// `signed = true` (modules signed at build) with `[driver.kmm.sign]` (KMM signs them again
+    /// in the cluster): one of the two signatures is not the one the nodes check.
+    fn signed_twice(&mut self, d: &RawDriver) {
+        let (Some(signed), Some(sign)) = (
+            d.signed.as_ref().filter(|s| *s.get_ref()),
+            d.kmm.as_ref().and_then(|k| k.get_ref().sign.as_ref()),
+        ) else {
+            return;
+        };
+        self.problems.push(
+            Problem::new("the driver's modules are signed at build and again by KMM in the cluster")
+                .label(signed.span(), "signed at build")
+                .label(sign.span(), "signed again by KMM")
+                .help("keep one: `signed = true` (the build signs with `sign-file`, every route ships signed modules) or `[driver.kmm.sign]` (KMM signs each image in the cluster, for Modules only)"),
+        );
+    }
+
     fn secret_not_shipped(
         &mut self,
         context: Option<(&Path, &str)>,
