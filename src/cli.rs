@@ -336,8 +336,12 @@ pub enum ExportKind {
 
     /// A KMM `PreflightValidationOCP` per locked release.
     Preflight {
-        /// Namespace of the objects.
-        #[arg(long)]
+        /// Only this release, an upgrade target (repeatable) [default: every locked release]
+        #[arg(long = "release", value_name = "VERSION")]
+        releases: Vec<crate::domain::Version>,
+
+        /// Refused: a `PreflightValidationOCP` is cluster-scoped.
+        #[arg(long, hide = true)]
         namespace: Option<String>,
     },
 

@@ -37,7 +37,16 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
             };
             return deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
         }
-        ExportKind::Preflight { namespace } => {
+        ExportKind::Preflight {
+            releases,
+            namespace,
+        } => {
+            if namespace.is_some() {
+                return Err(Error::usage(
+                    "`--namespace` does not apply: a `PreflightValidationOCP` is cluster-scoped",
+                    Some("leave `--namespace` out".into()),
+                ));
+            }
             let matrix = ctx.matrix()?;
             let lock = ctx.lock()?;
             if lock.releases.is_empty() {
@@ -46,7 +55,19 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
                     Some("run `driver-matrix resolve` first".into()),
                 ));
             }
-            return deployment(export::preflights(&matrix, &lock, namespace.as_deref()));
+            if let Some(v) = releases
+                .iter()
+                .find(|v| !lock.releases.iter().any(|r| &r.version == *v))
+            {
+                return Err(Error::usage(
+                    format!("`--release {v}` names no release of the lock"),
+                    Some(
+                        "add the upgrade target to the matrix and run `driver-matrix resolve` (and build its drivers) first"
+                            .into(),
+                    ),
+                ));
+            }
+            return deployment(export::preflights(&matrix, &lock, releases));
         }
         ExportKind::BuildConfig(args) => return build_configs(ctx, args),
         ExportKind::GithubMatrix { shards } => export::github_matrix(shard_count(ctx, *shards)?),

@@ -472,3 +472,60 @@ fn exports_are_deterministic() {
         export(&["k8s-job", "--shards", "3"])
     );
 }
+
+#[test]
+fn preflight_for_an_upgrade_target_checks_the_kernel_its_nodes_boot() {
+    let lock_path = root().join("tests/matrices/kmm/matrix.lock");
+    let mut lock = driver_matrix::lock::read(&lock_path).unwrap();
+    let node: driver_matrix::domain::Kernel = "5.14.0-427.31.1.el9_4.x86_64".parse().unwrap();
+    for r in &mut lock.releases {
+        if r.version.to_string() == "4.16.4" && r.arch.as_str() == "x86_64" {
+            r.node_kernel = Some(node.clone());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("matrix.lock");
+    std::fs::write(&path, driver_matrix::lock::render(&lock)).unwrap();
+
+    let out = run_kmm(&["preflight", "--release", "4.16.4"], Some(&path));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = documents(&text);
+    let kernels: Vec<&str> = docs
+        .iter()
+        .map(|d| d["spec"]["kernelVersion"].as_str().unwrap())
+        .collect();
+    // Only the upgrade target, on both arches, and its x86_64 real-time kernel (nic-kmod is
+    // built for it); on x86_64 the kernel its nodes boot, not its DTK's.
+    assert_eq!(
+        kernels,
+        [
+            "5.14.0-427.28.1.el9_4.aarch64",
+            "5.14.0-427.31.1.el9_4.x86_64",
+            "5.14.0-427.28.1.el9_4.x86_64+rt",
+        ]
+    );
+    assert!(
+        text.contains("its Driver Toolkit carries `5.14.0-427.28.1.el9_4.x86_64`"),
+        "{text}"
+    );
+    assert!(!text.contains("4.16.3"), "{text}");
+    for doc in &docs {
+        assert!(doc["metadata"].get("namespace").is_none(), "cluster-scoped");
+    }
+
+    let out = run_kmm(&["preflight", "--release", "4.99.0"], Some(&path));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`--release 4.99.0` names no release of the lock")
+    );
+    let out = run_kmm(&["preflight", "--namespace", "acme"], Some(&path));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster-scoped"));
+}

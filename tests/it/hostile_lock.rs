@@ -160,11 +160,30 @@ fn every_export_of_the_widest_legal_lock_reads_back_one_document_per_object() {
     let out = run(&["preflight"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (docs, separators) = yaml_documents(&stdout(&out));
-    assert_eq!((docs.len(), separators), (5, 5), "{}", stdout(&out));
-    for (doc, r) in docs.iter().zip(&lock.releases) {
+    // One per release, checking the kernel its nodes boot, and one per real-time kernel (a
+    // driver of the matrix is built for them).
+    let expected: Vec<(String, String)> = lock
+        .releases
+        .iter()
+        .flat_map(|r| {
+            let node = r.node_kernel.as_ref().unwrap_or(&r.kernel).to_string();
+            std::iter::once((node, r.dtk.to_string())).chain(
+                r.rt_kernel
+                    .as_ref()
+                    .map(|k| (k.to_string(), r.dtk.to_string())),
+            )
+        })
+        .collect();
+    assert_eq!(
+        (docs.len(), separators),
+        (expected.len(), expected.len()),
+        "{}",
+        stdout(&out)
+    );
+    for (doc, (kernel, dtk)) in docs.iter().zip(&expected) {
         assert_eq!(doc["kind"], "PreflightValidationOCP");
-        assert_eq!(doc["spec"]["kernelVersion"], r.kernel.as_str());
-        assert_eq!(doc["spec"]["dtkImage"], r.dtk.to_string());
+        assert_eq!(doc["spec"]["kernelVersion"], kernel.as_str());
+        assert_eq!(doc["spec"]["dtkImage"], dtk.as_str());
     }
     assert!(stdout(&out).contains("# OpenShift 4.16.3 (x86_64, rhel-10)\n"));
     for (args, objects) in [
