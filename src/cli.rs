@@ -343,6 +343,12 @@ pub enum ExportKind {
         /// Refused: a `PreflightValidationOCP` is cluster-scoped.
         #[arg(long, hide = true)]
         namespace: Option<String>,
+
+        /// The form of the KMM the cluster runs: `current` (`kernelVersion`, `dtkImage`), or
+        /// `release-image` (`releaseImage`, `useRTKernel`) for KMM releases from March 2024 to
+        /// June 2025.
+        #[arg(long, value_enum, default_value = "current")]
+        kmm_api: PreflightApi,
     },
 
     /// An OpenShift `BuildConfig` per job to build: the cluster builds each image from the
@@ -407,6 +413,15 @@ pub struct JobSelection {
     /// Build only jobs for this arch (repeatable).
     #[arg(long = "arch", value_name = "A")]
     pub arches: Vec<crate::domain::Arch>,
+}
+
+/// Which `PreflightValidationOCP` form `export preflight` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreflightApi {
+    /// `kernelVersion` and `dtkImage` (KMM from mid-2025 on).
+    Current,
+    /// `releaseImage` (the payload by digest) and `useRTKernel` (KMM, March 2024 to June 2025).
+    ReleaseImage,
 }
 
 /// Where `export buildconfig` pushes.

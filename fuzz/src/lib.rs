@@ -140,7 +140,13 @@ fn accepted_lock(text: &str) -> Result<driver_matrix::lock::Lock, String> {
             .expect("a matrix without drivers is valid")
             .matrix
     });
-    let yaml = driver_matrix::export::preflights(matrix, &lock, &[]).text;
+    let yaml = driver_matrix::export::preflights(
+        matrix,
+        &lock,
+        &[],
+        driver_matrix::export::PreflightForm::Kernel,
+    )
+    .text;
     let separators = yaml.lines().filter(|l| *l == "---").count();
     assert_eq!(
         separators,

@@ -40,6 +40,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
         ExportKind::Preflight {
             releases,
             namespace,
+            kmm_api,
         } => {
             if namespace.is_some() {
                 return Err(Error::usage(
@@ -67,7 +68,11 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
                     ),
                 ));
             }
-            return deployment(export::preflights(&matrix, &lock, releases));
+            let form = match kmm_api {
+                crate::cli::PreflightApi::Current => export::PreflightForm::Kernel,
+                crate::cli::PreflightApi::ReleaseImage => export::PreflightForm::ReleaseImage,
+            };
+            return deployment(export::preflights(&matrix, &lock, releases, form));
         }
         ExportKind::BuildConfig(args) => return build_configs(ctx, args),
         ExportKind::GithubMatrix { shards } => export::github_matrix(shard_count(ctx, *shards)?),

@@ -15,7 +15,7 @@ pub use boot::{BootOptions, boot_module_configs};
 pub use ci::{GITHUB_MATRIX_LIMIT, JobOptions, github_matrix, k8s_job};
 pub use jobs::{Wanted, missing, serving};
 pub use kmm::{ExportError, ModuleOptions, modules};
-pub use preflight::preflights;
+pub use preflight::{PreflightForm, preflights};
 
 /// What a deployment export wrote, and the jobs it found no image for.
 #[derive(Debug, Clone, PartialEq, Eq)]

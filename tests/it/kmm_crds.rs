@@ -50,8 +50,19 @@ fn strict(schema: &mut Value) {
 }
 
 fn crds() -> Crds {
+    let crds = crds_in("tests/kmm-crds");
+    assert_eq!(
+        crds.0.len(),
+        4,
+        "Module, BootModuleConfig, PreflightValidationOCP x2"
+    );
+    crds
+}
+
+/// The CRDs of the YAML files in `dir` (relative to the repository).
+fn crds_in(dir: &str) -> Crds {
     let mut map = BTreeMap::new();
-    let dir = root().join("tests/kmm-crds");
+    let dir = root().join(dir);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "yaml") {
@@ -68,11 +79,6 @@ fn crds() -> Crds {
             map.insert((api, kind.to_string()), validator);
         }
     }
-    assert_eq!(
-        map.len(),
-        4,
-        "Module, BootModuleConfig, PreflightValidationOCP x2"
-    );
     Crds(map)
 }
 
@@ -277,4 +283,54 @@ fn objects_kmm_would_reject_fail_validation() {
         !crds.problems(&bmc).is_empty(),
         "a BootModuleConfig without pool passed"
     );
+}
+
+/// `export preflight --kmm-api release-image` writes the form KMM served from March 2024 to
+/// June 2025 (`releaseImage`, `useRTKernel`): valid against that era's CRD
+/// (`tests/kmm-crds-2025-05/`), and rejected by today's, as the current form is by that era's.
+#[test]
+fn the_older_preflight_form_validates_against_its_eras_crd() {
+    let old = crds_in("tests/kmm-crds-2025-05");
+    let now = crds();
+    let kmm = "tests/matrices/kmm/matrix.toml";
+    let out = run(kmm, None, &["preflight", "--kmm-api", "release-image"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    // Four releases, two with a real-time kernel that nic-kmod is built for.
+    assert_eq!(docs.len(), 6);
+    let lock = driver_matrix::lock::read(&root().join("tests/matrices/kmm/matrix.lock")).unwrap();
+    for doc in &docs {
+        assert!(
+            old.problems(doc).is_empty(),
+            "{:?}\n{doc:#}",
+            old.problems(doc)
+        );
+        assert!(
+            !now.problems(doc).is_empty(),
+            "today's CRD takes it: {doc:#}"
+        );
+        let payload = doc["spec"]["releaseImage"].as_str().unwrap();
+        assert!(
+            lock.releases
+                .iter()
+                .any(|r| r.payload.to_string() == payload),
+            "the payload by digest from the lock: {payload}"
+        );
+    }
+    let rt = docs
+        .iter()
+        .filter(|d| d["spec"]["useRTKernel"] == json!(true))
+        .count();
+    assert_eq!(rt, 2);
+    let out = run(kmm, None, &["preflight"]);
+    for doc in documents(&String::from_utf8(out.stdout).unwrap()) {
+        assert!(
+            !old.problems(&doc).is_empty(),
+            "that era's CRD takes {doc:#}"
+        );
+    }
 }
