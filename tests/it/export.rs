@@ -529,3 +529,53 @@ fn preflight_for_an_upgrade_target_checks_the_kernel_its_nodes_boot() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster-scoped"));
 }
+
+/// KMM signs an image in the cluster only when its `-signed` tag does not exist yet: the
+/// Module's `imageRebuildTriggerGeneration` follows the locked digests, so an image rebuilt for
+/// a kernel KMM already signed is signed again; a driver KMM does not sign has none.
+#[test]
+fn a_rebuilt_image_changes_the_generation_kmm_signs_again_for() {
+    let lock_path = root().join("tests/matrices/kmm/matrix.lock");
+    let generation = |lock: &Path| -> (serde_json::Value, serde_json::Value) {
+        let out = run_kmm(&["kmm"], Some(lock));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docs: Vec<serde_json::Value> = documents(&String::from_utf8(out.stdout).unwrap());
+        let of = |name: &str| {
+            docs.iter()
+                .find(|d| d["metadata"]["name"] == name)
+                .map(|d| d["spec"]["imageRebuildTriggerGeneration"].clone())
+                .unwrap()
+        };
+        (of("gpu-kmod"), of("nic-kmod"))
+    };
+    let (gpu, nic) = generation(&lock_path);
+    assert!(
+        gpu.is_null(),
+        "gpu-kmod is not signed in the cluster: {gpu}"
+    );
+    assert!(nic.as_u64().is_some_and(|n| n < 1 << 31), "{nic}");
+    assert_eq!(
+        generation(&lock_path).1,
+        nic,
+        "the same lock, the same generation"
+    );
+
+    let mut lock = driver_matrix::lock::read(&lock_path).unwrap();
+    let rebuilt = lock
+        .images
+        .iter_mut()
+        .find(|i| i.driver == "nic-kmod")
+        .unwrap();
+    rebuilt.digest = driver_matrix::domain::Digest::sha256(b"rebuilt for the same kernel");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("matrix.lock");
+    std::fs::write(&path, driver_matrix::lock::render(&lock)).unwrap();
+    let (gpu_after, nic_after) = generation(&path);
+    assert!(gpu_after.is_null());
+    assert_ne!(nic_after, nic, "a new digest, a new signature");
+}
