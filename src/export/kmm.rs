@@ -258,12 +258,28 @@ fn spec(driver: &Driver, mappings: Vec<Value>, selector: Value, images: &[&Locke
         );
     }
     container.insert("kernelMappings".into(), Value::Array(mappings));
+    if let Some(version) = &kmm.version {
+        container.insert("version".into(), json!(version));
+    }
     let mut loader = Map::new();
     loader.insert("container".into(), Value::Object(container));
     if let Some(sa) = &kmm.service_account {
         loader.insert("serviceAccountName".into(), json!(sa));
     }
     let mut spec = Map::new();
+    if let Some(plugin) = &kmm.device_plugin {
+        let mut container = Map::new();
+        container.insert("image".into(), json!(plugin.image.to_string()));
+        if !plugin.args.is_empty() {
+            container.insert("args".into(), json!(plugin.args));
+        }
+        let mut dp = Map::new();
+        dp.insert("container".into(), Value::Object(container));
+        if let Some(sa) = &plugin.service_account {
+            dp.insert("serviceAccountName".into(), json!(sa));
+        }
+        spec.insert("devicePlugin".into(), Value::Object(dp));
+    }
     spec.insert("moduleLoader".into(), Value::Object(loader));
     if kmm.sign.is_some() {
         spec.insert(

@@ -56,6 +56,34 @@ pub struct RawKmm {
     #[serde(default)]
     #[schemars(with = "Option<RawSign>")]
     pub sign: Option<S<RawSign>>,
+    /// The driver's version (`spec.moduleLoader.container.version`): with it, KMM upgrades a
+    /// loaded driver node by node, on the node label
+    /// `kmm.node.kubernetes.io/version-module.<namespace>.<name>`. A label value.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub version: Option<S<String>>,
+    /// The device plugin that advertises the driver's devices to pods (KMM `devicePlugin`).
+    #[serde(default)]
+    #[schemars(with = "Option<RawDevicePlugin>")]
+    pub device_plugin: Option<S<RawDevicePlugin>>,
+}
+
+/// A device plugin KMM runs on the nodes that load the driver.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schemars(rename = "DevicePlugin")]
+pub struct RawDevicePlugin {
+    /// Its container image.
+    #[schemars(with = "String")]
+    pub image: S<String>,
+    /// Arguments of its container.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub args: Vec<S<String>>,
+    /// Service account of its pods.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub service_account: Option<S<String>>,
 }
 
 /// A pod toleration, as in Kubernetes.
@@ -138,6 +166,16 @@ pub struct Kmm {
     pub selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
     pub sign: Option<Sign>,
+    pub version: Option<String>,
+    pub device_plugin: Option<DevicePlugin>,
+}
+
+/// A validated device plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePlugin {
+    pub image: ImageRef,
+    pub args: Vec<String>,
+    pub service_account: Option<String>,
 }
 
 /// A validated toleration; `None` fields are left out of the export.
@@ -215,6 +253,8 @@ pub fn validate(raw: Option<&S<RawKmm>>, modules: &[String], problems: &mut Vec<
             .filter_map(|t| v.toleration(t))
             .collect(),
         sign: r.sign.as_ref().and_then(|s| v.sign(s)),
+        version: r.version.as_ref().and_then(|s| v.version(s)),
+        device_plugin: r.device_plugin.as_ref().and_then(|d| v.device_plugin(d)),
     }
 }
 
@@ -418,6 +458,41 @@ impl Check<'_> {
             cert_secret: cert_secret?,
             files_to_sign: files,
             image,
+        })
+    }
+
+    fn version(&mut self, s: &S<String>) -> Option<String> {
+        let text = s.get_ref();
+        if text.is_empty() || !is_label_name(text) {
+            return self.fail(
+                Problem::new(format!(
+                    "`{text}` is not a driver version KMM can label nodes with"
+                ))
+                .label(s.span(), "expected at most 63 of `[A-Za-z0-9._-]`")
+                .help("KMM puts the version into a node label value, like `2.3.1`"),
+            );
+        }
+        Some(text.clone())
+    }
+
+    fn device_plugin(&mut self, d: &S<RawDevicePlugin>) -> Option<DevicePlugin> {
+        let r = d.get_ref();
+        let image = match r.image.get_ref().parse::<ImageRef>() {
+            Ok(i) => Some(i),
+            Err(e) => self.fail(
+                Problem::new(e.message)
+                    .label(r.image.span(), "not a valid image reference")
+                    .help_opt(e.help),
+            ),
+        };
+        let service_account = match &r.service_account {
+            Some(s) => Some(self.object_name(s, "a ServiceAccount")?),
+            None => None,
+        };
+        Some(DevicePlugin {
+            image: image?,
+            args: r.args.iter().map(|a| a.get_ref().clone()).collect(),
+            service_account,
         })
     }
 

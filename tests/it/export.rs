@@ -212,6 +212,16 @@ fn kmm_settings_of_the_matrix_reach_the_module() {
         serde_json::json!(["nouveau"])
     );
     assert_eq!(gpu["moduleLoader"]["serviceAccountName"], "acme-gpu-loader");
+    assert_eq!(container["version"], "2.3.1");
+    assert_eq!(
+        gpu["devicePlugin"]["container"]["image"],
+        "quay.io/acme/gpu-device-plugin@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+    );
+    assert_eq!(
+        gpu["devicePlugin"]["container"]["args"],
+        serde_json::json!(["--devices=all"])
+    );
+    assert_eq!(gpu["devicePlugin"]["serviceAccountName"], "acme-gpu-plugin");
     assert_eq!(gpu["imageRepoSecret"]["name"], "acme-pull");
     assert_eq!(
         gpu["selector"]["feature.node.kubernetes.io/pci-10de.present"],
