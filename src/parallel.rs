@@ -1,12 +1,24 @@
 //! The one way work runs in parallel here: items taken in order by a fixed number of workers
 //! (a rayon pool of that size), results back in item order, and an optional early stop.
 //!
-//! Builds, release resolution and registry checks all wait on something else (buildah, the
-//! network), so each chooses its own number of workers rather than one per CPU. Taking items
-//! in order means `-j1` runs them in order, and a stop leaves exactly the items not yet taken.
+//! Each caller says how many workers it wants: [`cpu`] for work that keeps a core busy
+//! (hashing contexts, planning jobs), [`NETWORK`] for work that mostly waits on the registry
+//! (one `HEAD` or one layer per item), or its own number (`-j N` builds, release resolution).
+//! Taking items in order means one worker runs them in order, and a stop leaves exactly the
+//! items not yet taken.
 
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Workers for work that mostly waits on the registry: enough requests in flight to hide the
+/// round trips, few enough not to flood one registry.
+pub const NETWORK: usize = 16;
+
+/// Workers for work that keeps a core busy: one per core the process may use.
+pub fn cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
 
 /// Whether the workers should take another item.
 pub enum Next {
@@ -72,6 +84,46 @@ pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_else_in_the_library_reaches_for_rayon() {
+        fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                if path.is_dir() {
+                    walk(&path, found);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("src/parallel.rs")
+                {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if ["rayon", "par_iter", "par_bridge"]
+                        .iter()
+                        .any(|w| text.contains(w))
+                    {
+                        found.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(
+            found.is_empty(),
+            "parallel work outside `parallel`: {found:?}"
+        );
+    }
+
+    #[test]
+    fn cpu_work_gets_at_least_one_worker() {
+        assert!(cpu() >= 1);
+    }
 
     #[test]
     fn results_come_back_in_item_order() {

@@ -30,7 +30,7 @@ use crate::plan::{Job, State};
 use crate::registry::{self, Client};
 
 /// Registry checks wait on the network; this many run at once.
-const CHECK_THREADS: usize = 16;
+const CHECK_THREADS: usize = crate::parallel::NETWORK;
 
 /// What `build` was asked to do.
 #[derive(Debug, Clone, Default)]

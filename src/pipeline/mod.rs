@@ -189,7 +189,7 @@ impl Session {
             return Ok(lock);
         }
         let client = self.client()?;
-        let present = crate::parallel::map(&lock.images, 16, |i| {
+        let present = crate::parallel::map(&lock.images, crate::parallel::NETWORK, |i| {
             crate::build::ImageStore::has_digest(client, &i.image, &i.digest)
         });
         let present = present
