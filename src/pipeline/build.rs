@@ -180,7 +180,7 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
             (State::Fresh, Some(l)) => l,
         };
         let present = match client {
-            Some(c) => build::ImageStore::has_digest(c, &locked.image, &locked.digest)?,
+            Some(c) => build::has_digest(c, &locked.image, &locked.digest)?,
             None => true,
         };
         Ok(if present {

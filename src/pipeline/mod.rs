@@ -190,7 +190,7 @@ impl Session {
         }
         let client = self.client()?;
         let present = crate::parallel::map(&lock.images, crate::parallel::NETWORK, |i| {
-            crate::build::ImageStore::has_digest(client, &i.image, &i.digest)
+            crate::build::has_digest(client, &i.image, &i.digest)
         });
         let present = present
             .into_iter()
