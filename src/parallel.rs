@@ -86,41 +86,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nothing_else_in_the_library_reaches_for_rayon() {
-        fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
-            let mut entries: Vec<_> = std::fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            entries.sort();
-            for path in entries {
-                if path.is_dir() {
-                    walk(&path, found);
-                } else if path.extension().is_some_and(|e| e == "rs")
-                    && !path.ends_with("src/parallel.rs")
-                {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    if ["rayon", "par_iter", "par_bridge"]
-                        .iter()
-                        .any(|w| text.contains(w))
-                    {
-                        found.push(path.display().to_string());
-                    }
-                }
-            }
-        }
-        let mut found = Vec::new();
-        walk(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-            &mut found,
-        );
-        assert!(
-            found.is_empty(),
-            "parallel work outside `parallel`: {found:?}"
-        );
-    }
-
-    #[test]
     fn cpu_work_gets_at_least_one_worker() {
         assert!(cpu() >= 1);
     }

@@ -1,7 +1,7 @@
 //! Is a locked image still there? A job is fresh when the plan says so (same inputs, same
 //! reference) and the registry still serves the locked digest: [`has_digest`] asks the native
-//! registry client, one `HEAD` of the manifest by digest, no process per check. `build`,
-//! `resolve` and every command that drops missing images from the lock use it.
+//! registry client, one `HEAD` of the manifest by digest, no process per check. `build` asks
+//! it of each job the plan calls fresh, `resolve` of each locked image before it keeps it.
 
 use crate::domain::{Digest, ImageRef};
 use crate::registry::{Client, RegistryError};
