@@ -220,17 +220,14 @@ pub fn context_digests_with(
     matrix: &crate::matrix::Matrix,
     own: &OwnFiles,
 ) -> Result<BTreeMap<String, Digest>, InputsError> {
-    use rayon::prelude::*;
-    matrix
-        .drivers
-        .par_iter()
-        .map(|d| {
-            let secrets: Vec<&Path> = d.secrets.values().map(PathBuf::as_path).collect();
-            let filter = ContextFilter::new(&d.context, &d.containerfile, own)?;
-            let digest = hash_filtered(&d.context, &d.containerfile, &filter, &secrets)?;
-            Ok((d.name.clone(), digest))
-        })
-        .collect()
+    crate::parallel::map(&matrix.drivers, crate::parallel::cpu(), |d| {
+        let secrets: Vec<&Path> = d.secrets.values().map(PathBuf::as_path).collect();
+        let filter = ContextFilter::new(&d.context, &d.containerfile, own)?;
+        let digest = hash_filtered(&d.context, &d.containerfile, &filter, &secrets)?;
+        Ok((d.name.clone(), digest))
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Writes the ignore file of every driver (see [`ContextFilter::text`]) under `dir`, named by

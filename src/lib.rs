@@ -18,6 +18,8 @@ pub mod error;
 pub mod exit;
 pub mod export;
 pub mod git;
+#[cfg(test)]
+mod house;
 pub mod inputs;
 pub mod lock;
 pub mod matrix;

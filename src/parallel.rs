@@ -1,12 +1,24 @@
 //! The one way work runs in parallel here: items taken in order by a fixed number of workers
 //! (a rayon pool of that size), results back in item order, and an optional early stop.
 //!
-//! Builds, release resolution and registry checks all wait on something else (buildah, the
-//! network), so each chooses its own number of workers rather than one per CPU. Taking items
-//! in order means `-j1` runs them in order, and a stop leaves exactly the items not yet taken.
+//! Each caller says how many workers it wants: [`cpu`] for work that keeps a core busy
+//! (hashing contexts, planning jobs), [`NETWORK`] for work that mostly waits on the registry
+//! (one `HEAD` or one layer per item), or its own number (`-j N` builds, release resolution).
+//! Taking items in order means one worker runs them in order, and a stop leaves exactly the
+//! items not yet taken.
 
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Workers for work that mostly waits on the registry: enough requests in flight to hide the
+/// round trips, few enough not to flood one registry.
+pub const NETWORK: usize = 16;
+
+/// Workers for work that keeps a core busy: one per core the process may use.
+pub fn cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
 
 /// Whether the workers should take another item.
 pub enum Next {
@@ -72,6 +84,11 @@ pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_work_gets_at_least_one_worker() {
+        assert!(cpu() >= 1);
+    }
 
     #[test]
     fn results_come_back_in_item_order() {

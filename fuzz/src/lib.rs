@@ -300,7 +300,7 @@ pub fn payload_layer(data: &[u8]) -> Outcome {
     let found = layer::scan(
         Cursor::new(data),
         &wanted,
-        layer::Limits::default(),
+        layer::Limits::RELEASE,
         Some(hint),
     )
     .map_err(|e| e.to_string())?;

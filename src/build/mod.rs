@@ -15,7 +15,7 @@ pub mod select;
 pub use crate::progress::{Event, Failure, Outcome, Reporter};
 pub use command::{Buildah, CliSecret, Invocation};
 pub use executor::{Executor, Task};
-pub use fresh::{ImageStore, Skopeo, StoreError};
+pub use fresh::{StoreError, has_digest};
 pub use process::Cancel;
 pub use select::{Assignment, Selection, Shard};
 

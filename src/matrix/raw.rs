@@ -75,7 +75,10 @@ pub struct RawOpenShift {
 
 /// A node OS stream of a release.
 #[derive(JsonSchema)]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "only its schema is used: `streams` are read as strings"
+)]
 pub enum Stream {
     #[serde(rename = "default")]
     Default,

@@ -30,7 +30,7 @@ use crate::plan::{Job, State};
 use crate::registry::{self, Client};
 
 /// Registry checks wait on the network; this many run at once.
-const CHECK_THREADS: usize = 16;
+const CHECK_THREADS: usize = crate::parallel::NETWORK;
 
 /// What `build` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -180,7 +180,7 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
             (State::Fresh, Some(l)) => l,
         };
         let present = match client {
-            Some(c) => build::ImageStore::has_digest(c, &locked.image, &locked.digest)?,
+            Some(c) => build::has_digest(c, &locked.image, &locked.digest)?,
             None => true,
         };
         Ok(if present {

@@ -10,8 +10,6 @@
 //! This is what joins shards that ran on machines sharing nothing but the registry, and the
 //! reference an incremental lock must equal.
 
-use rayon::prelude::*;
-
 use super::{Planned, Session};
 use crate::build::command::label;
 use crate::domain::ImageRef;
@@ -54,12 +52,10 @@ pub fn collect<'p>(
     planned: &'p Planned,
 ) -> crate::error::Result<(Lock, Vec<(&'p Job, Unmatched)>)> {
     let client = session.client()?;
-    let results: Vec<Result<LockedImage, Unmatched>> = planned
-        .plan
-        .jobs
-        .par_iter()
-        .map(|j| collect_job(client, session, planned, j))
-        .collect();
+    let results: Vec<Result<LockedImage, Unmatched>> =
+        crate::parallel::map(&planned.plan.jobs, crate::parallel::NETWORK, |j| {
+            collect_job(client, session, planned, j)
+        });
     let mut lock = Lock {
         releases: planned.resolution.releases.clone(),
         images: Vec::new(),

@@ -189,8 +189,8 @@ impl Session {
             return Ok(lock);
         }
         let client = self.client()?;
-        let present = crate::parallel::map(&lock.images, 16, |i| {
-            crate::build::ImageStore::has_digest(client, &i.image, &i.digest)
+        let present = crate::parallel::map(&lock.images, crate::parallel::NETWORK, |i| {
+            crate::build::has_digest(client, &i.image, &i.digest)
         });
         let present = present
             .into_iter()

@@ -11,8 +11,6 @@ mod view;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
 use crate::inputs::{DriverInputs, JobInputs, driver_hasher, hash_job};
 use crate::lock::{Lock, LockedImage, LockedRelease};
@@ -235,15 +233,18 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         input.lock.images.iter().map(|i| (i.key(), i)).collect();
     let groups: Vec<_> = expansion.groups.iter().collect();
     // Jobs are independent: build them on every core, collected back in plan order.
-    let jobs = groups
-        .par_iter()
-        .map(|((_, kernel, arch), group)| {
+    let jobs = crate::parallel::map(
+        &groups,
+        crate::parallel::cpu(),
+        |((_, kernel, arch), group)| {
             let lock = locked
                 .get(&(group.driver.name.as_str(), *kernel, *arch))
                 .copied();
             make_job(group, kernel, *arch, lock)
-        })
-        .collect::<Result<Vec<Job>, PlanError>>()?;
+        },
+    )
+    .into_iter()
+    .collect::<Result<Vec<Job>, PlanError>>()?;
     check_collisions(&jobs)?;
     Ok(Plan {
         jobs,

@@ -72,7 +72,7 @@ pub fn read(
         let found = layer::scan(
             &mut blob,
             &[RELEASE_JSON],
-            layer::Limits::default(),
+            layer::Limits::RELEASE,
             Some(hint),
         );
         let small_rest = desc.size.saturating_sub(blob.bytes_read()) <= VERIFY_TAIL;

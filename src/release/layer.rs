@@ -15,25 +15,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::tarball::{self, HeaderLimits, Pending};
 
-/// Caps on what a layer may make us do.
+/// Caps on what a layer may make us do: the one set of limits every layer reader takes, this
+/// one for release payloads and DTKs ([`Limits::RELEASE`]) and `verify --deep`'s scanner
+/// (`verify::scan`, [`Limits::DEEP`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest wanted file (a real `image-references` is about 100 KiB).
-    pub wanted_max: u64,
-    /// Largest entry that may be skipped over.
-    pub entry_max: u64,
     /// Decompressed bytes allowed per downloaded byte, beyond `slack`.
     pub ratio: u64,
     pub slack: u64,
+    /// Largest entry that may be skipped over.
+    pub entry_max: u64,
+    /// Largest GNU long-name or long-link header (a path; Linux allows 4 KiB).
+    pub long_name_max: u64,
+    /// Largest PAX extended header (paths, times, extended attributes).
+    pub pax_max: u64,
+    /// Largest wanted file (a real `image-references` is about 100 KiB).
+    pub wanted_max: u64,
+    /// Largest module read (real ones are kilobytes to tens of megabytes).
+    pub module_max: u64,
+    /// Bytes of names kept between layers: module paths and `vermagic`s, whiteouts.
+    pub kept_max: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            wanted_max: 16 << 20,
-            entry_max: 4 << 30,
-            ratio: 200,
-            slack: 256 << 20,
+impl Limits {
+    /// What the resolver allows a release payload's or a DTK's layer.
+    pub const RELEASE: Limits = Limits {
+        ratio: 200,
+        slack: 256 << 20,
+        entry_max: 4 << 30,
+        long_name_max: 64 << 10,
+        pax_max: 1 << 20,
+        wanted_max: 16 << 20,
+        module_max: 64 << 20,
+        kept_max: 16 << 20,
+    };
+
+    /// What one image's layers may make `verify --deep` do: the same, with less slack.
+    pub const DEEP: Limits = Limits {
+        slack: 64 << 20,
+        ..Limits::RELEASE
+    };
+
+    /// The caps on extension headers, for [`tarball::extension`].
+    pub fn headers(&self) -> HeaderLimits {
+        HeaderLimits {
+            long_name_max: self.long_name_max,
+            pax_max: self.pax_max,
         }
     }
 }
@@ -149,9 +176,7 @@ pub fn scan<R: Read>(
     let mut pending = Pending::default();
     for entry in archive.entries().map_err(classify)?.raw(true) {
         let mut entry = entry.map_err(classify)?;
-        if tarball::extension(&mut entry, &mut pending, HeaderLimits::default())
-            .map_err(classify)?
-        {
+        if tarball::extension(&mut entry, &mut pending, limits.headers()).map_err(classify)? {
             continue;
         }
         let (name, size) =
@@ -234,7 +259,7 @@ mod tests {
             gz(&t),
             zstd::encode_all(t.as_slice(), 3).unwrap(),
         ] {
-            let got = scan(blob.as_slice(), &["etc/f.json"], Limits::default(), None).unwrap();
+            let got = scan(blob.as_slice(), &["etc/f.json"], Limits::RELEASE, None).unwrap();
             assert_eq!(got["etc/f.json"], b"{}");
         }
     }
@@ -243,7 +268,7 @@ mod tests {
     fn stops_at_the_last_wanted_file() {
         let t = tarball(&[("a", b"1".to_vec()), ("b", b"2".to_vec())]);
         // Truncate after the first entry: the scan must not need the rest.
-        let got = scan(&t[..1024], &["a"], Limits::default(), None).unwrap();
+        let got = scan(&t[..1024], &["a"], Limits::RELEASE, None).unwrap();
         assert_eq!(got["a"], b"1");
     }
 
@@ -253,7 +278,7 @@ mod tests {
         let bomb = gz(&t);
         let limits = Limits {
             slack: 1 << 20,
-            ..Limits::default()
+            ..Limits::RELEASE
         };
         match scan(bomb.as_slice(), &["f"], limits, None) {
             Err(LayerError::TooLarge(m)) => assert!(m.contains("compression bomb"), "{m}"),
@@ -262,7 +287,7 @@ mod tests {
         let big = tarball(&[("f", vec![b'x'; 2 << 20])]);
         let limits = Limits {
             wanted_max: 1 << 20,
-            ..Limits::default()
+            ..Limits::RELEASE
         };
         assert!(matches!(
             scan(big.as_slice(), &["f"], limits, None),
@@ -286,7 +311,7 @@ mod tests {
             h.set_cksum();
             let mut t = h.as_bytes().to_vec();
             t.extend_from_slice(&[0u8; 4096]);
-            match scan(gz(&t).as_slice(), &["f"], Limits::default(), None) {
+            match scan(gz(&t).as_slice(), &["f"], Limits::RELEASE, None) {
                 Err(LayerError::TooLarge(m)) => assert!(m.contains("header"), "{m}"),
                 other => panic!("{kind:?}: {other:?}"),
             }
@@ -302,8 +327,34 @@ mod tests {
         h.set_mode(0o644);
         b.append_data(&mut h, &long, &b"{}"[..]).unwrap();
         let t = b.into_inner().unwrap();
-        let got = scan(t.as_slice(), &[long.as_str()], Limits::default(), None).unwrap();
+        let got = scan(t.as_slice(), &[long.as_str()], Limits::RELEASE, None).unwrap();
         assert_eq!(got[&long], b"{}");
+    }
+
+    #[test]
+    fn a_long_name_over_the_readers_cap_is_refused() {
+        let long = format!("{}/f.json", "d".repeat(150));
+        let t = tarball(&[(long.as_str(), b"{}".to_vec())]);
+        let limits = Limits {
+            long_name_max: 64,
+            ..Limits::RELEASE
+        };
+        let err = scan(t.as_slice(), &[long.as_str()], limits, None).unwrap_err();
+        assert!(err.to_string().contains("GNU long-name header"), "{err}");
+    }
+
+    #[test]
+    fn each_reader_keeps_its_limits() {
+        let (release, deep) = (Limits::RELEASE, Limits::DEEP);
+        assert_eq!((release.slack, deep.slack), (256 << 20, 64 << 20));
+        for l in [release, deep] {
+            assert_eq!((l.ratio, l.entry_max), (200, 4 << 30));
+            assert_eq!((l.long_name_max, l.pax_max), (64 << 10, 1 << 20));
+            assert_eq!(
+                (l.wanted_max, l.module_max, l.kept_max),
+                (16 << 20, 64 << 20, 16 << 20)
+            );
+        }
     }
 
     #[test]
@@ -311,7 +362,7 @@ mod tests {
         let got = scan(
             &b"this is not a tar archive at all, just text"[..],
             &["f"],
-            Limits::default(),
+            Limits::RELEASE,
             None,
         );
         assert!(matches!(got, Err(LayerError::Format(_))), "{got:?}");
@@ -326,7 +377,7 @@ mod tests {
         scan(
             blob.as_slice(),
             &["refs"],
-            Limits::default(),
+            Limits::RELEASE,
             Some(hint.clone()),
         )
         .unwrap();

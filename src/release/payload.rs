@@ -109,7 +109,7 @@ pub fn read(
     let wanted = [IMAGE_REFERENCES, RELEASE_METADATA];
     for layer_desc in image.layers.iter().rev() {
         let mut blob = client.blob_reader(payload, layer_desc)?;
-        let found = layer::scan(&mut blob, &wanted, layer::Limits::default(), None);
+        let found = layer::scan(&mut blob, &wanted, layer::Limits::RELEASE, None);
         if let Err(e @ layer::LayerError::Read(_)) = found {
             return Err(Fault::layer(payload, layer_desc, e));
         }

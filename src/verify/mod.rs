@@ -9,7 +9,6 @@ pub mod modinfo;
 pub mod scan;
 pub mod signature;
 
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -538,10 +537,9 @@ pub fn verify_all(
     images: &[(LockedImage, Expect)],
     deep: bool,
 ) -> Vec<ImageReport> {
-    images
-        .par_iter()
-        .map(|(image, expect)| verify_image(client, cache, image, expect, deep))
-        .collect()
+    crate::parallel::map(images, crate::parallel::NETWORK, |(image, expect)| {
+        verify_image(client, cache, image, expect, deep)
+    })
 }
 
 #[cfg(test)]

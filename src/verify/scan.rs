@@ -4,7 +4,7 @@
 //! directory it sits in, reduced to its `.modinfo` and its appended signature.
 //!
 //! A layer is whatever the registry serves, so reading one is bounded the way the resolver's
-//! layer reader is ([`Limits`]): the decompressed stream may outgrow what was downloaded only
+//! layer reader is (the same [`Limits`], [`Limits::DEEP`]): the decompressed stream may outgrow what was downloaded only
 //! by a fixed ratio, GNU long-name, long-link and PAX headers are read (or skipped) only up to a
 //! cap, one module is held at a time and only up to a cap (and no more than [`HELD_MAX`] bytes
 //! of modules across the threads of a run; a compressed module is decompressed as it streams
@@ -22,43 +22,12 @@ use std::sync::{Condvar, Mutex};
 use super::modinfo::{self, ModInfo, ModInfoError};
 use super::signature::{self, Signature, SignatureError};
 use crate::release::cache::{LayerNode, NodeKind};
-use crate::tarball::{self, HeaderLimits, Pending};
+pub use crate::release::layer::Limits;
+use crate::tarball::{self, Pending};
 
 pub mod view;
 
 use view::{Node, View};
-
-/// Caps on what one image's layers may make `verify --deep` do.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Decompressed bytes allowed per downloaded byte, beyond `slack`.
-    pub ratio: u64,
-    pub slack: u64,
-    /// Largest entry that may be skipped over.
-    pub entry_max: u64,
-    /// Largest GNU long-name or long-link header (a path; Linux allows 4 KiB).
-    pub long_name_max: u64,
-    /// Largest PAX extended header (paths, times, extended attributes).
-    pub pax_max: u64,
-    /// Largest module read (real ones are kilobytes to tens of megabytes).
-    pub module_max: u64,
-    /// Bytes of names kept between layers: module paths and `vermagic`s, whiteouts.
-    pub kept_max: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            ratio: 200,
-            slack: 64 << 20,
-            entry_max: 4 << 30,
-            long_name_max: 64 << 10,
-            pax_max: 1 << 20,
-            module_max: 64 << 20,
-            kept_max: 16 << 20,
-        }
-    }
-}
 
 /// Module bytes held at once by every scan of the process together.
 pub const HELD_MAX: u64 = 128 << 20;
@@ -246,12 +215,23 @@ pub enum Mode {
 }
 
 /// The image's modules, from its layers in manifest order (base first).
-#[derive(Default)]
 pub struct Scanner {
     limits: Limits,
     mode: Mode,
     view: View,
     kept: usize,
+}
+
+impl Default for Scanner {
+    /// A scanner of modules within [`Limits::DEEP`].
+    fn default() -> Self {
+        Scanner {
+            limits: Limits::DEEP,
+            mode: Mode::default(),
+            view: View::default(),
+            kept: 0,
+        }
+    }
 }
 
 /// One entry of a layer in the view's region, in the layer's order.
@@ -405,11 +385,7 @@ impl Scanner {
         entry: &mut tar::Entry<R>,
         pending: &mut Pending,
     ) -> io::Result<bool> {
-        let limits = HeaderLimits {
-            long_name_max: self.limits.long_name_max,
-            pax_max: self.limits.pax_max,
-        };
-        crate::tarball::extension(entry, pending, limits)
+        crate::tarball::extension(entry, pending, self.limits.headers())
     }
 
     /// Takes note of one entry of a layer: a whiteout, an entry in the view's region, or

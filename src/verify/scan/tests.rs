@@ -143,28 +143,28 @@ fn a_gigabyte_long_name_header_fails_before_it_is_read() {
     assert!(blob.len() < 4 << 20, "{} bytes", blob.len());
     fails_fast(
         &blob,
-        Limits::default(),
+        Limits::DEEP,
         "GNU long-name header of 3221225472 bytes",
     );
     let link = bomb(
         &header(tar::EntryType::GNULongLink, "././@LongLink", 1 << 30),
         1,
     );
-    fails_fast(&link, Limits::default(), "GNU long-link header");
+    fails_fast(&link, Limits::DEEP, "GNU long-link header");
     let pax = bomb(&header(tar::EntryType::XHeader, "PaxHeaders/x", 1 << 30), 1);
-    fails_fast(&pax, Limits::default(), "PAX header of 1073741824 bytes");
+    fails_fast(&pax, Limits::DEEP, "PAX header of 1073741824 bytes");
 }
 
 #[test]
 fn a_compression_bomb_fails_fast() {
     let blob = bomb(&header(tar::EntryType::Regular, "zeros", 3 << 30), 3);
-    fails_fast(&blob, Limits::default(), "compression bomb");
+    fails_fast(&blob, Limits::DEEP, "compression bomb");
     // The same inside a module: refused by its claimed size before any byte is held.
     let ko = bomb(
         &header(tar::EntryType::Regular, "lib/modules/6.1.0/big.ko", 1 << 30),
         1,
     );
-    fails_fast(&ko, Limits::default(), "no module is over 64 MiB");
+    fails_fast(&ko, Limits::DEEP, "no module is over 64 MiB");
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn names_kept_between_layers_are_capped() {
     let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
     let limits = Limits {
         kept_max: 1 << 10,
-        ..Limits::default()
+        ..Limits::DEEP
     };
     fails_fast(&layer(&files), limits, "more modules and whiteouts");
     Scanner::default().layer(layer(&files).as_slice()).unwrap();
@@ -247,7 +247,7 @@ fn compressed_modules_are_read_with_their_signature() {
 fn a_compressed_module_is_capped_and_garbage_is_named() {
     let limits = Limits {
         module_max: 1 << 20,
-        ..Limits::default()
+        ..Limits::DEEP
     };
     let big = vec![0u8; 3 << 20];
     let mut s = Scanner::with_limits(limits);
@@ -309,7 +309,7 @@ fn changes_read_once_apply_to_another_image_as_a_fresh_read_would() {
 fn changes_applied_again_still_count_against_the_cap_on_names() {
     let limits = Limits {
         kept_max: 400,
-        ..Limits::default()
+        ..Limits::DEEP
     };
     let m = module("6.1.0 x");
     let one = layer(&[("lib/modules/6.1.0/a-module-with-a-long-name.ko", &m)]);
