@@ -46,7 +46,7 @@ pub enum Error {
     /// The writer's lock could not be taken (`--no-wait` while another writer holds it).
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Writer(#[from] crate::pipeline::writer::WriterError),
+    Writer(#[from] crate::lock::writer::WriterError),
 
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
