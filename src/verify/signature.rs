@@ -10,9 +10,9 @@
 //! untrusted DER. Only the signature's own bytes are decoded, and they are capped at
 //! [`SIG_MAX`].
 
-use der::asn1::ObjectIdentifier;
 #[cfg(test)]
 use der::DecodePem;
+use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode};
 use sha2::Digest;
 
