@@ -17,6 +17,7 @@ deps:
 	@scripts/install-deps.sh
 
 lint:
+	scripts/module-cycles.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -1,8 +1,10 @@
-//! The crate's top-level error and the exit codes of the contract.
+//! The crate's top-level error, and the one mapping of an error to the contract's exit code.
 
 use miette::Diagnostic;
 
-pub use crate::exit;
+use crate::build::BuildError;
+use crate::exit::ExitCode;
+use crate::release::{ReleaseError, layer::LayerError};
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum Error {
@@ -46,7 +48,7 @@ pub enum Error {
     /// The writer's lock could not be taken (`--no-wait` while another writer holds it).
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Writer(#[from] crate::pipeline::writer::WriterError),
+    Writer(#[from] crate::lock::writer::WriterError),
 
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
@@ -85,7 +87,8 @@ impl Error {
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
+    /// The contract's exit code for this error: the one place an error becomes one.
+    pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Matrix(_)
             | Error::Containerfile(_)
@@ -94,13 +97,41 @@ impl Error {
             | Error::Usage { .. }
             | Error::Inputs(_)
             | Error::Export(_)
-            | Error::Writer(_) => exit::USAGE,
-            Error::Outdated { .. } => exit::LOCKED,
-            Error::Collect { .. } => exit::REGISTRY,
-            Error::Build(e) => e.exit_code(),
-            Error::Release(e) => e.exit_code(),
-            Error::Registry(_) => exit::REGISTRY,
+            | Error::Writer(_) => ExitCode::Usage,
+            Error::Outdated { .. } => ExitCode::Locked,
+            Error::Collect { .. } => ExitCode::Registry,
+            Error::Build(e) => build_code(e),
+            Error::Release(e) => release_code(e),
+            Error::Registry(_) => ExitCode::Registry,
         }
+    }
+}
+
+fn build_code(e: &BuildError) -> ExitCode {
+    match e {
+        BuildError::Store(_) => ExitCode::Registry,
+        BuildError::NoCacheDir => ExitCode::Usage,
+        BuildError::RegistriesConf { .. } => ExitCode::Failed,
+        BuildError::MachineRegistriesConf { .. } => ExitCode::Usage,
+    }
+}
+
+/// Registry for registry, network and authentication failures; failed for content that is not
+/// what a release payload or DTK should hold; usage for what `--offline` cannot know and for
+/// releases and channels that do not exist (a matrix error: a retry cannot help).
+fn release_code(e: &ReleaseError) -> ExitCode {
+    match e {
+        ReleaseError::Registry { .. }
+        | ReleaseError::Graph { .. }
+        | ReleaseError::LayerDigest { .. } => ExitCode::Registry,
+        ReleaseError::Layer {
+            error: LayerError::Read(_),
+            ..
+        } => ExitCode::Registry,
+        ReleaseError::Offline { .. }
+        | ReleaseError::UnknownRelease(_)
+        | ReleaseError::UnknownChannel(_) => ExitCode::Usage,
+        _ => ExitCode::Failed,
     }
 }
 

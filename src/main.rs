@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 
 use driver_matrix::cli::ColorChoice;
-use driver_matrix::error::exit;
+use driver_matrix::exit::ExitCode;
 
 #[allow(clippy::print_stderr)] // the one place an error is rendered
 fn main() {
@@ -12,12 +12,12 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
-                exit::USAGE
+                ExitCode::Usage
             } else {
-                exit::OK
+                ExitCode::Ok
             };
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(code.code());
         }
     };
     let color = match cli.global.color {
@@ -54,5 +54,5 @@ fn main() {
             code
         }
     };
-    std::process::exit(code);
+    std::process::exit(code.code());
 }

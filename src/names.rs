@@ -1,6 +1,11 @@
 //! The names driver-matrix gives a meaning to, in one place: the build args it passes to every
 //! build (which a driver may not set) and the placeholders a tag template may use.
 
+/// The tag `build` pushes every image to before it is confirmed. Nothing deploys it: KMM pulls
+/// the job's own tag, which moves only once the image is confirmed (see
+/// [`crate::pipeline::build`]), and `collect` reads only the jobs' tags.
+pub const UNCONFIRMED_TAG: &str = "driver-matrix-unconfirmed";
+
 /// The reserved build args.
 pub mod arg {
     /// The DTK image by digest, as KMM names it.

@@ -255,10 +255,7 @@ pub fn build(spec: &Spec<'_>) -> Invocation {
     }
 }
 
-/// The tag `build` pushes every image to before it is confirmed. Nothing deploys it: KMM pulls
-/// the job's own tag, which moves only once the image is confirmed (see
-/// [`crate::pipeline::build`]), and `collect` reads only the jobs' tags.
-pub const UNCONFIRMED_TAG: &str = "driver-matrix-unconfirmed";
+pub use crate::names::UNCONFIRMED_TAG;
 
 /// `buildah push` of the job's image to [`UNCONFIRMED_TAG`] of its repository, recording the
 /// pushed digest in `spec.digestfile`. buildah 1.28 cannot push by digest alone (it refuses

@@ -49,14 +49,3 @@ pub enum BuildError {
         message: String,
     },
 }
-
-impl BuildError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            BuildError::Store(_) => crate::exit::REGISTRY,
-            BuildError::NoCacheDir => crate::exit::USAGE,
-            BuildError::RegistriesConf { .. } => crate::exit::FAILED,
-            BuildError::MachineRegistriesConf { .. } => crate::exit::USAGE,
-        }
-    }
-}

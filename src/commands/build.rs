@@ -7,14 +7,15 @@ use std::time::Instant;
 use super::Context;
 use crate::build::{self, Cancel, Outcome, Selection, Task};
 use crate::cli::BuildArgs;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::matrix::Matrix;
 use crate::pipeline::build::{self as pipe, Decision, Prepared, Request};
 use crate::pipeline::{Access, Session};
 use crate::plan::Plan;
 use crate::report::{self, Row};
 
-pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
+pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
     // Only a run that records pushes writes the lock, and it holds the writer's lock from
     // before it reads the lock until it ends.
@@ -42,7 +43,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
     }
     if args.dry_run {
         print!("{}", dry_run(&prepared));
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     // The buildah process groups are written down, for the next run to stop if this one is
     // killed.
@@ -68,11 +69,11 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<i32> {
         );
     }
     Ok(if cancel.is_interrupted() {
-        exit::INTERRUPTED
+        ExitCode::Interrupted
     } else if outcomes.iter().any(|o| matches!(o, Outcome::Failed(_))) {
-        exit::FAILED
+        ExitCode::Failed
     } else {
-        exit::OK
+        ExitCode::Ok
     })
 }
 
@@ -138,13 +139,13 @@ fn rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>>
 
 /// `--locked`: succeed only when nothing would be built and the lock would not change by a
 /// byte.
-fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<i32> {
+fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<ExitCode> {
     let out = pipe::outdated(session, prepared);
     if out.is_empty() {
         if !ctx.global.quiet {
             println!("{} jobs fresh", prepared.selected.len());
         }
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     Err(Error::Outdated {
         lock: session.lock_path(),

@@ -4,13 +4,14 @@ use std::io::Write;
 
 use super::Context;
 use crate::domain::Digest;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::pipeline::build::Unconfirmed;
 use crate::pipeline::collect::Unmatched;
 use crate::pipeline::{Access, collect};
 use crate::text::escape_line;
 
-pub fn run(ctx: &Context) -> Result<i32> {
+pub fn run(ctx: &Context) -> Result<ExitCode> {
     if ctx.global.offline {
         return Err(Error::usage(
             "`collect` reads the registry and cannot run with `--offline`",
@@ -56,9 +57,9 @@ pub fn run(ctx: &Context) -> Result<i32> {
         }
     }
     Ok(if missing.is_empty() {
-        exit::OK
+        ExitCode::Ok
     } else {
-        exit::FAILED
+        ExitCode::Failed
     })
 }
 

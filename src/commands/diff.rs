@@ -4,9 +4,10 @@
 use super::Context;
 use crate::cli::{DiffArgs, DiffFormat};
 use crate::error::Result;
+use crate::exit::ExitCode;
 use crate::lock;
 
-pub fn run(ctx: &Context, args: &DiffArgs) -> Result<i32> {
+pub fn run(ctx: &Context, args: &DiffArgs) -> Result<ExitCode> {
     let lock_path = ctx.lock_path();
     let old = lock::read_spec(&args.old, &lock_path)?;
     let new = match &args.new {
@@ -21,7 +22,7 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> Result<i32> {
         DiffFormat::Json => lock::render_diff_json(&d),
     };
     print!("{text}");
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// When the older lock is `git:REV`, what changed in the inputs of each image rebuilt for its

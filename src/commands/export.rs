@@ -6,10 +6,11 @@ use super::Context;
 use crate::build::Selection;
 use crate::cli::{BuildConfigArgs, BuildOutput, ExportArgs, ExportKind};
 use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::export::{self, GITHUB_MATRIX_LIMIT};
 use crate::plan::State;
 
-pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
+pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     let text = match &args.what {
         ExportKind::Kmm {
             namespace,
@@ -97,15 +98,15 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<i32> {
         }),
     };
     print!("{text}");
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// Prints a deployment export, names every job without an image on stderr, and exits 1 if
 /// there is any: the objects written are still good for the kernels they map.
-fn deployment(out: export::Export) -> Result<i32> {
+fn deployment(out: export::Export) -> Result<ExitCode> {
     print!("{}", out.text);
     if out.missing.is_empty() {
-        return Ok(0);
+        return Ok(ExitCode::Ok);
     }
     let mut err = std::io::stderr().lock();
     for m in &out.missing {
@@ -116,7 +117,7 @@ fn deployment(out: export::Export) -> Result<i32> {
         "{} job(s) have no image in the lock; run `driver-matrix build` (or `collect`), then export again",
         out.missing.len()
     );
-    Ok(crate::exit::FAILED)
+    Ok(ExitCode::Failed)
 }
 
 /// The shard count given, or one shard per job still to build (at least 1, at most 256).
@@ -140,7 +141,7 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
 
 /// `export buildconfig`: the jobs to build (or `--all`), selected as `build` selects them, with
 /// their source pinned to a commit that holds exactly what the plan hashed.
-fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<i32> {
+fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
     use crate::export::buildconfig::{self, BuildConfigOptions, Output, Source};
     let session = ctx.session(crate::pipeline::Access::Read)?;
     let plan = super::plan::planned(ctx, &session)?.plan;
@@ -214,5 +215,5 @@ fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<i32> {
         Error::usage(e.to_string(), e.help().map(|h| h.to_string()))
     })?;
     print!("{text}");
-    Ok(crate::exit::OK)
+    Ok(ExitCode::Ok)
 }

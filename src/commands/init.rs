@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::Context;
 use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::scaffold;
 
 /// The files `init` writes, relative to DIR.
@@ -14,7 +15,7 @@ const MATRIX: &str = "matrix.toml";
 const CONTAINERFILE: &str = "Containerfile";
 const IGNORE: &str = ".containerignore";
 
-pub fn run(ctx: &Context, dir: &Path) -> Result<i32> {
+pub fn run(ctx: &Context, dir: &Path) -> Result<ExitCode> {
     let (build_file, text) = read_build_file(dir)?;
     let modules = scaffold::modules_from_kbuild(&text);
     if modules.is_empty() {
@@ -78,7 +79,7 @@ pub fn run(ctx: &Context, dir: &Path) -> Result<i32> {
             targets[0].display()
         );
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// Writes `.containerignore` unless the directory has an ignore file already; returns the

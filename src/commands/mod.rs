@@ -20,13 +20,14 @@ use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, Global};
 use crate::error::Result;
+use crate::exit::ExitCode;
 use crate::lock::{self, Lock};
 use crate::matrix::{self, Matrix};
 use crate::pipeline::{self, Access, Session};
 
 /// Runs the parsed command line; returns the process exit code (`build`, `verify` and
 /// `collect` return 1 for a failed job or finding, `build` 130 when interrupted).
-pub fn run(cli: Cli) -> Result<i32> {
+pub fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Context { global: cli.global };
     match cli.command {
         Command::Plan(args) => plan::run(&ctx, &args),
@@ -42,7 +43,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Completions { shell } => {
             let mut cmd = crate::cli::command();
             clap_complete::generate(shell, &mut cmd, "driver-matrix", &mut std::io::stdout());
-            Ok(0)
+            Ok(ExitCode::Ok)
         }
     }
 }

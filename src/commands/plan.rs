@@ -3,18 +3,19 @@
 use super::Context;
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::error::Result;
+use crate::exit::ExitCode;
 use crate::pipeline::{Access, Planned, Session};
 use crate::plan::{self, Plan};
 use crate::progress::Reporter;
 use crate::text;
 
-pub fn run(ctx: &Context, args: &PlanArgs) -> Result<i32> {
+pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {
     let plan = compute(ctx)?;
     match args.format {
         PlanFormat::Json => print!("{}", text::escape_json(&plan::render_json(&plan))),
         PlanFormat::Table => print!("{}", text::escape(&plan::render_table(&plan))),
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// Resolves (online through the update graph and the registry, the cache saving what it can;

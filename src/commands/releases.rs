@@ -5,11 +5,12 @@ use super::Context;
 use crate::cli::ReleasesArgs;
 use crate::domain::Arch;
 use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::matrix::{DEFAULT_GRAPH_URL, RegistrySettings};
 use crate::registry::{Client, ClientOptions};
 use crate::release::graph;
 
-pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<i32> {
+pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     if ctx.global.offline {
         return Err(Error::usage(
             "listing a channel needs the update graph, which `--offline` forbids",
@@ -50,5 +51,5 @@ pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<i32> {
         }
     }
     print!("{out}");
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Context;
 use crate::cli::ResolveArgs;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::lock;
 use crate::pipeline::{self, Access, truth};
 use crate::progress::{Event, Reporter};
 
-pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
+pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
     let access = if args.locked {
         Access::Read
     } else {
@@ -49,7 +50,7 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
                 changes,
             });
         }
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     let written = session.write(&new)?;
     ctx.registry_stats(&session);
@@ -72,7 +73,7 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<i32> {
             if written { "updated" } else { "unchanged" }
         );
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
 /// A reporter that also counts the releases read from the registry.

@@ -1,8 +1,9 @@
 //! `driver-matrix schema`: the JSON Schema of matrix.toml.
 
 use crate::error::Result;
+use crate::exit::ExitCode;
 
-pub fn run() -> Result<i32> {
+pub fn run() -> Result<ExitCode> {
     print!("{}", crate::matrix::schema_text());
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

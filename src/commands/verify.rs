@@ -5,13 +5,14 @@ use std::fmt::Write as _;
 
 use super::Context;
 use crate::cli::VerifyArgs;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
 use crate::pipeline::Access;
 use crate::text::escape_line;
 use crate::verify::coverage::{Gap, releases_left};
 use crate::verify::{Finding, ImageReport};
 
-pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
+pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitCode> {
     if ctx.global.offline {
         return Err(Error::usage(
             "`verify` checks the registry and cannot run with `--offline`",
@@ -44,11 +45,11 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<i32> {
         .iter()
         .any(|r| r.findings.iter().any(|f| matches!(f, Finding::Registry(_))));
     Ok(if unreachable {
-        exit::REGISTRY
+        ExitCode::Registry
     } else if reports.iter().any(|r| !r.ok()) || !kernels.is_empty() || !gaps.is_empty() {
-        exit::FAILED
+        ExitCode::Failed
     } else {
-        exit::OK
+        ExitCode::Ok
     })
 }
 

@@ -41,6 +41,11 @@ pub fn check_driver_name(name: &str) -> Result<(), ParseError> {
     }
 }
 
+/// The `stream` of the RHEL 10 node OS in a dual-stream release.
+pub const STREAM_RHEL10: &str = "rhel-10";
+/// How a matrix names a payload's default stream (no `stream` key in the lock).
+pub const STREAM_DEFAULT: &str = "default";
+
 /// A node OS stream other than the payload's default: `rhel-N` (`rhel-10`), N a major version
 /// without leading zero. The default stream has no name in the lock.
 pub fn check_stream(stream: &str) -> Result<(), ParseError> {

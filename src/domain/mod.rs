@@ -9,14 +9,18 @@ mod grammar;
 mod image_ref;
 mod kernel;
 mod registry;
+pub(crate) mod signing;
 mod version;
 
 pub use arch::Arch;
 pub use digest::Digest;
-pub use grammar::{check_driver_name, check_machine_os, check_rhel, check_stream};
+pub use grammar::{
+    STREAM_DEFAULT, STREAM_RHEL10, check_driver_name, check_machine_os, check_rhel, check_stream,
+};
 pub use image_ref::{ImageRef, check_tag};
 pub use kernel::Kernel;
 pub use registry::{Mirror, RegistrySettings};
+pub use signing::{Certificate, Expect, Signing};
 pub use version::{Version, VersionReq};
 
 /// Why a string was not accepted as a domain value. The message is lowercase and names the

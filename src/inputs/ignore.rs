@@ -257,7 +257,7 @@ impl OwnFiles {
         }
         if let Some(lock) = &self.lockfile {
             add(lock, "");
-            add(&crate::pipeline::writer::guard_path(lock), "");
+            add(&crate::lock::writer::guard_path(lock), "");
             // The lock's temporary files: `.matrix.lock.<run>.XXXXXX` beside it.
             let temp = lock.with_file_name(crate::runs::lock_temp_base(lock));
             add(&temp, "*");

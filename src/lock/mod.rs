@@ -12,6 +12,7 @@ mod source;
 mod validate;
 pub mod why;
 mod write;
+pub mod writer;
 
 pub use diff::{LockDiff, diff};
 pub use diff_view::{

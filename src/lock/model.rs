@@ -6,10 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Arch, Digest, ImageRef, Kernel, Version};
 
-/// The `stream` of the RHEL 10 node OS in a dual-stream release.
-pub const STREAM_RHEL10: &str = "rhel-10";
-/// How a matrix names a payload's default stream (no `stream` key in the lock).
-pub const STREAM_DEFAULT: &str = "default";
+pub use crate::domain::{STREAM_DEFAULT, STREAM_RHEL10};
 
 /// (version, arch, stream): how `[[release]]` entries are told apart and sorted (the default
 /// stream first).

@@ -93,7 +93,7 @@ pub struct Driver {
     pub arches: Vec<Arch>,
     pub rt: bool,
     /// `signed = true` (and `signing-cert`): what `verify --deep` asks of the modules' signatures.
-    pub signing: Option<crate::verify::Signing>,
+    pub signing: Option<crate::domain::Signing>,
     /// `[driver.kmm]`: what the KMM exports set beyond the images.
     pub kmm: super::kmm::Kmm,
 }
@@ -156,8 +156,8 @@ impl Matrix {
     }
 
     /// What `verify --deep` asks of a driver's images: its modules, and its signing rule.
-    pub fn expect_of(&self, driver: &str) -> crate::verify::Expect {
-        crate::verify::Expect {
+    pub fn expect_of(&self, driver: &str) -> crate::domain::Expect {
+        crate::domain::Expect {
             modules: self.modules_of(driver).to_vec(),
             signing: self.driver(driver).and_then(|d| d.signing.clone()),
         }

@@ -11,8 +11,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::diagnostic::Problem;
-use crate::verify::Signing;
-use crate::verify::signature::Certificate;
+use crate::domain::{Certificate, Signing};
 
 /// Largest certificate file read (real ones are one or two KiB).
 const CERT_MAX: u64 = 64 << 10;

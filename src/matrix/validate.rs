@@ -780,7 +780,7 @@ impl Validator {
 
     /// A node OS stream name (`openshift.streams`, an exclude's `stream`): a known one.
     fn known_stream(&mut self, s: &Spanned<String>) -> Option<String> {
-        let known = [crate::lock::STREAM_DEFAULT, crate::lock::STREAM_RHEL10];
+        let known = [crate::domain::STREAM_DEFAULT, crate::domain::STREAM_RHEL10];
         if known.contains(&s.get_ref().as_str()) {
             return Some(s.get_ref().clone());
         }

@@ -18,7 +18,7 @@ pub mod cluster;
 pub mod collect;
 pub mod resolve;
 pub mod truth;
-pub mod writer;
+pub use crate::lock::writer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

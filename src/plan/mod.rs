@@ -408,7 +408,7 @@ fn image(driver: &Driver, kernel: &Kernel, arch: Arch, rhel: &str) -> Result<Ima
     };
     let tag = driver.tag.render(&vars).map_err(|e| bad_tag(e.message))?;
     // `build` pushes every image there before it is confirmed: a job's own tag must differ.
-    if tag == crate::build::command::UNCONFIRMED_TAG {
+    if tag == crate::names::UNCONFIRMED_TAG {
         return Err(bad_tag(format!(
             "`{tag}` is the tag `build` pushes unconfirmed images to"
         )));

@@ -26,7 +26,8 @@ use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use super::body::{error_body, said};
-use super::transport::{Held, Request, Route, describe};
+use super::route::{Route, describe};
+use super::transport::{Held, Request};
 use super::{Descriptor, Inner, RegistryError, status_error};
 use crate::domain::Digest;
 

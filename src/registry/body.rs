@@ -4,7 +4,7 @@
 use reqwest::{Response, StatusCode};
 
 use super::error::RegistryError;
-use super::transport::{Route, describe};
+use super::route::{Route, describe};
 
 /// The most of an error body read (for its message); real ones are a few hundred bytes.
 pub(crate) const ERROR_BODY_CAP: usize = 64 << 10;

@@ -31,6 +31,7 @@ mod body;
 mod error;
 mod manifest;
 mod retry;
+mod route;
 mod tag;
 mod tls;
 mod transport;
@@ -51,7 +52,8 @@ pub use manifest::{Descriptor, ImageManifest};
 use crate::domain::RegistrySettings;
 use crate::domain::{Arch, Digest, ImageRef};
 use body::said;
-use transport::{Request, Route, Transport};
+use route::Route;
+use transport::{Request, Transport};
 
 /// The largest manifest or config accepted; real ones are a few kilobytes.
 const MAX_DOCUMENT: usize = 8 << 20;

@@ -147,7 +147,7 @@ fn build(
         b = b.tls_danger_accept_invalid_certs(true);
     }
     b.build().map_err(|e| RegistryError::Client {
-        message: super::transport::describe(&e),
+        message: super::route::describe(&e),
     })
 }
 
@@ -299,7 +299,7 @@ mod tests {
         });
         let err = sent.expect_err("the downgrade is refused");
         assert!(err.is_redirect(), "{err:?}");
-        assert!(super::super::transport::describe(&err).contains(DOWNGRADE));
+        assert!(super::super::route::describe(&err).contains(DOWNGRADE));
         assert!(plain.requests().is_empty(), "{:?}", plain.requests());
     }
 }

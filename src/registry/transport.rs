@@ -23,31 +23,9 @@ use super::auth::{AuthFiles, Credentials};
 use super::body::{BodyError, ERROR_BODY_CAP, error_body, read_body, said, too_large};
 use super::error::RegistryError;
 use super::retry::{Attempt, RetryPolicy};
+use super::route::{Route, describe};
 use super::tls::{Clients, host_port};
-use crate::domain::ImageRef;
-use crate::domain::RegistrySettings;
-
-/// Where a reference is actually read from.
-#[derive(Debug, Clone)]
-pub(crate) struct Route {
-    /// The reference as the user or payload names it; what messages show.
-    pub source: ImageRef,
-    /// The host API requests go to (`registry-1.docker.io` for `docker.io`).
-    pub host: String,
-    /// The repository on that host (a mirror's namespace prepended).
-    pub repository: String,
-    /// `http` or `https`.
-    pub scheme: &'static str,
-}
-
-impl Route {
-    pub fn url(&self, kind: &str, object: &str) -> String {
-        format!(
-            "{}://{}/v2/{}/{kind}/{object}",
-            self.scheme, self.host, self.repository
-        )
-    }
-}
+use crate::domain::{ImageRef, RegistrySettings};
 
 /// How a host wants to be authenticated, learnt from its first 401.
 #[derive(Debug, Clone)]
@@ -597,25 +575,6 @@ fn auth_host(route: &Route) -> &str {
         "docker.io"
     } else {
         &route.host
-    }
-}
-
-/// A reqwest error by its causes, which hold the useful part (connection refused, ...); the
-/// top-level message only repeats the URL, which the errors name already.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".to_string();
-    }
-    let mut parts = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
     }
 }
 

@@ -32,7 +32,6 @@ pub use cache::{Cache, DtkEntry, How, PayloadEntry, StreamEntry, Verified};
 pub use resolver::{Resolver, Target};
 
 use crate::domain::{Arch, ImageRef, Version};
-use crate::exit;
 use crate::registry::{BlobReader, Descriptor, RegistryError};
 
 /// Why one release could not be resolved; the resolver turns it into a [`ReleaseError`] that
@@ -225,25 +224,6 @@ pub struct UnknownChannel {
 }
 
 impl ReleaseError {
-    /// 4 for registry, network and authentication failures; 1 for content that is not what a
-    /// release payload or DTK should hold; 2 for what `--offline` cannot know and for releases
-    /// and channels that do not exist (a matrix error: a retry cannot help).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            ReleaseError::Registry { .. }
-            | ReleaseError::Graph { .. }
-            | ReleaseError::LayerDigest { .. } => exit::REGISTRY,
-            ReleaseError::Layer {
-                error: layer::LayerError::Read(_),
-                ..
-            } => exit::REGISTRY,
-            ReleaseError::Offline { .. }
-            | ReleaseError::UnknownRelease(_)
-            | ReleaseError::UnknownChannel(_) => exit::USAGE,
-            _ => exit::FAILED,
-        }
-    }
-
     pub(crate) fn from_fault(version: &Version, arch: Arch, payload: &ImageRef, f: Fault) -> Self {
         let release = format!("{version} ({arch})");
         match f {

@@ -13,28 +13,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::domain::{Digest, Kernel};
+pub use crate::domain::{Expect, Signing};
 use crate::lock::LockedImage;
 use crate::registry::{Client, RegistryError};
 use crate::release::Cache;
 use crate::text::escape_line;
 use scan::{ModuleFile, Scanner};
 use signature::{Signature, SignatureError};
-
-/// What the images of one driver must hold.
-#[derive(Debug, Clone, Default)]
-pub struct Expect {
-    /// The driver's `modules` (none: every module in the kernel's directory, at least one).
-    pub modules: Vec<String>,
-    /// `signed = true`: every module checked must be signed.
-    pub signing: Option<Signing>,
-}
-
-/// A driver's signing rule.
-#[derive(Debug, Clone, Default)]
-pub struct Signing {
-    /// `signing-cert`: the certificate every module's signature must check against.
-    pub cert: Option<signature::Certificate>,
-}
 
 /// A module found where it belongs and built for the image's kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,14 @@
 //! untrusted DER. Only the signature's own bytes are decoded, and they are capped at
 //! [`SIG_MAX`].
 
+#[cfg(test)]
+use der::DecodePem;
 use der::asn1::ObjectIdentifier;
-use der::{Decode, DecodePem, Encode};
+use der::{Decode, Encode};
 use sha2::Digest;
+
+pub use crate::domain::Certificate;
+use crate::domain::signing::{colon_hex, unsigned};
 
 /// What `sign-file` appends after the signature.
 pub const MAGIC: &[u8] = b"~Module signature appended~\n";
@@ -192,12 +197,6 @@ fn signer_of(sid: &cms::signed_data::SignerIdentifier) -> der::Result<(String, S
     })
 }
 
-/// An unsigned big-endian integer without its leading zero bytes (one byte kept for zero).
-fn unsigned(bytes: &[u8]) -> &[u8] {
-    let zeros = bytes.iter().take_while(|b| **b == 0).count();
-    &bytes[zeros.min(bytes.len().saturating_sub(1))..]
-}
-
 /// The name's common name (`CN`), else the whole name as RFC 4514 text.
 fn common_name(name: &x509_cert::name::Name) -> String {
     const CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
@@ -211,12 +210,6 @@ fn common_name(name: &x509_cert::name::Name) -> String {
         )
 }
 
-/// `AB:CD:01`, as `modinfo` prints key ids.
-pub fn colon_hex(bytes: &[u8]) -> String {
-    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
-    hex.join(":")
-}
-
 fn digest(hash: &str, data: &[u8]) -> Option<Vec<u8>> {
     Some(match hash {
         "sha224" => sha2::Sha224::digest(data).to_vec(),
@@ -227,69 +220,22 @@ fn digest(hash: &str, data: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// A certificate a driver's modules must be signed with.
-#[derive(Debug, Clone)]
-pub struct Certificate {
-    cert: x509_cert::Certificate,
-    key: rsa::RsaPublicKey,
-}
-
-impl Certificate {
-    /// Reads a PEM or DER X.509 certificate with an RSA key (what `sign-file` signs with).
-    pub fn parse(bytes: &[u8]) -> Result<Certificate, String> {
-        let cert = if bytes.starts_with(b"-----BEGIN") {
-            x509_cert::Certificate::from_pem(bytes)
-        } else {
-            x509_cert::Certificate::from_der(bytes)
+/// Whether the signature names this certificate's key.
+fn named_by(cert: &Certificate, sid: &Sid) -> bool {
+    let tbs = &cert.cert.tbs_certificate;
+    match sid {
+        Sid::IssuerSerial { issuer, serial } => {
+            tbs.issuer.to_der().is_ok_and(|i| &i == issuer)
+                && unsigned(tbs.serial_number.as_bytes()) == serial.as_slice()
         }
-        .map_err(|e| format!("not an X.509 certificate in PEM or DER: {e}"))?;
-        let spki = cert
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .map_err(|e| e.to_string())?;
-        let key = <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&spki)
-            .map_err(|e| format!("its key is not an RSA key of up to 4096 bits: {e}"))?;
-        Ok(Certificate { cert, key })
-    }
-
-    /// `CN=..., serial AB:CD`: how findings name it.
-    pub fn describe(&self) -> String {
-        let tbs = &self.cert.tbs_certificate;
-        format!(
-            "{}, serial {}",
-            tbs.subject,
-            colon_hex(unsigned(tbs.serial_number.as_bytes()))
-        )
-    }
-
-    fn subject_key_id(&self) -> Option<Vec<u8>> {
-        use x509_cert::ext::pkix::SubjectKeyIdentifier;
-        let exts = self.cert.tbs_certificate.extensions.as_ref()?;
-        let ext = exts
-            .iter()
-            .find(|e| e.extn_id == <SubjectKeyIdentifier as der::oid::AssociatedOid>::OID)?;
-        let ski = SubjectKeyIdentifier::from_der(ext.extn_value.as_bytes()).ok()?;
-        Some(ski.0.as_bytes().to_vec())
-    }
-
-    /// Whether the signature names this certificate's key.
-    fn named_by(&self, sid: &Sid) -> bool {
-        let tbs = &self.cert.tbs_certificate;
-        match sid {
-            Sid::IssuerSerial { issuer, serial } => {
-                tbs.issuer.to_der().is_ok_and(|i| &i == issuer)
-                    && unsigned(tbs.serial_number.as_bytes()) == serial.as_slice()
-            }
-            Sid::KeyId(id) => self.subject_key_id().as_ref() == Some(id),
-        }
+        Sid::KeyId(id) => cert.subject_key_id().as_ref() == Some(id),
     }
 }
 
 impl Signature {
     /// Checks that `cert`'s key made this signature over the module it was read from.
     pub fn check(&self, cert: &Certificate) -> Result<(), Mismatch> {
-        if !cert.named_by(&self.sid) {
+        if !named_by(cert, &self.sid) {
             return Err(Mismatch::OtherKey(cert.describe()));
         }
         if !self.rsa {
