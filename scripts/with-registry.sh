@@ -42,4 +42,18 @@ done
 
 export DRIVER_MATRIX_TEST_REGISTRY="127.0.0.1:$port"
 echo "test registry on $DRIVER_MATRIX_TEST_REGISTRY" >&2
+
+# buildah's images and containers live in a storage of this run's own, removed with it, unless
+# the caller chose one: the tests leave working containers behind (buildah 1.28 keeps the
+# container of an empty build stage), and in a machine's shared storage they pile up from run to
+# run until buildah itself fails (it panics naming a container once too many names are taken).
+if [ -z "${CONTAINERS_STORAGE_CONF:-}" ]; then
+  cat >"$dir/storage.conf" <<CONF
+[storage]
+driver = "${STORAGE_DRIVER:-vfs}"
+graphroot = "$dir/containers/storage"
+runroot = "$dir/containers/run"
+CONF
+  export CONTAINERS_STORAGE_CONF="$dir/storage.conf"
+fi
 "$@"

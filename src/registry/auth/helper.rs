@@ -80,10 +80,15 @@ fn run(
         )
     };
     if let Some(mut stdin) = child.stdin.take() {
-        // The host fits in a pipe's buffer: this write does not wait for the helper.
-        if let Err(e) = stdin.write_all(host.as_bytes()) {
-            kill_group(&mut child);
-            return Err(format!("cannot write to `{program}`: {e}"));
+        // The host fits in a pipe's buffer: this write does not wait for the helper. A helper
+        // that exits without reading it (`credentials not found`) closes the pipe first: its
+        // exit status says what happened, not the write.
+        match stdin.write_all(host.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                kill_group(&mut child);
+                return Err(format!("cannot write to `{program}`: {e}"));
+            }
+            _ => {}
         }
     }
     let stdout = child.stdout.take();
