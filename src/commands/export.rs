@@ -42,39 +42,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
             releases,
             namespace,
             kmm_api,
-        } => {
-            if namespace.is_some() {
-                return Err(Error::usage(
-                    "`--namespace` does not apply: a `PreflightValidationOCP` is cluster-scoped",
-                    Some("leave `--namespace` out".into()),
-                ));
-            }
-            let matrix = ctx.matrix()?;
-            let lock = ctx.lock()?;
-            if lock.releases.is_empty() {
-                return Err(Error::usage(
-                    "the lock holds no release",
-                    Some("run `driver-matrix resolve` first".into()),
-                ));
-            }
-            if let Some(v) = releases
-                .iter()
-                .find(|v| !lock.releases.iter().any(|r| &r.version == *v))
-            {
-                return Err(Error::usage(
-                    format!("`--release {v}` names no release of the lock"),
-                    Some(
-                        "add the upgrade target to the matrix and run `driver-matrix resolve` (and build its drivers) first"
-                            .into(),
-                    ),
-                ));
-            }
-            let form = match kmm_api {
-                crate::cli::PreflightApi::Current => export::PreflightForm::Kernel,
-                crate::cli::PreflightApi::ReleaseImage => export::PreflightForm::ReleaseImage,
-            };
-            return deployment(export::preflights(&matrix, &lock, releases, form));
-        }
+        } => return preflights(ctx, releases, namespace.is_some(), *kmm_api),
         ExportKind::BuildConfig(args) => return build_configs(ctx, args),
         ExportKind::GithubMatrix { shards } => export::github_matrix(shard_count(ctx, *shards)?),
         ExportKind::K8sJob {
@@ -99,6 +67,94 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     };
     print!("{text}");
     Ok(ExitCode::Ok)
+}
+
+/// `export preflight`: every locked release, or the upgrade targets `releases` (each must be in
+/// the lock); never in a namespace, the object being cluster-scoped.
+fn preflights(
+    ctx: &Context,
+    releases: &[crate::domain::Version],
+    namespaced: bool,
+    api: crate::cli::PreflightApi,
+) -> Result<ExitCode> {
+    if namespaced {
+        return Err(Error::usage(
+            "`--namespace` does not apply: a `PreflightValidationOCP` is cluster-scoped",
+            Some("leave `--namespace` out".into()),
+        ));
+    }
+    let matrix = ctx.matrix()?;
+    let lock = ctx.lock()?;
+    if lock.releases.is_empty() {
+        return Err(Error::usage(
+            "the lock holds no release",
+            Some("run `driver-matrix resolve` first".into()),
+        ));
+    }
+    if let Some(v) = releases
+        .iter()
+        .find(|v| !lock.releases.iter().any(|r| &r.version == *v))
+    {
+        return Err(Error::usage(
+            format!("`--release {v}` names no release of the lock"),
+            Some(
+                "add the upgrade target to the matrix and run `driver-matrix resolve` (and build its drivers) first"
+                    .into(),
+            ),
+        ));
+    }
+    let form = match api {
+        crate::cli::PreflightApi::Current => export::PreflightForm::Kernel,
+        crate::cli::PreflightApi::ReleaseImage => export::PreflightForm::ReleaseImage,
+    };
+    deployment(export::preflights(&matrix, &lock, releases, form))
+}
+
+/// The BuildConfigs' source: uploaded (`--binary`), or the commit the repository names, which
+/// must hold what the plan hashed.
+fn cluster_source(
+    ctx: &Context,
+    session: &crate::pipeline::Session,
+    args: &BuildConfigArgs,
+    drivers: &[&crate::matrix::Driver],
+) -> Result<crate::export::buildconfig::Source> {
+    if args.binary {
+        return Ok(crate::export::buildconfig::Source::Binary);
+    }
+    let req = crate::pipeline::cluster::GitRequest {
+        uri: args.git_uri.clone(),
+        rev: args.git_ref.clone(),
+        remote: args.git_remote.clone(),
+    };
+    let (source, notes) = crate::pipeline::cluster::git_source(
+        &session.matrix.root,
+        drivers,
+        &req,
+        &session.own_files(),
+    )?;
+    if !ctx.global.quiet {
+        for n in notes {
+            eprintln!("warning: {n}");
+        }
+    }
+    Ok(source)
+}
+
+/// Names each secret a driver's Containerfile mounts where a BuildConfig's builds do not find it.
+fn warn_secret_mounts(ctx: &Context, drivers: &[&crate::matrix::Driver]) {
+    use crate::export::buildconfig::{SECRETS_DIR, secrets_outside_dir};
+    if ctx.global.quiet {
+        return;
+    }
+    for d in drivers {
+        let text = std::fs::read_to_string(d.context.join(&d.containerfile)).unwrap_or_default();
+        for id in secrets_outside_dir(&text) {
+            eprintln!(
+                "warning: driver `{}` mounts secret `{id}` without `target={SECRETS_DIR}/{id}`: on the cluster it is found only there",
+                d.name
+            );
+        }
+    }
 }
 
 /// Prints a deployment export, names every job without an image on stderr, and exits 1 if
@@ -142,7 +198,7 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
 /// `export buildconfig`: the jobs to build (or `--all`), selected as `build` selects them, with
 /// their source pinned to a commit that holds exactly what the plan hashed.
 fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
-    use crate::export::buildconfig::{self, BuildConfigOptions, Output, Source};
+    use crate::export::buildconfig::{self, BuildConfigOptions, Output};
     let session = ctx.session(crate::pipeline::Access::Read)?;
     let plan = super::plan::planned(ctx, &session)?.plan;
     let matrix = &session.matrix;
@@ -166,40 +222,8 @@ fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
         .filter(|d| jobs.iter().any(|j| j.driver == d.name))
         .collect();
     drivers.dedup_by(|a, b| a.name == b.name);
-    let source = if args.binary {
-        Source::Binary
-    } else {
-        let req = crate::pipeline::cluster::GitRequest {
-            uri: args.git_uri.clone(),
-            rev: args.git_ref.clone(),
-            remote: args.git_remote.clone(),
-        };
-        let (source, notes) = crate::pipeline::cluster::git_source(
-            &matrix.root,
-            &drivers,
-            &req,
-            &session.own_files(),
-        )?;
-        if !ctx.global.quiet {
-            for n in notes {
-                eprintln!("warning: {n}");
-            }
-        }
-        source
-    };
-    if !ctx.global.quiet {
-        for d in &drivers {
-            let file = d.context.join(&d.containerfile);
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            for id in buildconfig::secrets_outside_dir(&text) {
-                eprintln!(
-                    "warning: driver `{}` mounts secret `{id}` without `target={}/{id}`: on the cluster it is found only there",
-                    d.name,
-                    buildconfig::SECRETS_DIR
-                );
-            }
-        }
-    }
+    let source = cluster_source(ctx, &session, args, &drivers)?;
+    warn_secret_mounts(ctx, &drivers);
     let opts = BuildConfigOptions {
         namespace: args.namespace.clone(),
         source,
