@@ -64,14 +64,24 @@ fn run(
     host: &str,
     timeout: Duration,
 ) -> Result<(std::process::ExitStatus, Vec<u8>), String> {
-    let mut child = Command::new(program)
-        .arg("get")
+    let mut cmd = Command::new(program);
+    cmd.arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+        .process_group(0);
+    // A helper just written (an installer, a test) can still be open for writing in a child
+    // another thread forked and has not yet exec'd: exec then fails with ETXTBSY for a moment.
+    let mut attempt = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 10 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.map_err(|e| format!("cannot run `{program}`: {e}"))?,
+        }
+    };
     let until = Instant::now() + timeout;
     let late = || {
         format!(
