@@ -58,6 +58,22 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Starts `cmd`. A helper just written (an installer, a test) can still be open for writing in
+/// a child another thread forked and has not yet exec'd: exec then fails with ETXTBSY for a
+/// moment, so that failure is retried, up to 10 times 20 ms apart.
+fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut attempt = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 10 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `program get` for `host`, within `timeout`: its exit status and what it printed.
 fn run(
     program: &str,
@@ -70,18 +86,7 @@ fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);
-    // A helper just written (an installer, a test) can still be open for writing in a child
-    // another thread forked and has not yet exec'd: exec then fails with ETXTBSY for a moment.
-    let mut attempt = 0;
-    let mut child = loop {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 10 => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => break other.map_err(|e| format!("cannot run `{program}`: {e}"))?,
-        }
-    };
+    let mut child = spawn(&mut cmd).map_err(|e| format!("cannot run `{program}`: {e}"))?;
     let until = Instant::now() + timeout;
     let late = || {
         format!(
