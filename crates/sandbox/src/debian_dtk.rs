@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::bigimage::{self, Config, LayerBlob, Source};
 use crate::oci::{self, Pushed, Pusher};
-use crate::rootfs::Rootfs;
+use crate::rootfs::{FileLock, Rootfs};
 
 /// The repository DTKs live in, under quay.io or its mirror.
 pub const DTK_REPO: &str = "openshift-release-dev/ocp-v4.0-art-dev";
@@ -84,6 +84,9 @@ pub fn ensure(
 /// The root as one gzip layer, made once per debootstrap run and kept in `dir`.
 fn root_layer(root: &Rootfs, stamp: &str, dir: &Path) -> std::io::Result<LayerBlob> {
     std::fs::create_dir_all(dir)?;
+    // Two callers in one run (the demo test and the DKMS test) would otherwise pack into the
+    // same temporary file, and the second rename finds it gone.
+    let _lock = FileLock::acquire(&dir.join(format!("{}.tar.gz.lock", root.suite)))?;
     let blob = dir.join(format!("{}.tar.gz", root.suite));
     let meta = dir.join(format!("{}.tar.gz.json", root.suite));
     if let Ok(bytes) = std::fs::read(&meta)

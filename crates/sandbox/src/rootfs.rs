@@ -29,10 +29,10 @@ pub struct Rootfs {
 }
 
 /// An exclusive `flock` held until drop.
-struct FileLock(File);
+pub(crate) struct FileLock(File);
 
 impl FileLock {
-    fn acquire(path: &Path) -> std::io::Result<FileLock> {
+    pub(crate) fn acquire(path: &Path) -> std::io::Result<FileLock> {
         let f = File::create(path)?;
         // SAFETY: flock on a descriptor this struct owns; released when the file is closed.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {

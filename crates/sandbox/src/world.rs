@@ -11,6 +11,7 @@ use crate::debian_dtk::{self, DebianDtk};
 use crate::graph::GraphServer;
 use crate::oci::{Pushed, Pusher};
 use crate::openshift::{self, Published};
+use crate::rootfs::FileLock;
 use crate::{kmod_base, rootfs};
 
 /// Where the heavy things are cached.
@@ -83,7 +84,13 @@ impl World {
 
 /// Populates the registry at `registry` (plain HTTP on loopback). Both Debian suites are
 /// bootstrapped and turned into DTKs in parallel; everything is cached under `paths`.
+/// Concurrent callers on one cache take turns.
 pub fn populate(registry: &str, paths: &Paths) -> std::io::Result<World> {
+    // One caller at a time per cache: two tests of one run would otherwise upload the same
+    // blobs to one registry at once, which docker-registry answers with DIGEST_INVALID. The
+    // second caller finds everything cached and pushed, and pays a HEAD per blob.
+    std::fs::create_dir_all(&paths.work)?;
+    let _lock = FileLock::acquire(&paths.work.join("populate.lock"))?;
     let pusher = Pusher::new(registry);
     let dtks: Vec<std::io::Result<DebianDtk>> = std::thread::scope(|s| {
         let handles: Vec<_> = openshift::SUITES
