@@ -87,6 +87,35 @@ pub fn missing(matrix: &Matrix, lock: &Lock) -> Vec<Wanted> {
     out
 }
 
+/// The kernel the nodes of each locked release that `driver` builds for boot, as `uname -r`
+/// reports it and KMM matches it against a Module's `kernelMappings`: the OS image's
+/// (`node-kernel`) where it is another build than the DTK's, the DTK's otherwise, and the
+/// real-time kernel where the driver builds for it. In lock order; kernels an `[[exclude]]`
+/// drops are left out (the matrix chose not to serve them).
+pub fn node_kernels<'l>(
+    matrix: &Matrix,
+    lock: &'l Lock,
+    driver: &Driver,
+) -> Vec<(&'l LockedRelease, Kernel)> {
+    let versions = target_versions(matrix, &channels_from_lock(matrix, lock));
+    let mut out = Vec::new();
+    for r in lock
+        .releases
+        .iter()
+        .filter(|r| versions.contains(&r.version))
+    {
+        for kernel in kept_kernels(matrix, driver, r) {
+            let booted = if kernel == &r.kernel {
+                r.node_kernel_mismatch().unwrap_or(kernel)
+            } else {
+                kernel
+            };
+            out.push((r, booted.clone()));
+        }
+    }
+    out
+}
+
 /// The locked releases `w` would serve: those whose kept kernels for its driver include its
 /// kernel on its arch (none for a `[[toolkit]]` kernel).
 pub fn serving<'l>(matrix: &Matrix, lock: &'l Lock, w: &Wanted) -> Vec<&'l LockedRelease> {

@@ -66,10 +66,113 @@ pub fn check(
     root: &Path,
     text: String,
 ) -> Result<(), Box<ContainerfileError>> {
-    let problem = problem(&text, &driver.build_args);
-    let Some((at, message, help)) = problem else {
-        return Ok(());
+    let passed = passed(RESERVED_BUILD_ARGS.iter().copied(), &driver.build_args);
+    match problem(&text, &passed) {
+        Some(found) => Err(located(driver, path, root, text, found)),
+        None => Ok(()),
+    }
+}
+
+/// The build args KMM's in-cluster build passes (KMM `internal/buildsign/resource/common.go`,
+/// `buildSpec`), besides the mapping's own: `DTK_AUTO` (the DTK image of the node's kernel,
+/// only when the Dockerfile names it), `KERNEL_VERSION` and `KERNEL_FULL_VERSION` (the node's
+/// kernel), `MOD_NAME` and `MOD_NAMESPACE` (the Module's).
+pub const KMM_BUILD_ARGS: [&str; 5] = [
+    "DTK_AUTO",
+    "KERNEL_VERSION",
+    "KERNEL_FULL_VERSION",
+    "MOD_NAME",
+    "MOD_NAMESPACE",
+];
+
+/// The driver's Containerfile as KMM's in-cluster build (`fallback = "build"`) takes it from a
+/// ConfigMap, checked to build there: KMM runs an OpenShift Build of type Dockerfile, which has
+/// the Dockerfile and no context, and gives values only to [`KMM_BUILD_ARGS`] and the driver's
+/// `build-args`. So a `COPY` or `ADD` from the context, or a `FROM` naming `DTK_IMAGE`
+/// without a default, is an error here, with its file and line.
+pub fn for_kmm_build(driver: &Driver, root: &Path) -> Result<String, Box<ContainerfileError>> {
+    let path = driver.context.join(&driver.containerfile);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        located(
+            driver,
+            &path,
+            root,
+            String::new(),
+            (
+                0,
+                format!("it cannot be read: {e}"),
+                "check the driver's `containerfile`".into(),
+            ),
+        )
+    })?;
+    let passed = passed(KMM_BUILD_ARGS.iter().copied(), &driver.build_args);
+    let under_kmm = |(at, message, _): (usize, String, String)| {
+        let help = "KMM's in-cluster build gives values to `DTK_AUTO`, `KERNEL_VERSION`, `KERNEL_FULL_VERSION`, `MOD_NAME`, `MOD_NAMESPACE` and the driver's `build-args` only: chain the DTK as `driver-matrix init` writes it (`ARG DTK_AUTO`, then `ARG DTK_IMAGE=${DTK_AUTO}`)";
+        (
+            at,
+            format!("{message} in KMM's in-cluster build"),
+            help.to_string(),
+        )
     };
+    let found = problem(&text, &passed).map(under_kmm).or_else(|| {
+        let file = parse_dockerfile::parse(&text).ok()?;
+        from_context(&file)
+    });
+    match found {
+        Some(found) => Err(located(driver, &path, root, text, found)),
+        None => Ok(text),
+    }
+}
+
+/// The first `COPY` or `ADD` that reads the build context: neither `--from` another stage or
+/// image, nor a URL, nor a here-document.
+fn from_context(file: &parse_dockerfile::Dockerfile<'_>) -> Option<(usize, String, String)> {
+    let help = "KMM's in-cluster build has no context: fetch the sources in the Containerfile (`RUN git clone ...`, `ADD https://...`, or `COPY --from=<a sources image>`), or leave `fallback` out";
+    file.instructions.iter().find_map(|i| {
+        let (what, options, src) = match i {
+            Instruction::Copy(c) => ("COPY", &c.options, &c.src),
+            Instruction::Add(a) => ("ADD", &a.options, &a.src),
+            _ => return None,
+        };
+        if options.iter().any(|f| f.name.value == "from") {
+            return None;
+        }
+        src.iter().find_map(|s| match s {
+            parse_dockerfile::Source::Path(p)
+                if !(what == "ADD" && is_remote(&p.value)) =>
+            {
+                Some((
+                    p.span.start,
+                    format!("`{what} {}` copies from the build context, which KMM's in-cluster build does not have", p.value),
+                    help.to_string(),
+                ))
+            }
+            _ => None,
+        })
+    })
+}
+
+/// Whether an `ADD` source is fetched from the network rather than the context.
+fn is_remote(src: &str) -> bool {
+    src.contains("://") || src.starts_with("git@")
+}
+
+/// The names that get a value in a build: `given` and the driver's `build-args`.
+fn passed<'a>(
+    given: impl Iterator<Item = &'a str>,
+    build_args: &'a BTreeMap<String, String>,
+) -> BTreeSet<&'a str> {
+    given.chain(build_args.keys().map(String::as_str)).collect()
+}
+
+/// A problem found at byte `at` of `text`, as the error that shows it in the file.
+fn located(
+    driver: &Driver,
+    path: &Path,
+    root: &Path,
+    text: String,
+    (at, message, help): (usize, String, String),
+) -> Box<ContainerfileError> {
     let name = path
         .strip_prefix(root)
         .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
@@ -77,7 +180,7 @@ pub fn check(
         .find(['\n', ' '])
         .unwrap_or(text.len().saturating_sub(at))
         .max(1);
-    Err(Box::new(ContainerfileError {
+    Box::new(ContainerfileError {
         driver: driver.name.clone(),
         path: path.to_path_buf(),
         name: name.clone(),
@@ -85,11 +188,11 @@ pub fn check(
         help,
         span: (at.min(text.len()), len.min(text.len().saturating_sub(at))).into(),
         text: Arc::new(NamedSource::new(name, text)),
-    }))
+    })
 }
 
 /// The first problem of `text`: its byte offset, what is wrong, and the fix.
-fn problem(text: &str, build_args: &BTreeMap<String, String>) -> Option<(usize, String, String)> {
+fn problem(text: &str, passed: &BTreeSet<&str>) -> Option<(usize, String, String)> {
     let file = match parse_dockerfile::parse(text) {
         Ok(f) => f,
         Err(e) => {
@@ -108,7 +211,7 @@ fn problem(text: &str, build_args: &BTreeMap<String, String>) -> Option<(usize, 
     let globals: BTreeMap<String, bool> = file.global_args().flat_map(declared).collect();
     file.instructions.iter().find_map(|i| match i {
         Instruction::From(from) => {
-            undeclared(&from.image.value, &globals, build_args).map(|(name, declared)| {
+            undeclared(&from.image.value, &globals, passed).map(|(name, declared)| {
                 let line = text[..from.image.span.start.min(text.len())].lines().count().max(1);
                 let (message, help) = if declared {
                     (
@@ -146,13 +249,8 @@ fn declared(arg: &parse_dockerfile::ArgInstruction<'_>) -> Vec<(String, bool)> {
 fn undeclared(
     image: &str,
     globals: &BTreeMap<String, bool>,
-    build_args: &BTreeMap<String, String>,
+    passed: &BTreeSet<&str>,
 ) -> Option<(String, bool)> {
-    let passed: BTreeSet<&str> = RESERVED_BUILD_ARGS
-        .iter()
-        .copied()
-        .chain(build_args.keys().map(String::as_str))
-        .collect();
     variables(image).into_iter().find_map(|name| {
         if AUTOMATIC_ARGS.contains(&name.as_str()) {
             return None;
@@ -211,7 +309,42 @@ mod tests {
             ("VERSION".to_string(), "1.0".to_string()),
             ("BASE_IMAGE".to_string(), "r.example/kmod-base".to_string()),
         ]);
-        problem(text, &args).map(|(at, m, _)| format!("{at}: {m}"))
+        let passed = passed(RESERVED_BUILD_ARGS.iter().copied(), &args);
+        problem(text, &passed).map(|(at, m, _)| format!("{at}: {m}"))
+    }
+
+    /// The first problem of `text` for KMM's in-cluster build.
+    fn for_kmm(text: &str) -> Option<String> {
+        let args = BTreeMap::from([("VERSION".to_string(), "1.0".to_string())]);
+        let passed = passed(KMM_BUILD_ARGS.iter().copied(), &args);
+        problem(text, &passed)
+            .or_else(|| from_context(&parse_dockerfile::parse(text).ok()?))
+            .map(|(at, m, _)| format!("{at}: {m}"))
+    }
+
+    #[test]
+    fn what_kmm_s_in_cluster_build_cannot_build() {
+        let fetched = "ARG DTK_AUTO\nFROM ${DTK_AUTO} AS builder\nARG VERSION\nADD https://example.com/d-${VERSION}.tar.gz /src/\nRUN git clone https://example.com/d /d\nFROM registry.example/base:9\nCOPY --from=builder /src /opt\nCOPY --from=registry.example/d-src:1 /src /src\n";
+        assert_eq!(for_kmm(fetched), None);
+        let context = for_kmm("ARG DTK_AUTO\nFROM ${DTK_AUTO}\nCOPY . /src\n").expect("context");
+        assert!(
+            context.starts_with("35: ")
+                && context.contains("`COPY .`")
+                && context.contains("context"),
+            "{context}"
+        );
+        let local_add = for_kmm("FROM a/b\nADD d.tar.gz /src/\n").expect("a local ADD");
+        assert!(local_add.contains("`ADD d.tar.gz`"), "{local_add}");
+        // driver-matrix passes DTK_IMAGE, KMM does not.
+        let dtk = for_kmm("ARG DTK_IMAGE\nFROM ${DTK_IMAGE}\n").expect("DTK_IMAGE");
+        assert!(
+            dtk.contains("`$DTK_IMAGE`") && dtk.contains("no value"),
+            "{dtk}"
+        );
+        assert_eq!(
+            for_kmm("ARG DTK_IMAGE=${DTK_AUTO}\nFROM ${DTK_IMAGE:-x}\n"),
+            None
+        );
     }
 
     #[test]

@@ -66,6 +66,22 @@ pub struct RawKmm {
     #[serde(default)]
     #[schemars(with = "Option<RawDevicePlugin>")]
     pub device_plugin: Option<S<RawDevicePlugin>>,
+    /// What KMM does on a node whose kernel the lock has no image for: by default nothing (the
+    /// node gets no module, and the Module shows no error). `"build"`: KMM builds the driver's
+    /// Containerfile in the cluster for that kernel and pushes it to
+    /// `<image>:${KERNEL_FULL_VERSION}-kmm-build`, which needs `image-repo-secret` with push
+    /// rights and a Containerfile that fetches its sources (KMM's build has no context).
+    #[serde(default)]
+    #[schemars(with = "Option<Fallback>")]
+    pub fallback: Option<S<String>>,
+}
+
+/// What KMM does for a kernel the lock has no image for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// KMM builds the image in the cluster (a `regexp` kernel mapping with a `build`).
+    Build,
 }
 
 /// A device plugin KMM runs on the nodes that load the driver.
@@ -168,6 +184,7 @@ pub struct Kmm {
     pub sign: Option<Sign>,
     pub version: Option<String>,
     pub device_plugin: Option<DevicePlugin>,
+    pub fallback: Option<Fallback>,
 }
 
 /// A validated device plugin.
@@ -255,6 +272,7 @@ pub fn validate(raw: Option<&S<RawKmm>>, modules: &[String], problems: &mut Vec<
         sign: r.sign.as_ref().and_then(|s| v.sign(s)),
         version: r.version.as_ref().and_then(|s| v.version(s)),
         device_plugin: r.device_plugin.as_ref().and_then(|d| v.device_plugin(d)),
+        fallback: r.fallback.as_ref().and_then(|f| v.fallback(f)),
     }
 }
 
@@ -437,7 +455,7 @@ impl Check<'_> {
         let mut files = Vec::new();
         for f in &r.files_to_sign {
             let rest = f.get_ref().replace(KERNEL_PLACEHOLDER, "");
-            if rest.contains("${") {
+            if rest.contains('$') {
                 self.fail::<()>(
                     Problem::new(format!(
                         "`{}` uses a placeholder other than `{KERNEL_PLACEHOLDER}`",
@@ -494,6 +512,17 @@ impl Check<'_> {
             args: r.args.iter().map(|a| a.get_ref().clone()).collect(),
             service_account,
         })
+    }
+
+    fn fallback(&mut self, f: &S<String>) -> Option<Fallback> {
+        let text = f.get_ref();
+        if text == "build" {
+            return Some(Fallback::Build);
+        }
+        let p = Problem::new(format!("`{text}` is not a KMM fallback"))
+            .label(f.span(), "expected `build`")
+            .help("`fallback = \"build\"` lets KMM build, in the cluster, the kernels the lock has no image for; leave it out for none");
+        self.fail(p)
     }
 
     fn repository(&mut self, i: &S<String>) -> Option<ImageRef> {

@@ -23,7 +23,10 @@ use miette::NamedSource;
 
 pub use containerfile::ContainerfileError;
 pub use diagnostic::{MatrixError, Problem};
-pub use kmm::{KERNEL_PLACEHOLDER, Kmm, Sign, Toleration, is_dns_subdomain, is_label_key};
+pub use kmm::{
+    DevicePlugin, Fallback, KERNEL_PLACEHOLDER, Kmm, Sign, Toleration, is_dns_subdomain,
+    is_label_key,
+};
 pub use model::*;
 pub use raw::{schema, schema_text};
 pub use toolkit::Toolkit;

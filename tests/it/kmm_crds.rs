@@ -108,11 +108,50 @@ fn metadata_problems(meta: &Value) -> Vec<String> {
     out
 }
 
+/// A ConfigMap as the fallback's build reads it: KMM takes the Dockerfile from its
+/// `dockerfile` key (KMM `internal/constants`, `DockerfileCMKey`), and the API server takes
+/// string data only, under keys of `[-._a-zA-Z0-9]`.
+fn config_map_problems(doc: &Value) -> Vec<String> {
+    let mut out = metadata_problems(&doc["metadata"]);
+    let Some(data) = doc["data"].as_object() else {
+        return vec!["a ConfigMap without `data`".to_string()];
+    };
+    for (k, v) in data {
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            out.push(format!("ConfigMap key `{k}` is not valid"));
+        }
+        if !v.is_string() {
+            out.push(format!("ConfigMap value of `{k}` is not a string"));
+        }
+    }
+    if !data.get("dockerfile").is_some_and(Value::is_string) {
+        out.push("no `dockerfile` key, which KMM's build reads".to_string());
+    }
+    let keys: Vec<&String> = doc
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    if keys
+        .iter()
+        .any(|k| !["apiVersion", "kind", "metadata", "data"].contains(&k.as_str()))
+    {
+        out.push(format!("unexpected top-level keys {keys:?}"));
+    }
+    out
+}
+
 impl Crds {
     /// Every reason the API server would reject `doc`.
     fn problems(&self, doc: &Value) -> Vec<String> {
         let api = doc["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        if (api.as_str(), kind.as_str()) == ("v1", "ConfigMap") {
+            return config_map_problems(doc);
+        }
         let Some(validator) = self.0.get(&(api.clone(), kind.clone())) else {
             return vec![format!("no CRD serves {kind} in {api}")];
         };
@@ -151,7 +190,10 @@ fn every_kmm_export_validates_against_the_crds() {
     let kmm = "tests/matrices/kmm/matrix.toml";
     let good = "tests/matrices/good/matrix.toml";
     let new_lock = Some("tests/locks/new.lock");
-    let cases: [(&str, Option<&str>, &[&str], usize); 6] = [
+    let fallback = "tests/matrices/kmm-fallback/matrix.toml";
+    let cases: [(&str, Option<&str>, &[&str], usize); 7] = [
+        // Two Modules, each with its fallback's ConfigMap.
+        (fallback, None, &["kmm", "--namespace", "acme"], 4),
         (kmm, None, &["kmm", "--namespace", "acme"], 2),
         (
             kmm,
@@ -206,7 +248,8 @@ fn every_kmm_export_validates_against_the_crds() {
         kinds,
         BTreeMap::from([
             ("BootModuleConfig".to_string(), 2),
-            ("Module".to_string(), 6),
+            ("ConfigMap".to_string(), 2),
+            ("Module".to_string(), 8),
             ("PreflightValidationOCP".to_string(), 9)
         ])
     );

@@ -24,6 +24,7 @@ mod init;
 mod inputs;
 mod kill;
 mod kmm_crds;
+mod kmm_fallback;
 mod kmm_matrix;
 mod lockfile;
 mod matrix_diagnostics;
