@@ -116,6 +116,11 @@ run cat "$sandbox/matrix.lock"
 say "KMM Modules for the cluster, mapping each kernel to its image by digest"
 run "${dm[@]}" export kmm
 
+say "KMM preflight for an upgrade target: checks every Module against the kernel its nodes boot"
+echo "(before upgrading a cluster to 4.16.1; one object per release given, its real-time kernel too"
+echo " when a driver is built for it)"
+run "${dm[@]}" export preflight --release 4.16.1
+
 say "KMM BootModuleConfigs: load each driver at boot, before the network starts"
 echo "(from an image already on the node: the first boot on a kernel pulls it once the network"
 echo " is up and reboots; an image rebuilt for the same kernel is not fetched again)"
@@ -173,6 +178,25 @@ tagged=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$mir
 echo "lock:       $locked"
 echo "tag ${image##*:}: $tagged"
 [ "$locked" = "$tagged" ] && echo "the tag still names the image the lock accepted"
+
+say "Nodes on a kernel the lock lacks: KMM builds for it in the cluster (fallback = \"build\")"
+echo "(above, each Module's header names 4.15.3, whose nodes boot a kernel no image is built for;"
+echo " a newer z-stream is in the same case until the nightly builds it. KMM's in-cluster build"
+echo " has no context and passes DTK_AUTO, so the vendor publishes the sources as an image, the"
+echo " Containerfile copies from it and chains DTK_AUTO, and the driver asks for the fallback:)"
+sed -i 's/^modules = \["helo"\]/modules = ["hello"]/' "$review/matrix.example.toml"
+sources=127.0.0.1:5000/acme/acme-net-src:2.3.1
+printf 'FROM scratch\nCOPY Kbuild acme_core.c acme_net.c /src/\n' >"$sandbox/sources.Containerfile"
+buildah build --quiet --layers=false -t "$sources" -f "$sandbox/sources.Containerfile" "$review/examples/acme-net" >/dev/null
+buildah push --quiet --tls-verify=false "$sources"
+sed -i -e "s|^COPY Kbuild acme_core.c acme_net.c ./|COPY --from=$sources /src/ ./|" \
+  -e 's|^ARG DTK_IMAGE$|ARG DTK_AUTO\nARG DTK_IMAGE=${DTK_AUTO}|' "$review/examples/acme-net/Containerfile"
+sed -i '/^openshift = ">=4.15.2"$/a [driver.kmm]\nimage-repo-secret = "acme-push"\nfallback = "build"' \
+  "$review/matrix.example.toml"
+run grep -A3 '^\[driver.kmm\]' "$review/matrix.example.toml"
+echo "(the Module's last mapping matches any other kernel and builds the ConfigMap's Containerfile:)"
+"${dmr[@]}" -q export kmm >"$sandbox/fallback.yaml"
+awk 'BEGIN { RS = "---\n" } /acme-net/ { printf "---\n%s", $0 }' "$sandbox/fallback.yaml"
 
 say "Summary"
 plan=$("${dm[@]}" -q plan --format json)
