@@ -86,6 +86,7 @@ fn resolutions(versions: &[Version]) -> Vec<LockedRelease> {
                 rhel: "9.4".into(),
                 machine_os: None,
                 node_kernel: None,
+                node_rt_kernel: None,
             });
         }
     }

@@ -90,6 +90,15 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
                 escape_line(node.as_str())
             );
         }
+        if let (Some(node), Some(dtk)) = (r.node_rt_kernel_mismatch(), &r.rt_kernel) {
+            let _ = writeln!(
+                out,
+                "FAIL release {}: the DTK's real-time kernel {} is not the real-time nodes' kernel {}",
+                escape_line(&r.label()),
+                escape_line(dtk.as_str()),
+                escape_line(node.as_str())
+            );
+        }
     }
     out
 }

@@ -27,6 +27,11 @@ impl Kernel {
         a.0 == b.0 && a.1 == b.1 && (a.2.is_none() || b.2.is_none() || a.2 == b.2)
     }
 
+    /// The kernel without the `+rt` that `uname -r` of a 4.16+ real-time kernel ends with.
+    pub fn without_rt_suffix(&self) -> Kernel {
+        Kernel(self.0.strip_suffix("+rt").unwrap_or(&self.0).to_string())
+    }
+
     /// The kernel as KMM puts it into image tags: every character outside `[A-Za-z0-9._-]`
     /// becomes `_`.
     pub fn normalized(&self) -> String {

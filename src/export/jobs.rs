@@ -107,6 +107,8 @@ pub fn node_kernels<'l>(
         for kernel in kept_kernels(matrix, driver, r) {
             let booted = if kernel == &r.kernel {
                 r.node_kernel_mismatch().unwrap_or(kernel)
+            } else if Some(kernel) == r.rt_kernel.as_ref() {
+                r.node_rt_kernel_mismatch().unwrap_or(kernel)
             } else {
                 kernel
             };

@@ -38,6 +38,8 @@ pub fn preflights(matrix: &Matrix, lock: &Lock, only: &[Version], form: Prefligh
         let kernel = r.node_kernel.as_ref().unwrap_or(&r.kernel);
         docs.push(document(r, kernel, "", form));
         if let (true, Some(rt_kernel)) = (rt, &r.rt_kernel) {
+            // The real-time nodes' own kernel, where the OS image says it is another.
+            let rt_kernel = r.node_rt_kernel_mismatch().unwrap_or(rt_kernel);
             docs.push(document(r, rt_kernel, "-rt", form));
         }
     }

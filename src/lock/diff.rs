@@ -217,6 +217,7 @@ fn release_fields(a: &LockedRelease, b: &LockedRelease) -> Vec<&'static str> {
     check("rhel", a.rhel != b.rhel);
     check("machine-os", a.machine_os != b.machine_os);
     check("node-kernel", a.node_kernel != b.node_kernel);
+    check("node-rt-kernel", a.node_rt_kernel != b.node_rt_kernel);
     f
 }
 

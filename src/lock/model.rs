@@ -37,6 +37,10 @@ pub struct LockedRelease {
     /// not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_kernel: Option<Kernel>,
+    /// The real-time kernel the release's nodes boot, where its OS image's labels carry it
+    /// (`machine-os-content`); absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_rt_kernel: Option<Kernel>,
 }
 
 impl LockedRelease {
@@ -63,6 +67,16 @@ impl LockedRelease {
         self.node_kernel
             .as_ref()
             .filter(|n| !n.same_build(&self.kernel))
+    }
+
+    /// The nodes' real-time kernel when it differs from the DTK's `rt-kernel` (compared as
+    /// parsed kernels, the `+rt` of a 4.16+ kernel's `uname -r` left out: the label names the
+    /// rpm). `None` when either is unknown.
+    pub fn node_rt_kernel_mismatch(&self) -> Option<&Kernel> {
+        let dtk = self.rt_kernel.as_ref()?;
+        self.node_rt_kernel
+            .as_ref()
+            .filter(|n| !n.without_rt_suffix().same_build(&dtk.without_rt_suffix()))
     }
 }
 

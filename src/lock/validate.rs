@@ -29,6 +29,8 @@ pub(super) struct RawRelease {
     machine_os: Option<String>,
     #[serde(default)]
     node_kernel: Option<String>,
+    #[serde(default)]
+    node_rt_kernel: Option<String>,
 }
 
 /// An `[[image]]` table as written, before its fields are parsed.
@@ -181,6 +183,10 @@ fn release(at: &At<'_>, r: RawRelease) -> Result<LockedRelease, Invalid> {
             .node_kernel
             .map(|k| at.parse("node-kernel", &k))
             .transpose()?,
+        node_rt_kernel: r
+            .node_rt_kernel
+            .map(|k| at.parse("node-rt-kernel", &k))
+            .transpose()?,
     })
 }
 
@@ -284,6 +290,38 @@ releases = ["4.16.3"]
             }
             other => panic!("{key} = {value} gave {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_nodes_real_time_kernel_is_read_and_checked_against_the_dtk_s() {
+        let read = |value: &str| {
+            let text = lock_with("node-rt-kernel", value);
+            read_str(Path::new("matrix.lock"), &text).unwrap().releases[0].clone()
+        };
+        // The label names the rpm; the DTK names the 4.16+ `uname -r`, with `+rt`.
+        let same = read("\"5.14.0-427.26.1.el9_4.x86_64\"");
+        assert_eq!(same.node_rt_kernel_mismatch(), None);
+        let text = render(
+            &read_str(
+                Path::new("matrix.lock"),
+                &lock_with("node-rt-kernel", "\"5.14.0-427.26.1.el9_4.x86_64\""),
+            )
+            .unwrap(),
+        );
+        assert!(
+            text.contains("\nnode-rt-kernel = \"5.14.0-427.26.1.el9_4.x86_64\"\n"),
+            "{text}"
+        );
+        let lagging = read("\"5.14.0-427.28.1.el9_4.x86_64\"");
+        assert_eq!(
+            lagging
+                .node_rt_kernel_mismatch()
+                .map(|k| k.to_string())
+                .as_deref(),
+            Some("5.14.0-427.28.1.el9_4.x86_64")
+        );
+        let (field, _) = refused("node-rt-kernel", "\"not a kernel\"");
+        assert_eq!(field, "node-rt-kernel");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub fn render(lock: &Lock) -> String {
         if let Some(n) = &r.node_kernel {
             line(&mut out, "node-kernel", n.as_str());
         }
+        if let Some(n) = &r.node_rt_kernel {
+            line(&mut out, "node-rt-kernel", n.as_str());
+        }
         line(&mut out, "rhel", &r.rhel);
         if let Some(m) = &r.machine_os {
             line(&mut out, "machine-os", m);

@@ -66,22 +66,30 @@ impl Session {
 /// A warning for every release whose DTK carries another kernel than its nodes boot: images
 /// built on that DTK would not load on them.
 pub fn kernel_warnings(releases: &[LockedRelease]) -> Vec<crate::matrix::Problem> {
-    releases
-        .iter()
-        .filter_map(|r| {
-            let node = r.node_kernel_mismatch()?;
-            Some(
+    let help = "modules built on this DTK will not load on the release's nodes; build for another release of the same kernel, or wait for a z-stream whose DTK matches";
+    let mut out = Vec::new();
+    for r in releases {
+        if let Some(node) = r.node_kernel_mismatch() {
+            out.push(
                 crate::matrix::Problem::warning(format!(
                     "release {}: its Driver Toolkit carries kernel `{}`, but its nodes boot `{node}`",
                     r.label(),
                     r.kernel
                 ))
-                .help(
-                    "modules built on this DTK will not load on the release's nodes; build for another release of the same kernel, or wait for a z-stream whose DTK matches",
-                ),
-            )
-        })
-        .collect()
+                .help(help),
+            );
+        }
+        if let (Some(node), Some(dtk)) = (r.node_rt_kernel_mismatch(), &r.rt_kernel) {
+            out.push(
+                crate::matrix::Problem::warning(format!(
+                    "release {}: its Driver Toolkit carries real-time kernel `{dtk}`, but its real-time nodes boot `{node}`",
+                    r.label()
+                ))
+                .help(help),
+            );
+        }
+    }
+    out
 }
 
 /// One target per version × arch that some driver builds for without an exclude dropping it:

@@ -122,6 +122,7 @@ mod tests {
             rhel: "9.2".into(),
             machine_os: None,
             node_kernel: None,
+            node_rt_kernel: None,
         }
     }
 

@@ -150,6 +150,7 @@ mod tests {
             rhel: "9.4".into(),
             machine_os: None,
             node_kernel: None,
+            node_rt_kernel: None,
         }
     }
 

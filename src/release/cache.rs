@@ -205,6 +205,7 @@ impl PayloadEntry {
             r.stream = Some(crate::lock::STREAM_RHEL10.to_string());
             r.dtk = s.dtk.clone();
             r.node_kernel = s.node.as_ref().map(|n| n.kernel.clone());
+            r.node_rt_kernel = s.node.as_ref().and_then(|n| n.rt_kernel.clone());
             out.push(r);
         }
         out
@@ -224,6 +225,7 @@ impl PayloadEntry {
             rhel: dtk.rhel.clone(),
             machine_os: self.machine_os.clone(),
             node_kernel: self.node.as_ref().map(|n| n.kernel.clone()),
+            node_rt_kernel: self.node.as_ref().and_then(|n| n.rt_kernel.clone()),
         }
     }
 

@@ -4,7 +4,9 @@
 //! hashed. Nothing of its layers is read.
 //!
 //! Labels, first found wins: `ostree.linux` (ostree-native images, 4.12 on), then
-//! `com.coreos.rpm.kernel` (`machine-os-content`, full NVRA, the rpm name optional).
+//! `com.coreos.rpm.kernel` (`machine-os-content`, full NVRA, the rpm name optional). Where
+//! the labels also carry the real-time kernel (`com.coreos.rpm.kernel-rt-core` on
+//! `machine-os-content`), it is read too, to check the DTK's `rt-kernel` against.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,9 @@ use crate::registry::Client;
 /// The config labels that carry the kernel, in order of preference.
 pub const KERNEL_LABELS: [&str; 2] = ["ostree.linux", "com.coreos.rpm.kernel"];
 
+/// The config label that carries the real-time kernel's rpm (`machine-os-content`).
+pub const RT_KERNEL_LABEL: &str = "com.coreos.rpm.kernel-rt-core";
+
 /// The kernel the nodes boot and where it was read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -24,6 +29,9 @@ pub struct NodeKernel {
     pub image: ImageRef,
     /// The config blob the label was read from.
     pub verified: Verified,
+    /// The real-time kernel, where the labels carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rt_kernel: Option<Kernel>,
 }
 
 impl NodeKernel {
@@ -55,6 +63,7 @@ pub fn node_kernel(
         if let Some(kernel) = kernel_from_labels(&labels) {
             return Ok(Some(NodeKernel {
                 kernel,
+                rt_kernel: rt_kernel_from_labels(&labels),
                 image: manifest.pinned(os),
                 verified: Verified::image_config(manifest.config.digest.clone()),
             }));
@@ -75,6 +84,14 @@ pub fn kernel_from_labels(labels: &std::collections::BTreeMap<String, String>) -
     })
 }
 
+/// The real-time kernel of [`RT_KERNEL_LABEL`], when it holds one.
+pub fn rt_kernel_from_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Option<Kernel> {
+    let v = labels.get(RT_KERNEL_LABEL)?.trim();
+    v.strip_prefix("kernel-rt-core-").unwrap_or(v).parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +101,29 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn reads_the_real_time_kernel_where_the_labels_carry_it() {
+        let mos = labels(&[
+            ("com.coreos.rpm.kernel", "4.18.0-305.17.1.el8_4.x86_64"),
+            (
+                RT_KERNEL_LABEL,
+                "kernel-rt-core-4.18.0-305.17.1.rt7.89.el8_4.x86_64",
+            ),
+        ]);
+        assert_eq!(
+            rt_kernel_from_labels(&mos)
+                .map(|k| k.to_string())
+                .as_deref(),
+            Some("4.18.0-305.17.1.rt7.89.el8_4.x86_64")
+        );
+        assert_eq!(
+            rt_kernel_from_labels(&labels(&[("ostree.linux", "5.14.0-1.el9.x86_64")])),
+            None
+        );
+        let garbage = labels(&[(RT_KERNEL_LABEL, "package kernel-rt-core is not installed")]);
+        assert_eq!(rt_kernel_from_labels(&garbage), None);
     }
 
     #[test]
