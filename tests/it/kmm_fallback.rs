@@ -409,4 +409,26 @@ fn a_fallback_refuses_a_containerfile_that_copies_from_the_context() {
         support::says(&err, "`built` is not a KMM fallback"),
         "{err}"
     );
+
+    // Build secrets: KMM's build cannot mount them where the Containerfile reads them.
+    std::fs::create_dir_all(p.path().join("keys")).unwrap();
+    p.write("keys/token", "not for a ConfigMap\n");
+    let with_secret = matrix.replace(
+        "build-args = ",
+        "secrets = { token = \"keys/token\" }\nbuild-args = ",
+    );
+    p.write(
+        "matrix.toml",
+        &format!("{with_secret}\n[driver.kmm]\nfallback = \"build\"\n"),
+    );
+    let out = p.run(&["export", "kmm"]).expect(2);
+    let err = out.stderr();
+    assert!(
+        support::says(
+            &err,
+            "has `fallback = \"build\"` and build secrets (`token`)"
+        ),
+        "{err}"
+    );
+    assert!(!out.stdout().contains("not for a ConfigMap"));
 }
