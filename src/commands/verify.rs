@@ -37,6 +37,9 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitCode> {
     let reports = crate::verify::verify_all(client, &session.cache(), &images, args.deep);
     print!("{}", render(&reports, args.deep, ctx.global.quiet));
     print!("{}", render_gaps(&gaps));
+    for u in crate::verify::coverage::unmapped(matrix, lock) {
+        println!("{}", escape_line(&u.describe()));
+    }
     // A release every driver excludes is not checked: it has left the plan.
     let kernels = render_kernels(&crate::plan::exclude::kept_releases(matrix, &lock.releases));
     print!("{kernels}");

@@ -118,6 +118,23 @@ pub fn node_kernels<'l>(
     out
 }
 
+/// The locked releases whose nodes boot a kernel the lock has no image of `driver` for (on
+/// their arch), each once, in lock order: KMM maps their nodes to nothing unless the driver
+/// has a fallback.
+pub fn unserved<'l>(matrix: &Matrix, lock: &'l Lock, driver: &Driver) -> Vec<&'l LockedRelease> {
+    let mut out: Vec<&LockedRelease> = Vec::new();
+    for (release, kernel) in node_kernels(matrix, lock, driver) {
+        let served = lock
+            .images
+            .iter()
+            .any(|i| i.driver == driver.name && i.kernel == kernel && i.arch == release.arch);
+        if !served && !out.iter().any(|r| r.sort_key() == release.sort_key()) {
+            out.push(release);
+        }
+    }
+    out
+}
+
 /// The locked releases `w` would serve: those whose kept kernels for its driver include its
 /// kernel on its arch (none for a `[[toolkit]]` kernel).
 pub fn serving<'l>(matrix: &Matrix, lock: &'l Lock, w: &Wanted) -> Vec<&'l LockedRelease> {

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::jobs::{Wanted, node_kernels, split, wanted};
+use super::jobs::{Wanted, split, unserved, wanted};
 use super::{Export, object_name, yaml};
 use crate::lock::{Lock, LockedImage};
 use crate::matrix::{Driver, Fallback, KERNEL_PLACEHOLDER, Kmm, Matrix, Sign};
@@ -168,7 +168,10 @@ pub fn modules(matrix: &Matrix, lock: &Lock, opts: &ModuleOptions) -> Result<Exp
         }
         let mut mappings = mappings(driver, &images)?;
         let count = mappings.len();
-        let unserved = unserved(matrix, lock, driver, &images);
+        let unserved: Vec<String> = unserved(matrix, lock, driver)
+            .iter()
+            .map(|r| r.label())
+            .collect();
         if let Some(f) = &fallback {
             mappings.push(f.mapping.clone());
             docs.push(yaml::document(
@@ -196,19 +199,6 @@ pub fn modules(matrix: &Matrix, lock: &Lock, opts: &ModuleOptions) -> Result<Exp
         text: yaml::documents(&docs),
         missing,
     })
-}
-
-/// The releases whose nodes boot a kernel none of `images` is for, each once, in lock order:
-/// their nodes match no literal mapping.
-fn unserved(matrix: &Matrix, lock: &Lock, driver: &Driver, images: &[&LockedImage]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for (release, kernel) in node_kernels(matrix, lock, driver) {
-        let label = release.label();
-        if !images.iter().any(|i| i.kernel == kernel) && !out.contains(&label) {
-            out.push(label);
-        }
-    }
-    out
 }
 
 /// A Module's header: where it comes from, what its literal mappings cover, what becomes of

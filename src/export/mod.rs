@@ -13,7 +13,7 @@ mod yaml;
 
 pub use boot::{BootOptions, boot_module_configs};
 pub use ci::{GITHUB_MATRIX_LIMIT, JobOptions, github_matrix, k8s_job};
-pub use jobs::{Wanted, missing, node_kernels, serving};
+pub use jobs::{Wanted, missing, node_kernels, serving, unserved};
 pub use kmm::{ExportError, ModuleOptions, modules};
 pub use preflight::{PreflightForm, preflights};
 

@@ -3,7 +3,7 @@
 //! kernel never built); `verify` fails for each such job, as `export kmm` and
 //! `export preflight` do, and names the releases it leaves without a driver.
 
-use crate::export::{Wanted, missing, serving};
+use crate::export::{Wanted, missing, serving, unserved};
 use crate::lock::{Lock, LockedRelease};
 use crate::matrix::Matrix;
 
@@ -35,6 +35,54 @@ pub fn gaps(matrix: &Matrix, lock: &Lock) -> Vec<Gap> {
         .map(|job| Gap {
             releases: serving(matrix, lock, &job).into_iter().cloned().collect(),
             job,
+        })
+        .collect()
+}
+
+/// A driver's locked releases whose nodes boot a kernel it has no image for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmapped {
+    pub driver: String,
+    /// Labels, in lock order.
+    pub releases: Vec<String>,
+    /// Whether KMM builds for them in the cluster (`fallback = "build"`).
+    pub fallback: bool,
+}
+
+impl Unmapped {
+    /// One line for `verify`: what KMM does on those nodes.
+    pub fn describe(&self) -> String {
+        let releases = self.releases.join(", ");
+        if self.fallback {
+            format!(
+                "driver `{}`: KMM builds in the cluster for the nodes of {releases} (`fallback = \"build\"`)",
+                self.driver
+            )
+        } else {
+            format!(
+                "driver `{}`: KMM loads nothing on the nodes of {releases}: no image for the kernel they boot, and no `fallback`",
+                self.driver
+            )
+        }
+    }
+}
+
+/// Every driver whose exported Module would map some locked release's nodes to nothing
+/// literal, in matrix order (the same releases `export kmm` names in each Module's header).
+pub fn unmapped(matrix: &Matrix, lock: &Lock) -> Vec<Unmapped> {
+    matrix
+        .drivers
+        .iter()
+        .filter_map(|d| {
+            let releases: Vec<String> = unserved(matrix, lock, d)
+                .iter()
+                .map(|r| r.label())
+                .collect();
+            (!releases.is_empty()).then(|| Unmapped {
+                driver: d.name.clone(),
+                releases,
+                fallback: d.kmm.fallback.is_some(),
+            })
         })
         .collect()
 }

@@ -231,7 +231,10 @@ fn every_node_kernel_maps_to_an_image_for_it_or_is_reported_or_built_by_kmm() {
     let said = String::from_utf8_lossy(&verify.stdout);
     assert_eq!(verify.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("FAIL release 4.14.2 (x86_64): the DTK's kernel"),
+        said.contains("FAIL release 4.14.2 (x86_64): the DTK's kernel")
+            && said.contains(
+                "driver `hello`: KMM loads nothing on the nodes of 4.14.2 (x86_64): no image for the kernel they boot, and no `fallback`"
+            ),
         "{said}"
     );
 
