@@ -113,6 +113,19 @@ enum Failure {
     Final(RegistryError),
 }
 
+impl Failure {
+    /// What the retry policy makes of a try that failed this way.
+    fn attempt<T>(self) -> Attempt<T> {
+        match self {
+            Failure::Transient(e) => Attempt::Retry {
+                last: Err(e),
+                after: None,
+            },
+            Failure::Final(e) => Attempt::Done(Err(e)),
+        }
+    }
+}
+
 impl Transport {
     pub fn new(
         registries: BTreeMap<String, RegistrySettings>,
@@ -254,9 +267,8 @@ impl Transport {
             });
         }
         let http = self.http(&url)?;
-        let realm_host = host_port(&url);
-        let credentials = self.token_credentials(route, &realm_host);
-        let (status, body) = self
+        let credentials = self.token_credentials(route, &host_port(&url));
+        let Fetched { status, body, .. } = self
             .policy
             .run(|_| async {
                 let mut req = http.get(url.clone()).timeout(self.timeout);
@@ -264,36 +276,9 @@ impl Transport {
                     req = req.header(AUTHORIZATION, c.basic_header());
                 }
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                let resp = match req.send().await {
-                    Ok(resp) => resp,
-                    Err(e) if transient(&e) => {
-                        return Attempt::Retry {
-                            last: Err(self.network(route, realm, describe(&e))),
-                            after: None,
-                        };
-                    }
-                    Err(e) => return Attempt::Done(Err(self.network(route, realm, describe(&e)))),
-                };
-                let retry = retryable_status(&resp);
-                let status = resp.status();
-                let cap = if status.is_success() {
-                    TOKEN_CAP
-                } else {
-                    ERROR_BODY_CAP
-                };
-                match (read_body(resp, cap).await, retry) {
-                    (Err(BodyError::TooLarge), _) => {
-                        Attempt::Done(Err(too_large(route, realm, status, cap)))
-                    }
-                    (Err(BodyError::Broken(m)), after) => Attempt::Retry {
-                        last: Err(self.network(route, realm, m)),
-                        after: after.flatten(),
-                    },
-                    (Ok(body), Some(after)) => Attempt::Retry {
-                        last: Ok((status, body)),
-                        after,
-                    },
-                    (Ok(body), None) => Attempt::Done(Ok((status, body))),
+                match req.send().await {
+                    Ok(resp) => self.read_capped(route, realm, resp, TOKEN_CAP).await,
+                    Err(e) => self.failure(route, realm, &e).attempt(),
                 }
             })
             .await?;
@@ -348,11 +333,7 @@ impl Transport {
                         },
                         None => Attempt::Done(Ok(held)),
                     },
-                    Err(Failure::Transient(e)) => Attempt::Retry {
-                        last: Err(e),
-                        after: None,
-                    },
-                    Err(Failure::Final(e)) => Attempt::Done(Err(e)),
+                    Err(failure) => failure.attempt(),
                 }
             })
             .await
@@ -366,50 +347,63 @@ impl Transport {
             .run(|_| async {
                 let held = match self.send_once(req).await {
                     Ok(held) => held,
-                    Err(Failure::Transient(e)) => {
-                        return Attempt::Retry {
-                            last: Err(e),
-                            after: None,
-                        };
-                    }
-                    Err(Failure::Final(e)) => return Attempt::Done(Err(e)),
+                    Err(failure) => return failure.attempt(),
                 };
-                let retry = retryable_status(&held.response);
-                let status = held.response.status();
-                let headers = held.response.headers().clone();
-                let cap = if status.is_success() {
-                    cap
-                } else {
-                    ERROR_BODY_CAP
-                };
-                let body = match read_body(held.response, cap).await {
-                    Ok(body) => body,
-                    Err(BodyError::TooLarge) => {
-                        return Attempt::Done(Err(too_large(req.route, req.url, status, cap)));
-                    }
-                    Err(BodyError::Broken(message)) => {
-                        return Attempt::Retry {
-                            last: Err(self.network(req.route, req.url, message)),
-                            after: retry.flatten(),
-                        };
-                    }
-                };
-                self.received
-                    .fetch_add(body.len() as u64, Ordering::Relaxed);
-                let fetched = Fetched {
-                    status,
-                    headers,
-                    body,
-                };
-                match retry {
-                    Some(after) => Attempt::Retry {
-                        last: Ok(fetched),
-                        after,
-                    },
-                    None => Attempt::Done(Ok(fetched)),
+                let attempt = self
+                    .read_capped(req.route, req.url, held.response, cap)
+                    .await;
+                if let Attempt::Done(Ok(f)) | Attempt::Retry { last: Ok(f), .. } = &attempt {
+                    self.received
+                        .fetch_add(f.body.len() as u64, Ordering::Relaxed);
                 }
+                attempt
             })
             .await
+    }
+
+    /// The capped-body half of one try: reads `resp`'s body, at most `cap` bytes (at most
+    /// [`ERROR_BODY_CAP`] for an error status), and says what the retry policy makes of it: a
+    /// body over its cap is final, one that breaks mid-stream or a retryable status (429,
+    /// 5xx) is worth another try.
+    async fn read_capped(
+        &self,
+        route: &Route,
+        url: &str,
+        resp: Response,
+        cap: usize,
+    ) -> Attempt<Fetched> {
+        let retry = retryable_status(&resp);
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let cap = if status.is_success() {
+            cap
+        } else {
+            ERROR_BODY_CAP
+        };
+        let body = match read_body(resp, cap).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return Attempt::Done(Err(too_large(route, url, status, cap)));
+            }
+            Err(BodyError::Broken(message)) => {
+                return Attempt::Retry {
+                    last: Err(self.network(route, url, message)),
+                    after: retry.flatten(),
+                };
+            }
+        };
+        let fetched = Fetched {
+            status,
+            headers,
+            body,
+        };
+        match retry {
+            Some(after) => Attempt::Retry {
+                last: Ok(fetched),
+                after,
+            },
+            None => Attempt::Done(Ok(fetched)),
+        }
     }
 
     /// One try: the request, and again once with credentials when the first answer is a
@@ -424,21 +418,7 @@ impl Transport {
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let mut builder = self.client_for(req)?.request(req.method.clone(), req.url);
-            if req.whole_timeout {
-                builder = builder.timeout(self.timeout);
-            }
-            if let Some(a) = req.accept {
-                builder = builder.header(ACCEPT, a);
-            }
-            if let Some(r) = req.range {
-                builder = builder.header(reqwest::header::RANGE, r);
-            }
-            if let Some((content_type, body)) = req.body {
-                builder = builder
-                    .header(reqwest::header::CONTENT_TYPE, content_type)
-                    .body(body.to_vec());
-            }
+            let mut builder = self.builder(req)?;
             if req.authenticate
                 && let Some(auth) = self
                     .authorization(route, req.push)
@@ -448,17 +428,10 @@ impl Transport {
                 builder = builder.header(AUTHORIZATION, auth);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = match builder.send().await {
-                Ok(resp) => resp,
-                Err(e) if transient(&e) => {
-                    return Err(Failure::Transient(self.network(
-                        route,
-                        req.url,
-                        describe(&e),
-                    )));
-                }
-                Err(e) => return Err(Failure::Final(self.network(route, req.url, describe(&e)))),
-            };
+            let resp = builder
+                .send()
+                .await
+                .map_err(|e| self.failure(route, req.url, &e))?;
             if resp.status() != StatusCode::UNAUTHORIZED || !req.authenticate {
                 return Ok(Held {
                     response: resp,
@@ -482,11 +455,31 @@ impl Transport {
         }
     }
 
-    fn client_for(&self, req: &Request<'_>) -> Result<reqwest::Client, Failure> {
+    /// `req` as every try starts it: its host's client, method, timeout, headers and body
+    /// (the `Authorization` header comes later, from what the host asked for).
+    fn builder(&self, req: &Request<'_>) -> Result<reqwest::RequestBuilder, Failure> {
         let url = reqwest::Url::parse(req.url).map_err(|e| {
             Failure::Final(self.network(req.route, req.url, format!("not a URL: {e}")))
         })?;
-        self.http(&url).map_err(Failure::Final)
+        let mut builder = self
+            .http(&url)
+            .map_err(Failure::Final)?
+            .request(req.method.clone(), req.url);
+        if req.whole_timeout {
+            builder = builder.timeout(self.timeout);
+        }
+        if let Some(a) = req.accept {
+            builder = builder.header(ACCEPT, a);
+        }
+        if let Some(r) = req.range {
+            builder = builder.header(reqwest::header::RANGE, r);
+        }
+        if let Some((content_type, body)) = req.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.to_vec());
+        }
+        Ok(builder)
     }
 
     /// Records a host's challenge; false when the client cannot meet it (basic auth without
@@ -509,6 +502,17 @@ impl Transport {
             .expect("the challenge map is never poisoned")
             .insert(route.host.clone(), ch);
         true
+    }
+
+    /// A send to `url` that failed before there was a response: transient when the
+    /// connection was refused, reset or timed out.
+    fn failure(&self, route: &Route, url: &str, e: &reqwest::Error) -> Failure {
+        let error = self.network(route, url, describe(e));
+        if transient(e) {
+            Failure::Transient(error)
+        } else {
+            Failure::Final(error)
+        }
     }
 
     pub fn network(&self, route: &Route, url: &str, message: String) -> RegistryError {
