@@ -354,18 +354,7 @@ impl Validator {
         let build_args = self.build_args(d);
         let tag = self.tag(d, &build_args);
         let modules = self.modules(d);
-        let mut secrets = BTreeMap::new();
-        for (id, file) in &d.secrets {
-            if let Some(path) = self.secret(id, file) {
-                self.secret_not_shipped(
-                    context.as_deref().zip(containerfile.as_deref()),
-                    &d.context,
-                    file,
-                    &path,
-                );
-                secrets.insert(id.get_ref().clone(), path);
-            }
-        }
+        let secrets = self.secrets(d, context.as_deref().zip(containerfile.as_deref()));
         let openshift = d
             .openshift
             .as_ref()
@@ -379,11 +368,7 @@ impl Validator {
             &mut self.problems,
         );
         self.signed_twice(d);
-        if self.problems[before..]
-            .iter()
-            .any(|p| p.severity == miette::Severity::Error)
-            || !valid_name
-        {
+        if self.errors_since(before) || !valid_name {
             return None;
         }
         Some(Driver {
@@ -401,6 +386,30 @@ impl Validator {
             signing,
             kmm,
         })
+    }
+
+    /// The driver's `secrets`, each checked, and checked not to be shipped in the image built
+    /// from `built` (its context and Containerfile text, when both are valid).
+    fn secrets(
+        &mut self,
+        d: &RawDriver,
+        built: Option<(&Path, &str)>,
+    ) -> BTreeMap<String, PathBuf> {
+        let mut secrets = BTreeMap::new();
+        for (id, file) in &d.secrets {
+            if let Some(path) = self.secret(id, file) {
+                self.secret_not_shipped(built, &d.context, file, &path);
+                secrets.insert(id.get_ref().clone(), path);
+            }
+        }
+        secrets
+    }
+
+    /// Whether an error (not a warning) was recorded after the first `before` problems.
+    fn errors_since(&self, before: usize) -> bool {
+        self.problems[before..]
+            .iter()
+            .any(|p| p.severity == miette::Severity::Error)
     }
 
     /// Whether the driver's name is `[a-z0-9][a-z0-9._-]*`; a problem with a suggestion if not.
