@@ -67,11 +67,8 @@ pub fn boot_module_configs(
         }
         let unservable: Vec<&str> = images
             .iter()
+            .filter(|i| i.kernel.normalized() != i.kernel.as_str())
             .map(|i| i.kernel.as_str())
-            .filter(|k| {
-                k.chars()
-                    .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            })
             .collect();
         docs.push(document(driver, opts, images.len(), &unservable));
     }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::diagnostic::Problem;
-use crate::domain::{Arch, ImageRef, Kernel};
+use crate::domain::{Arch, ImageRef, Kernel, check_rhel};
 
 type S<T> = Spanned<T>;
 
@@ -117,11 +117,7 @@ fn one(t: &RawToolkit, arches: &[Arch], problems: &mut Vec<Problem>) -> Option<T
     };
     let image = builder_image(&t.image, &mut bad);
     let rhel = t.rhel.get_ref().clone();
-    let rhel_ok = !rhel.is_empty()
-        && rhel.len() <= 16
-        && rhel
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let rhel_ok = check_rhel(&rhel).is_ok();
     if !rhel_ok {
         bad(
             &t.rhel,

@@ -12,7 +12,10 @@ use toml::Spanned;
 use super::diagnostic::Problem;
 use super::model::*;
 use super::raw::*;
-use crate::domain::{Arch, ImageRef, Kernel, ParseError, Version, VersionReq, did_you_mean};
+use crate::domain::{
+    Arch, ImageRef, Kernel, ParseError, Version, VersionReq, check_driver_name, did_you_mean,
+    is_module_name, is_secret_id,
+};
 use crate::template::TagTemplate;
 
 pub use crate::names::RESERVED_BUILD_ARGS;
@@ -415,13 +418,7 @@ impl Validator {
     /// Whether the driver's name is `[a-z0-9][a-z0-9._-]*`; a problem with a suggestion if not.
     fn driver_name(&mut self, d: &RawDriver) -> bool {
         let name = d.name.get_ref();
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            });
+        let valid = check_driver_name(name).is_ok();
         if !valid {
             self.problems.push(
                 Problem::new(format!("`{name}` is not a valid driver name"))
@@ -488,11 +485,7 @@ impl Validator {
                     .label(m.span(), "remove `.ko`")
                     .help(format!("write `{stem}`")),
                 );
-            } else if text.is_empty()
-                || !text
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
+            } else if !is_module_name(text) {
                 self.problems.push(
                     Problem::new(format!("`{text}` is not a kernel module name"))
                         .label(m.span(), "expected letters, digits, `_` or `-`"),
@@ -817,13 +810,6 @@ pub fn shipped_secret(
     let rel = rel.to_string_lossy().into_owned();
     let rules = crate::inputs::IgnoreRules::load(context, containerfile)?;
     Ok((!rules.is_ignored(&rel)).then_some(rel))
-}
-
-/// A build secret id: letters, digits, `.`, `_` or `-` (so never `,` or `=`).
-pub fn is_secret_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_arg_name(s: &str) -> bool {
