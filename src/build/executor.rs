@@ -42,7 +42,7 @@ pub struct Executor {
 
 impl Executor {
     /// Runs every task; returns one outcome per task, in task order.
-    pub fn run(
+    pub fn build_all(
         &self,
         tasks: &[Task],
         reporter: &dyn Reporter,
@@ -55,7 +55,7 @@ impl Executor {
             if self.cancel.is_interrupted() {
                 return (Outcome::NotStarted, Next::Stop);
             }
-            let outcome = self.one(index, task, reporter, on_pushed);
+            let outcome = self.build_task(index, task, reporter, on_pushed);
             let next = if matches!(outcome, Outcome::Failed(_)) && self.fail_fast {
                 Next::Stop
             } else {
@@ -69,7 +69,7 @@ impl Executor {
     }
 
     /// Builds (and pushes) one task, reporting it as started, then finished or failed.
-    fn one(
+    fn build_task(
         &self,
         index: usize,
         task: &Task,
@@ -142,7 +142,7 @@ impl Executor {
                 reporter.event(&Event::Pushing { index, job });
             }
             let _ = writeln!(log, "$ {inv}");
-            let ran = process::run(inv, log, &self.cancel, &mut steps);
+            let ran = process::run_logged(inv, log, &self.cancel, &mut steps);
             let _ = log.flush();
             let ran =
                 ran.map_err(|e| Stop::Failed(format!("cannot run buildah: {e}"), inv, Vec::new()))?;

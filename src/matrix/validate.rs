@@ -27,7 +27,7 @@ pub struct Validator {
 }
 
 /// Turns a domain parse error into a problem at `span`.
-fn at(err: ParseError, span: std::ops::Range<usize>, label: &str) -> Problem {
+fn problem_at(err: ParseError, span: std::ops::Range<usize>, label: &str) -> Problem {
     Problem::new(err.message)
         .label(span, label)
         .help_opt(err.help)
@@ -49,7 +49,7 @@ impl Validator {
         match v.get_ref().parse::<T>() {
             Ok(t) => Some(t),
             Err(e) => {
-                self.problems.push(at(e, v.span(), label));
+                self.problems.push(problem_at(e, v.span(), label));
                 None
             }
         }
@@ -462,7 +462,7 @@ impl Validator {
             Ok(t) => Some(t),
             Err(e) => {
                 let span = d.tag.as_ref().map_or(d.name.span(), |t| t.span());
-                self.problems.push(at(e, span, "in this template"));
+                self.problems.push(problem_at(e, span, "in this template"));
                 None
             }
         };

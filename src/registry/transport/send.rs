@@ -10,7 +10,9 @@ use reqwest::{Response, StatusCode};
 
 use super::challenge::parse_challenge;
 use super::{Fetched, Held, Request, Transport};
-use crate::registry::body::{BodyError, ERROR_BODY_CAP, error_body, read_body, said, too_large};
+use crate::registry::body::{
+    BodyError, ERROR_BODY_CAP, error_body, error_summary, read_body, too_large,
+};
 use crate::registry::error::RegistryError;
 use crate::registry::retry::Attempt;
 use crate::registry::route::{Route, describe};
@@ -166,7 +168,7 @@ impl Transport {
                     route,
                     req.url,
                     401,
-                    said(&body),
+                    error_summary(&body),
                 )));
             }
             challenged = true;

@@ -8,7 +8,7 @@ use reqwest::header::AUTHORIZATION;
 
 use super::{Fetched, Transport, auth_host};
 use crate::registry::auth::Credentials;
-use crate::registry::body::said;
+use crate::registry::body::error_summary;
 use crate::registry::error::RegistryError;
 use crate::registry::route::Route;
 use crate::registry::tls::host_port;
@@ -58,7 +58,7 @@ impl Transport {
             })
             .await?;
         if !status.is_success() {
-            return Err(self.unauthorized(route, realm, status.as_u16(), said(&body)));
+            return Err(self.unauthorized(route, realm, status.as_u16(), error_summary(&body)));
         }
         token_of(route, realm, &body)
     }
