@@ -152,12 +152,7 @@ fn check_not_secret(
     entry: &walkdir::DirEntry,
     ids: &[((u64, u64), &Path)],
 ) -> Result<(), InputsError> {
-    let meta = entry.metadata().map_err(|e| InputsError::Io {
-        path: entry.path().to_path_buf(),
-        source: e
-            .into_io_error()
-            .unwrap_or_else(|| std::io::Error::other("metadata")),
-    })?;
+    let meta = metadata(entry)?;
     match ids.iter().find(|(id, _)| *id == (meta.dev(), meta.ino())) {
         Some((_, secret)) => Err(InputsError::SecretLink {
             path: entry.path().to_path_buf(),
@@ -165,6 +160,16 @@ fn check_not_secret(
         }),
         None => Ok(()),
     }
+}
+
+/// The metadata of a context entry as the walk reads it, its error naming the path.
+fn metadata(entry: &walkdir::DirEntry) -> Result<std::fs::Metadata, InputsError> {
+    entry.metadata().map_err(|e| InputsError::Io {
+        path: entry.path().to_path_buf(),
+        source: e
+            .into_io_error()
+            .unwrap_or_else(|| std::io::Error::other("metadata")),
+    })
 }
 
 /// What the hash records of one context entry: a symlink's target, a directory, or a regular
@@ -188,12 +193,7 @@ fn record(entry: &walkdir::DirEntry) -> Result<String, InputsError> {
             kind: kind_of(&ft),
         });
     }
-    let meta = entry.metadata().map_err(|e| InputsError::Io {
-        path: entry.path().to_path_buf(),
-        source: e
-            .into_io_error()
-            .unwrap_or_else(|| std::io::Error::other("metadata")),
-    })?;
+    let meta = metadata(entry)?;
     let exec = meta.permissions().mode() & 0o111 != 0;
     Ok(format!(
         "file {} {}",

@@ -25,11 +25,7 @@ pub fn modules_from_kbuild(text: &str) -> Vec<String> {
             let Some(stem) = word.strip_suffix(".o") else {
                 continue;
             };
-            let valid = !stem.is_empty()
-                && stem
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if valid && !modules.iter().any(|m| m == stem) {
+            if crate::domain::is_module_name(stem) && !modules.iter().any(|m| m == stem) {
                 modules.push(stem.to_string());
             }
         }

@@ -148,7 +148,7 @@ impl std::str::FromStr for CliSecret {
         let Some((id, path)) = s.split_once('=') else {
             return Err("expected `ID=PATH`, like `signing-key=/run/secrets/key.priv`".into());
         };
-        if !crate::matrix::is_secret_id(id) {
+        if !crate::domain::is_secret_id(id) {
             return Err(format!(
                 "`{id}` is not a valid secret id (letters, digits, `.`, `_` or `-`)"
             ));

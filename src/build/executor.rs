@@ -42,7 +42,7 @@ pub struct Executor {
 
 impl Executor {
     /// Runs every task; returns one outcome per task, in task order.
-    pub fn run(
+    pub fn build_all(
         &self,
         tasks: &[Task],
         reporter: &dyn Reporter,
@@ -55,7 +55,7 @@ impl Executor {
             if self.cancel.is_interrupted() {
                 return (Outcome::NotStarted, Next::Stop);
             }
-            let outcome = self.one(index, task, reporter, on_pushed);
+            let outcome = self.build_task(index, task, reporter, on_pushed);
             let next = if matches!(outcome, Outcome::Failed(_)) && self.fail_fast {
                 Next::Stop
             } else {
@@ -68,40 +68,30 @@ impl Executor {
         .collect()
     }
 
-    fn one(
+    /// Builds (and pushes) one task, reporting it as started, then finished or failed.
+    fn build_task(
         &self,
         index: usize,
         task: &Task,
         reporter: &dyn Reporter,
         on_pushed: &OnPushed<'_>,
     ) -> Outcome {
-        let job = &task.job;
-        let start = Instant::now();
-        let fail = |message: String, command: Option<&Invocation>, tail: Vec<String>| {
-            let failure = Failure {
-                message,
-                command: command.map(Invocation::display),
-                log: task.log.clone(),
-                tail,
-                elapsed: start.elapsed(),
-            };
-            reporter.event(&Event::Failed {
-                index,
-                job,
-                failure: &failure,
-            });
-            Outcome::Failed(failure)
+        let running = Running {
+            index,
+            task,
+            start: Instant::now(),
+            reporter,
         };
         let mut log = match open_log(task) {
             Ok(f) => f,
             Err(e) => {
                 let message = format!("cannot create log file `{}`: {e}", task.log.display());
-                return fail(message, None, Vec::new());
+                return running.failed(message, None, Vec::new());
             }
         };
         reporter.event(&Event::Started {
             index,
-            job,
+            job: &task.job,
             log: &task.log,
         });
         match self.commands(index, task, &mut log, reporter) {
@@ -111,24 +101,13 @@ impl Executor {
                     log: task.log.clone(),
                 };
             }
-            Err(Stop::Failed(message, inv, tail)) => return fail(message, Some(inv), tail),
+            Err(Stop::Failed(message, inv, tail)) => {
+                return running.failed(message, Some(inv), tail);
+            }
         }
-        let digest = match pushed(task, &mut log, on_pushed) {
-            Ok(d) => d,
-            Err((message, command)) => return fail(message, command, Vec::new()),
-        };
-        let elapsed = start.elapsed();
-        let _ = writeln!(log, "# done in {:.1}s", elapsed.as_secs_f64());
-        reporter.event(&Event::Finished {
-            index,
-            job,
-            digest: digest.as_ref(),
-            elapsed,
-        });
-        Outcome::Built {
-            digest,
-            elapsed,
-            log: task.log.clone(),
+        match pushed(task, &mut log, on_pushed) {
+            Ok(digest) => running.finished(digest, &mut log),
+            Err((message, command)) => running.failed(message, command, Vec::new()),
         }
     }
 
@@ -163,7 +142,7 @@ impl Executor {
                 reporter.event(&Event::Pushing { index, job });
             }
             let _ = writeln!(log, "$ {inv}");
-            let ran = process::run(inv, log, &self.cancel, &mut steps);
+            let ran = process::run_logged(inv, log, &self.cancel, &mut steps);
             let _ = log.flush();
             let ran =
                 ran.map_err(|e| Stop::Failed(format!("cannot run buildah: {e}"), inv, Vec::new()))?;
@@ -180,6 +159,51 @@ impl Executor {
             }
         }
         Ok(())
+    }
+}
+
+/// A task under way: what its events and its outcome name.
+struct Running<'t> {
+    index: usize,
+    task: &'t Task,
+    start: Instant,
+    reporter: &'t dyn Reporter,
+}
+
+impl Running<'_> {
+    /// The task failed: reported, and its outcome.
+    fn failed(&self, message: String, command: Option<&Invocation>, tail: Vec<String>) -> Outcome {
+        let failure = Failure {
+            message,
+            command: command.map(Invocation::display),
+            log: self.task.log.clone(),
+            tail,
+            elapsed: self.start.elapsed(),
+        };
+        self.reporter.event(&Event::Failed {
+            index: self.index,
+            job: &self.task.job,
+            failure: &failure,
+        });
+        Outcome::Failed(failure)
+    }
+
+    /// The task built (and pushed, unless `digest` is none): said in its log, reported, and
+    /// its outcome.
+    fn finished(&self, digest: Option<Digest>, log: &mut BufWriter<File>) -> Outcome {
+        let elapsed = self.start.elapsed();
+        let _ = writeln!(log, "# done in {:.1}s", elapsed.as_secs_f64());
+        self.reporter.event(&Event::Finished {
+            index: self.index,
+            job: &self.task.job,
+            digest: digest.as_ref(),
+            elapsed,
+        });
+        Outcome::Built {
+            digest,
+            elapsed,
+            log: self.task.log.clone(),
+        }
     }
 }
 

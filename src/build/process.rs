@@ -136,7 +136,7 @@ pub fn parse_step(line: &str) -> Option<(u32, u32, &str)> {
 /// and we stop it cleanly) and gets SIGTERM when this process dies, as on Ctrl-C: buildah then
 /// removes its working container. What its `RUN` steps started may outlive it; the next run
 /// kills that group (see [`crate::runs`]).
-pub fn run(
+pub fn run_logged(
     inv: &Invocation,
     log: &mut impl Write,
     cancel: &Cancel,
@@ -229,7 +229,7 @@ mod tests {
         };
         let mut log = Vec::new();
         let mut steps = Vec::new();
-        let ran = run(&inv, &mut log, &Cancel::default(), &mut |l| {
+        let ran = run_logged(&inv, &mut log, &Cancel::default(), &mut |l| {
             if let Some(s) = parse_step(l) {
                 steps.push((s.0, s.1));
             }
@@ -257,7 +257,7 @@ mod tests {
             env: vec![],
         };
         let mut log = Vec::new();
-        run(&inv, &mut log, &cancel, &mut |_| {}).unwrap();
+        run_logged(&inv, &mut log, &cancel, &mut |_| {}).unwrap();
         let log = String::from_utf8(log).unwrap();
         for (k, v) in env {
             assert!(log.contains(&format!("{k}={v}\n")), "{log}");
@@ -274,7 +274,7 @@ mod tests {
                 args: vec!["30".into()],
                 env: vec![],
             };
-            run(&inv, &mut std::io::sink(), &c, &mut |_| {}).unwrap()
+            run_logged(&inv, &mut std::io::sink(), &c, &mut |_| {}).unwrap()
         });
         std::thread::sleep(Duration::from_millis(200));
         cancel.interrupt();

@@ -53,9 +53,9 @@ impl FromStr for Digest {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.strip_prefix("sha256:").is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        });
+        let ok = s
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && super::is_lower_hex(hex));
         if ok {
             Ok(Digest(s.to_string()))
         } else {

@@ -1,5 +1,7 @@
 //! The grammars of the names that stay strings: a driver's name, a node OS stream, a RHEL
-//! version and an RHCOS (machine-os) version. The lock is read against them, so a string in it
+//! version and an RHCOS (machine-os) version, an image tag, a kernel module's name and a build
+//! secret's id; and the lexical pieces other grammars share (digits, lowercase hex, the
+//! characters of a tag). The lock is read against them, so a string in it
 //! that does not fit is refused before anything prints or exports it.
 //!
 //! Each is as wide as the real values (see the payload format notes) and no wider: none admits
@@ -19,6 +21,59 @@ fn shown(value: &str) -> String {
 
 fn refuse(value: &str, what: &str, expected: &str) -> ParseError {
     ParseError::new(format!("`{}` is not {what}", shown(value))).with_help(expected.to_string())
+}
+
+/// One or more ASCII digits (`0`, `10`, `007`); no sign, no other script's digits.
+pub fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// One or more lowercase hex digits, as a digest or a token is written.
+pub fn is_lower_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A character an image tag may hold (after its first): `[A-Za-z0-9_.-]`. KMM writes every
+/// other character of a kernel release as `_` when it makes a tag of it.
+pub fn is_tag_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+/// Checks a tag against the distribution grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn check_tag(tag: &str) -> Result<(), ParseError> {
+    let ok_first = tag
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok_rest = tag.chars().all(is_tag_char);
+    if tag.len() > 128 {
+        Err(ParseError::new(format!(
+            "tag `{tag}` is {} characters long; a tag may have at most 128",
+            tag.len()
+        )))
+    } else if !ok_first || !ok_rest {
+        Err(ParseError::new(format!("`{tag}` is not a valid image tag")).with_help(
+            "a tag starts with a letter, digit or `_` and holds only letters, digits, `_`, `.` and `-`",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A kernel module's name as a matrix or a Kbuild file writes it, without `.ko`: letters,
+/// digits, `_` and `-`.
+pub fn is_module_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A build secret id: letters, digits, `.`, `_` or `-` (so never `,` or `=`, which buildah's
+/// `--secret id=…,src=…` would read as more options).
+pub fn is_secret_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// A driver's name: `[a-z0-9][a-z0-9._-]*`, the matrix's rule.
@@ -49,9 +104,9 @@ pub const STREAM_DEFAULT: &str = "default";
 /// A node OS stream other than the payload's default: `rhel-N` (`rhel-10`), N a major version
 /// without leading zero. The default stream has no name in the lock.
 pub fn check_stream(stream: &str) -> Result<(), ParseError> {
-    let ok = stream.strip_prefix("rhel-").is_some_and(|n| {
-        (1..=3).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0')
-    });
+    let ok = stream
+        .strip_prefix("rhel-")
+        .is_some_and(|n| n.len() <= 3 && is_digits(n) && !n.starts_with('0'));
     if ok {
         Ok(())
     } else {
@@ -66,11 +121,7 @@ pub fn check_stream(stream: &str) -> Result<(), ParseError> {
 /// A RHEL version as a DTK's release file gives it: numbers joined by `.` (`9.2`, `10.0`), at
 /// most 16 bytes.
 pub fn check_rhel(rhel: &str) -> Result<(), ParseError> {
-    let ok = !rhel.is_empty()
-        && rhel.len() <= 16
-        && rhel
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let ok = !rhel.is_empty() && rhel.len() <= 16 && rhel.split('.').all(is_digits);
     if ok {
         Ok(())
     } else {
@@ -170,6 +221,103 @@ mod tests {
         assert!(check_driver_name("-x").is_err());
         assert!(check_machine_os("-1").is_err());
         assert!(check_machine_os(&"4".repeat(65)).is_err());
+    }
+
+    /// The edges of each rule, pinned before the copies of it elsewhere (the matrix's driver
+    /// names, the DTK's and the `[[toolkit]]`'s RHEL version) were made to call it.
+    #[test]
+    fn the_edges_of_each_rule_are_pinned() {
+        for ok in ["0", "9a", "a..b", "a-", "a_", "a.", "a-b.c_d-9"] {
+            assert!(check_driver_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "_a",
+            "A",
+            "aB",
+            "a/b",
+            "a+b",
+            "é",
+            "a\u{0301}",
+            "a:b",
+        ] {
+            assert!(check_driver_name(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "0",
+            "9",
+            "10.0",
+            "1.2.3",
+            "0.0",
+            &"9".repeat(16),
+            "9.4.1.2.3.4.5.6",
+        ] {
+            assert!(check_rhel(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            &"9".repeat(17),
+            " 9.2",
+            "9.2 ",
+            "9,2",
+            "9.a",
+            "\u{0669}",
+            "+9",
+            "-9",
+            "9_2",
+        ] {
+            assert!(check_rhel(bad).is_err(), "{bad}");
+        }
+        for ok in ["rhel-1", "rhel-10", "rhel-999"] {
+            assert!(check_stream(ok).is_ok(), "{ok}");
+        }
+        for bad in ["rhel-0", "rhel-1a", "rhel-+1", "rhel-\u{0661}"] {
+            assert!(check_stream(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tag_rules() {
+        assert!(check_tag("5.14.0-284.52.1.el9_2.x86_64").is_ok());
+        assert!(check_tag(".hidden").is_err());
+        assert!(check_tag("a+b").is_err());
+        assert!(check_tag(&"a".repeat(129)).is_err());
+        assert!(check_tag(&"a".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn the_shared_pieces_have_edges_too() {
+        for (s, digits, hex) in [
+            ("", false, false),
+            ("0", true, true),
+            ("007", true, true),
+            ("1a", false, true),
+            ("A", false, false),
+            ("g", false, false),
+            ("+1", false, false),
+            ("\u{0669}", false, false),
+        ] {
+            assert_eq!(is_digits(s), digits, "{s:?}");
+            assert_eq!(is_lower_hex(s), hex, "{s:?}");
+        }
+        for ok in ["a", "A1", "a-b_c", "-a", "_"] {
+            assert!(is_module_name(ok), "{ok}");
+        }
+        for bad in ["", "a.b", "a b", "a.ko ", "é", "a/b"] {
+            assert!(!is_module_name(bad), "{bad}");
+        }
+        for ok in ["a", "key.pem", "a_b-c", ".", "-x"] {
+            assert!(is_secret_id(ok), "{ok}");
+        }
+        for bad in ["", "a=b", "a,b", "a/b", "a b", "é"] {
+            assert!(!is_secret_id(bad), "{bad}");
+        }
+        let tag: String = ('\0'..='\u{ff}').filter(|&c| is_tag_char(c)).collect();
+        assert_eq!(
+            tag,
+            "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+        );
     }
 
     #[test]

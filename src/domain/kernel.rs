@@ -37,13 +37,7 @@ impl Kernel {
     pub fn normalized(&self) -> String {
         self.0
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if super::is_tag_char(c) { c } else { '_' })
             .collect()
     }
 }

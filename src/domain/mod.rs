@@ -16,8 +16,9 @@ pub use arch::Arch;
 pub use digest::Digest;
 pub use grammar::{
     STREAM_DEFAULT, STREAM_RHEL10, check_driver_name, check_machine_os, check_rhel, check_stream,
+    check_tag, is_digits, is_lower_hex, is_module_name, is_secret_id, is_tag_char,
 };
-pub use image_ref::{ImageRef, check_tag};
+pub use image_ref::ImageRef;
 pub use kernel::Kernel;
 pub use registry::{Mirror, RegistrySettings};
 pub use signing::{Certificate, Expect, Signing};

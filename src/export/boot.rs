@@ -67,11 +67,8 @@ pub fn boot_module_configs(
         }
         let unservable: Vec<&str> = images
             .iter()
+            .filter(|i| i.kernel.normalized() != i.kernel.as_str())
             .map(|i| i.kernel.as_str())
-            .filter(|k| {
-                k.chars()
-                    .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            })
             .collect();
         docs.push(document(driver, opts, images.len(), &unservable));
     }
@@ -81,7 +78,21 @@ pub fn boot_module_configs(
     })
 }
 
+/// The BootModuleConfig of `driver`, with the comment above it.
 fn document(driver: &Driver, opts: &BootOptions, kernels: usize, unservable: &[&str]) -> String {
+    let doc = json!({
+        "apiVersion": "kmm.sigs.x-k8s.io/v1beta1",
+        "kind": "BootModuleConfig",
+        "metadata": metadata(&object_name(&driver.name), opts.namespace.as_deref()),
+        "spec": spec(driver, opts),
+    });
+    let comment = comment(driver, opts, kernels, unservable);
+    let comment: Vec<&str> = comment.iter().map(String::as_str).collect();
+    yaml::document(&comment, &doc)
+}
+
+/// The `spec` of `driver`'s BootModuleConfig.
+fn spec(driver: &Driver, opts: &BootOptions) -> Value {
     let kmm = &driver.kmm;
     let mut spec = Map::new();
     spec.insert("kernelModuleImage".into(), json!(driver.image.to_string()));
@@ -98,12 +109,18 @@ fn document(driver: &Driver, opts: &BootOptions, kernels: usize, unservable: &[&
     if let Some(path) = &kmm.firmware_path {
         spec.insert("firmwareFilesPath".into(), json!(path));
     }
-    let doc = json!({
-        "apiVersion": "kmm.sigs.x-k8s.io/v1beta1",
-        "kind": "BootModuleConfig",
-        "metadata": metadata(&object_name(&driver.name), opts.namespace.as_deref()),
-        "spec": Value::Object(spec),
-    });
+    Value::Object(spec)
+}
+
+/// The lines of the comment above `driver`'s BootModuleConfig: what it does, and what a
+/// BootModuleConfig cannot do that a Module would.
+fn comment(
+    driver: &Driver,
+    opts: &BootOptions,
+    kernels: usize,
+    unservable: &[&str],
+) -> Vec<String> {
+    let kmm = &driver.kmm;
     let header = format!(
         "driver {}: nodes of pool `{}` pull `{}:$(uname -r)` at boot; the lock holds {kernels} kernel(s)",
         driver.name, opts.pool, driver.image
@@ -142,6 +159,5 @@ fn document(driver: &Driver, opts: &BootOptions, kernels: usize, unservable: &[&
             "Kernel `{k}` cannot load at boot: its release is not a valid tag (KMM does not normalize it)."
         ));
     }
-    let comment: Vec<&str> = comment.iter().map(String::as_str).collect();
-    yaml::document(&comment, &doc)
+    comment
 }

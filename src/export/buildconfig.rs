@@ -377,22 +377,39 @@ fn header(matrix: &Matrix, jobs: &[&Job], opts: &BuildConfigOptions) -> Vec<Stri
         }
         Source::Binary => {
             lines.push("Source: uploaded; start each build from the driver's context:".into());
-            for job in jobs {
-                if let Some(d) = matrix.driver(&job.driver) {
-                    let dir = d
-                        .context
-                        .strip_prefix(&matrix.root)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default();
-                    let dir = if dir.is_empty() { ".".into() } else { dir };
-                    lines.push(format!(
-                        "  oc start-build {} --from-dir={dir} --follow",
-                        name(job)
-                    ));
-                }
-            }
+            lines.extend(start_builds(matrix, jobs));
         }
     }
+    lines.extend(create_secrets(matrix, jobs));
+    lines.push(
+        "When every build has finished, `driver-matrix collect` locks what they pushed.".into(),
+    );
+    lines
+}
+
+/// For an uploaded source: the `oc start-build` of each job, from its driver's context.
+fn start_builds(matrix: &Matrix, jobs: &[&Job]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for job in jobs {
+        if let Some(d) = matrix.driver(&job.driver) {
+            let dir = d
+                .context
+                .strip_prefix(&matrix.root)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let dir = if dir.is_empty() { ".".into() } else { dir };
+            lines.push(format!(
+                "  oc start-build {} --from-dir={dir} --follow",
+                name(job)
+            ));
+        }
+    }
+    lines
+}
+
+/// The build secrets to create first, one `oc create secret` per driver that has any (none
+/// when no job's driver has secrets).
+fn create_secrets(matrix: &Matrix, jobs: &[&Job]) -> Vec<String> {
     let mut with_secrets: Vec<&Driver> = jobs
         .iter()
         .filter_map(|j| matrix.driver(&j.driver))
@@ -400,29 +417,27 @@ fn header(matrix: &Matrix, jobs: &[&Job], opts: &BuildConfigOptions) -> Vec<Stri
         .collect();
     with_secrets.sort_by(|a, b| a.name.cmp(&b.name));
     with_secrets.dedup_by(|a, b| a.name == b.name);
-    if !with_secrets.is_empty() {
-        lines.push(format!(
-            "Build secrets, mounted at {SECRETS_DIR}/<id> in every RUN step; create them first:"
-        ));
-        for d in with_secrets {
-            let files: Vec<String> = d
-                .secrets
-                .iter()
-                .map(|(id, path)| {
-                    let shown = path.strip_prefix(&matrix.root).unwrap_or(path);
-                    format!("--from-file={id}={}", shown.display())
-                })
-                .collect();
-            lines.push(format!(
-                "  oc create secret generic {} {}",
-                secret_name(&d.name),
-                files.join(" ")
-            ));
-        }
+    if with_secrets.is_empty() {
+        return Vec::new();
     }
-    lines.push(
-        "When every build has finished, `driver-matrix collect` locks what they pushed.".into(),
-    );
+    let mut lines = vec![format!(
+        "Build secrets, mounted at {SECRETS_DIR}/<id> in every RUN step; create them first:"
+    )];
+    for d in with_secrets {
+        let files: Vec<String> = d
+            .secrets
+            .iter()
+            .map(|(id, path)| {
+                let shown = path.strip_prefix(&matrix.root).unwrap_or(path);
+                format!("--from-file={id}={}", shown.display())
+            })
+            .collect();
+        lines.push(format!(
+            "  oc create secret generic {} {}",
+            secret_name(&d.name),
+            files.join(" ")
+        ));
+    }
     lines
 }
 

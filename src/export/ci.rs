@@ -33,8 +33,8 @@ pub struct JobOptions {
     pub retries_per_index: u32,
 }
 
-/// An Indexed `batch/v1` Job: pod `i` runs `driver-matrix build --shard i/N`. (Long because it
-/// is one literal Kubernetes object, read top to bottom as it will be applied.)
+/// An Indexed `batch/v1` Job: pod `i` runs `driver-matrix build --shard i/N`; its container is
+/// [`container`]. (One literal Kubernetes object, read top to bottom as it will be applied.)
 pub fn k8s_job(o: &JobOptions) -> String {
     let mut metadata = serde_json::Map::new();
     metadata.insert("name".into(), json!(object_name(&o.name)));
@@ -54,25 +54,7 @@ pub fn k8s_job(o: &JobOptions) -> String {
                 "metadata": { "labels": { "app.kubernetes.io/name": "driver-matrix" } },
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [{
-                        "name": "build",
-                        "image": o.image,
-                        "workingDir": o.workdir,
-                        "command": ["driver-matrix"],
-                        // Kubernetes expands $(VAR) in args itself: no shell in the pod.
-                        "args": ["build", "--shard", format!("$(JOB_COMPLETION_INDEX)/{}", o.shards), "--cache-dir", "/var/cache/driver-matrix"],
-                        "env": [
-                            { "name": "REGISTRY_AUTH_FILE", "value": "/run/secrets/registry/.dockerconfigjson" },
-                            { "name": "STORAGE_DRIVER", "value": "vfs" },
-                            { "name": "BUILDAH_ISOLATION", "value": "chroot" },
-                        ],
-                        "securityContext": { "privileged": true },
-                        "volumeMounts": [
-                            { "name": "registry-auth", "mountPath": "/run/secrets/registry", "readOnly": true },
-                            { "name": "containers-storage", "mountPath": "/var/lib/containers" },
-                            { "name": "cache", "mountPath": "/var/cache/driver-matrix" },
-                        ],
-                    }],
+                    "containers": [container(o)],
                     "volumes": [
                         { "name": "registry-auth", "secret": { "secretName": o.pull_secret } },
                         { "name": "containers-storage", "emptyDir": {} },
@@ -98,4 +80,28 @@ pub fn k8s_job(o: &JobOptions) -> String {
         ],
         &doc,
     )
+}
+
+/// The Job's one container: `driver-matrix build` on shard `$(JOB_COMPLETION_INDEX)`, buildah
+/// as root with chroot isolation and vfs storage, the registry credentials mounted read-only.
+fn container(o: &JobOptions) -> Value {
+    json!({
+        "name": "build",
+        "image": o.image,
+        "workingDir": o.workdir,
+        "command": ["driver-matrix"],
+        // Kubernetes expands $(VAR) in args itself: no shell in the pod.
+        "args": ["build", "--shard", format!("$(JOB_COMPLETION_INDEX)/{}", o.shards), "--cache-dir", "/var/cache/driver-matrix"],
+        "env": [
+            { "name": "REGISTRY_AUTH_FILE", "value": "/run/secrets/registry/.dockerconfigjson" },
+            { "name": "STORAGE_DRIVER", "value": "vfs" },
+            { "name": "BUILDAH_ISOLATION", "value": "chroot" },
+        ],
+        "securityContext": { "privileged": true },
+        "volumeMounts": [
+            { "name": "registry-auth", "mountPath": "/run/secrets/registry", "readOnly": true },
+            { "name": "containers-storage", "mountPath": "/var/lib/containers" },
+            { "name": "cache", "mountPath": "/var/cache/driver-matrix" },
+        ],
+    })
 }

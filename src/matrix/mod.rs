@@ -30,7 +30,7 @@ pub use kmm::{
 pub use model::*;
 pub use raw::{schema, schema_text};
 pub use toolkit::Toolkit;
-pub use validate::{RESERVED_BUILD_ARGS, is_secret_id, shipped_secret, suggest_name};
+pub use validate::{RESERVED_BUILD_ARGS, shipped_secret, suggest_name};
 
 /// Why the matrix file could not be loaded at all.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::diagnostic::Problem;
-use crate::domain::{Arch, ImageRef, Kernel};
+use crate::domain::{Arch, ImageRef, Kernel, check_rhel};
 
 type S<T> = Spanned<T>;
 
@@ -53,7 +53,7 @@ pub fn validate(
 ) -> Vec<Toolkit> {
     let mut out: Vec<Toolkit> = Vec::new();
     for t in raw {
-        let Some(toolkit) = one(t.get_ref(), arches, problems) else {
+        let Some(toolkit) = checked_toolkit(t.get_ref(), arches, problems) else {
             continue;
         };
         if out
@@ -103,7 +103,13 @@ fn builder_image(
     }
 }
 
-fn one(t: &RawToolkit, arches: &[Arch], problems: &mut Vec<Problem>) -> Option<Toolkit> {
+/// One `[[toolkit]]` checked: its kernel, builder image, RHEL version and arch; `None`
+/// (with every problem recorded) when any is wrong.
+fn checked_toolkit(
+    t: &RawToolkit,
+    arches: &[Arch],
+    problems: &mut Vec<Problem>,
+) -> Option<Toolkit> {
     let mut bad = |s: &S<String>, message: String, label: &str, help: &str| {
         problems.push(Problem::new(message).label(s.span(), label).help(help));
     };
@@ -117,11 +123,7 @@ fn one(t: &RawToolkit, arches: &[Arch], problems: &mut Vec<Problem>) -> Option<T
     };
     let image = builder_image(&t.image, &mut bad);
     let rhel = t.rhel.get_ref().clone();
-    let rhel_ok = !rhel.is_empty()
-        && rhel.len() <= 16
-        && rhel
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let rhel_ok = check_rhel(&rhel).is_ok();
     if !rhel_ok {
         bad(
             &t.rhel,

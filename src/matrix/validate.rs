@@ -12,7 +12,10 @@ use toml::Spanned;
 use super::diagnostic::Problem;
 use super::model::*;
 use super::raw::*;
-use crate::domain::{Arch, ImageRef, Kernel, ParseError, Version, VersionReq, did_you_mean};
+use crate::domain::{
+    Arch, ImageRef, Kernel, ParseError, Version, VersionReq, check_driver_name, did_you_mean,
+    is_module_name, is_secret_id,
+};
 use crate::template::TagTemplate;
 
 pub use crate::names::RESERVED_BUILD_ARGS;
@@ -24,7 +27,7 @@ pub struct Validator {
 }
 
 /// Turns a domain parse error into a problem at `span`.
-fn at(err: ParseError, span: std::ops::Range<usize>, label: &str) -> Problem {
+fn problem_at(err: ParseError, span: std::ops::Range<usize>, label: &str) -> Problem {
     Problem::new(err.message)
         .label(span, label)
         .help_opt(err.help)
@@ -46,7 +49,7 @@ impl Validator {
         match v.get_ref().parse::<T>() {
             Ok(t) => Some(t),
             Err(e) => {
-                self.problems.push(at(e, v.span(), label));
+                self.problems.push(problem_at(e, v.span(), label));
                 None
             }
         }
@@ -354,18 +357,7 @@ impl Validator {
         let build_args = self.build_args(d);
         let tag = self.tag(d, &build_args);
         let modules = self.modules(d);
-        let mut secrets = BTreeMap::new();
-        for (id, file) in &d.secrets {
-            if let Some(path) = self.secret(id, file) {
-                self.secret_not_shipped(
-                    context.as_deref().zip(containerfile.as_deref()),
-                    &d.context,
-                    file,
-                    &path,
-                );
-                secrets.insert(id.get_ref().clone(), path);
-            }
-        }
+        let secrets = self.secrets(d, context.as_deref().zip(containerfile.as_deref()));
         let openshift = d
             .openshift
             .as_ref()
@@ -379,11 +371,7 @@ impl Validator {
             &mut self.problems,
         );
         self.signed_twice(d);
-        if self.problems[before..]
-            .iter()
-            .any(|p| p.severity == miette::Severity::Error)
-            || !valid_name
-        {
+        if self.errors_since(before) || !valid_name {
             return None;
         }
         Some(Driver {
@@ -403,16 +391,34 @@ impl Validator {
         })
     }
 
+    /// The driver's `secrets`, each checked, and checked not to be shipped in the image built
+    /// from `built` (its context and Containerfile text, when both are valid).
+    fn secrets(
+        &mut self,
+        d: &RawDriver,
+        built: Option<(&Path, &str)>,
+    ) -> BTreeMap<String, PathBuf> {
+        let mut secrets = BTreeMap::new();
+        for (id, file) in &d.secrets {
+            if let Some(path) = self.secret(id, file) {
+                self.secret_not_shipped(built, &d.context, file, &path);
+                secrets.insert(id.get_ref().clone(), path);
+            }
+        }
+        secrets
+    }
+
+    /// Whether an error (not a warning) was recorded after the first `before` problems.
+    fn errors_since(&self, before: usize) -> bool {
+        self.problems[before..]
+            .iter()
+            .any(|p| p.severity == miette::Severity::Error)
+    }
+
     /// Whether the driver's name is `[a-z0-9][a-z0-9._-]*`; a problem with a suggestion if not.
     fn driver_name(&mut self, d: &RawDriver) -> bool {
         let name = d.name.get_ref();
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            });
+        let valid = check_driver_name(name).is_ok();
         if !valid {
             self.problems.push(
                 Problem::new(format!("`{name}` is not a valid driver name"))
@@ -456,7 +462,7 @@ impl Validator {
             Ok(t) => Some(t),
             Err(e) => {
                 let span = d.tag.as_ref().map_or(d.name.span(), |t| t.span());
-                self.problems.push(at(e, span, "in this template"));
+                self.problems.push(problem_at(e, span, "in this template"));
                 None
             }
         };
@@ -479,11 +485,7 @@ impl Validator {
                     .label(m.span(), "remove `.ko`")
                     .help(format!("write `{stem}`")),
                 );
-            } else if text.is_empty()
-                || !text
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
+            } else if !is_module_name(text) {
                 self.problems.push(
                     Problem::new(format!("`{text}` is not a kernel module name"))
                         .label(m.span(), "expected letters, digits, `_` or `-`"),
@@ -808,13 +810,6 @@ pub fn shipped_secret(
     let rel = rel.to_string_lossy().into_owned();
     let rules = crate::inputs::IgnoreRules::load(context, containerfile)?;
     Ok((!rules.is_ignored(&rel)).then_some(rel))
-}
-
-/// A build secret id: letters, digits, `.`, `_` or `-` (so never `,` or `=`).
-pub fn is_secret_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn is_arg_name(s: &str) -> bool {

@@ -213,9 +213,13 @@ pub fn outdated(session: &Session, prepared: &Prepared<'_>) -> Vec<String> {
     out
 }
 
+/// The old name of [`build_and_record`], which `commands/build.rs` still calls; it goes once
+/// that file (being reshaped on its own) says the new one.
+pub use self::build_and_record as run;
+
 /// Writes the base lock, runs the tasks, and records each confirmed push. Outcomes come back in
 /// task order.
-pub fn run(
+pub fn build_and_record(
     session: &Session,
     prepared: &Prepared<'_>,
     req: &Request,
@@ -265,7 +269,7 @@ pub fn run(
         fail_fast: req.fail_fast,
         cancel: Arc::clone(cancel),
     };
-    Ok(executor.run(&prepared.tasks, reporter, &on_pushed))
+    Ok(executor.build_all(&prepared.tasks, reporter, &on_pushed))
 }
 
 /// A pushed image that did not enter the lock.
@@ -317,7 +321,7 @@ pub fn confirm(
 ) -> std::result::Result<(), Unconfirmed> {
     let modules = matrix.modules_of(&image.driver);
     let (checked, findings) = crate::verify::deep_check(client, cache, image, modules);
-    judge(findings, &checked, matrix, image, modules)
+    confirm_findings(findings, &checked, matrix, image, modules)
 }
 
 /// [`confirm`] of an image whose manifest was just read by tag (`collect`): not read again.
@@ -331,12 +335,12 @@ pub fn confirm_manifest(
     let modules = matrix.modules_of(&image.driver);
     let (checked, findings) =
         crate::verify::deep_check_manifest(client, cache, image, manifest, modules);
-    judge(findings, &checked, matrix, image, modules)
+    confirm_findings(findings, &checked, matrix, image, modules)
 }
 
 /// What the findings of reading `image` back say: a registry failure, modules that do not
 /// confirm its kernel, modules the driver's signing rule refuses, or nothing wrong.
-fn judge(
+fn confirm_findings(
     findings: Vec<crate::verify::Finding>,
     checked: &[crate::verify::Checked],
     matrix: &Matrix,

@@ -126,44 +126,12 @@ struct Stream<'a> {
 /// Expands every driver × version × arch of `input`.
 pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<'a> {
     let matrix = input.matrix;
-    let mut out = Expansion {
-        groups: Vec::new(),
-        cells: 0,
-        builds_without_sharing: 0,
-        excludes_used: vec![false; matrix.excludes.len()],
-        missing_rt: BTreeSet::new(),
-        unresolved: BTreeSet::new(),
-        ids: Vec::new(),
-        slots: Vec::new(),
-        kernels: Kernels::default(),
-    };
-    // Every stream of a release (a dual-stream release has two kernels, so two jobs).
-    let mut by_release: HashMap<(&Version, Arch), Vec<Stream<'a>>> = HashMap::new();
-    for r in input.releases {
-        let stream = Stream {
-            release: r,
-            kernel: out.kernels.id(&r.kernel),
-            rt: r.rt_kernel.as_ref().map(|k| out.kernels.id(k)),
-        };
-        by_release
-            .entry((&r.version, r.arch))
-            .or_default()
-            .push(stream);
-    }
+    let mut out = Expansion::empty(matrix);
+    let by_release = out.streams_by_release(input.releases);
     for t in &matrix.toolkits {
         out.kernels.id(&t.kernel);
     }
-    // Each version's streams per arch, looked up once rather than once per driver.
-    let streams_of: Vec<Vec<ArchStreams<'_, 'a>>> = input
-        .versions
-        .iter()
-        .map(|v| {
-            Arch::ALL
-                .iter()
-                .map(|&a| (a, by_release.get(&(v, a))))
-                .collect()
-        })
-        .collect();
+    let streams_of = streams_per_version(input.versions, &by_release);
     for (i, driver) in matrix.drivers.iter().enumerate() {
         let (args, hasher) = (&shared.args[i], &shared.hashers[i]);
         let d = u32::try_from(i).expect("fewer than 4 billion drivers");
@@ -177,17 +145,6 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                 continue;
             }
             for &arch in &driver.arches {
-                if out.drops_cell(matrix, driver, version, arch) {
-                    continue;
-                }
-                let Some(streams) = streams_of
-                    .iter()
-                    .find(|(a, _)| *a == arch)
-                    .and_then(|(_, s)| *s)
-                else {
-                    out.unresolved.insert((version, arch));
-                    continue;
-                };
                 let group = |rt| Group {
                     driver,
                     args,
@@ -196,11 +153,7 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
                     releases: Vec::new(),
                     toolkit: None,
                 };
-                for stream in streams {
-                    if matrix.openshift.builds_stream(stream.release.stream_name()) {
-                        out.add(d, stream, (matrix, driver), arch, group);
-                    }
-                }
+                out.add_cell(d, (matrix, driver), (version, arch), streams_of, group);
             }
         }
         out.add_toolkits(d, matrix, driver, args, hasher);
@@ -209,7 +162,87 @@ pub fn expand<'a>(input: &PlanInput<'a>, shared: &'a DriverShared) -> Expansion<
     out
 }
 
+/// Each version's streams per arch, looked up once rather than once per driver.
+fn streams_per_version<'r, 'a>(
+    versions: &'a [Version],
+    by_release: &'r HashMap<(&'a Version, Arch), Vec<Stream<'a>>>,
+) -> Vec<Vec<ArchStreams<'r, 'a>>> {
+    versions
+        .iter()
+        .map(|v| {
+            Arch::ALL
+                .iter()
+                .map(|&a| (a, by_release.get(&(v, a))))
+                .collect()
+        })
+        .collect()
+}
+
 impl<'a> Expansion<'a> {
+    /// Nothing expanded yet.
+    fn empty(matrix: &Matrix) -> Expansion<'a> {
+        Expansion {
+            groups: Vec::new(),
+            cells: 0,
+            builds_without_sharing: 0,
+            excludes_used: vec![false; matrix.excludes.len()],
+            missing_rt: BTreeSet::new(),
+            unresolved: BTreeSet::new(),
+            ids: Vec::new(),
+            slots: Vec::new(),
+            kernels: Kernels::default(),
+        }
+    }
+
+    /// Every stream of each release, its kernels numbered (a dual-stream release has two
+    /// kernels, so two jobs).
+    fn streams_by_release(
+        &mut self,
+        releases: &'a [LockedRelease],
+    ) -> HashMap<(&'a Version, Arch), Vec<Stream<'a>>> {
+        let mut by_release: HashMap<(&Version, Arch), Vec<Stream<'a>>> = HashMap::new();
+        for r in releases {
+            let stream = Stream {
+                release: r,
+                kernel: self.kernels.id(&r.kernel),
+                rt: r.rt_kernel.as_ref().map(|k| self.kernels.id(k)),
+            };
+            by_release
+                .entry((&r.version, r.arch))
+                .or_default()
+                .push(stream);
+        }
+        by_release
+    }
+
+    /// Adds the cell (`version`, `arch`) of `driver`: one per stream the matrix builds, unless
+    /// an `[[exclude]]` drops the whole cell; a release not resolved is recorded as such.
+    fn add_cell(
+        &mut self,
+        d: u32,
+        (matrix, driver): (&'a Matrix, &'a Driver),
+        (version, arch): (&'a Version, Arch),
+        streams_of: &[ArchStreams<'_, 'a>],
+        group: impl Fn(bool) -> Group<'a> + Copy,
+    ) {
+        if self.drops_cell(matrix, driver, version, arch) {
+            return;
+        }
+        let Some(streams) = streams_of
+            .iter()
+            .find(|(a, _)| *a == arch)
+            .and_then(|(_, s)| *s)
+        else {
+            self.unresolved.insert((version, arch));
+            return;
+        };
+        for stream in streams {
+            if matrix.openshift.builds_stream(stream.release.stream_name()) {
+                self.add(d, stream, (matrix, driver), arch, group);
+            }
+        }
+    }
+
     /// Whether an `[[exclude]]` without `kernel` or `stream` drops the whole cell; marks every
     /// such rule that matches it as used.
     fn drops_cell(

@@ -25,7 +25,7 @@ use reqwest::header::CONTENT_RANGE;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use super::body::{error_body, said};
+use super::body::{error_body, error_summary};
 use super::route::{Route, describe};
 use super::transport::{Held, Request};
 use super::{Descriptor, Inner, RegistryError, status_error};
@@ -129,7 +129,12 @@ impl BlobReader {
             let status = held.response.status();
             if !status.is_success() {
                 let body = error_body(req.route, req.url, held.response).await?;
-                return Err(status_error(req.route, req.url, status, said(&body)));
+                return Err(status_error(
+                    req.route,
+                    req.url,
+                    status,
+                    error_summary(&body),
+                ));
             }
             Ok(held)
         })?;

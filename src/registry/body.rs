@@ -77,7 +77,7 @@ pub(crate) fn bytes_text(n: usize) -> String {
 
 /// What the registry said in an error body: `CODE: message` from the distribution error JSON,
 /// else the start of the text.
-pub(crate) fn said(body: &[u8]) -> String {
+pub(crate) fn error_summary(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<Item>,
@@ -115,10 +115,12 @@ mod tests {
     #[test]
     fn summarizes_registry_errors() {
         assert_eq!(
-            said(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            error_summary(
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+            ),
             "MANIFEST_UNKNOWN: manifest unknown"
         );
-        assert_eq!(said(b""), "no details");
+        assert_eq!(error_summary(b""), "no details");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub use manifest::{Descriptor, ImageManifest};
 
 use crate::domain::RegistrySettings;
 use crate::domain::{Arch, Digest, ImageRef};
-use body::said;
+use body::error_summary;
 use route::Route;
 use transport::{Request, Transport};
 
@@ -311,7 +311,7 @@ impl Client {
                 &route,
                 &url,
                 fetched.status,
-                said(&fetched.body),
+                error_summary(&fetched.body),
             ));
         }
         let list: List =
@@ -358,13 +358,13 @@ impl Client {
             return Err(RegistryError::NotFound {
                 reference: url.to_string(),
                 tried: String::new(),
-                said: format!("HTTP {}: {}", fetched.status, said(&fetched.body)),
+                said: format!("HTTP {}: {}", fetched.status, error_summary(&fetched.body)),
             });
         }
         if !fetched.status.is_success() {
             return Err(graph_error(
                 url,
-                format!("HTTP {}: {}", fetched.status, said(&fetched.body)),
+                format!("HTTP {}: {}", fetched.status, error_summary(&fetched.body)),
             ));
         }
         Ok(fetched.body)
@@ -384,7 +384,7 @@ impl Client {
         let fetched = self.inner.transport.fetch(&req, MAX_DOCUMENT).await?;
         let (status, headers, body) = (fetched.status, fetched.headers, fetched.body);
         if !status.is_success() {
-            return Err(status_error(route, url, status, said(&body)));
+            return Err(status_error(route, url, status, error_summary(&body)));
         }
         let actual = Digest::sha256(&body);
         if let Some(d) = header_digest(&headers) {

@@ -5,7 +5,7 @@
 
 use reqwest::Method;
 
-use super::body::said;
+use super::body::error_summary;
 use super::transport::Request;
 use super::{Client, MAX_DOCUMENT, RegistryError, check_equal, header_digest, status_error};
 use crate::domain::{Digest, ImageRef};
@@ -37,7 +37,12 @@ impl Client {
             };
             let answer = t.fetch(&req, MAX_DOCUMENT).await?;
             if !answer.status.is_success() {
-                return Err(status_error(&to, &put, answer.status, said(&answer.body)));
+                return Err(status_error(
+                    &to,
+                    &put,
+                    answer.status,
+                    error_summary(&answer.body),
+                ));
             }
             match header_digest(&answer.headers) {
                 Some(d) => check_equal(&to, &put, digest, &d),

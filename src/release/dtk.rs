@@ -15,7 +15,7 @@
 use serde::Deserialize;
 
 use super::{Fault, layer, verify_rest};
-use crate::domain::{Digest, ImageRef, Kernel};
+use crate::domain::{Digest, ImageRef, Kernel, check_rhel, is_digits};
 use crate::registry::{Client, ImageManifest};
 
 pub const RELEASE_JSON: &str = "etc/driver-toolkit-release.json";
@@ -130,8 +130,7 @@ fn rhel_of(kernel: &str) -> Option<String> {
         Some((m, n)) => (m, Some(n)),
         None => (tag, None),
     };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(major) || !minor.is_none_or(digits) {
+    if !is_digits(major) || !minor.is_none_or(is_digits) {
         return None;
     }
     Some(match minor {
@@ -144,12 +143,11 @@ fn rhel_of(kernel: &str) -> Option<String> {
 /// `.rtN.M` pair (before).
 fn without_rt(rt: &str) -> String {
     let rt = rt.strip_suffix("+rt").unwrap_or(rt);
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mut out: Vec<&str> = Vec::new();
     let mut parts = rt.split('.').peekable();
     while let Some(p) = parts.next() {
-        if p.strip_prefix("rt").is_some_and(digits) {
-            parts.next_if(|n| digits(n));
+        if p.strip_prefix("rt").is_some_and(is_digits) {
+            parts.next_if(|n| is_digits(n));
             continue;
         }
         out.push(p);
@@ -179,11 +177,7 @@ pub fn parse(bytes: &[u8]) -> Result<DtkInfo, Fault> {
     let rhel = raw
         .rhel
         .map(|r| r.trim().to_string())
-        .filter(|r| {
-            !r.is_empty()
-                && r.len() <= 16
-                && r.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
+        .filter(|r| check_rhel(r).is_ok())
         .ok_or_else(|| {
             Fault::Content(format!(
                 "`/{RELEASE_JSON}` has no valid `RHEL_VERSION` (expected digits and dots, like `9.2`)"

@@ -59,7 +59,7 @@ impl Resolver<'_> {
         // they save.
         let jobs = if self.client.is_some() { self.jobs } else { 1 };
         let results = crate::parallel::run(targets, jobs, |_, t| {
-            let r = self.one(t, &locked);
+            let r = self.resolve_release(t, &locked);
             let next = match &r {
                 Ok((_, ev)) => {
                     progress.event(&ProgressEvent::Resolved {
@@ -83,7 +83,7 @@ impl Resolver<'_> {
     }
 
     /// Every stream of one release (the payload's default stream first).
-    fn one(
+    fn resolve_release(
         &self,
         t: &Target,
         lock: &Locked<'_>,

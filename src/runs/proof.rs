@@ -39,10 +39,7 @@ pub fn new_token() -> Option<String> {
 
 /// Whether `token` has the shape [`new_token`] gives.
 pub fn is_token(token: &str) -> bool {
-    token.len() == 32
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    token.len() == 32 && crate::domain::is_lower_hex(token)
 }
 
 /// The marker of `run` with `token`.

@@ -141,29 +141,7 @@ impl Finding {
                 module,
                 elsewhere,
                 present,
-            } if elsewhere.is_empty() => {
-                let found = if present.is_empty() {
-                    "no module".to_string()
-                } else {
-                    let names: Vec<String> =
-                        present.iter().map(|m| format!("`{}`", e(m))).collect();
-                    names.join(", ")
-                };
-                format!(
-                    "module `{}` is not in the image (its kernel's directory holds {found})",
-                    e(module)
-                )
-            }
-            Finding::ModuleMissing {
-                module, elsewhere, ..
-            } => {
-                let places: Vec<String> = elsewhere.iter().map(|p| e(p)).collect();
-                format!(
-                    "module `{}` is not under this kernel's directory; found at {}",
-                    e(module),
-                    places.join(", ")
-                )
-            }
+            } => module_missing(module, elsewhere, present),
             Finding::WrongKernel {
                 module,
                 path,
@@ -198,6 +176,30 @@ impl Finding {
             Finding::Registry(f) => e(&f.to_string()),
         }
     }
+}
+
+/// Where a module the driver names is not: absent from its kernel's directory (naming what is
+/// there), or found only elsewhere in the image.
+fn module_missing(module: &str, elsewhere: &[String], present: &[String]) -> String {
+    let e = |s: &str| escape_line(s).into_owned();
+    if !elsewhere.is_empty() {
+        let places: Vec<String> = elsewhere.iter().map(|p| e(p)).collect();
+        return format!(
+            "module `{}` is not under this kernel's directory; found at {}",
+            e(module),
+            places.join(", ")
+        );
+    }
+    let found = if present.is_empty() {
+        "no module".to_string()
+    } else {
+        let names: Vec<String> = present.iter().map(|m| format!("`{}`", e(m))).collect();
+        names.join(", ")
+    };
+    format!(
+        "module `{}` is not in the image (its kernel's directory holds {found})",
+        e(module)
+    )
 }
 
 /// The outcome for one image.

@@ -75,7 +75,7 @@ fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
 }
 
 /// `program get` for `host`, within `timeout`: its exit status and what it printed.
-fn run(
+fn call_get(
     program: &str,
     host: &str,
     timeout: Duration,
@@ -137,7 +137,7 @@ fn run(
 
 /// Asks `program` for `host`'s credentials within `timeout`.
 fn ask(program: &str, host: &str, timeout: Duration) -> Result<Option<Credentials>, String> {
-    let (status, stdout) = run(program, host, timeout)?;
+    let (status, stdout) = call_get(program, host, timeout)?;
     let text = String::from_utf8_lossy(&stdout);
     if !status.success() {
         if text.to_ascii_lowercase().contains("credentials not found") {
