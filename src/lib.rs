@@ -5,10 +5,11 @@
 //!
 //! ```text
 //! matrix.toml ──▶ matrix (validated) ──▶ releases resolved from payloads ──▶ plan (jobs)
-//!            ──▶ build (buildah, parallel) ──▶ matrix.lock ──▶ review / verify / export
+//!            ──▶ build (buildah, parallel) ──▶ matrix.lock ──▶ diff / verify / export
 //! ```
 //!
 //! Only the edges do I/O (files, the registry, buildah); the stages between are pure functions.
+//! `docs/architecture.md` draws the data flow and the dependency layers.
 
 pub mod build;
 pub mod cli;
