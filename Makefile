@@ -25,7 +25,7 @@ lint:
 ## test, the fuzz corpus replay, the hostile-layer test, and the integration tests that read
 ## only committed fixtures (UNIT_IT, module filters of tests/it/). UNIT_SKIP: the unit tests
 ## that start a docker-registry (`make test` runs them).
-UNIT_IT := cli:: diff:: export:: init:: kmm_crds:: kmm_matrix:: plan:: schema::
+UNIT_IT := cli:: diff:: export:: harness:: init:: kmm_crds:: kmm_matrix:: plan:: schema::
 UNIT_SKIP := registry::blob::tests::a_body_cut_short_resumes_from_the_last_byte_where_ranges_are_honoured
 unit:
 	$(CARGO) test --workspace --lib --bins -- $(addprefix --skip ,$(UNIT_SKIP))

@@ -199,6 +199,17 @@ impl Cmd {
         Running { child, cmd: self }
     }
 
+    /// The environment this run changes: `Some` set, `None` removed.
+    pub fn envs(&self) -> Vec<(String, Option<String>)> {
+        self.cmd
+            .get_envs()
+            .map(|(k, v)| {
+                let text = |s: &OsStr| s.to_string_lossy().into_owned();
+                (text(k), v.map(text))
+            })
+            .collect()
+    }
+
     /// The command as a shell would show it, and where it ran.
     fn line(&self) -> String {
         let mut line = String::from("`driver-matrix");
