@@ -43,7 +43,7 @@ impl Cmd {
     /// `DOCKER_CONFIG`, `XDG_RUNTIME_DIR`'s auth.json), no registries.conf, no cache key from
     /// this machine; XDG directories under `home`; no colors; stdin closed; buildah set up for
     /// root without a container engine unless the environment says otherwise. Expects exit 0.
-    pub(super) fn isolated(dir: &Path, home: &Path) -> Cmd {
+    pub fn isolated(dir: &Path, home: &Path) -> Cmd {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
         cmd.current_dir(dir)
             .env("NO_COLOR", "1")
