@@ -86,8 +86,9 @@ fn the_json_shape_names_each_change() {
 #[test]
 fn identical_locks_print_that_nothing_changed() {
     for format in ["text", "markdown"] {
-        let out = diff(&["old.lock", "old.lock", "--format", format], &locks()).stdout();
-        assert!(out.contains("no changes"), "{out}");
+        diff(&["old.lock", "old.lock", "--format", format], &locks())
+            .stdout_contains("no changes")
+            .run();
     }
     let out = diff(&["new.lock", "new.lock", "--format", "json"], &locks()).stdout();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -256,16 +257,12 @@ fn git_rev_says_which_inputs_changed() {
             .all(|i| i.get("inputs").is_none())
     );
 
-    let text = diff(&["git:HEAD"], p).stdout();
-    assert!(
-        text.contains("inputs changed: VERSION 1.0 → 1.1, ~Containerfile, -net.c, +net.h"),
-        "{text}"
-    );
-    let md = diff(&["git:HEAD", "--format", "markdown"], p).stdout();
-    assert!(
-        md.contains(
-            "inputs changed: `VERSION` `1.0` → `1.1`, ~`Containerfile`, -`net.c`, +`net.h`"
-        ),
-        "{md}"
-    );
+    diff(&["git:HEAD"], p)
+        .stdout_contains("inputs changed: VERSION 1.0 → 1.1, ~Containerfile, -net.c, +net.h")
+        .run();
+    diff(&["git:HEAD", "--format", "markdown"], p)
+        .stdout_contains(
+            "inputs changed: `VERSION` `1.0` → `1.1`, ~`Containerfile`, -`net.c`, +`net.h`",
+        )
+        .run();
 }

@@ -335,8 +335,10 @@ fn an_opaque_directory_hides_what_lower_layers_had() {
         s.w.addr, s.w.ns
     ));
     in_dir(s.w.dir.path()).args(["build"]).run();
-    let text = in_dir(s.w.dir.path()).args(["verify", "--deep"]).stdout();
-    assert!(text.contains("hello: signed by"), "{text}");
+    let text = in_dir(s.w.dir.path())
+        .args(["verify", "--deep"])
+        .stdout_contains("hello: signed by")
+        .stdout();
     assert!(!text.contains("sneaky"), "{text}");
     let image = format!("{}/{}/opaque@{}", s.w.addr, s.w.ns, s.locked("opaque"));
     let listed = Buildah::new().run(&image, &["ls", &format!("/{dir}")]);

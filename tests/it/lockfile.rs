@@ -155,16 +155,24 @@ fn a_file_that_is_not_a_lock_is_said_to_be_none_without_quoting_it() {
         "matrix.lock",
         "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n",
     );
-    let err = p.cmd().args(["plan"]).expect_exit(2).stderr();
-    assert!(err.contains("is not a driver-matrix lock"), "{err}");
+    let err = p
+        .cmd()
+        .args(["plan"])
+        .expect_exit(2)
+        .stderr_contains("is not a driver-matrix lock")
+        .stderr();
     assert!(!err.contains("root:") && !err.contains("daemon"), "{err}");
     // Some other TOML file, with a version of its own.
     p.write(
         "matrix.lock",
         "version = \"secret-value\"\n[package]\nname = \"x\"\n",
     );
-    let err = p.cmd().args(["plan"]).expect_exit(2).stderr();
-    assert!(err.contains("is not a driver-matrix lock"), "{err}");
+    let err = p
+        .cmd()
+        .args(["plan"])
+        .expect_exit(2)
+        .stderr_contains("is not a driver-matrix lock")
+        .stderr();
     assert!(!err.contains("secret-value"), "{err}");
 }
 

@@ -181,12 +181,11 @@ fn a_payload_of_the_wrong_kind_is_rejected() {
     p.kind = "ConfigMap".into();
     w.payload(&p, "x86_64", "amd64", Flavor::Docker);
     w.matrix(r#"releases = ["4.14.12"]"#, "");
-    let out = w.cmd().args(["resolve"]).expect_exit(1).run();
-    assert!(
-        says(&out.stderr, "expected an `ImageStream`"),
-        "{}",
-        out.stderr
-    );
+    w.cmd()
+        .args(["resolve"])
+        .expect_exit(1)
+        .stderr_says("expected an `ImageStream`")
+        .run();
 }
 
 #[test]

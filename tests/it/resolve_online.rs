@@ -226,22 +226,18 @@ fn the_cache_offline_and_locked() {
     w.release("4.14.12", &DtkSpec::new(K_414), Flavor::Docker);
     w.release("4.14.13", &DtkSpec::new(K_414), Flavor::Docker);
     w.matrix(r#"releases = ["4.14.12", "4.14.13"]"#, "");
-    let first = w.cmd().args(["-v", "resolve"]).run();
-    assert!(
-        says(&first.stderr, "2 from the registry"),
-        "{}",
-        first.stderr
-    );
+    w.cmd()
+        .args(["-v", "resolve"])
+        .stderr_says("2 from the registry")
+        .run();
     let lock = w.lock();
 
     // Second run: one manifest request (a HEAD) per release, nothing else.
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
-    let second = w.cmd().args(["-v", "resolve"]).run();
-    assert!(
-        says(&second.stderr, "registry: 2 requests"),
-        "{}",
-        second.stderr
-    );
+    w.cmd()
+        .args(["-v", "resolve"])
+        .stderr_says("registry: 2 requests")
+        .run();
     assert_eq!(w.lock(), lock);
 
     // Offline with the lock gone: the cache alone answers.
@@ -251,24 +247,19 @@ fn the_cache_offline_and_locked() {
 
     // A release neither locked nor cached: offline fails clearly.
     w.matrix(r#"releases = ["4.14.12", "4.14.13", "4.14.14"]"#, "");
-    let out = w.cmd().args(["--offline", "resolve"]).expect_exit(2).run();
-    assert!(
-        says(
-            &out.stderr,
-            "4.14.14 (x86_64) is neither in the lock nor in the cache"
-        ),
-        "{}",
-        out.stderr
-    );
+    w.cmd()
+        .args(["--offline", "resolve"])
+        .expect_exit(2)
+        .stderr_says("4.14.14 (x86_64) is neither in the lock nor in the cache")
+        .run();
 
     // `--locked` with a change pending: exit 3, the lock untouched.
     w.release("4.14.14", &DtkSpec::new(K_416), Flavor::Docker);
-    let out = w.cmd().args(["resolve", "--locked"]).expect_exit(3).run();
-    assert!(
-        says(&out.stderr, "added 4.14.14 (x86_64)"),
-        "{}",
-        out.stderr
-    );
+    w.cmd()
+        .args(["resolve", "--locked"])
+        .expect_exit(3)
+        .stderr_says("added 4.14.14 (x86_64)")
+        .run();
     assert_eq!(w.lock(), lock);
 
     // Dropping a release from the matrix drops it from the lock.
@@ -327,8 +318,12 @@ fn an_unknown_channel_is_a_matrix_error_naming_the_channel() {
         ),
         "",
     );
-    let err = w.cmd().args(["resolve"]).expect_exit(2).stderr();
-    assert!(says(&err, "channel `stable-4.61`"), "{err}");
+    let err = w
+        .cmd()
+        .args(["resolve"])
+        .expect_exit(2)
+        .stderr_says("channel `stable-4.61`")
+        .stderr();
     assert!(
         !err.contains("cannot reach") && !err.contains("insecure"),
         "{err}"

@@ -109,12 +109,10 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
         .collect();
     assert_eq!(versions, ["4.14.1", "4.14.2", "4.16.1"]);
     // Both drivers' images exist: plain verify passes.
-    let out = in_dir(dir).args(["verify"]).run();
-    assert!(
-        out.stdout.contains("4 of 4 images verified"),
-        "{}",
-        out.stdout
-    );
+    in_dir(dir)
+        .args(["verify"])
+        .stdout_contains("4 of 4 images verified")
+        .run();
 
     // --deep reads the modules: bad-kmod's K2 image carries the K1 module.
     let text = in_dir(dir)
@@ -220,12 +218,10 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
     let c = tempfile::tempdir().unwrap();
     write_project(&w, c.path(), "${KERNEL_VERSION}");
     in_dir(c.path()).args(["resolve"]).run();
-    let out = in_dir(c.path()).args(["collect"]).run();
-    assert!(
-        out.stderr.contains("collected 4 of 4 images"),
-        "{}",
-        out.stderr
-    );
+    in_dir(c.path())
+        .args(["collect"])
+        .stderr_contains("collected 4 of 4 images")
+        .run();
     let collected = std::fs::read_to_string(c.path().join("matrix.lock")).unwrap();
     assert_eq!(collected, expected);
 }
@@ -236,8 +232,11 @@ fn collect_reports_jobs_the_registry_does_not_have() {
     let dir = w.dir.path();
     in_dir(dir).args(["resolve"]).run();
     in_dir(dir).args(["build", "--driver", "good-kmod"]).run();
-    let err = in_dir(dir).args(["collect"]).expect_exit(1).stderr();
-    assert!(err.contains("collected 2 of 4 images"), "{err}");
+    let err = in_dir(dir)
+        .args(["collect"])
+        .expect_exit(1)
+        .stderr_contains("collected 2 of 4 images")
+        .stderr();
     assert!(
         err.contains(&format!(
             "not collected: bad-kmod/{K1}/x86_64: the tag does not exist"
