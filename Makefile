@@ -21,6 +21,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## unit: the quick path, on any machine with cargo (no root, buildah or registry): every unit
+## test, the fuzz corpus replay, the hostile-layer test, and the integration tests that read
+## only committed fixtures (UNIT_IT, module filters of tests/it/). UNIT_SKIP: the unit tests
+## that start a docker-registry (`make test` runs them).
+UNIT_IT := cli:: diff:: export:: harness:: init:: kmm_crds:: kmm_matrix:: plan:: schema::
+UNIT_SKIP := registry::blob::tests::a_body_cut_short_resumes_from_the_last_byte_where_ranges_are_honoured
+unit:
+	$(CARGO) test --workspace --lib --bins -- $(addprefix --skip ,$(UNIT_SKIP))
+	$(CARGO) test --test fuzz_corpus --test verify_hostile
+	$(CARGO) test --test it -- $(UNIT_IT)
+
 ## test: installs what is missing, lints, then runs every test against a real registry.
 ## Benchmarks are not tests, but each runs once at its smallest size (`DM_BENCH_SMOKE=1`,
 ## no page written) so that they cannot rot.

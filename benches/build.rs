@@ -15,6 +15,11 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the tests' harness, of which a bench uses a part"
+)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -22,7 +27,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{Stat, Table};
-use support::{Driver, Project};
+use support::{Cmd, Driver, Project};
+
+/// How long a run of the binary took (see [`Cmd::run`]: it must succeed).
+fn timed_dm(cmd: Cmd) -> f64 {
+    let start = Instant::now();
+    cmd.run();
+    common::ms(start.elapsed())
+}
 
 fn timed(mut cmd: Command) -> f64 {
     let start = Instant::now();
@@ -40,11 +52,7 @@ fn timed(mut cmd: Command) -> f64 {
 /// Each job's buildah command lines, as `build --dry-run --force` prints them, with the kernel
 /// the job is for.
 fn job_scripts(p: &Project) -> Vec<(String, String)> {
-    let out = p
-        .command(&["build", "--dry-run", "--force"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = p.cmd().args(["build", "--dry-run", "--force"]).stdout();
     let mut jobs: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("would build ") {
@@ -98,7 +106,7 @@ fn main() {
         &releases,
     );
     // Warm up: the DTKs are pulled into local storage once.
-    timed(p.command(&["build", "-j2"]));
+    timed_dm(p.cmd().args(["build", "-j2"]));
     let jobs = job_scripts(&p);
     let per_kernel: Vec<String> = jobs.iter().map(|(_, s)| s.clone()).collect();
     let per_release: Vec<String> = jobs
@@ -111,9 +119,9 @@ fn main() {
     let runs = common::runs();
     let mut t: [Vec<f64>; 5] = Default::default();
     for _ in 0..runs {
-        t[0].push(timed(p.command(&["build", "-j1", "--force"])));
+        t[0].push(timed_dm(p.cmd().args(["build", "-j1", "--force"])));
         t[1].push(timed(shell_loop(&p, "per-kernel", &per_kernel, 1)));
-        t[2].push(timed(p.command(&["build", "-j2", "--force"])));
+        t[2].push(timed_dm(p.cmd().args(["build", "-j2", "--force"])));
         t[3].push(timed(shell_loop(&p, "per-kernel", &per_kernel, 2)));
         t[4].push(timed(shell_loop(&p, "per-release", &per_release, 1)));
     }

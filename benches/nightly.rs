@@ -14,17 +14,21 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the tests' harness, of which a bench uses a part"
+)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::Instant;
 
 use common::{Stat, Table};
 use driver_matrix::lock::{self, LockedImage};
 use driver_matrix_sandbox::oci::{self, Compression, Layer};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
-use support::World;
+use support::{Cmd, World};
 
 const ARCHES: [(&str, &str); 2] = [("x86_64", "amd64"), ("aarch64", "arm64")];
 
@@ -81,8 +85,11 @@ fn matrix(w: &World, kernels: &Kernels, drivers: usize) {
 /// The lock a night's build would leave: every planned job locked to a small image pushed once
 /// per driver (a no-op checks the digest, not the content).
 fn lock_every_job(w: &World) -> usize {
-    let out = w.ok(&["-q", "--offline", "plan", "--format", "json"]);
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = w
+        .cmd()
+        .args(["-q", "--offline", "plan", "--format", "json"])
+        .run()
+        .json();
     let mut digests = std::collections::HashMap::new();
     let mut l = lock::read(&w.path("matrix.lock")).unwrap();
     for job in plan["jobs"].as_array().unwrap() {
@@ -130,17 +137,11 @@ fn lock_every_job(w: &World) -> usize {
     l.images.len()
 }
 
-fn timed(mut cmd: Command) -> (f64, String) {
+/// How long a run of the binary took (see [`Cmd::run`]: it must succeed), and its stdout.
+fn timed(cmd: Cmd) -> (f64, String) {
     let start = Instant::now();
-    let out = cmd.output().unwrap();
-    let took = common::ms(start.elapsed());
-    assert!(
-        out.status.success(),
-        "{cmd:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (took, String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd.run();
+    (common::ms(start.elapsed()), out.stdout)
 }
 
 /// `runs` no-op builds: each must build nothing and leave the lock byte-identical.
@@ -148,7 +149,7 @@ fn noops(w: &World, args: &[&str], jobs: usize) -> Stat {
     let before = w.lock();
     let times = (0..common::runs())
         .map(|_| {
-            let (ms, out) = timed(w.cmd(args));
+            let (ms, out) = timed(w.cmd().args(args));
             assert!(out.contains(&format!("0 built, {jobs} fresh")), "{out}");
             assert_eq!(w.lock(), before, "a no-op changed the lock");
             ms
@@ -178,7 +179,7 @@ fn noop_series() {
             .collect();
         publish(&w, &ks, 64 << 10);
         matrix(&w, &ks, drivers);
-        w.ok(&["-q", "resolve"]);
+        w.cmd().args(["-q", "resolve"]).run();
         let jobs = lock_every_job(&w);
         assert_eq!(jobs, drivers * kernels * 2);
         let offline = noops(&w, &["--offline", "build"], jobs);
@@ -265,17 +266,21 @@ fn realistic() {
         (0..runs)
             .map(|_| {
                 fresh();
-                timed(w.cmd(&["-q", "resolve"])).0
+                timed(w.cmd().args(["-q", "resolve"])).0
             })
             .collect(),
     );
-    let plan = Stat::of((0..runs).map(|_| timed(w.cmd(&["-q", "plan"])).0).collect());
+    let plan = Stat::of(
+        (0..runs)
+            .map(|_| timed(w.cmd().args(["-q", "plan"])).0)
+            .collect(),
+    );
     let jobs = lock_every_job(&w);
     let online = noops(&w, &["build"], jobs);
     let offline = noops(&w, &["--offline", "build"], jobs);
     let locked = Stat::of(
         (0..runs)
-            .map(|_| timed(w.cmd(&["build", "--locked"])).0)
+            .map(|_| timed(w.cmd().args(["build", "--locked"])).0)
             .collect(),
     );
     common::targets(

@@ -18,6 +18,13 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the tests' harness, of which a bench uses a part"
+)]
+#[path = "../tests/it/support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -26,8 +33,6 @@ use std::time::{Duration, Instant};
 use common::{Series, Stat, Table};
 use driver_matrix_sandbox::registry::Options;
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Pushed, Pusher, Registry};
-
-const BIN: &str = env!("CARGO_BIN_EXE_driver-matrix");
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -54,23 +59,12 @@ fn mib(b: f64) -> String {
     format!("{:.1} MiB", b / (1 << 20) as f64)
 }
 
+/// How long `driver-matrix ARGS` took in `dir`, its HOME (see [`support::Cmd`]: it must
+/// succeed).
 fn run(dir: &Path, args: &[&str]) -> Duration {
     let start = Instant::now();
-    let out = Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .env("HOME", dir)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .output()
-        .expect("running driver-matrix");
-    let took = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
+    support::Cmd::isolated(dir, dir).args(args).run();
+    start.elapsed()
 }
 
 fn matrix(dir: &Path, addr: &str, versions: &[String]) {

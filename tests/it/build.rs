@@ -6,9 +6,9 @@ use support::{Driver, K1, K2, Project, inspect, redact};
 #[test]
 fn builds_each_kernel_once_pushes_labels_and_locks() {
     let p = Project::new("main", &[Driver::ok("alpha"), Driver::ok("beta")]);
-    let run = p.run(&["build", "-j2"]).expect(0);
+    let run = p.cmd().args(["build", "-j2"]).run();
     // 2 drivers × 4 releases = 8 cells, but 3 releases share K1: 2 × 2 kernels = 4 builds.
-    assert_eq!(p.builds(), 4, "{}", run.stderr());
+    assert_eq!(p.builds(), 4, "{}", run.stderr);
     let lock = p.lock();
     insta::assert_snapshot!("main_lock", redact(&lock, support::registry().addr()));
 
@@ -36,8 +36,8 @@ fn builds_each_kernel_once_pushes_labels_and_locks() {
         .unwrap()
         .modified()
         .unwrap();
-    let run = p.run(&["build"]).expect(0);
-    assert_eq!(p.calls(), Vec::<String>::new(), "{}", run.stderr());
+    let run = p.cmd().args(["build"]).run();
+    assert_eq!(p.calls(), Vec::<String>::new(), "{}", run.stderr);
     assert_eq!(p.lock(), lock);
     assert_eq!(
         std::fs::metadata(p.lock_path())
@@ -46,31 +46,27 @@ fn builds_each_kernel_once_pushes_labels_and_locks() {
             .unwrap(),
         before
     );
-    assert!(
-        run.stdout().contains("0 built, 4 fresh"),
-        "{}",
-        run.stdout()
-    );
-    p.run(&["build", "--locked"]).expect(0);
+    assert!(run.stdout.contains("0 built, 4 fresh"), "{}", run.stdout);
+    p.cmd().args(["build", "--locked"]).run();
 
     // One file of alpha's context changes: exactly alpha's two jobs are rebuilt.
     p.write(
         "drivers/alpha/src/hello.c",
         "int main(void) { return 1; }\n",
     );
-    p.run(&["build", "--locked"]).expect(3);
-    let dry = p.run(&["build", "--dry-run"]).expect(0);
+    p.cmd().args(["build", "--locked"]).expect_exit(3).run();
+    let dry = p.cmd().args(["build", "--dry-run"]).run();
     assert_eq!(
-        dry.stdout().matches("would build alpha").count(),
+        dry.stdout.matches("would build alpha").count(),
         2,
         "{}",
-        dry.stdout()
+        dry.stdout
     );
-    assert!(!dry.stdout().contains("would build beta"));
-    assert!(dry.stdout().contains("buildah build --file"));
+    assert!(!dry.stdout.contains("would build beta"));
+    assert!(dry.stdout.contains("buildah build --file"));
     assert_eq!(p.calls(), Vec::<String>::new(), "--dry-run runs no buildah");
     assert_eq!(p.lock(), lock, "--dry-run changes nothing");
-    p.run(&["build"]).expect(0);
+    p.cmd().args(["build"]).run();
     assert_eq!(p.builds(), 2);
     let after = p.lock();
     let changed: Vec<&str> = lock
@@ -87,12 +83,12 @@ fn builds_each_kernel_once_pushes_labels_and_locks() {
 #[test]
 fn a_failing_driver_does_not_stop_the_others() {
     let p = Project::new("failing", &[Driver::failing("bad"), Driver::ok("good")]);
-    let run = p.run(&["build", "-j2"]).expect(1);
+    let run = p.cmd().args(["build", "-j2"]).expect_exit(1).run();
     assert_eq!(p.builds(), 4);
     let lock = driver_matrix::lock::read(&p.lock_path()).unwrap();
     let drivers: Vec<&str> = lock.images.iter().map(|i| i.driver.as_str()).collect();
     assert_eq!(drivers, ["good", "good"]);
-    let err = run.stderr();
+    let err = run.stderr.clone();
     assert!(
         err.contains(&format!(
             "error: bad {K1} x86_64 failed: exited with status 1"
@@ -116,26 +112,30 @@ fn a_failing_driver_does_not_stop_the_others() {
     let text = std::fs::read_to_string(log).unwrap();
     assert!(text.contains("this driver does not build"), "{text}");
     assert!(
-        run.stdout().contains("2 built, 0 fresh, 2 failed"),
+        run.stdout.contains("2 built, 0 fresh, 2 failed"),
         "{}",
-        run.stdout()
+        run.stdout
     );
     // The next run retries only the failures.
     p.reset_calls();
-    p.run(&["build"]).expect(1);
+    p.cmd().args(["build"]).expect_exit(1).run();
     assert_eq!(p.builds(), 2);
 }
 
 #[test]
 fn fail_fast_starts_nothing_after_a_failure() {
     let p = Project::new("failfast", &[Driver::failing("aaa"), Driver::ok("zzz")]);
-    let run = p.run(&["build", "-j1", "--fail-fast"]).expect(1);
-    assert_eq!(p.calls(), ["build"], "{}", run.stderr());
+    let run = p
+        .cmd()
+        .args(["build", "-j1", "--fail-fast"])
+        .expect_exit(1)
+        .run();
+    assert_eq!(p.calls(), ["build"], "{}", run.stderr);
     assert!(
-        run.stdout()
+        run.stdout
             .contains("0 built, 0 fresh, 1 failed, 3 not built"),
         "{}",
-        run.stdout()
+        run.stdout
     );
     assert!(!p.lock().contains("[[image]]"));
 }
@@ -143,14 +143,14 @@ fn fail_fast_starts_nothing_after_a_failure() {
 #[test]
 fn locked_fails_before_building() {
     let p = Project::new("locked", &[Driver::ok("alpha")]);
-    let run = p.run(&["build", "--locked"]).expect(3);
+    let run = p.cmd().args(["build", "--locked"]).expect_exit(3).run();
     assert!(
-        run.stderr().contains("is out of date")
+        run.stderr.contains("is out of date")
             && run
-                .stderr()
+                .stderr
                 .contains(&format!("would build alpha/{}/x86_64 (new)", support::K1)),
         "{}",
-        run.stderr()
+        run.stderr
     );
     assert_eq!(p.builds(), 0);
 }
@@ -159,8 +159,8 @@ fn locked_fails_before_building() {
 fn would_build(p: &Project, args: &[&str]) -> Vec<String> {
     let mut all = vec!["build", "--dry-run"];
     all.extend_from_slice(args);
-    p.run(&all)
-        .expect(0)
+    p.cmd()
+        .args(all)
         .stdout()
         .lines()
         .filter_map(|l| l.strip_prefix("would build "))
@@ -185,28 +185,39 @@ fn shards_cover_every_job_exactly_once_and_selection_filters() {
         union.sort();
         assert_eq!(union, all, "shards of {n}");
     }
-    let run = p.run(&["build", "--dry-run", "--shard", "2/2"]).expect(2);
-    assert!(run.stderr().contains("0-based"), "{}", run.stderr());
+    let run = p
+        .cmd()
+        .args(["build", "--dry-run", "--shard", "2/2"])
+        .expect_exit(2)
+        .run();
+    assert!(run.stderr.contains("0-based"), "{}", run.stderr);
 
     assert_eq!(
         would_build(&p, &["--driver", "beta", "--kernel", K2]),
         [format!("beta {K2} x86_64")]
     );
     assert_eq!(would_build(&p, &["--arch", "x86_64"]).len(), 6);
-    let run = p.run(&["build", "--driver", "betta"]).expect(2);
+    let run = p
+        .cmd()
+        .args(["build", "--driver", "betta"])
+        .expect_exit(2)
+        .run();
     assert!(
-        run.stderr().contains("did you mean `beta`?"),
+        run.stderr.contains("did you mean `beta`?"),
         "{}",
-        run.stderr()
+        run.stderr
     );
-    p.run(&["build", "--kernel", "1.2.3"]).expect(2);
+    p.cmd()
+        .args(["build", "--kernel", "1.2.3"])
+        .expect_exit(2)
+        .run();
 }
 
 #[test]
 fn no_push_builds_but_leaves_the_lock() {
     let p = Project::new("nopush", &[Driver::ok("alpha")]);
     let lock = p.lock();
-    p.run(&["build", "--no-push", "--kernel", K2]).expect(0);
+    p.cmd().args(["build", "--no-push", "--kernel", K2]).run();
     assert_eq!(p.calls(), ["build"]);
     assert_eq!(p.lock(), lock);
 }
@@ -223,31 +234,35 @@ fn a_secret_from_the_command_line_reaches_the_build() {
     let key = elsewhere.path().join("signing.priv");
     std::fs::write(&key, "from-ci\n").unwrap();
     let flag = format!("signing-key={}", key.display());
-    p.run(&["build", "--no-push", "--kernel", K2, "--secret", &flag])
-        .expect(0);
+    p.cmd()
+        .args(["build", "--no-push", "--kernel", K2, "--secret", &flag])
+        .run();
     // Without it the RUN step finds no secret, so the secret above really was mounted.
-    p.run(&["build", "--no-push", "--kernel", K2]).expect(1);
+    p.cmd()
+        .args(["build", "--no-push", "--kernel", K2])
+        .expect_exit(1)
+        .run();
     let injected = format!("signing-key={},env=HOME", key.display());
-    p.run(&["build", "--no-push", "--secret", &injected])
-        .expect(2);
+    p.cmd()
+        .args(["build", "--no-push", "--secret", &injected])
+        .expect_exit(2)
+        .run();
 }
 
 #[test]
 fn a_killed_build_keeps_what_it_pushed() {
     let p = Project::new("killed", &[Driver::ok("alpha"), Driver::ok("beta")]);
-    let mut child = p
-        .command(&["build", "-j1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut running = p
+        .cmd()
+        .args(["build", "-j1"])
+        .spawn(std::process::Stdio::null(), std::process::Stdio::null());
     let start = std::time::Instant::now();
     while !p.lock().contains("[[image]]") {
         assert!(start.elapsed().as_secs() < 120, "no image recorded");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
     let lock = driver_matrix::lock::read(&p.lock_path()).expect("the lock parses");
     let kept = lock.images.len();
     assert!((1..4).contains(&kept), "{kept} images kept");
@@ -255,7 +270,7 @@ fn a_killed_build_keeps_what_it_pushed() {
         inspect(&img.pinned().to_string());
     }
     p.reset_calls();
-    p.run(&["build"]).expect(0);
+    p.cmd().args(["build"]).run();
     assert_eq!(p.builds(), 4 - kept);
 }
 
@@ -266,12 +281,11 @@ fn ctrl_c_stops_the_running_build_and_keeps_what_was_pushed() {
         run: "sleep 60",
     };
     let p = Project::new("interrupted", &[Driver::ok("alpha"), slow]);
-    let child = p
-        .command(&["build", "-j1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = p
+        .cmd()
+        .args(["build", "-j1"])
+        .expect_exit(130)
+        .spawn(std::process::Stdio::piped(), std::process::Stdio::piped());
     let start = std::time::Instant::now();
     // alpha's two jobs are pushed, then slow's first build starts.
     while p.builds() < 3 {
@@ -279,20 +293,20 @@ fn ctrl_c_stops_the_running_build_and_keeps_what_was_pushed() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let pid = i32::try_from(child.id()).unwrap();
+    let pid = i32::try_from(running.child.id()).unwrap();
     // SAFETY: signals the child this test started.
     unsafe {
         libc::kill(pid, libc::SIGINT);
     }
-    let out = support::Run(child.wait_with_output().unwrap()).expect(130);
+    let out = running.wait();
     assert!(
         start.elapsed().as_secs() < 50,
         "the sleeping build was not stopped"
     );
-    assert_eq!(p.builds(), 3, "nothing new started: {}", out.stderr());
+    assert_eq!(p.builds(), 3, "nothing new started: {}", out.stderr);
     let lock = driver_matrix::lock::read(&p.lock_path()).unwrap();
     assert_eq!(lock.images.len(), 2);
-    assert!(out.stdout().contains("interrupted"), "{}", out.stdout());
+    assert!(out.stdout.contains("interrupted"), "{}", out.stdout);
 }
 
 #[test]
@@ -304,12 +318,10 @@ fn one_and_four_workers_write_the_same_lock() {
     );
     // Reproducible images (SOURCE_DATE_EPOCH), so that equal inputs give equal digests.
     let run = |p: &Project, j: &str| {
-        let out = p
-            .command(&["build", j])
+        p.cmd()
+            .args(["build", j])
             .env("SOURCE_DATE_EPOCH", "0")
-            .output()
-            .unwrap();
-        support::Run(out).expect(0);
+            .run();
     };
     run(&a, "-j1");
     run(&b, "-j4");
@@ -318,12 +330,11 @@ fn one_and_four_workers_write_the_same_lock() {
 
 #[test]
 fn help() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+    let help = support::dm()
         .args(["build", "--help"])
         .env("COLUMNS", "100")
-        .output()
-        .unwrap();
-    insta::assert_snapshot!("build_help", String::from_utf8(out.stdout).unwrap());
+        .stdout();
+    insta::assert_snapshot!("build_help", help);
 }
 
 #[test]

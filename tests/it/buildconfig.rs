@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use driver_matrix_sandbox::{Flavor, PayloadSpec, signing};
 use serde_json::{Value, json};
 
-use crate::support::{World, buildah_env, dtk, module, redact, run_in, says, stderr, stdout};
+use crate::support::{World, buildah_env, dtk, in_dir, module, redact, says};
 
 const K1: &str = crate::support::K1;
 const K2: &str = crate::support::K2;
@@ -264,9 +264,10 @@ fn exported_build_configs_build_what_a_local_build_locks() {
     let dir = w.dir.path();
     let uri = dir.display().to_string();
 
-    let out = run_in(dir, &["export", "buildconfig", "--git-uri", &uri]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let yaml = stdout(&out);
+    let out = in_dir(dir)
+        .args(["export", "buildconfig", "--git-uri", &uri])
+        .run();
+    let yaml = out.stdout.clone();
     let docs = documents(&yaml);
     assert_valid(&docs);
     // One BuildConfig per job (two kernels), nothing else for a DockerImage output.
@@ -314,19 +315,18 @@ fn exported_build_configs_build_what_a_local_build_locks() {
         secret_dir.path().to_path_buf(),
     )]);
     assert_eq!(emulate(&docs, &secrets), 2);
-    let out = run_in(dir, &["collect"]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    in_dir(dir).args(["collect"]).run();
     let collected = w.lock();
-    let out = run_in(dir, &["verify", "--deep"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let text = in_dir(dir).args(["verify", "--deep"]).stdout();
     assert!(
         text.contains(&format!("signed by `{}`", signing::SIGNER)),
         "{text}"
     );
     // Now every job is fresh: nothing left to export.
-    let out = run_in(dir, &["export", "buildconfig", "--git-uri", &uri]);
-    assert!(documents(&stdout(&out)).is_empty(), "{}", stdout(&out));
+    let out = in_dir(dir)
+        .args(["export", "buildconfig", "--git-uri", &uri])
+        .run();
+    assert!(documents(&out.stdout).is_empty(), "{}", out.stdout);
 
     // A local build of the same commit, from a clone, locks the same images but for digests.
     let clone = tempfile::tempdir().unwrap();
@@ -342,8 +342,7 @@ fn exported_build_configs_build_what_a_local_build_locks() {
     // The releases the collected lock resolved, without its images: the build starts there.
     let releases_only: String = lock_text.split("\n[[image]]").next().unwrap().to_string() + "\n";
     std::fs::write(local.join("matrix.lock"), releases_only).unwrap();
-    let out = run_in(&local, &["build", "--force"]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    in_dir(&local).args(["build", "--force"]).run();
     let built = std::fs::read_to_string(local.join("matrix.lock")).unwrap();
     assert_eq!(
         images_without_digests(&built),
@@ -367,25 +366,25 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
     let uri = dir.display().to_string();
 
     std::fs::write(dir.join("drivers/hello/notes.txt"), "not committed\n").unwrap();
-    let out = run_in(dir, &["export", "buildconfig", "--git-uri", &uri]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = in_dir(dir)
+        .args(["export", "buildconfig", "--git-uri", &uri])
+        .expect_exit(2)
+        .run();
     assert!(
-        says(&stderr(&out), "drivers/hello/notes.txt"),
+        says(&out.stderr, "drivers/hello/notes.txt"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
-    assert!(
-        stdout(&out).is_empty(),
-        "nothing is written: {}",
-        stdout(&out)
-    );
+    assert!(out.stdout.is_empty(), "nothing is written: {}", out.stdout);
     // The binary route uploads the working tree: it builds what the plan hashed.
-    let out = run_in(dir, &["export", "buildconfig", "--binary"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let docs = documents(&stdout(&out));
+    let out = in_dir(dir)
+        .args(["export", "buildconfig", "--binary"])
+        .run();
+    let docs = documents(&out.stdout);
     assert_valid(&docs);
     let shown = redact(
-        &stdout(&out).replace(&format!("{}/{}", w.addr, w.ns), "[registry]/[ns]"),
+        &out.stdout
+            .replace(&format!("{}/{}", w.addr, w.ns), "[registry]/[ns]"),
         &w.addr,
     );
     insta::assert_snapshot!("binary", shown);
@@ -394,9 +393,9 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
         json!({ "type": "Binary", "binary": {} })
     );
     assert!(
-        stdout(&out).contains("--from-dir=drivers/hello"),
+        out.stdout.contains("--from-dir=drivers/hello"),
         "{}",
-        stdout(&out)
+        out.stdout
     );
     std::fs::remove_file(dir.join("drivers/hello/notes.txt")).unwrap();
 
@@ -405,92 +404,89 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
     git(dir, &["add", "."]);
     git(dir, &["commit", "--quiet", "-m", "ignore objects"]);
     std::fs::write(dir.join("drivers/hello/hello.o"), "object\n").unwrap();
-    let out = run_in(dir, &["export", "buildconfig", "--git-uri", &uri]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        says(&stderr(&out), "drivers/hello/hello.o"),
-        "{}",
-        stderr(&out)
-    );
+    in_dir(dir)
+        .args(["export", "buildconfig", "--git-uri", &uri])
+        .expect_exit(2)
+        .stderr_says("drivers/hello/hello.o")
+        .run();
     // ... unless the context's ignore file leaves it out of the build as well.
     std::fs::write(dir.join("drivers/hello/.containerignore"), "*.o\n").unwrap();
     git(dir, &["add", "."]);
     git(dir, &["commit", "--quiet", "-m", "containerignore"]);
-    let out = run_in(dir, &["export", "buildconfig", "--git-uri", &uri]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    in_dir(dir)
+        .args(["export", "buildconfig", "--git-uri", &uri])
+        .run();
 
     // Credentials in a URL never reach the objects.
-    let out = run_in(
-        dir,
-        &[
+    let out = in_dir(dir)
+        .args([
             "export",
             "buildconfig",
             "--git-uri",
             "https://bot:s3cret@git.example.com/acme/drivers.git",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(!stdout(&out).contains("s3cret") && !stderr(&out).contains("s3cret"));
+        ])
+        .run();
+    assert!(!out.stdout.contains("s3cret") && !out.stderr.contains("s3cret"));
     assert!(
-        stdout(&out).contains("\"https://git.example.com/acme/drivers.git\""),
+        out.stdout
+            .contains("\"https://git.example.com/acme/drivers.git\""),
         "{}",
-        stdout(&out)
+        out.stdout
     );
 
     // An ImageStreamTag output needs the driver's image in the cluster's own registry, or
     // `collect` would never find what the builds push.
-    let out = run_in(
-        dir,
-        &[
+    let out = in_dir(dir)
+        .args([
             "export",
             "buildconfig",
             "--git-uri",
             &uri,
             "--to",
             "image-stream",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        ])
+        .expect_exit(2)
+        .run();
     assert!(
         says(
-            &stderr(&out),
+            &out.stderr,
             "is not an image stream of the cluster's registry"
         ),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 
     let long = "n".repeat(64);
-    let out = run_in(
-        dir,
-        &[
+    let out = in_dir(dir)
+        .args([
             "export",
             "buildconfig",
             "--git-uri",
             &uri,
             "--namespace",
             &long,
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        ])
+        .expect_exit(2)
+        .run();
     assert!(
-        says(&stderr(&out), "is not a namespace name"),
+        says(&out.stderr, "is not a namespace name"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 
-    let out = run_in(
-        dir,
-        &["export", "buildconfig", "--git-ref", "no-such-branch"],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = in_dir(dir)
+        .args(["export", "buildconfig", "--git-ref", "no-such-branch"])
+        .expect_exit(2)
+        .run();
     assert!(
-        says(&stderr(&out), "`no-such-branch` names no commit"),
+        says(&out.stderr, "`no-such-branch` names no commit"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
-    let out = run_in(dir, &["export", "buildconfig", "--git-ref=--output=/tmp/x"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    in_dir(dir)
+        .args(["export", "buildconfig", "--git-ref=--output=/tmp/x"])
+        .expect_exit(2)
+        .run();
 
     // With the image in the cluster's registry, the builds push to ImageStreamTags of an
     // ImageStream the export writes too.
@@ -501,21 +497,19 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
         matrix.replace(&format!("{}/{}/hello", w.addr, w.ns), internal),
     )
     .unwrap();
-    let out = run_in(
-        dir,
-        &[
+    let out = in_dir(dir)
+        .args([
             "export",
             "buildconfig",
             "--git-uri",
             &uri,
             "--to",
             "image-stream",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let docs = documents(&stdout(&out));
+        ])
+        .run();
+    let docs = documents(&out.stdout);
     assert_valid(&docs);
-    assert_eq!(docs[0]["kind"], "ImageStream", "{}", stdout(&out));
+    assert_eq!(docs[0]["kind"], "ImageStream", "{}", out.stdout);
     assert_eq!(
         docs[0]["metadata"],
         json!({ "name": "hello", "namespace": "drivers" })
@@ -534,12 +528,14 @@ fn a_dirty_context_a_missing_repository_and_a_bad_namespace_are_usage_errors() {
 
     // Without a repository (and no remote to name), the export says how to go on.
     std::fs::remove_dir_all(dir.join(".git")).unwrap();
-    let out = run_in(dir, &["export", "buildconfig"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = in_dir(dir)
+        .args(["export", "buildconfig"])
+        .expect_exit(2)
+        .run();
     assert!(
-        says(&stderr(&out), "is not inside a git repository"),
+        says(&out.stderr, "is not inside a git repository"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
-    assert!(says(&stderr(&out), "--binary"), "{}", stderr(&out));
+    assert!(says(&out.stderr, "--binary"), "{}", out.stderr);
 }

@@ -60,7 +60,7 @@ fn a_payload_entry_without_this_users_tag_is_a_miss() {
     let w = World::new("forged-payload");
     w.publish(&[(&["4.14.1"], K_414)]);
     w.matrix("releases = [\"4.14.1\"]", "");
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     let honest = w.lock();
     let lock = driver_matrix::lock::read(&w.path("matrix.lock")).unwrap();
     let reset = || {
@@ -72,11 +72,10 @@ fn a_payload_entry_without_this_users_tag_is_a_miss() {
     // registry's facts are locked and cached in place of the forged ones.
     reset();
     let evil = forge_payload(&w.path("cache"), attackers_key(), &lock);
-    let out = w.run(&["--offline", "resolve"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    w.ok(&["resolve"]);
+    w.cmd().args(["--offline", "resolve"]).expect_exit(2).run();
+    w.cmd().args(["resolve"]).run();
     assert_eq!(w.lock(), honest);
-    w.ok(&["--offline", "resolve"]);
+    w.cmd().args(["--offline", "resolve"]).run();
     assert_eq!(
         w.lock(),
         honest,
@@ -90,14 +89,14 @@ fn a_payload_entry_without_this_users_tag_is_a_miss() {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         std::fs::write(&file, v["entry"].to_string()).unwrap();
     }
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     assert_eq!(w.lock(), honest);
 
     // The control: tagged with the user's own key (which the first run made), the same
     // entries are believed.
     reset();
     forge_payload(&w.path("cache"), users_key(w.dir.path()), &lock);
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     assert!(w.lock().contains(&evil), "{}", w.lock());
     assert!(w.lock().contains(EVIL_KERNEL), "{}", w.lock());
 }
@@ -144,15 +143,11 @@ fn a_layer_entry_without_this_users_tag_is_a_miss() {
             w.addr, w.ns
         ),
     );
-    w.ok(&["build"]);
+    w.cmd().args(["build"]).run();
     let lock = driver_matrix::lock::read(&w.path("matrix.lock")).unwrap();
     let image = lock.images[0].pinned().to_string();
-    let verify = || {
-        let out = w.run(&["verify", "--deep"]);
-        (out.status.code(), stdout(&out))
-    };
-    let (code, text) = verify();
-    assert_eq!(code, Some(0), "{text}");
+    let verify = |code| w.cmd().args(["verify", "--deep"]).expect_exit(code).run();
+    verify(0);
     // Every layer of the image said to hold no module and remove nothing, filed by a cache
     // restored from elsewhere: misses, the module layer is read, the image still verifies.
     let forge = |key: CacheKey| {
@@ -162,12 +157,10 @@ fn a_layer_entry_without_this_users_tag_is_a_miss() {
         }
     };
     forge(attackers_key());
-    let (code, text) = verify();
-    assert_eq!(code, Some(0), "{text}");
+    verify(0);
     // The control: under the user's own key, the same entries hide the module.
     forge(users_key(w.dir.path()));
-    let (code, text) = verify();
-    assert_eq!(code, Some(1), "{text}");
+    verify(1);
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -187,21 +180,20 @@ fn the_environments_key_is_shared_between_machines_and_nothing_else_is() {
     let w = World::new("cache-key-env");
     w.publish(&[(&["4.14.1"], K_414)]);
     w.matrix("releases = [\"4.14.1\"]", "");
-    let run = |home: &Path, key: &str, args: &[&str]| {
-        w.cmd(args)
+    let dm = |home: &Path, key: &str, args: &[&str]| {
+        w.cmd()
+            .args(args)
             .env("HOME", home)
             .env("DRIVER_MATRIX_CACHE_KEY", key)
-            .output()
-            .unwrap()
     };
-    let out = run(w.dir.path(), "nightly secret", &["resolve"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    dm(w.dir.path(), "nightly secret", &["resolve"]).run();
     let honest = w.lock();
     let other = tempfile::tempdir().unwrap();
     for (key, code) in [("nightly secret", 0), ("another secret", 2), ("", 2)] {
         std::fs::remove_file(w.path("matrix.lock")).unwrap();
-        let out = run(other.path(), key, &["--offline", "resolve"]);
-        assert_eq!(out.status.code(), Some(code), "{key:?}: {}", stderr(&out));
+        dm(other.path(), key, &["--offline", "resolve"])
+            .expect_exit(code)
+            .run();
         if code == 0 {
             assert_eq!(w.lock(), honest);
         } else {
@@ -210,8 +202,7 @@ fn the_environments_key_is_shared_between_machines_and_nothing_else_is() {
     }
     // An empty variable falls back to the HOME's key file, which then vouches for what that
     // HOME writes.
-    let out = run(other.path(), "", &["resolve"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    dm(other.path(), "", &["resolve"]).run();
     assert!(
         other
             .path()
@@ -219,7 +210,6 @@ fn the_environments_key_is_shared_between_machines_and_nothing_else_is() {
             .exists()
     );
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
-    let out = run(other.path(), "", &["--offline", "resolve"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    dm(other.path(), "", &["--offline", "resolve"]).run();
     assert_eq!(w.lock(), honest);
 }

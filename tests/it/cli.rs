@@ -1,20 +1,10 @@
 //! The command line users script against: `--help`, completions, exit codes for bad usage.
 
-use std::process::Command;
-
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use crate::support::dm;
 
 #[test]
 fn help_lists_every_command_of_the_contract() {
-    let out = run(&["--help"]);
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = dm().arg("--help").stdout();
     for cmd in [
         "resolve", "plan", "build", "verify", "diff", "export", "collect", "releases", "schema",
     ] {
@@ -29,9 +19,7 @@ fn help_lists_every_command_of_the_contract() {
 #[test]
 fn completions_for_each_shell_name_the_commands() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = run(&["completions", shell]);
-        assert!(out.status.success(), "{shell}");
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = dm().args(["completions", shell]).stdout();
         assert!(
             text.contains("driver-matrix") && text.contains("collect"),
             "{shell}:\n{text}"
@@ -41,13 +29,14 @@ fn completions_for_each_shell_name_the_commands() {
 
 #[test]
 fn bad_usage_exits_2() {
-    assert_eq!(run(&["no-such-command"]).status.code(), Some(2));
-    assert_eq!(run(&["plan", "--format", "yaml"]).status.code(), Some(2));
-    assert_eq!(run(&["build", "--shard", "3/3"]).status.code(), Some(2));
+    dm().arg("no-such-command").expect_exit(2).run();
+    dm().args(["plan", "--format", "yaml"]).expect_exit(2).run();
+    dm().args(["build", "--shard", "3/3"]).expect_exit(2).run();
     // A missing matrix file is a usage error that names the file.
-    let out = run(&["-m", "/nonexistent/matrix.toml", "--offline", "plan"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/matrix.toml"));
+    dm().args(["-m", "/nonexistent/matrix.toml", "--offline", "plan"])
+        .expect_exit(2)
+        .stderr_contains("/nonexistent/matrix.toml")
+        .run();
 }
 
 /// Each command's `--help` shows the global options it honours, and only those; the others
@@ -104,9 +93,7 @@ fn each_command_s_help_shows_the_options_it_honours() {
         ),
     ];
     for (cmd, shown) in cases {
-        let out = run(&[cmd, &["--help"]].concat());
-        assert!(out.status.success(), "{cmd:?}");
-        let help = String::from_utf8(out.stdout).unwrap();
+        let help = dm().args(cmd).arg("--help").stdout();
         for opt in all {
             assert_eq!(
                 help.contains(&format!(" {opt} ")) || help.contains(&format!(" {opt}\n")),
@@ -118,21 +105,8 @@ fn each_command_s_help_shows_the_options_it_honours() {
             assert!(help.contains(common), "{cmd:?}: {common}");
         }
     }
-    insta::assert_snapshot!(
-        "init_help",
-        String::from_utf8(run(&["init", "--help"]).stdout).unwrap()
-    );
+    insta::assert_snapshot!("init_help", dm().args(["init", "--help"]).stdout());
     // Still accepted where they do nothing, before or after the command.
-    let out = run(&["--offline", "--no-wait", "schema"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = run(&["schema", "--lockfile", "x.lock"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dm().args(["--offline", "--no-wait", "schema"]).run();
+    dm().args(["schema", "--lockfile", "x.lock"]).run();
 }

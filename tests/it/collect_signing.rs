@@ -34,14 +34,13 @@ fn collect_refuses_an_unsigned_image_for_a_signed_driver() {
     let signed = setup(&w);
     // Built and locked while the driver does not require signatures.
     signed(false);
-    w.ok(&["build"]);
+    w.cmd().args(["build"]).run();
     let built = w.lock();
     assert!(built.contains("[[image]]"), "{built}");
 
     signed(true);
-    let out = w.run(&["collect"]);
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let out = w.cmd().args(["collect"]).expect_exit(1).run();
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert!(says(&text, "not collected"), "{text}");
     assert!(says(&text, "signing rule of driver `hello-kmod`"), "{text}");
     assert!(says(&text, "is not signed"), "{text}");
@@ -49,7 +48,7 @@ fn collect_refuses_an_unsigned_image_for_a_signed_driver() {
 
     // The control: the same image, the rule lifted, is collected.
     signed(false);
-    w.ok(&["collect"]);
+    w.cmd().args(["collect"]).run();
     assert_eq!(w.lock(), built);
 }
 
@@ -59,9 +58,8 @@ fn build_refuses_an_unsigned_image_for_a_signed_driver() {
     w.publish(&[(&["4.14.1"], K_414)]);
     let signed = setup(&w);
     signed(true);
-    let out = w.run(&["build"]);
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let out = w.cmd().args(["build"]).expect_exit(1).run();
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert!(says(&text, "signing rule of driver `hello-kmod`"), "{text}");
     assert!(!w.lock().contains("[[image]]"), "{}", w.lock());
 }

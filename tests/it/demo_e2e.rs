@@ -21,6 +21,8 @@ use std::process::{Command, Output, Stdio};
 use driver_matrix_sandbox::world::{self, Paths, World};
 use driver_matrix_sandbox::{GraphServer, Registry};
 
+use crate::support::{Cmd, in_dir};
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -61,34 +63,13 @@ impl Demo {
         self.dir.path()
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.try_run(args);
-        assert!(
-            out.status.success(),
-            "driver-matrix {args:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn try_run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-        cmd.current_dir(self.path())
-            .env("NO_COLOR", "1")
-            // The matrix's mirror alone must take buildah to the sandbox for quay.io.
-            .env_remove("CONTAINERS_REGISTRIES_CONF")
-            .arg("--cache-dir")
-            .arg(self.path().join("cache"))
+    /// `driver-matrix ARGS` in the demo's directory (see [`in_dir`]); the harness removes
+    /// `CONTAINERS_REGISTRIES_CONF`: the matrix's mirror alone must take buildah to the
+    /// sandbox for quay.io.
+    fn cmd(&self, args: &[&str]) -> Cmd {
+        in_dir(self.path())
+            .env_remove("SOURCE_DATE_EPOCH")
             .args(args)
-            .stdin(Stdio::null());
-        for (k, v) in [("STORAGE_DRIVER", "vfs"), ("BUILDAH_ISOLATION", "chroot")] {
-            if std::env::var_os(k).is_none() {
-                cmd.env(k, v);
-            }
-        }
-        cmd.output().unwrap()
     }
 
     fn lock(&self) -> String {
@@ -284,8 +265,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     let demo = Demo::new(&world, &graph);
 
     // 4.15.3's nodes boot another kernel than its DTK carries: `resolve` says so, and goes on.
-    let resolved = demo.run(&["resolve"]);
-    let warnings = String::from_utf8_lossy(&resolved.stderr);
+    let warnings = demo.cmd(&["resolve"]).stderr();
     let lagging = world
         .releases
         .iter()
@@ -313,8 +293,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
         "{warnings}"
     );
 
-    let plan: serde_json::Value =
-        serde_json::from_slice(&demo.run(&["plan", "--format", "json"]).stdout).unwrap();
+    let plan: serde_json::Value = demo.cmd(&["plan", "--format", "json"]).run().json();
     // hello-kmod: 4.15.1-4.15.3, the channel's 4.16.0-4.16.2 and 4.17.0; acme-net: >=4.15.2
     // without 4.16.0. 4.17.0 ships two node OSes (two kernels), a cell each, so it is in a job
     // of each kernel. 8 + 6 cells on two kernels: 4 jobs.
@@ -337,7 +316,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     }
 
     let t = std::time::Instant::now();
-    demo.run(&["build", "-j2"]);
+    demo.cmd(&["build", "-j2"]).run();
     eprintln!("4 builds in {:.0?}", t.elapsed());
     let lock_text = demo.lock();
     let lock: toml::Table = toml::from_str(&lock_text).unwrap();
@@ -492,9 +471,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
 
     // The tool's own deep verification agrees on every image; it fails (exit 1) on one
     // finding: 4.15.3's DTK is not its nodes' kernel.
-    let verified = demo.try_run(&["verify", "--deep"]);
-    let verified_out = String::from_utf8_lossy(&verified.stdout).into_owned();
-    assert_eq!(verified.status.code(), Some(1), "{verified_out}");
+    let verified_out = demo.cmd(&["verify", "--deep"]).expect_exit(1).stdout();
     let finding = format!(
         "FAIL release 4.15.3 (x86_64): the DTK's kernel {} is not the nodes' kernel {node}",
         lagging.kernel
@@ -525,9 +502,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     let ours = std::fs::read(&cert).unwrap();
     let other = driver_matrix_sandbox::signing::ensure(&demo.path().join("other")).unwrap();
     std::fs::copy(&other.1, &cert).unwrap();
-    let refused = demo.try_run(&["verify", "--deep"]);
-    let stdout = String::from_utf8_lossy(&refused.stdout);
-    assert_eq!(refused.status.code(), Some(1), "{stdout}");
+    let stdout = demo.cmd(&["verify", "--deep"]).expect_exit(1).stdout();
     assert_eq!(
         stdout
             .matches("signed by another key than the driver's certificate")
@@ -536,7 +511,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
         "{stdout}"
     );
     std::fs::write(&cert, ours).unwrap();
-    let kmm = String::from_utf8(demo.run(&["export", "kmm"]).stdout).unwrap();
+    let kmm = demo.cmd(&["export", "kmm"]).stdout();
     for img in images {
         let kernel = img["kernel"].as_str().unwrap();
         let digest = img["digest"].as_str().unwrap();
@@ -544,7 +519,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
         assert!(kmm.contains(digest), "{digest} in {kmm}");
     }
     // Both example drivers are tagged with the bare kernel, so both can load at boot.
-    let boot = String::from_utf8(demo.run(&["export", "boot"]).stdout).unwrap();
+    let boot = demo.cmd(&["export", "boot"]).stdout();
     assert_eq!(
         boot.matches("kind: \"BootModuleConfig\"").count(),
         2,
@@ -557,8 +532,7 @@ fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     // Nothing changed: the second build builds nothing and leaves the lock alone.
     let lock_path = demo.path().join("matrix.lock");
     let before = std::fs::metadata(&lock_path).unwrap().modified().unwrap();
-    let again = demo.run(&["build"]);
-    let stdout = String::from_utf8_lossy(&again.stdout);
+    let stdout = demo.cmd(&["build"]).stdout();
     assert!(stdout.contains("0 built, 4 fresh"), "{stdout}");
     assert_eq!(demo.lock(), lock_text);
     assert_eq!(

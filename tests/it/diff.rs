@@ -3,37 +3,30 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::{Cmd, dm};
+
 fn locks() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/locks")
 }
 
-fn diff(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .current_dir(cwd)
-        .args(["--color", "never"])
-        .arg("diff")
+/// `driver-matrix --color never diff ARGS` in `cwd`.
+fn diff(args: &[&str], cwd: &Path) -> Cmd {
+    dm().current_dir(cwd)
+        .args(["--color", "never", "diff"])
         .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 #[test]
 fn every_format_over_every_kind_of_change() {
     for format in ["text", "markdown", "json"] {
-        let (code, out, err) = diff(&["old.lock", "new.lock", "--format", format], &locks());
-        assert_eq!(code, 0, "{err}");
+        let out = diff(&["old.lock", "new.lock", "--format", format], &locks()).stdout();
         insta::assert_snapshot!(format!("diff_{format}"), out);
     }
 }
 
 #[test]
 fn the_json_shape_names_each_change() {
-    let (_, out, _) = diff(&["old.lock", "new.lock", "--format", "json"], &locks());
+    let out = diff(&["old.lock", "new.lock", "--format", "json"], &locks()).stdout();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["changed"], true);
     let s = &v["summary"];
@@ -93,11 +86,11 @@ fn the_json_shape_names_each_change() {
 #[test]
 fn identical_locks_print_that_nothing_changed() {
     for format in ["text", "markdown"] {
-        let (code, out, _) = diff(&["old.lock", "old.lock", "--format", format], &locks());
-        assert_eq!(code, 0);
-        assert!(out.contains("no changes"), "{out}");
+        diff(&["old.lock", "old.lock", "--format", format], &locks())
+            .stdout_contains("no changes")
+            .run();
     }
-    let (_, out, _) = diff(&["new.lock", "new.lock", "--format", "json"], &locks());
+    let out = diff(&["new.lock", "new.lock", "--format", "json"], &locks()).stdout();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["changed"], false);
 }
@@ -124,15 +117,15 @@ fn git_rev_reads_the_lock_at_that_revision() {
     git(&["add", "matrix.lock"]);
     git(&["commit", "-qm", "lock"]);
     std::fs::copy(locks().join("new.lock"), dir.path().join("matrix.lock")).unwrap();
-    let (code, from_git, err) = diff(&["git:HEAD", "--format", "json"], dir.path());
-    assert_eq!(code, 0, "{err}");
-    let (_, from_files, _) = diff(&["old.lock", "new.lock", "--format", "json"], &locks());
+    let from_git = diff(&["git:HEAD", "--format", "json"], dir.path()).stdout();
+    let from_files = diff(&["old.lock", "new.lock", "--format", "json"], &locks()).stdout();
     assert_eq!(from_git, from_files);
     // A revision where the lock did not exist yet: everything is new.
     git(&["commit", "-q", "--allow-empty", "-m", "empty"]);
-    let (code, _, err) = diff(&["git:NOPE"], dir.path());
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("`NOPE` is not a commit"), "{err}");
+    diff(&["git:NOPE"], dir.path())
+        .expect_exit(2)
+        .stderr_contains("`NOPE` is not a commit")
+        .run();
 }
 
 #[test]
@@ -160,22 +153,25 @@ fn a_revision_that_looks_like_an_option_is_refused() {
         format!("git:--output={}", dir.path().join("out").display()),
         "git:--all".to_string(),
     ] {
-        let (code, out, err) = diff(&[&arg], dir.path());
-        assert_eq!(code, 2, "{arg}: {out}{err}");
-        assert!(err.contains("does not name a revision"), "{err}");
+        diff(&[&arg], dir.path())
+            .expect_exit(2)
+            .stderr_contains("does not name a revision")
+            .run();
         assert!(!written.exists(), "{arg} made git write a file");
     }
     // An option after a valid revision is still not an option to git.
-    let (code, _, err) = diff(&["git:HEAD --output=x"], dir.path());
-    assert_eq!(code, 2, "{err}");
+    diff(&["git:HEAD --output=x"], dir.path())
+        .expect_exit(2)
+        .run();
     assert!(!dir.path().join("x").exists());
 }
 
 #[test]
 fn a_missing_lock_path_is_a_usage_error() {
-    let (code, _, err) = diff(&["nope.lock", "new.lock"], &locks());
-    assert_eq!(code, 2);
-    assert!(err.contains("`nope.lock` does not exist"), "{err}");
+    diff(&["nope.lock", "new.lock"], &locks())
+        .expect_exit(2)
+        .stderr_contains("`nope.lock` does not exist")
+        .run();
 }
 
 /// From `git:REV`, an image rebuilt for its inputs says which: the files of its context that
@@ -227,8 +223,7 @@ fn git_rev_says_which_inputs_changed() {
     std::fs::write(p.join("matrix.toml"), matrix("1.1")).unwrap();
     std::fs::copy(locks().join("new.lock"), p.join("matrix.lock")).unwrap();
 
-    let (code, out, err) = diff(&["git:HEAD", "--format", "json"], p);
-    assert_eq!(code, 0, "{err}");
+    let out = diff(&["git:HEAD", "--format", "json"], p).stdout();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let net = v["drivers"]
         .as_array()
@@ -262,16 +257,12 @@ fn git_rev_says_which_inputs_changed() {
             .all(|i| i.get("inputs").is_none())
     );
 
-    let (_, text, _) = diff(&["git:HEAD"], p);
-    assert!(
-        text.contains("inputs changed: VERSION 1.0 → 1.1, ~Containerfile, -net.c, +net.h"),
-        "{text}"
-    );
-    let (_, md, _) = diff(&["git:HEAD", "--format", "markdown"], p);
-    assert!(
-        md.contains(
-            "inputs changed: `VERSION` `1.0` → `1.1`, ~`Containerfile`, -`net.c`, +`net.h`"
-        ),
-        "{md}"
-    );
+    diff(&["git:HEAD"], p)
+        .stdout_contains("inputs changed: VERSION 1.0 → 1.1, ~Containerfile, -net.c, +net.h")
+        .run();
+    diff(&["git:HEAD", "--format", "markdown"], p)
+        .stdout_contains(
+            "inputs changed: `VERSION` `1.0` → `1.1`, ~`Containerfile`, -`net.c`, +`net.h`",
+        )
+        .run();
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use driver_matrix_sandbox::Registry;
 use driver_matrix_sandbox::world::{self, Paths};
 
-use crate::support::{binary, says, stderr, stdout};
+use crate::support::{Out, in_dir, says};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,31 +47,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// `driver-matrix ARGS` in `dir` (its cache inside it, as a vendor's checkout may have it).
-fn dm(dir: &Path, args: &[&str]) -> std::process::Output {
-    binary(dir)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> std::process::Output {
-    let out = dm(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed ({:?}):\n{}{}",
-        out.status.code(),
-        stdout(&out),
-        stderr(&out)
-    );
-    out
+/// `driver-matrix ARGS` in `dir` (its cache inside it, as a vendor's checkout may have it),
+/// asserting success.
+fn ok(dir: &Path, args: &[&str]) -> Out {
+    in_dir(dir).env_remove("SOURCE_DATE_EPOCH").args(args).run()
 }
 
 /// The states of `plan --format json`, one per job.
 fn states(dir: &Path) -> Vec<String> {
     let out = ok(dir, &["plan", "--format", "json"]);
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = out.json();
     plan["jobs"]
         .as_array()
         .unwrap()
@@ -105,8 +90,8 @@ fn route_build(dir: &Path, registries_conf: &Path, args: &[(&str, &str)]) -> Vec
     assert!(
         out.status.success(),
         "buildah build {args:?}:\n{}{}",
-        stdout(&out),
-        stderr(&out)
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     let modules = rootfs.join("opt/lib/modules");
     let mut files: Vec<String> = walkdir::WalkDir::new(&modules)
@@ -146,11 +131,7 @@ fn a_debian_dkms_module_goes_from_init_to_a_fresh_lock() {
     copy_dir(&source, &dir);
 
     let init = ok(&dir, &["init", "."]);
-    assert!(
-        says(&stderr(&init), "modules: acpi_call"),
-        "{}",
-        stderr(&init)
-    );
+    assert!(says(&init.stderr, "modules: acpi_call"), "{}", init.stderr);
     // What a vendor edits: the repository, the releases (two kernels: 6.1 and 6.12), and the
     // sandbox's base image (kmod, no package manager) and registry.
     let matrix = std::fs::read_to_string(dir.join("matrix.toml")).unwrap();
@@ -179,7 +160,7 @@ fn a_debian_dkms_module_goes_from_init_to_a_fresh_lock() {
     let t = std::time::Instant::now();
     let built = ok(&dir, &["build"]);
     eprintln!("2 builds in {:.0?}", t.elapsed());
-    assert!(says(&stdout(&built), "2 built"), "{}", stdout(&built));
+    assert!(says(&built.stdout, "2 built"), "{}", built.stdout);
     let lock = std::fs::read_to_string(dir.join("matrix.lock")).unwrap();
     let kernels: Vec<String> = world.kernels();
     for k in kernels.iter().filter(|k| !k.contains("+rt")) {
@@ -191,8 +172,8 @@ fn a_debian_dkms_module_goes_from_init_to_a_fresh_lock() {
 
     // Again: nothing to do, and the lock does not change by a byte.
     let again = ok(&dir, &["build"]);
-    assert!(says(&stdout(&again), "0 built"), "{}", stdout(&again));
-    assert!(says(&stdout(&again), "2 fresh"), "{}", stdout(&again));
+    assert!(says(&again.stdout, "0 built"), "{}", again.stdout);
+    assert!(says(&again.stdout, "2 fresh"), "{}", again.stdout);
     assert_eq!(
         std::fs::read_to_string(dir.join("matrix.lock")).unwrap(),
         lock
@@ -210,7 +191,11 @@ fn a_debian_dkms_module_goes_from_init_to_a_fresh_lock() {
     let text = std::fs::read_to_string(&c).unwrap();
     std::fs::write(&c, format!("{text}\n/* patched */\n")).unwrap();
     assert_eq!(states(&dir), ["stale", "stale"]);
-    assert_eq!(dm(&dir, &["build", "--locked"]).status.code(), Some(3));
+    in_dir(&dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args(["build", "--locked"])
+        .expect_exit(3)
+        .run();
 
     // The same Containerfile, unchanged, as KMM's in-cluster build and an OpenShift
     // BuildConfig (the DTK's README) run it, each with its own build args only.

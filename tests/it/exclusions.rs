@@ -4,13 +4,7 @@
 //! of the lock, the warnings, `verify` and every export.
 
 use crate::support;
-use support::{Driver, K1, K2, Project, Run};
-
-/// `driver-matrix ARGS` in the project, online (the registry is the shared one; nothing in
-/// these commands reads a release payload).
-fn online(p: &Project, args: &[&str]) -> Run {
-    Run(support::binary(p.path()).args(args).output().unwrap())
-}
+use support::{Driver, K1, K2, Project};
 
 /// A project whose one driver declares its module, so that `export kmm` runs.
 fn project(ns: &str) -> Project {
@@ -33,11 +27,11 @@ fn append(p: &Project, text: &str) {
 fn verify_and_the_exports_fail_for_a_job_without_an_image() {
     let p = project("coverage");
     // K2's job is never built: 4.15.1 has no driver.
-    p.run(&["build", "--kernel", K1]).expect(0);
+    p.cmd().args(["build", "--kernel", K1]).run();
     let missing = format!("driver `alpha`: no image for kernel `{K2}` (x86_64)");
 
-    let verify = online(&p, &["verify"]).expect(1);
-    let out = verify.stdout();
+    let verify = p.online().args(["verify"]).expect_exit(1).run();
+    let out = verify.stdout.clone();
     assert!(
         out.contains(&format!("FAIL {missing}, needed by 4.15.1 (x86_64)")),
         "{out}"
@@ -51,11 +45,15 @@ fn verify_and_the_exports_fail_for_a_job_without_an_image() {
     assert!(out.contains("1 of 1 images verified"), "{out}");
 
     for what in ["kmm", "preflight"] {
-        let run = p.run(&["export", what]).expect(1);
-        assert!(run.stderr().contains(&missing), "{what}: {}", run.stderr());
+        let run = p.cmd().args(["export", what]).expect_exit(1).run();
+        assert!(run.stderr.contains(&missing), "{what}: {}", run.stderr);
     }
     // The preflight of every locked release is still written.
-    let preflight = p.run(&["export", "preflight"]).stdout();
+    let preflight = p
+        .cmd()
+        .args(["export", "preflight"])
+        .expect_exit(1)
+        .stdout();
     assert_eq!(
         preflight
             .matches("kind: \"PreflightValidationOCP\"")
@@ -64,10 +62,10 @@ fn verify_and_the_exports_fail_for_a_job_without_an_image() {
     );
 
     // Built: nothing is missing any more.
-    p.run(&["build"]).expect(0);
-    online(&p, &["verify"]).expect(0);
-    p.run(&["export", "preflight"]).expect(0);
-    p.run(&["export", "kmm"]).expect(0);
+    p.cmd().args(["build"]).run();
+    p.online().args(["verify"]).run();
+    p.cmd().args(["export", "preflight"]).run();
+    p.cmd().args(["export", "kmm"]).run();
 }
 
 #[test]
@@ -81,23 +79,22 @@ fn a_release_every_driver_excludes_leaves_the_lock_the_warnings_verify_and_the_e
     );
     std::fs::write(p.lock_path(), lock).unwrap();
     // `build` says it in one line (`resolve` in full).
-    let run = p.run(&["build"]).expect(0);
+    let run = p.cmd().args(["build"]).run();
     let line = "Driver Toolkit carries another kernel than its nodes boot (4.15.1 (x86_64))";
-    assert!(support::says(&run.stderr(), line), "{}", run.stderr());
+    assert!(support::says(&run.stderr, line), "{}", run.stderr);
     let warning = "release 4.15.1 (x86_64): its Driver Toolkit carries kernel";
-    let run = p.run(&["resolve"]).expect(0);
-    assert!(support::says(&run.stderr(), warning), "{}", run.stderr());
-    let verify = online(&p, &["verify"]).expect(1);
-    assert!(
-        verify.stdout().contains("FAIL release 4.15.1"),
-        "{}",
-        verify.stdout()
-    );
+    let run = p.cmd().args(["resolve"]).run();
+    assert!(support::says(&run.stderr, warning), "{}", run.stderr);
+    p.online()
+        .args(["verify"])
+        .expect_exit(1)
+        .stdout_contains("FAIL release 4.15.1")
+        .run();
 
     append(&p, "\n[[exclude]]\nopenshift = \"4.15.1\"\n");
     // The lock still names 4.15.1: `verify` and the exports leave it out already.
-    online(&p, &["verify"]).expect(0);
-    let preflight = p.run(&["export", "preflight"]).expect(0).stdout();
+    p.online().args(["verify"]).run();
+    let preflight = p.cmd().args(["export", "preflight"]).stdout();
     assert!(!preflight.contains("4.15.1"), "{preflight}");
     assert_eq!(
         preflight
@@ -105,22 +102,21 @@ fn a_release_every_driver_excludes_leaves_the_lock_the_warnings_verify_and_the_e
             .count(),
         3
     );
-    let kmm = p.run(&["export", "kmm"]).expect(0).stdout();
+    let kmm = p.cmd().args(["export", "kmm"]).stdout();
     assert!(!kmm.contains(K2), "{kmm}");
 
     // The next run takes it out of the lock, image and all, without a warning.
-    let run = p.run(&["resolve"]).expect(0);
-    let err = run.stderr();
+    let err = p.cmd().args(["resolve"]).stderr();
     assert!(!support::says(&err, warning), "{err}");
     assert!(err.contains("removed 4.15.1 (x86_64)"), "{err}");
     let lock = p.lock();
     assert!(!lock.contains("4.15.1") && !lock.contains(K2), "{lock}");
     // Once it has left, `--offline` does not look for it.
     p.reset_calls();
-    let run = p.run(&["build"]).expect(0);
-    assert_eq!(p.builds(), 0, "{}", run.stderr());
+    let run = p.cmd().args(["build"]).run();
+    assert_eq!(p.builds(), 0, "{}", run.stderr);
     assert_eq!(p.lock(), lock);
-    online(&p, &["verify"]).expect(0);
+    p.online().args(["verify"]).run();
 }
 
 #[test]
@@ -130,7 +126,7 @@ fn a_kernel_exclusion_parks_one_kernel_of_one_driver() {
         &p,
         &format!("\n[[exclude]]\ndriver = \"alpha\"\nkernel = \"{K2}\"\n"),
     );
-    p.run(&["build"]).expect(0);
+    p.cmd().args(["build"]).run();
     let lock = driver_matrix::lock::read(&p.lock_path()).unwrap();
     let jobs: Vec<String> = lock
         .images
@@ -146,10 +142,12 @@ fn a_kernel_exclusion_parks_one_kernel_of_one_driver() {
         ]
     );
     assert_eq!(lock.releases.len(), 4, "beta still serves 4.15.1");
-    online(&p, &["verify"]).expect(0);
+    p.online().args(["verify"]).run();
 
     // A kernel rule that names no kernel of the matrix matches nothing: a warning.
     append(&p, "\n[[exclude]]\nkernel = \"5.14.0-1.el9.x86_64\"\n");
-    let run = p.run(&["plan"]).expect(0);
-    assert!(run.stderr().contains("matches no cell"), "{}", run.stderr());
+    p.cmd()
+        .args(["plan"])
+        .stderr_contains("matches no cell")
+        .run();
 }

@@ -2,47 +2,39 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use k8s_openapi::api::batch::v1::Job;
 use serde::Deserialize;
+
+use crate::support::{Cmd, dm};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-/// Runs `export ARGS` over the good matrix and `tests/locks/new.lock`.
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(["--offline", "--color", "never", "-m"])
+/// `export ARGS` over the good matrix and `tests/locks/new.lock`.
+fn run(args: &[&str]) -> Cmd {
+    dm().args(["--offline", "--color", "never", "-m"])
         .arg(root().join("tests/matrices/good/matrix.toml"))
         .arg("--lockfile")
         .arg(root().join("tests/locks/new.lock"))
         .arg("export")
         .args(args)
-        .output()
-        .unwrap()
 }
 
 fn export(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run(args).stdout()
 }
 
-/// Runs `export ARGS` over `tests/matrices/kmm` (every `[driver.kmm]` key, every job locked).
-fn run_kmm(args: &[&str], lock: Option<&Path>) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-    cmd.args(["--offline", "--color", "never", "-m"])
+/// `export ARGS` over `tests/matrices/kmm` (every `[driver.kmm]` key, every job locked).
+fn run_kmm(args: &[&str], lock: Option<&Path>) -> Cmd {
+    let mut cmd = dm()
+        .args(["--offline", "--color", "never", "-m"])
         .arg(root().join("tests/matrices/kmm/matrix.toml"));
     if let Some(lock) = lock {
-        cmd.arg("--lockfile").arg(lock);
+        cmd = cmd.arg("--lockfile").arg(lock);
     }
-    cmd.arg("export").args(args).output().unwrap()
+    cmd.arg("export").args(args)
 }
 
 /// The fields of KMM's `Module` (kmm.sigs.x-k8s.io/v1beta1) that the export sets.
@@ -111,11 +103,12 @@ fn kmm_modules_map_every_wanted_kernel_once_by_digest_and_name_the_missing() {
         "acme",
         "--selector",
         "feature.node.kubernetes.io/pci-10de.present=true",
-    ]);
+    ])
+    .expect_exit(1)
+    .run();
     // net-kmod (>=4.15) has no image for 4.16.3's kernel: the Modules are still written, the
     // missing job is named, and the exit code says the export is incomplete.
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr;
     assert!(
         stderr.contains(
             "driver `net-kmod`: no image for kernel `5.14.0-427.18.1.el9_4.x86_64` (x86_64)"
@@ -123,7 +116,7 @@ fn kmm_modules_map_every_wanted_kernel_once_by_digest_and_name_the_missing() {
         "{stderr}"
     );
     assert_eq!(stderr.matches("no image for").count(), 1, "{stderr}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = out.stdout;
     insta::assert_snapshot!("export_kmm", text);
     let modules: Vec<Module> = documents(&text);
     let lock = driver_matrix::lock::read(&root().join("tests/locks/new.lock")).unwrap();
@@ -186,14 +179,8 @@ fn kmm_modules_map_every_wanted_kernel_once_by_digest_and_name_the_missing() {
 
 #[test]
 fn kmm_settings_of_the_matrix_reach_the_module() {
-    let out = run_kmm(&["kmm"], None);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = run_kmm(&["kmm"], None).run();
+    let text = out.stdout;
     insta::assert_snapshot!("export_kmm_settings", text);
     let docs: Vec<serde_json::Value> = documents(&text);
     let gpu = &docs[0]["spec"];
@@ -266,9 +253,8 @@ fn a_driver_without_any_image_is_named_and_the_others_are_written() {
     let partial = dir.path().join("matrix.lock");
     std::fs::write(&partial, driver_matrix::lock::render(&lock)).unwrap();
     for what in [&["kmm"][..], &["boot", "--drop-parameters"]] {
-        let out = run_kmm(what, Some(&partial));
-        assert_eq!(out.status.code(), Some(1), "{what:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        let out = run_kmm(what, Some(&partial)).expect_exit(1).run();
+        let stderr = out.stderr;
         assert_eq!(
             stderr
                 .matches("error: driver `nic-kmod`: no image for kernel")
@@ -277,7 +263,7 @@ fn a_driver_without_any_image_is_named_and_the_others_are_written() {
             "{stderr}"
         );
         assert!(stderr.contains("error: driver `gpu-kmod`: no image for kernel `5.14.0-427.28.1.el9_4.aarch64` (aarch64)"), "{stderr}");
-        let docs: Vec<serde_json::Value> = documents(&String::from_utf8(out.stdout).unwrap());
+        let docs: Vec<serde_json::Value> = documents(&out.stdout);
         assert_eq!(docs.len(), 1, "{what:?}: only gpu-kmod has images");
         assert_eq!(docs[0]["metadata"]["name"], "gpu-kmod");
     }
@@ -286,10 +272,11 @@ fn a_driver_without_any_image_is_named_and_the_others_are_written() {
 #[test]
 fn boot_module_configs_name_the_repository_kmm_appends_the_kernel_to() {
     // gpu-kmod loads its module with parameters, which KMM's boot units cannot pass.
-    let out = run_kmm(&["boot-module-config", "--pool", "gpu-workers"], None);
-    assert_eq!(out.status.code(), Some(2));
+    let out = run_kmm(&["boot-module-config", "--pool", "gpu-workers"], None)
+        .expect_exit(2)
+        .run();
     assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr;
     assert!(
         crate::support::says(
             &stderr,
@@ -309,25 +296,17 @@ fn boot_module_configs_name_the_repository_kmm_appends_the_kernel_to() {
             "--drop-parameters",
         ],
         None,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    )
+    .run();
+    let text = out.stdout;
     insta::assert_snapshot!("export_boot", text);
     assert_eq!(
         text,
-        String::from_utf8(
-            run_kmm(
-                &["boot", "--pool", "gpu-workers", "--drop-parameters"],
-                None
-            )
-            .stdout
+        run_kmm(
+            &["boot", "--pool", "gpu-workers", "--drop-parameters"],
+            None
         )
-        .unwrap()
+        .stdout()
     );
     let docs: Vec<serde_json::Value> = documents(&text);
     assert_eq!(docs.len(), 2);
@@ -347,10 +326,9 @@ fn boot_module_configs_name_the_repository_kmm_appends_the_kernel_to() {
 
 #[test]
 fn boot_refuses_a_driver_whose_tag_is_not_the_bare_kernel() {
-    let out = run(&["boot"]);
-    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["boot"]).expect_exit(2).run();
     assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr;
     assert!(
         stderr.contains("driver `hello-kmod` tags its images `${VERSION}-${KERNEL_FULL_VERSION}`"),
         "{stderr}"
@@ -382,17 +360,15 @@ struct PreflightSpec {
 /// `export preflight` over the good matrix: like `export kmm`, it exits 1 and names net-kmod's
 /// job without an image, and still writes every release's validation.
 fn preflight() -> String {
-    let out = run(&["preflight"]);
-    let kmm = run(&["kmm"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(kmm.status.code(), Some(1));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let out = run(&["preflight"]).expect_exit(1).run();
+    let kmm = run(&["kmm"]).expect_exit(1).run();
+    let err = out.stderr;
     assert!(
         err.contains("error: driver `net-kmod`: no image for kernel"),
         "{err}"
     );
-    assert_eq!(err, String::from_utf8(kmm.stderr).unwrap());
-    String::from_utf8(out.stdout).unwrap()
+    assert_eq!(err, kmm.stderr);
+    out.stdout
 }
 
 #[test]
@@ -465,16 +441,14 @@ fn the_github_matrix_carries_one_shard_per_entry() {
         .map(|e| e["shard"].as_str().unwrap())
         .collect();
     assert_eq!(shards, ["0/4", "1/4", "2/4", "3/4"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(["export", "github-matrix", "--shards", "257"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    dm().args(["export", "github-matrix", "--shards", "257"])
+        .expect_exit(2)
+        .run();
 }
 
 #[test]
 fn exports_are_deterministic() {
-    let kmm = || run_kmm(&["kmm"], None).stdout;
+    let kmm = || run_kmm(&["kmm"], None).stdout();
     assert_eq!(kmm(), kmm());
     assert_eq!(preflight(), preflight());
     assert_eq!(
@@ -497,14 +471,8 @@ fn preflight_for_an_upgrade_target_checks_the_kernel_its_nodes_boot() {
     let path = dir.path().join("matrix.lock");
     std::fs::write(&path, driver_matrix::lock::render(&lock)).unwrap();
 
-    let out = run_kmm(&["preflight", "--release", "4.16.4"], Some(&path));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = run_kmm(&["preflight", "--release", "4.16.4"], Some(&path)).run();
+    let text = out.stdout;
     let docs: Vec<serde_json::Value> = documents(&text);
     let kernels: Vec<&str> = docs
         .iter()
@@ -529,15 +497,17 @@ fn preflight_for_an_upgrade_target_checks_the_kernel_its_nodes_boot() {
         assert!(doc["metadata"].get("namespace").is_none(), "cluster-scoped");
     }
 
-    let out = run_kmm(&["preflight", "--release", "4.99.0"], Some(&path));
-    assert_eq!(out.status.code(), Some(2));
+    let out = run_kmm(&["preflight", "--release", "4.99.0"], Some(&path))
+        .expect_exit(2)
+        .run();
     assert!(
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
             .contains("`--release 4.99.0` names no release of the lock")
     );
-    let out = run_kmm(&["preflight", "--namespace", "acme"], Some(&path));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster-scoped"));
+    let out = run_kmm(&["preflight", "--namespace", "acme"], Some(&path))
+        .expect_exit(2)
+        .run();
+    assert!(out.stderr.contains("cluster-scoped"));
 }
 
 /// KMM signs an image in the cluster only when its `-signed` tag does not exist yet: the
@@ -547,14 +517,8 @@ fn preflight_for_an_upgrade_target_checks_the_kernel_its_nodes_boot() {
 fn a_rebuilt_image_changes_the_generation_kmm_signs_again_for() {
     let lock_path = root().join("tests/matrices/kmm/matrix.lock");
     let generation = |lock: &Path| -> (serde_json::Value, serde_json::Value) {
-        let out = run_kmm(&["kmm"], Some(lock));
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let docs: Vec<serde_json::Value> = documents(&String::from_utf8(out.stdout).unwrap());
+        let out = run_kmm(&["kmm"], Some(lock)).run();
+        let docs: Vec<serde_json::Value> = documents(&out.stdout);
         let of = |name: &str| {
             docs.iter()
                 .find(|d| d["metadata"]["name"] == name)

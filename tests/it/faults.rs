@@ -17,7 +17,7 @@ use driver_matrix::domain::{Arch, Digest, ImageRef};
 use driver_matrix::matrix::RegistrySettings;
 use driver_matrix::registry::{Client, ClientOptions, Descriptor};
 
-use crate::support::{World, module, ok_in, run_in, stderr, stdout};
+use crate::support::{World, in_dir, module};
 use driver_matrix_sandbox::proxy::{Counts, FaultProxy};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
@@ -78,26 +78,25 @@ fn pass(w: &World, proxy: &str) -> Locks {
     let builder = tempfile::tempdir().unwrap();
     let dir = builder.path();
     checkout(w, dir, proxy);
-    ok_in(dir, &["resolve"]);
+    in_dir(dir).args(["resolve"]).run();
     let resolved = lock_of(dir);
-    ok_in(dir, &["build", "-j", "2"]);
+    in_dir(dir).args(["build", "-j", "2"]).run();
     let built = lock_of(dir);
-    let out = ok_in(dir, &["verify", "--deep"]);
+    let out = in_dir(dir).args(["verify", "--deep"]).run();
     assert!(
-        stdout(&out).contains("2 of 2 images and their modules verified"),
+        out.stdout
+            .contains("2 of 2 images and their modules verified"),
         "{}",
-        stdout(&out)
+        out.stdout
     );
     assert_eq!(lock_of(dir), built, "verify does not touch the lock");
     let collector = tempfile::tempdir().unwrap();
     checkout(w, collector.path(), proxy);
-    ok_in(collector.path(), &["resolve"]);
-    let out = ok_in(collector.path(), &["collect"]);
-    assert!(
-        stderr(&out).contains("collected 2 of 2 images"),
-        "{}",
-        stderr(&out)
-    );
+    in_dir(collector.path()).args(["resolve"]).run();
+    in_dir(collector.path())
+        .args(["collect"])
+        .stderr_contains("collected 2 of 2 images")
+        .run();
     Locks {
         resolved,
         built,
@@ -156,10 +155,9 @@ fn a_dead_registry_fails_the_run_in_reasonable_time() {
     let dir = tempfile::tempdir().unwrap();
     checkout(&w, dir.path(), &dead);
     let start = Instant::now();
-    let out = run_in(dir.path(), &["resolve"]);
+    let out = in_dir(dir.path()).args(["resolve"]).expect_exit(4).run();
     let took = start.elapsed();
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&dead), "{}", stderr(&out));
+    assert!(out.stderr.contains(&dead), "{}", out.stderr);
     // Eleven tries with ten waits between them: at least 6.5 s, at most 13.1 s (see
     // `registry/retry.rs`), plus the process's own time.
     eprintln!("a dead registry: resolve gave up after {took:?}");
@@ -336,16 +334,17 @@ fn verify_reads_a_layer_shared_by_images_once() {
             p = proxy.addr()
         ),
     );
-    ok_in(dir, &["build"]);
+    in_dir(dir).args(["build"]).run();
     // Reads of each blob by one `verify --deep`, whatever the repository: a read starts at its
     // first byte (a whole layer comes in growing ranges).
     let verify = || {
         proxy.reseed(0, 0.0);
-        let out = ok_in(dir, &["verify", "--deep"]);
+        let out = in_dir(dir).args(["verify", "--deep"]).run();
         assert!(
-            stdout(&out).contains("2 of 2 images and their modules verified"),
+            out.stdout
+                .contains("2 of 2 images and their modules verified"),
             "{}",
-            stdout(&out)
+            out.stdout
         );
         let mut reads: std::collections::BTreeMap<String, usize> = Default::default();
         for s in proxy.seen() {

@@ -9,7 +9,7 @@ use std::path::Path;
 use driver_matrix_sandbox::Flavor;
 use driver_matrix_sandbox::oci::{Compression, Layer, tar};
 
-use crate::support::{K_414, World, module, ok_in, run_in, says, stderr, stdout};
+use crate::support::{K_414, World, in_dir, module, says};
 
 /// Whether `text` holds a control character other than a newline (C0, DEL, C1) or a line
 /// separator.
@@ -98,13 +98,12 @@ fn a_lock_with_a_hostile_string_is_refused_naming_the_field() {
                 &["--offline", "export", "preflight"][..],
                 &["--offline", "plan"],
             ] {
-                let out = run_in(dir.path(), args);
-                let err = stderr(&out);
-                assert_eq!(out.status.code(), Some(2), "{key} = {value}: {err}");
+                let out = in_dir(dir.path()).args(args).expect_exit(2).run();
+                let err = out.stderr.clone();
                 assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
                 assert!(says(&err, "`[[") && says(&err, "number 1"), "{err}");
                 assert_eq!(raw_control(&err), None, "{key} = {value}: {err:?}");
-                assert!(out.stdout.is_empty(), "{}", stdout(&out));
+                assert!(out.stdout.is_empty(), "{}", out.stdout);
             }
         }
     }
@@ -152,14 +151,13 @@ fn every_export_of_the_widest_legal_lock_reads_back_one_document_per_object() {
     let run = |args: &[&str]| {
         let mut all = vec!["--offline", "export"];
         all.extend_from_slice(args);
-        let out = run_in(dir.path(), &all);
-        assert_eq!(raw_control(&stdout(&out)), None);
-        assert_eq!(raw_control(&stderr(&out)), None);
+        let out = in_dir(dir.path()).args(&all).run();
+        assert_eq!(raw_control(&out.stdout), None);
+        assert_eq!(raw_control(&out.stderr), None);
         out
     };
     let out = run(&["preflight"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (docs, separators) = yaml_documents(&stdout(&out));
+    let (docs, separators) = yaml_documents(&out.stdout);
     // One per release, checking the kernel its nodes boot, and one per real-time kernel (a
     // driver of the matrix is built for them).
     let expected: Vec<(String, String)> = lock
@@ -178,24 +176,26 @@ fn every_export_of_the_widest_legal_lock_reads_back_one_document_per_object() {
         (docs.len(), separators),
         (expected.len(), expected.len()),
         "{}",
-        stdout(&out)
+        out.stdout
     );
     for (doc, (kernel, dtk)) in docs.iter().zip(&expected) {
         assert_eq!(doc["kind"], "PreflightValidationOCP");
         assert_eq!(doc["spec"]["kernelVersion"], kernel.as_str());
         assert_eq!(doc["spec"]["dtkImage"], dtk.as_str());
     }
-    assert!(stdout(&out).contains("# OpenShift 4.16.3 (x86_64, rhel-10)\n"));
+    assert!(
+        out.stdout
+            .contains("# OpenShift 4.16.3 (x86_64, rhel-10)\n")
+    );
     for (args, objects) in [
         (&["kmm"][..], 2),
         (&["boot-module-config", "--drop-parameters"], 2),
         (&["k8s-job", "--shards", "2"], 1),
     ] {
         let out = run(args);
-        let text = stdout(&out);
+        let text = out.stdout.clone();
         let (docs, separators) = yaml_documents(&text);
         assert!(separators <= docs.len(), "{args:?}: {text}");
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         assert_eq!(docs.len(), objects, "{args:?}: {text}");
         for doc in &docs {
             assert!(
@@ -205,8 +205,7 @@ fn every_export_of_the_widest_legal_lock_reads_back_one_document_per_object() {
         }
     }
     let out = run(&["github-matrix"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let _: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let _: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
 }
 
 /// What a hostile registry puts into a label or a module's `vermagic`.
@@ -228,9 +227,8 @@ fn collect_and_verify_print_registry_text_escaped_and_keep_it_out_of_summaries()
     }
     w.matrix("releases = [\"4.14.1\"]", &drivers);
     let dir = w.dir.path();
-    ok_in(dir, &["resolve"]);
-    let plan: serde_json::Value =
-        serde_json::from_str(&stdout(&ok_in(dir, &["plan", "--format", "json"]))).unwrap();
+    in_dir(dir).args(["resolve"]).run();
+    let plan: serde_json::Value = in_dir(dir).args(["plan", "--format", "json"]).run().json();
     let inputs = |driver: &str| -> String {
         plan["jobs"]
             .as_array()
@@ -264,9 +262,7 @@ fn collect_and_verify_print_registry_text_escaped_and_keep_it_out_of_summaries()
     push("label-kmod", LABEL, K_414);
     let pushed = push("vermagic-kmod", &inputs("vermagic-kmod"), LABEL);
 
-    let out = run_in(dir, &["collect"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = in_dir(dir).args(["collect"]).expect_exit(1).stderr();
     assert_eq!(raw_control(&err), None, "{err:?}");
     let lines: Vec<&str> = err
         .lines()
@@ -303,9 +299,8 @@ fn collect_and_verify_print_registry_text_escaped_and_keep_it_out_of_summaries()
         releases: vec![release.version.clone()],
     });
     driver_matrix::lock::write_if_changed(&path, &lock).unwrap();
-    let out = run_in(dir, &["verify", "--deep"]);
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let out = in_dir(dir).args(["verify", "--deep"]).expect_exit(1).run();
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert_eq!(raw_control(&text), None, "{text:?}");
     assert!(text.contains(r"\x1b]0;pwned\x07"), "{text}");
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use driver_matrix_sandbox::oci::{self, Compression, Layer};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, signing};
 
-use crate::support::{World, ok_in, run_in, stderr, stdout};
+use crate::support::{World, in_dir};
 
 const K: &str = "5.14.0-284.52.1.el9_2.x86_64";
 
@@ -156,7 +156,11 @@ impl Buildah {
             .env("BUILDAH_ISOLATION", "chroot")
             .output()
             .unwrap();
-        assert!(out.status.success(), "buildah {args:?}: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 
@@ -241,12 +245,13 @@ fn verify_deep_judges_the_file_a_container_sees() {
     // with it, as for a lock written before the rule.
     let rule = "signed = true\nsigning-cert = \"keys/signing.crt\"\n";
     s.matrix(&drivers.replace(rule, ""));
-    let out = run_in(s.w.dir.path(), &["build", "-j", "2"]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    in_dir(s.w.dir.path()).args(["build", "-j", "2"]).run();
     s.matrix(&drivers);
-    let out = run_in(s.w.dir.path(), &["verify", "--deep"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let out = in_dir(s.w.dir.path())
+        .args(["verify", "--deep"])
+        .expect_exit(1)
+        .run();
+    let text = out.stdout.clone();
 
     let buildah = Buildah::new();
     let at = |driver: &str| format!("{}/{}/{driver}@{}", s.w.addr, s.w.ns, s.locked(driver));
@@ -329,10 +334,11 @@ fn an_opaque_directory_hides_what_lower_layers_had() {
          signed = true\nsigning-cert = \"keys/signing.crt\"\n",
         s.w.addr, s.w.ns
     ));
-    ok_in(s.w.dir.path(), &["build"]);
-    let out = ok_in(s.w.dir.path(), &["verify", "--deep"]);
-    let text = stdout(&out);
-    assert!(text.contains("hello: signed by"), "{text}");
+    in_dir(s.w.dir.path()).args(["build"]).run();
+    let text = in_dir(s.w.dir.path())
+        .args(["verify", "--deep"])
+        .stdout_contains("hello: signed by")
+        .stdout();
     assert!(!text.contains("sneaky"), "{text}");
     let image = format!("{}/{}/opaque@{}", s.w.addr, s.w.ns, s.locked("opaque"));
     let listed = Buildah::new().run(&image, &["ls", &format!("/{dir}")]);
@@ -387,9 +393,11 @@ fn dependencies_must_be_in_the_image_or_reachable_in_the_kernels_tree() {
         &format!("{copy}{host}"),
     );
     s.matrix(&drivers);
-    let out = run_in(s.w.dir.path(), &["build", "-j", "2"]);
-    let all = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(!out.status.success(), "{all}");
+    let out = in_dir(s.w.dir.path())
+        .args(["build", "-j", "2"])
+        .expect_failure()
+        .run();
+    let all = format!("{}{}", out.stdout, out.stderr);
     // The build's read-back refuses what verify would fail.
     let no_host = refused(&all, "no-host");
     let nowhere = refused(&all, "nowhere");
@@ -436,9 +444,11 @@ fn dependencies_must_be_in_the_image_or_reachable_in_the_kernels_tree() {
     let at = lock.find("[[image]]\ndriver = \"shipped\"").unwrap();
     let lock = format!("{}{added}{}", &lock[..at], &lock[at..]);
     std::fs::write(s.w.path("matrix.lock"), lock).unwrap();
-    let out = run_in(s.w.dir.path(), &["verify", "--deep"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let out = in_dir(s.w.dir.path())
+        .args(["verify", "--deep"])
+        .expect_exit(1)
+        .run();
+    let text = out.stdout.clone();
     for ok in ["in-tree", "shipped"] {
         assert!(block(&text, ok)[0].starts_with("ok"), "{text}");
     }
@@ -496,10 +506,10 @@ fn what_reading_the_tree_costs() {
         &format!("COPY modules/ {dir}/\n{host}"),
     );
     s.matrix(&drivers);
-    ok_in(s.w.dir.path(), &["build"]);
+    in_dir(s.w.dir.path()).args(["build"]).run();
     let time = |label: &str| {
         let started = std::time::Instant::now();
-        ok_in(s.w.dir.path(), &["verify", "--deep"]);
+        in_dir(s.w.dir.path()).args(["verify", "--deep"]).run();
         eprintln!(
             "{label}: verify --deep took {:?} (DTK base layer {mib} MiB)",
             started.elapsed()

@@ -1,20 +1,16 @@
 //! `driver-matrix init DIR`: the files it writes (snapshotted), that the matrix loads without
 //! a problem and plans once its releases are resolved, and that it never overwrites a file.
 
+use crate::support::{Cmd, dm};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-fn dm(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(["--color", "never"])
-        .args(args)
-        .arg(dir)
-        .output()
-        .unwrap()
+/// `driver-matrix --color never init DIR`.
+fn init(dir: &Path) -> Cmd {
+    dm().args(["--color", "never", "init"]).arg(dir)
 }
 
 /// A module source directory named `name` holding `files`.
@@ -39,13 +35,7 @@ fn init_scaffolds_a_matrix_that_loads_and_plans() {
             ("hello.c", &hello),
         ],
     );
-    let out = dm(&["init"], &dir);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init(&dir).run();
     let matrix = std::fs::read_to_string(dir.join("matrix.toml")).unwrap();
     let containerfile = std::fs::read_to_string(dir.join("Containerfile")).unwrap();
     insta::assert_snapshot!("init_matrix_toml", matrix);
@@ -100,19 +90,12 @@ fn init_scaffolds_a_matrix_that_loads_and_plans() {
         driver_matrix::lock::render(&resolved),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
+    let plan = dm()
         .args(["--offline", "--color", "never", "-m"])
         .arg(dir.join("matrix.toml"))
         .args(["plan", "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .run()
+        .json();
     let text = plan.to_string();
     assert!(
         text.contains("quay.io/example/hello_kmod:5.14.0-427.28.1.el9_4.x86_64"),
@@ -125,13 +108,7 @@ fn init_reads_obj_m_from_a_makefile() {
     let tmp = tempfile::tempdir().unwrap();
     let makefile = "ifneq ($(KERNELRELEASE),)\nobj-m += acme_net.o \\\n\tacme_core.o\nelse\nall:\n\t$(MAKE) -C /lib/modules/$(shell uname -r)/build M=$(PWD) modules\nendif\n";
     let dir = sources(tmp.path(), "acme", &[("Makefile", makefile)]);
-    let out = dm(&["init"], &dir);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init(&dir).run();
     let loaded = driver_matrix::matrix::load(&dir.join("matrix.toml")).unwrap();
     assert_eq!(loaded.matrix.drivers[0].modules, ["acme_net", "acme_core"]);
 }
@@ -147,13 +124,9 @@ fn init_keeps_an_ignore_file_the_directory_has() {
             (".dockerignore", "*.bin\n"),
         ],
     );
-    let out = dm(&["init"], &dir);
-    assert_eq!(out.status.code(), Some(0));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("kept the existing `.dockerignore`"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init(&dir)
+        .stderr_contains("kept the existing `.dockerignore`")
+        .run();
     assert!(
         !dir.join(".containerignore").exists(),
         "a .containerignore would silently replace the user's .dockerignore"
@@ -175,9 +148,10 @@ fn init_never_overwrites_and_needs_a_module() {
             ("Containerfile", "FROM scratch\n"),
         ],
     );
-    let out = dm(&["init"], &dir);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    init(&dir)
+        .expect_exit(2)
+        .stderr_contains("already exists")
+        .run();
     assert_eq!(
         std::fs::read_to_string(dir.join("Containerfile")).unwrap(),
         "FROM scratch\n"
@@ -188,20 +162,22 @@ fn init_never_overwrites_and_needs_a_module() {
     );
 
     let empty = sources(tmp.path(), "empty", &[("hello.c", "")]);
-    let out = dm(&["init"], &empty);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no Kbuild or Makefile"));
+    init(&empty)
+        .expect_exit(2)
+        .stderr_contains("has no Kbuild or Makefile")
+        .run();
 
     let no_module = sources(tmp.path(), "nomod", &[("Kbuild", "obj-y := builtin.o\n")]);
-    let out = dm(&["init"], &no_module);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("declares no module in `obj-m`"));
+    init(&no_module)
+        .expect_exit(2)
+        .stderr_contains("declares no module in `obj-m`")
+        .run();
     assert!(!no_module.join("matrix.toml").exists());
 
     // A second run over its own output refuses too.
     let twice = sources(tmp.path(), "twice", &[("Kbuild", "obj-m := twice.o\n")]);
-    assert_eq!(dm(&["init"], &twice).status.code(), Some(0));
+    init(&twice).run();
     let first = std::fs::read(twice.join("matrix.toml")).unwrap();
-    assert_eq!(dm(&["init"], &twice).status.code(), Some(2));
+    init(&twice).expect_exit(2).run();
     assert_eq!(std::fs::read(twice.join("matrix.toml")).unwrap(), first);
 }

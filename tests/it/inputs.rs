@@ -174,8 +174,8 @@ fn an_ignore_file_that_is_a_fifo_is_refused() {
 
 /// `(driver, state)` of every job of `plan --format json`, sorted.
 fn states(p: &crate::support::Project) -> Vec<(String, String)> {
-    let out = p.run(&["plan", "--format", "json"]).expect(0);
-    let plan: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    let out = p.cmd().args(["plan", "--format", "json"]).run();
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let mut v: Vec<(String, String)> = plan["jobs"]
         .as_array()
         .unwrap()
@@ -282,8 +282,8 @@ fn a_context_holding_the_matrix_and_the_lock_stays_fresh() {
     let drivers = ["alpha", "beta"];
     assert_eq!(states(&p), all(&drivers, "new"));
     let lock_before = p.lock();
-    p.run(&["build", "--kernel", K1]).expect(0);
-    p.run(&["build", "--kernel", K2]).expect(0);
+    p.cmd().args(["build", "--kernel", K1]).run();
+    p.cmd().args(["build", "--kernel", K2]).run();
     assert_ne!(p.lock(), lock_before);
     assert!(p.path().join("matrix.lock.lock").exists());
     assert_eq!(states(&p), all(&drivers, "fresh"));
@@ -307,9 +307,9 @@ fn a_context_holding_the_matrix_and_the_lock_stays_fresh() {
         "{listing}"
     );
     p.reset_calls();
-    p.run(&["build"]).expect(0);
+    p.cmd().args(["build"]).run();
     assert_eq!(p.builds(), 0, "a second build builds nothing");
-    p.run(&["build", "--locked"]).expect(0);
+    p.cmd().args(["build", "--locked"]).run();
 
     let commented = format!(
         "# a comment\n{}",
@@ -317,20 +317,20 @@ fn a_context_holding_the_matrix_and_the_lock_stays_fresh() {
     );
     p.write("matrix.toml", &commented);
     assert_eq!(states(&p), all(&drivers, "fresh"));
-    p.run(&["build", "--locked"]).expect(0);
+    p.cmd().args(["build", "--locked"]).run();
 
     p.write("alpha.c", "int alpha = 1;\n");
     let mut want = all(&["alpha"], "stale");
     want.extend(all(&["beta"], "fresh"));
     assert_eq!(states(&p), want);
-    p.run(&["build", "--locked"]).expect(3);
+    p.cmd().args(["build", "--locked"]).expect_exit(3).run();
 }
 
 /// The `io.driver-matrix.inputs` labels a `build --dry-run` would set, in order.
 fn dry_run_inputs(p: &crate::support::Project, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["build", "--dry-run"];
     args.extend_from_slice(extra);
-    let out = p.run(&args).expect(0).stdout();
+    let out = p.cmd().args(args).stdout();
     let labels: Vec<String> = out
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("io.driver-matrix.inputs="))
@@ -354,8 +354,7 @@ fn a_secret_inside_a_context_is_refused_unless_ignored_and_never_hashed() {
         "matrix.toml",
         &format!("{matrix}secrets = {{ signing-key = \"drivers/beta/keys/signing.key\" }}\n"),
     );
-    let refused = p.run(&["plan"]).expect(2);
-    let err = refused.stderr();
+    let err = p.cmd().args(["plan"]).expect_exit(2).stderr();
     assert!(
         crate::support::says(
             &err,
@@ -371,17 +370,19 @@ fn a_secret_inside_a_context_is_refused_unless_ignored_and_never_hashed() {
 
     p.write("drivers/beta/.containerignore", "keys/signing.key\n");
     let cli = p
-        .run(&[
+        .cmd()
+        .args([
             "build",
             "--dry-run",
             "--secret",
             "cli=drivers/beta/keys/cli.key",
         ])
-        .expect(2);
+        .expect_exit(2)
+        .run();
     assert!(
-        crate::support::says(&cli.stderr(), "inside the build context of driver `beta`"),
+        crate::support::says(&cli.stderr, "inside the build context of driver `beta`"),
         "{}",
-        cli.stderr()
+        cli.stderr
     );
 
     p.write("drivers/beta/.containerignore", "keys/\n");

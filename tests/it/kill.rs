@@ -6,11 +6,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{World, buildah_env, module, ok_in, run_in, stderr};
+use crate::support::{Out, World, buildah_env, in_dir, module};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
@@ -130,25 +130,23 @@ impl Kill {
     fn collect_from_scratch(&self) -> String {
         let fresh = tempfile::tempdir().unwrap();
         self.write_project(fresh.path());
-        let out = run_in(fresh.path(), &["collect"]);
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "collect: {}",
-            stderr(&out)
-        );
+        in_dir(fresh.path())
+            .args(["collect"])
+            .expect_exit_in(&[0, 1])
+            .run();
         std::fs::read_to_string(fresh.path().join("matrix.lock")).unwrap_or_default()
     }
 
     /// Runs `args` to completion and checks that the lock equals `collect` from scratch and
     /// that nothing a killed run left survives.
-    fn complete(&self, args: &[&str]) -> Output {
-        let out = ok_in(self.dir(), args);
+    fn complete(&self, args: &[&str]) -> Out {
+        let out = in_dir(self.dir()).args(args).run();
         assert_eq!(
             self.lock(),
             self.collect_from_scratch(),
             "after `{}` the lock differs from `collect` from scratch\n{}",
             args.join(" "),
-            stderr(&out)
+            out.stderr
         );
         self.assert_nothing_left(&format!("after `{}`", args.join(" ")));
         out
@@ -302,11 +300,11 @@ struct Point {
 /// seen, or `None` when the run ended before the point was reached.
 fn kill_at(k: &Kill, args: &[&str], point: &Point) -> Option<Vec<String>> {
     let mut child: Child =
-        k.w.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        k.w.cmd()
+            .args(args)
+            .any_exit()
+            .spawn(Stdio::null(), Stdio::piped())
+            .child;
     let (tx, rx) = mpsc::channel();
     let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -468,7 +466,7 @@ fn kill_points_leave_a_consistent_lock_and_the_next_run_completes() {
 fn kill_in_a_run_step_leaves_nothing_after_the_next_run() {
     let k = Kill::new("killrun", 120);
     k.write_project(k.w.dir.path());
-    ok_in(k.dir(), &["resolve"]);
+    in_dir(k.dir()).args(["resolve"]).run();
     let before = k.containers();
     // Killed once the RUN step's inner process is running.
     let point = Point {
@@ -489,7 +487,7 @@ fn kill_in_a_run_step_leaves_nothing_after_the_next_run() {
         "the RUN step's process was expected to outlive the killed run"
     );
     // The next writer removes it and says so.
-    let out = ok_in(k.dir(), &["resolve"]);
+    let out = in_dir(k.dir()).args(["resolve"]).run();
     k.assert_nothing_left("after the next run");
     let left: Vec<String> = k.containers().difference(&before).cloned().collect();
     k.remove_containers(&before);
@@ -497,14 +495,14 @@ fn kill_in_a_run_step_leaves_nothing_after_the_next_run() {
         left.is_empty(),
         "the killed build's working container survives: {left:?}"
     );
-    let err = stderr(&out);
+    let err = out.stderr.clone();
     assert!(
         err.contains("process group") && err.contains("left by a killed run (pid"),
         "{err}"
     );
     // A run with nothing to remove says nothing of it.
-    let out = ok_in(k.dir(), &["resolve"]);
-    assert!(!stderr(&out).contains("killed run"), "{}", stderr(&out));
+    let out = in_dir(k.dir()).args(["resolve"]).run();
+    assert!(!out.stderr.contains("killed run"), "{}", out.stderr);
 }
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`).
@@ -564,12 +562,12 @@ fn forged_run_records_make_resolve_kill_nothing() {
     )
     .unwrap();
     let started = Instant::now();
-    let run = p.run(&["resolve"]).expect(0);
+    let run = p.cmd().args(["resolve"]).run();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "no grace is waited out for a forged record"
     );
-    assert!(!run.stderr().contains("killed run"), "{}", run.stderr());
+    assert!(!run.stderr.contains("killed run"), "{}", run.stderr);
     assert!(running(member), "the member of a forged group survives");
     assert!(running(live.id()), "the live leader survives");
     // SAFETY: the test's own process groups.

@@ -11,10 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::support::{Cmd, dm};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -168,14 +169,15 @@ impl Crds {
     }
 }
 
-fn run(matrix: &str, lock: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-    cmd.args(["--offline", "--color", "never", "-m"])
+/// `export ARGS` over `matrix` (and `lock`), both relative to the crate.
+fn run(matrix: &str, lock: Option<&str>, args: &[&str]) -> Cmd {
+    let mut cmd = dm()
+        .args(["--offline", "--color", "never", "-m"])
         .arg(root().join(matrix));
     if let Some(lock) = lock {
-        cmd.arg("--lockfile").arg(root().join(lock));
+        cmd = cmd.arg("--lockfile").arg(root().join(lock));
     }
-    cmd.arg("export").args(args).output().unwrap()
+    cmd.arg("export").args(args)
 }
 
 fn documents(text: &str) -> Vec<Value> {
@@ -225,13 +227,8 @@ fn every_kmm_export_validates_against_the_crds() {
     ];
     let mut kinds = BTreeMap::new();
     for (matrix, lock, args, count) in cases {
-        let out = run(matrix, lock, args);
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let docs = documents(&String::from_utf8(out.stdout).unwrap());
+        let out = run(matrix, lock, args).expect_exit_in(&[0, 1]).run();
+        let docs = documents(&out.stdout);
         assert_eq!(docs.len(), count, "{args:?}");
         for doc in &docs {
             let problems = crds.problems(doc);
@@ -260,8 +257,8 @@ fn every_kmm_export_validates_against_the_crds() {
 #[test]
 fn objects_kmm_would_reject_fail_validation() {
     let crds = crds();
-    let out = run("tests/matrices/kmm/matrix.toml", None, &["kmm"]);
-    let module = documents(&String::from_utf8(out.stdout).unwrap()).remove(0);
+    let out = run("tests/matrices/kmm/matrix.toml", None, &["kmm"]).run();
+    let module = documents(&out.stdout).remove(0);
     assert!(crds.problems(&module).is_empty());
     type Breakage = (&'static str, fn(&mut Value));
     let breakages: [Breakage; 7] = [
@@ -303,15 +300,12 @@ fn objects_kmm_would_reject_fail_validation() {
         );
     }
     let mut bmc = documents(
-        &String::from_utf8(
-            run(
-                "tests/matrices/kmm/matrix.toml",
-                None,
-                &["boot", "--drop-parameters"],
-            )
-            .stdout,
+        &run(
+            "tests/matrices/kmm/matrix.toml",
+            None,
+            &["boot", "--drop-parameters"],
         )
-        .unwrap(),
+        .stdout(),
     )
     .remove(0);
     assert!(crds.problems(&bmc).is_empty());
@@ -333,13 +327,8 @@ fn the_older_preflight_form_validates_against_its_eras_crd() {
     let old = crds_in("tests/kmm-crds-2025-05");
     let now = crds();
     let kmm = "tests/matrices/kmm/matrix.toml";
-    let out = run(kmm, None, &["preflight", "--kmm-api", "release-image"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    let out = run(kmm, None, &["preflight", "--kmm-api", "release-image"]).run();
+    let docs = documents(&out.stdout);
     // Four releases, two with a real-time kernel that nic-kmod is built for.
     assert_eq!(docs.len(), 6);
     let lock = driver_matrix::lock::read(&root().join("tests/matrices/kmm/matrix.lock")).unwrap();
@@ -366,8 +355,8 @@ fn the_older_preflight_form_validates_against_its_eras_crd() {
         .filter(|d| d["spec"]["useRTKernel"] == json!(true))
         .count();
     assert_eq!(rt, 2);
-    let out = run(kmm, None, &["preflight"]);
-    for doc in documents(&String::from_utf8(out.stdout).unwrap()) {
+    let out = run(kmm, None, &["preflight"]).run();
+    for doc in documents(&out.stdout) {
         assert!(
             !old.problems(&doc).is_empty(),
             "that era's CRD takes {doc:#}"

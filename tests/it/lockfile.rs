@@ -119,8 +119,7 @@ fn a_link_at_the_writers_lock_is_refused_and_truncates_nothing() {
     let (p, outside) = project_and_victim("linkguard", "precious\n");
     let victim = outside.path().join("victim.txt");
     std::os::unix::fs::symlink(&victim, p.path().join("matrix.lock.lock")).unwrap();
-    let run = p.run(&["resolve"]).expect(2);
-    let err = run.stderr();
+    let err = p.cmd().args(["resolve"]).expect_exit(2).stderr();
     assert!(
         err.contains("matrix.lock.lock") && err.contains("is a symbolic link"),
         "{err}"
@@ -135,8 +134,7 @@ fn a_link_at_the_lock_is_refused_and_what_it_points_at_never_shown() {
     std::fs::remove_file(p.lock_path()).unwrap();
     std::os::unix::fs::symlink(&victim, p.lock_path()).unwrap();
     for args in [&["plan"][..], &["resolve"]] {
-        let run = p.run(args).expect(2);
-        let err = run.stderr();
+        let err = p.cmd().args(args).expect_exit(2).stderr();
         assert!(
             err.contains("lockfile `") && err.contains("matrix.lock` is a symbolic link"),
             "{args:?}: {err}"
@@ -157,16 +155,24 @@ fn a_file_that_is_not_a_lock_is_said_to_be_none_without_quoting_it() {
         "matrix.lock",
         "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n",
     );
-    let err = p.run(&["plan"]).expect(2).stderr();
-    assert!(err.contains("is not a driver-matrix lock"), "{err}");
+    let err = p
+        .cmd()
+        .args(["plan"])
+        .expect_exit(2)
+        .stderr_contains("is not a driver-matrix lock")
+        .stderr();
     assert!(!err.contains("root:") && !err.contains("daemon"), "{err}");
     // Some other TOML file, with a version of its own.
     p.write(
         "matrix.lock",
         "version = \"secret-value\"\n[package]\nname = \"x\"\n",
     );
-    let err = p.run(&["plan"]).expect(2).stderr();
-    assert!(err.contains("is not a driver-matrix lock"), "{err}");
+    let err = p
+        .cmd()
+        .args(["plan"])
+        .expect_exit(2)
+        .stderr_contains("is not a driver-matrix lock")
+        .stderr();
     assert!(!err.contains("secret-value"), "{err}");
 }
 
@@ -179,7 +185,7 @@ fn a_malformed_lock_shows_the_offending_span_and_nothing_around_it() {
         1,
     );
     p.write("matrix.lock", &text);
-    let err = p.run(&["plan"]).expect(2).stderr();
+    let err = p.cmd().args(["plan"]).expect_exit(2).stderr();
     // `9.2.x` is an invalid float from its `.x` on: that much is shown, and where it is.
     assert!(
         err.contains("is malformed") && err.contains("| .x") && err.contains("matrix.lock:11"),

@@ -18,6 +18,7 @@ mod dkms;
 mod exclusions;
 mod export;
 mod faults;
+mod harness;
 mod hostile_lock;
 mod image_fs;
 mod init;

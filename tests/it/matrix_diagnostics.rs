@@ -66,7 +66,7 @@ fn several_problems_are_reported_together() {
 /// its line), before any release is resolved or DTK pulled, not once per kernel.
 #[test]
 fn a_containerfile_that_cannot_build_is_refused_before_anything_is_pulled() {
-    use crate::support::{run_in, stderr};
+    use crate::support::in_dir;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("hello")).unwrap();
     std::fs::write(
@@ -95,9 +95,7 @@ fn a_containerfile_that_cannot_build_is_refused_before_anything_is_pulled() {
     for (containerfile, expect, place) in cases {
         std::fs::write(dir.path().join("hello/Containerfile"), containerfile).unwrap();
         for args in [&["plan"][..], &["build", "--dry-run"]] {
-            let out = run_in(dir.path(), args);
-            let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            let err = in_dir(dir.path()).args(args).expect_exit(2).stderr();
             assert!(
                 crate::support::says(&err, expect) && err.contains(place),
                 "{args:?} {containerfile:?}: {err}"
@@ -111,6 +109,6 @@ fn a_containerfile_that_cannot_build_is_refused_before_anything_is_pulled() {
         "ARG DTK_IMAGE\nFORM ${DTK_IMAGE}\nRUN make\n",
     )
     .unwrap();
-    let err = stderr(&run_in(dir.path(), &["plan"]));
+    let err = in_dir(dir.path()).args(["plan"]).expect_exit(2).stderr();
     insta::assert_snapshot!("containerfile_typo", err);
 }

@@ -3,7 +3,7 @@
 //! `collect`; the lock, the plan and the exports name quay.io only; the inputs hashes are the
 //! ones computed without a mirror.
 
-use crate::support::{World, module, ok_in, stdout};
+use crate::support::{World, in_dir, module};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec, Registry};
 
 const K: &str = "5.14.0-284.52.1.el9_2.x86_64";
@@ -60,14 +60,14 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     );
     std::fs::write(dir.join("matrix.toml"), &mirrored).unwrap();
 
-    ok_in(dir, &["resolve"]);
-    let plan_json = stdout(&ok_in(dir, &["plan", "--format", "json"]));
-    ok_in(dir, &["build"]);
-    let out = ok_in(dir, &["verify", "--deep"]);
+    in_dir(dir).args(["resolve"]).run();
+    let plan_json = in_dir(dir).args(["plan", "--format", "json"]).stdout();
+    in_dir(dir).args(["build"]).run();
+    let out = in_dir(dir).args(["verify", "--deep"]).run();
     assert!(
-        stdout(&out).contains(&format!("hello: vermagic {K}")),
+        out.stdout.contains(&format!("hello: vermagic {K}")),
         "{}",
-        stdout(&out)
+        out.stdout
     );
     let lock = std::fs::read_to_string(dir.join("matrix.lock")).unwrap();
     // collect through the mirror rebuilds the same lock.
@@ -80,7 +80,7 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
             + "\n",
     )
     .unwrap();
-    ok_in(dir, &["collect"]);
+    in_dir(dir).args(["collect"]).run();
     assert_eq!(
         std::fs::read_to_string(dir.join("matrix.lock")).unwrap(),
         lock
@@ -89,8 +89,8 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     // The lock, the plan and the exports name quay.io for the payload and the DTK, never the
     // mirror's namespace.
     let mirror_ns = format!("{}/{}/openshift-release-dev", w.addr, w.ns);
-    let kmm = stdout(&ok_in(dir, &["export", "kmm"]));
-    let preflight = stdout(&ok_in(dir, &["export", "preflight"]));
+    let kmm = in_dir(dir).args(["export", "kmm"]).stdout();
+    let preflight = in_dir(dir).args(["export", "preflight"]).stdout();
     for (what, text) in [
         ("lock", &lock),
         ("plan", &plan_json),
@@ -136,7 +136,9 @@ fn resolve_build_verify_and_collect_through_a_mirror_of_quay_io() {
     );
     assert!(!direct.contains("[registries.\"quay.io\"]"));
     std::fs::write(dir.join("matrix.toml"), direct).unwrap();
-    let offline_plan = stdout(&ok_in(dir, &["--offline", "plan", "--format", "json"]));
+    let offline_plan = in_dir(dir)
+        .args(["--offline", "plan", "--format", "json"])
+        .stdout();
     let inputs = |json: &str| -> Vec<String> {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         v["jobs"]

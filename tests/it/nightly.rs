@@ -6,9 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
 
-use crate::support::{World, module, ok_in, run_in, stderr, stdout};
+use crate::support::{World, in_dir, module};
 use driver_matrix_sandbox::{DtkSpec, Flavor, GraphServer, PayloadSpec, graph};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
@@ -209,13 +208,16 @@ impl Night {
         std::fs::read_to_string(self.dir().join("matrix.lock")).unwrap_or_default()
     }
 
-    /// `collect` in a fresh directory holding only the matrix and the context.
-    fn collect_from_scratch(&self) -> (String, Output) {
+    /// `collect` in a fresh directory holding only the matrix and the context, ending with
+    /// one of `codes`.
+    fn collect_from_scratch(&self, codes: &'static [i32]) -> String {
         let fresh = tempfile::tempdir().unwrap();
         self.write_project(fresh.path());
-        let out = run_in(fresh.path(), &["collect"]);
-        let lock = std::fs::read_to_string(fresh.path().join("matrix.lock")).unwrap_or_default();
-        (lock, out)
+        in_dir(fresh.path())
+            .args(["collect"])
+            .expect_exit_in(codes)
+            .run();
+        std::fs::read_to_string(fresh.path().join("matrix.lock")).unwrap_or_default()
     }
 
     /// Runs one night: the project as it is now, then `resolve` and `build`, checking after
@@ -227,56 +229,36 @@ impl Night {
         // Every night changes something: `--locked` says so and writes nothing.
         let unchanged = self.lock();
         for locked in [&["build", "--locked"][..], &["resolve", "--locked"]] {
-            let out = run_in(dir, locked);
-            assert_eq!(
-                out.status.code(),
-                Some(3),
-                "night `{what}`: {locked:?} should find the lock out of date:\n{}",
-                stderr(&out)
-            );
+            in_dir(dir).args(locked).expect_exit(3).run();
             assert_eq!(self.lock(), unchanged, "night `{what}`: {locked:?} wrote");
         }
-        ok_in(dir, &["resolve"]);
-        let (scratch, _) = self.collect_from_scratch();
+        in_dir(dir).args(["resolve"]).run();
+        // Before the build, images are missing: `collect` says so (exit 1).
+        let scratch = self.collect_from_scratch(&[0, 1]);
         assert_eq!(
             self.lock(),
             scratch,
             "night `{what}`: after `resolve` the lock differs from `collect` from scratch"
         );
 
-        let built = ok_in(dir, &["build", "-j", "2"]);
-        let (scratch, out) = self.collect_from_scratch();
-        assert!(
-            out.status.success(),
-            "night `{what}`: collect from scratch failed:\n{}",
-            stderr(&out)
-        );
+        let built = in_dir(dir).args(["build", "-j", "2"]).run();
+        let scratch = self.collect_from_scratch(&[0]);
         assert_eq!(
             self.lock(),
             scratch,
             "night `{what}`: after `build` the lock differs from `collect` from scratch\n{}",
-            stdout(&built)
+            built.stdout
         );
-        let verify = run_in(dir, &["verify", "--deep"]);
-        assert!(
-            verify.status.success(),
-            "night `{what}`: verify --deep failed:\n{}",
-            stdout(&verify)
-        );
+        in_dir(dir).args(["verify", "--deep"]).run();
         for locked in [&["build", "--locked"][..], &["resolve", "--locked"]] {
-            let out = run_in(dir, locked);
-            assert!(
-                out.status.success(),
-                "night `{what}`: {locked:?} failed:\n{}",
-                stderr(&out)
-            );
+            in_dir(dir).args(locked).run();
         }
         let before = self.lock();
-        let again = ok_in(dir, &["build"]);
+        let again = in_dir(dir).args(["build"]).run();
         assert!(
-            stdout(&again).contains("0 built"),
+            again.stdout.contains("0 built"),
             "night `{what}`: a second build built something:\n{}",
-            stdout(&again)
+            again.stdout
         );
         assert_eq!(
             self.lock(),
@@ -364,12 +346,12 @@ fn a_toolkit_kernel_is_built_like_a_dtk_kernel() {
         "{lock}"
     );
     assert!(n.releases_of(K3).is_empty(), "{lock}");
-    let kmm = ok_in(n.dir(), &["export", "kmm"]);
+    let kmm = in_dir(n.dir()).args(["export", "kmm"]).run();
     assert!(
-        stdout(&kmm).contains(&format!("literal: {K3}"))
-            || stdout(&kmm).contains(&format!("literal: \"{K3}\"")),
+        kmm.stdout.contains(&format!("literal: {K3}"))
+            || kmm.stdout.contains(&format!("literal: \"{K3}\"")),
         "{}",
-        stdout(&kmm)
+        kmm.stdout
     );
 
     // A release beside it: its kernel's job is added, the toolkit's image stays.

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use crate::support::{Cmd, dm};
 
 use driver_matrix::lock::{self, Lock, LockedImage};
 use driver_matrix::plan::{self, PlanInput, State};
@@ -13,19 +14,20 @@ fn good() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/matrices/good")
 }
 
-fn run_plan(matrix: &str, format: &str) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(["--offline", "--color", "never", "-m"])
-        .arg(good().join(matrix))
+/// `driver-matrix --offline --color never -m MATRIX --lockfile LOCK plan`.
+fn plan_cmd(matrix: &Path, lock: &Path) -> Cmd {
+    dm().args(["--offline", "--color", "never", "-m"])
+        .arg(matrix)
         .arg("--lockfile")
-        .arg(good().join("resolved.lock"))
-        .args(["plan", "--format", format])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(out.status.success(), "plan failed:\n{stderr}");
-    (stdout, stderr)
+        .arg(lock)
+        .arg("plan")
+}
+
+fn run_plan(matrix: &str, format: &str) -> (String, String) {
+    let out = plan_cmd(&good().join(matrix), &good().join("resolved.lock"))
+        .args(["--format", format])
+        .run();
+    (out.stdout, out.stderr)
 }
 
 #[test]
@@ -214,16 +216,9 @@ fn an_exclude_that_matches_nothing_is_a_warning() {
         format!("{text}\n[[exclude]]\ndriver = \"net-kmod\"\narch = \"aarch64\"\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(["--offline", "--color", "never", "-m"])
-        .arg(&path)
-        .arg("--lockfile")
-        .arg(dir.path().join("resolved.lock"))
-        .args(["plan", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = plan_cmd(&path, &dir.path().join("resolved.lock"))
+        .args(["--format", "json"])
+        .stderr();
     assert!(stderr.contains("matches no cell"), "{stderr}");
     assert!(
         stderr.contains("matrix.toml:"),
@@ -240,16 +235,9 @@ fn an_unresolved_release_is_a_clear_error_offline() {
         .unwrap()
         .replace("\"4.15.3\"", "\"4.15.3\", \"4.15.9\"");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(["--offline", "--color", "never", "-m"])
-        .arg(&path)
-        .arg("--lockfile")
-        .arg(dir.path().join("resolved.lock"))
-        .arg("plan")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = plan_cmd(&path, &dir.path().join("resolved.lock"))
+        .expect_exit(2)
+        .stderr();
     assert!(
         stderr.contains("4.15.9") && stderr.contains("driver-matrix resolve"),
         "{stderr}"
@@ -267,16 +255,9 @@ fn two_drivers_pushing_to_the_same_image_are_a_matrix_error() {
         "image = \"127.0.0.1:5000/acme/hello-kmod\"\ntag = \"1.0-${KERNEL_FULL_VERSION}\"",
     );
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .args(["--offline", "--color", "never", "-m"])
-        .arg(&path)
-        .arg("--lockfile")
-        .arg(dir.path().join("resolved.lock"))
-        .arg("plan")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = plan_cmd(&path, &dir.path().join("resolved.lock"))
+        .expect_exit(2)
+        .stderr();
     assert!(
         stderr.contains("drivers push to the same image")
             && stderr.contains("hello-kmod/")

@@ -15,15 +15,15 @@ fn docker_and_oci_payloads_resolve_into_the_lock() {
     new.rhel = "9.4".into();
     w.release("4.16.3", &new, Flavor::Oci);
     w.matrix(r#"releases = ["4.16.3", "4.14.12"]"#, "");
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     insta::assert_snapshot!(w.stable_lock());
     // Nothing changed: the lock is not rewritten and `--locked` agrees.
     let before = std::fs::metadata(w.path("matrix.lock"))
         .unwrap()
         .modified()
         .unwrap();
-    w.ok(&["resolve"]);
-    w.ok(&["resolve", "--locked"]);
+    w.cmd().args(["resolve"]).run();
+    w.cmd().args(["resolve", "--locked"]).run();
     let after = std::fs::metadata(w.path("matrix.lock"))
         .unwrap()
         .modified()
@@ -72,7 +72,7 @@ fn multi_payload_with_a_dtk_list_picks_each_arch() {
         "releases = [\"4.16.3\"]\narch = [\"x86_64\", \"aarch64\"]",
         "",
     );
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     let lock = w.lock();
     // Each arch gets its own DTK child and kernel; the payload is the list.
     assert!(
@@ -113,7 +113,7 @@ fn release_file_in_an_earlier_layer_and_zstd_layers() {
     p.compression = Compression::Zstd;
     w.payload(&p, "x86_64", "amd64", Flavor::Oci);
     w.matrix(r#"releases = ["4.14.12", "4.16.3"]"#, "");
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     insta::assert_snapshot!(w.stable_lock());
 }
 
@@ -132,7 +132,7 @@ fn rt_kernel_forms() {
         w.release(version, &d, Flavor::Docker);
     }
     w.matrix(r#"releases = ["4.14.1", "4.16.1", "4.12.1", "4.16.2"]"#, "");
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     let lock = w.lock();
     assert_eq!(lock.matches("rt-kernel = ").count(), 2, "{lock}");
     insta::assert_snapshot!(w.stable_lock());
@@ -148,9 +148,7 @@ fn a_garbage_kernel_is_rejected() {
     );
     w.release("4.14.12", &d, Flavor::Docker);
     w.matrix(r#"releases = ["4.14.12"]"#, "");
-    let out = w.run(&["resolve"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = w.cmd().args(["resolve"]).expect_exit(1).stderr();
     assert!(
         says(&err, "4.14.12 (x86_64)") && says(&err, "KERNEL_VERSION"),
         "{err}"
@@ -168,9 +166,7 @@ fn a_payload_without_driver_toolkit_names_the_release() {
         Flavor::Docker,
     );
     w.matrix(r#"releases = ["4.5.1"]"#, "");
-    let out = w.run(&["resolve"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = w.cmd().args(["resolve"]).expect_exit(1).stderr();
     assert!(
         says(&err, "release 4.5.1 (x86_64)") && says(&err, "driver-toolkit"),
         "{err}"
@@ -185,23 +181,20 @@ fn a_payload_of_the_wrong_kind_is_rejected() {
     p.kind = "ConfigMap".into();
     w.payload(&p, "x86_64", "amd64", Flavor::Docker);
     w.matrix(r#"releases = ["4.14.12"]"#, "");
-    let out = w.run(&["resolve"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        says(&stderr(&out), "expected an `ImageStream`"),
-        "{}",
-        stderr(&out)
-    );
+    w.cmd()
+        .args(["resolve"])
+        .expect_exit(1)
+        .stderr_says("expected an `ImageStream`")
+        .run();
 }
 
 #[test]
 fn a_missing_tag_is_a_matrix_error() {
     let w = World::new("missing");
     w.matrix(r#"releases = ["4.14.99"]"#, "");
-    let out = w.run(&["resolve"]);
+    let out = w.cmd().args(["resolve"]).expect_exit(2).run();
     // The release does not exist: a retry cannot help, so not 4.
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = out.stderr.clone();
     assert!(
         says(&err, "`4.14.99` (x86_64)") && says(&err, "/release` has no tag `4.14.99-x86_64`"),
         "{err}"
@@ -227,8 +220,7 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
         w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
     }
     w.matrix(r#"releases = ["4.14.12", "4.14.13", "4.14.14"]"#, "");
-    let out = w.ok(&["resolve"]);
-    let err = stderr(&out);
+    let err = w.cmd().args(["resolve"]).stderr();
     assert!(
         says(
             &err,
@@ -246,7 +238,7 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
     }
     // Elsewhere, one line with the count, not the whole warning again.
     for args in [&["plan"][..], &["export", "github-matrix"]] {
-        let err = stderr(&w.ok(args));
+        let err = w.cmd().args(args).stderr();
         let lines: Vec<&str> = err.lines().filter(|l| l.contains("4.14.13")).collect();
         assert_eq!(
             lines,
@@ -271,7 +263,7 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
     );
     // From the cache (no lock), the same bytes.
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     assert_eq!(w.lock(), lock);
 
     // `verify` fails on the release (with an image in the lock to verify), and passes once the
@@ -287,32 +279,18 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
         std::fs::write(w.path("matrix.lock"), image).unwrap();
     };
     with_image(&lock);
-    let out = w.run(&["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = w.cmd().args(["verify"]).expect_exit(1).run();
     assert!(
-        stdout(&out).contains(&format!(
+        out.stdout.contains(&format!(
             "FAIL release 4.14.13 (x86_64): the DTK's kernel {K_414} is not the nodes' kernel {NODE_NEWER}"
         )),
         "{}",
-        stdout(&out)
+        out.stdout
     );
     w.matrix(r#"releases = ["4.14.12", "4.14.14"]"#, "");
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     with_image(&w.lock());
-    let out = w.run(&["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    w.cmd().args(["verify"]).run();
 }
 
 /// A dual-stream payload resolves to an entry per stream, each with its DTK, kernel and nodes'
@@ -332,22 +310,18 @@ fn a_dual_stream_release_has_an_entry_per_stream() {
     spec.os10 = Some(w.os(&OsImage::new(NODE10), "amd64"));
     w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
     w.matrix(r#"releases = ["4.19.1"]"#, "");
-    let out = w.ok(&["resolve"]);
+    let out = w.cmd().args(["resolve"]).run();
     assert!(
         says(
-            &stderr(&out),
+            &out.stderr,
             &format!(
                 "release 4.19.1 (x86_64, rhel-10): its Driver Toolkit carries kernel `{K10}`, but its nodes boot `{NODE10}`"
             )
         ),
         "{}",
-        stderr(&out)
+        out.stderr
     );
-    assert!(
-        !stderr(&out).contains("4.19.1 (x86_64):"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(!out.stderr.contains("4.19.1 (x86_64):"), "{}", out.stderr);
     let lock = w.lock();
     let rhel10_entry = format!(
         "stream = \"rhel-10\"\npayload = \"{}/{}@",
@@ -367,7 +341,7 @@ fn a_dual_stream_release_has_an_entry_per_stream() {
         )),
         "{lock}"
     );
-    w.ok(&["--offline", "resolve", "--locked"]);
+    w.cmd().args(["--offline", "resolve", "--locked"]).run();
     // From the cache alone, online and offline: the same bytes.
     for offline in [false, true] {
         std::fs::remove_file(w.path("matrix.lock")).unwrap();
@@ -376,7 +350,7 @@ fn a_dual_stream_release_has_an_entry_per_stream() {
         } else {
             &["resolve"]
         };
-        w.ok(args);
+        w.cmd().args(args).run();
         assert_eq!(w.lock(), lock, "offline: {offline}");
     }
 }

@@ -39,18 +39,19 @@ fn a_registry_requiring_auth() {
     w.matrix(r#"releases = ["4.14.12"]"#, "");
 
     // No credentials anywhere: exit 4, and the message says where it looked.
-    let out = w.run(&["resolve"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = w.cmd().args(["resolve"]).expect_exit(4).stderr();
     assert!(says(&err, "4.14.12 (x86_64)") && says(&err, "401"), "{err}");
     assert!(says(&err, "no credentials"), "{err}");
 
     // Wrong password: the message names the file used, never the secret.
     let bad = w.path("bad-auth.json");
     authfile(&bad, reg.addr(), "puller", "wrong-pw");
-    let out = w.run(&["--authfile", bad.to_str().unwrap(), "resolve"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
+    let out = w
+        .cmd()
+        .args(["--authfile", bad.to_str().unwrap(), "resolve"])
+        .expect_exit(4)
+        .run();
+    let err = out.stderr.clone();
     assert!(
         says(&err, "bad-auth.json") && !says(&err, "puller"),
         "{err}"
@@ -65,8 +66,8 @@ fn a_registry_requiring_auth() {
         "puller",
         "s3cret-pw",
     );
-    let out = w.ok(&["resolve"]);
-    assert!(!says(&stderr(&out), "s3cret-pw"));
+    let out = w.cmd().args(["resolve"]).run();
+    assert!(!says(&out.stderr, "s3cret-pw"));
     assert!(
         w.lock()
             .contains("kernel = \"5.14.0-284.52.1.el9_2.x86_64\"")
@@ -106,7 +107,7 @@ fn channels_expand_through_an_unordered_graph() {
         ),
         "",
     );
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     let lock = w.lock();
     let versions: Vec<&str> = lock
         .lines()
@@ -124,12 +125,14 @@ fn channels_expand_through_an_unordered_graph() {
             .all(|r| r.contains("channel=stable-4.16&arch=amd64"))
     );
 
-    let out = w.ok(&["releases", "stable-4.16"]);
-    assert_eq!(stdout(&out), "4.15.40\n4.16.2\n4.16.9\n4.16.10\n");
+    let out = w.cmd().args(["releases", "stable-4.16"]).run();
+    assert_eq!(out.stdout, "4.15.40\n4.16.2\n4.16.9\n4.16.10\n");
 
     // Offline, the channel is what the lock holds.
-    let out = w.ok(&["--offline", "plan", "--format", "json"]);
-    assert!(stdout(&out).contains("jobs"), "{}", stdout(&out));
+    w.cmd()
+        .args(["--offline", "plan", "--format", "json"])
+        .stdout_contains("jobs")
+        .run();
 }
 
 #[test]
@@ -159,7 +162,7 @@ fn a_mirror_of_quay_io_serves_every_read() {
         "[openshift]\nreleases = [\"4.14.12\"]\n\n[registries.\"quay.io\"]\nmirror = \"{mirror}\"\n\n[registries.\"{}\"]\ninsecure = true\n",
         w.addr
     ));
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     let lock = w.lock();
     assert!(!lock.contains(&w.addr), "{lock}");
     assert!(lock.contains(&format!("dtk = \"{quay_dtk}\"")), "{lock}");
@@ -191,9 +194,7 @@ fn a_mirror_of_quay_io_serves_every_read() {
         "[openshift]\nreleases = [\"4.14.12\", \"4.14.13\"]\n\n[registries.\"quay.io\"]\nmirror = \"{mirror}\"\n\n[registries.\"{}\"]\ninsecure = true\n",
         w.addr
     ));
-    let out = w.run(&["resolve"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = w.cmd().args(["resolve"]).expect_exit(4).stderr();
     assert!(
         says(
             &err,
@@ -225,62 +226,51 @@ fn the_cache_offline_and_locked() {
     w.release("4.14.12", &DtkSpec::new(K_414), Flavor::Docker);
     w.release("4.14.13", &DtkSpec::new(K_414), Flavor::Docker);
     w.matrix(r#"releases = ["4.14.12", "4.14.13"]"#, "");
-    let first = w.ok(&["-v", "resolve"]);
-    assert!(
-        says(&stderr(&first), "2 from the registry"),
-        "{}",
-        stderr(&first)
-    );
+    w.cmd()
+        .args(["-v", "resolve"])
+        .stderr_says("2 from the registry")
+        .run();
     let lock = w.lock();
 
     // Second run: one manifest request (a HEAD) per release, nothing else.
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
-    let second = w.ok(&["-v", "resolve"]);
-    assert!(
-        says(&stderr(&second), "registry: 2 requests"),
-        "{}",
-        stderr(&second)
-    );
+    w.cmd()
+        .args(["-v", "resolve"])
+        .stderr_says("registry: 2 requests")
+        .run();
     assert_eq!(w.lock(), lock);
 
     // Offline with the lock gone: the cache alone answers.
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
-    w.ok(&["--offline", "resolve"]);
+    w.cmd().args(["--offline", "resolve"]).run();
     assert_eq!(w.lock(), lock);
 
     // A release neither locked nor cached: offline fails clearly.
     w.matrix(r#"releases = ["4.14.12", "4.14.13", "4.14.14"]"#, "");
-    let out = w.run(&["--offline", "resolve"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        says(
-            &stderr(&out),
-            "4.14.14 (x86_64) is neither in the lock nor in the cache"
-        ),
-        "{}",
-        stderr(&out)
-    );
+    w.cmd()
+        .args(["--offline", "resolve"])
+        .expect_exit(2)
+        .stderr_says("4.14.14 (x86_64) is neither in the lock nor in the cache")
+        .run();
 
     // `--locked` with a change pending: exit 3, the lock untouched.
     w.release("4.14.14", &DtkSpec::new(K_416), Flavor::Docker);
-    let out = w.run(&["resolve", "--locked"]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        says(&stderr(&out), "added 4.14.14 (x86_64)"),
-        "{}",
-        stderr(&out)
-    );
+    w.cmd()
+        .args(["resolve", "--locked"])
+        .expect_exit(3)
+        .stderr_says("added 4.14.14 (x86_64)")
+        .run();
     assert_eq!(w.lock(), lock);
 
     // Dropping a release from the matrix drops it from the lock.
     w.matrix(r#"releases = ["4.14.13"]"#, "");
-    w.ok(&["resolve"]);
+    w.cmd().args(["resolve"]).run();
     assert!(!w.lock().contains("4.14.12"));
 
     // `plan` resolves online without writing the lock.
     w.matrix(r#"releases = ["4.14.13", "4.14.14"]"#, "");
     let before = w.lock();
-    w.ok(&["plan"]);
+    w.cmd().args(["plan"]).run();
     assert_eq!(w.lock(), before);
 }
 
@@ -300,9 +290,7 @@ fn a_release_that_does_not_exist_is_a_matrix_error_naming_where_it_was_asked() {
         .unwrap();
     for (version, nearest) in [("4.15.9", "4.15.8-x86_64"), ("4.16.2", "4.16.2-multi")] {
         w.matrix(&format!("releases = [\"{version}\"]"), "");
-        let out = w.run(&["resolve"]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{version}: {err}");
+        let err = w.cmd().args(["resolve"]).expect_exit(2).stderr();
         assert!(
             says(&err, &format!("`{}/{}`", w.addr, w.repo("release")))
                 && says(&err, &format!("no tag `{version}-x86_64`")),
@@ -330,17 +318,21 @@ fn an_unknown_channel_is_a_matrix_error_naming_the_channel() {
         ),
         "",
     );
-    let out = w.run(&["resolve"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(says(&err, "channel `stable-4.61`"), "{err}");
+    let err = w
+        .cmd()
+        .args(["resolve"])
+        .expect_exit(2)
+        .stderr_says("channel `stable-4.61`")
+        .stderr();
     assert!(
         !err.contains("cannot reach") && !err.contains("insecure"),
         "{err}"
     );
     assert!(err.contains("matrix.toml:3:"), "{err}");
-    let out = w.run(&["releases", "stable-4.61"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    w.cmd()
+        .args(["releases", "stable-4.61"])
+        .expect_exit(2)
+        .run();
 
     // Known to the graph but offering nothing of its minor: the channels its nodes are in.
     let (dtk, _) = w.dtk(&DtkSpec::new(K_416), "amd64", Flavor::Docker);
@@ -353,8 +345,6 @@ fn an_unknown_channel_is_a_matrix_error_naming_the_channel() {
         "amd64",
         graph::graph_json(&[("4.16.2", node.as_str())]),
     );
-    let out = w.run(&["resolve"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = w.cmd().args(["resolve"]).expect_exit(2).stderr();
     assert!(says(&err, "`stable-4.16`") && says(&err, "4.61"), "{err}");
 }

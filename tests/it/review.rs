@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::support::{World, module, ok_in, run_in, stderr, stdout};
+use crate::support::{World, in_dir, module};
 
 const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
@@ -64,9 +64,10 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
     // `build` alone resolves the releases and writes them into the lock with the images.
     // `build` reads every pushed image back: bad-kmod's K2 image carries the K1 module, so it
     // fails and stays out of the lock; everything else is recorded.
-    let out = run_in(dir, &["build", "-j", "2"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let text = in_dir(dir)
+        .args(["build", "-j", "2"])
+        .expect_exit(1)
+        .stdout();
     assert!(
         text.contains(&format!("do not confirm kernel `{K2}`")),
         "{text}"
@@ -108,17 +109,16 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
         .collect();
     assert_eq!(versions, ["4.14.1", "4.14.2", "4.16.1"]);
     // Both drivers' images exist: plain verify passes.
-    let out = ok_in(dir, &["verify"]);
-    assert!(
-        stdout(&out).contains("4 of 4 images verified"),
-        "{}",
-        stdout(&out)
-    );
+    in_dir(dir)
+        .args(["verify"])
+        .stdout_contains("4 of 4 images verified")
+        .run();
 
     // --deep reads the modules: bad-kmod's K2 image carries the K1 module.
-    let out = run_in(dir, &["verify", "--deep"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let text = in_dir(dir)
+        .args(["verify", "--deep"])
+        .expect_exit(1)
+        .stdout();
     assert!(
         text.contains(&format!("ok   good-kmod {K2} x86_64")),
         "{text}"
@@ -157,12 +157,12 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
     let resp = driver_matrix_sandbox::http::request(&w.addr, "DELETE", &path, &[], b"").unwrap();
     let deleted = resp.status == 202;
     assert!(deleted, "could not delete {path}: {}", resp.status);
-    let out = run_in(dir, &["verify"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = in_dir(dir).args(["verify"]).expect_exit(1).run();
     assert!(
-        stdout(&out).contains("the registry no longer has this digest"),
+        out.stdout
+            .contains("the registry no longer has this digest"),
         "{}",
-        stdout(&out)
+        out.stdout
     );
 
     // A registry that cannot be reached is not a finding: exit 4 (the contract), not 1.
@@ -172,8 +172,7 @@ fn verify_deep_catches_a_module_for_another_kernel_and_a_deleted_image() {
         text.replace(&w.addr, "127.0.0.1:9"),
     )
     .unwrap();
-    let out = run_in(dir, &["verify"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    in_dir(dir).args(["verify"]).expect_exit(4).run();
 }
 
 #[test]
@@ -181,8 +180,8 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
     let w = world_with("shards", "${KERNEL_VERSION}");
     // One machine: resolve and build everything.
     let single = w.dir.path();
-    ok_in(single, &["resolve"]);
-    ok_in(single, &["build", "-j", "2"]);
+    in_dir(single).args(["resolve"]).run();
+    in_dir(single).args(["build", "-j", "2"]).run();
     let expected = std::fs::read_to_string(single.join("matrix.lock")).unwrap();
     assert_eq!(
         driver_matrix::lock::read(&single.join("matrix.lock"))
@@ -192,8 +191,8 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
         4
     );
     // Again, online: each job is checked in the registry (one HEAD), found fresh, not built.
-    let out = ok_in(single, &["build", "-j", "2"]);
-    let text = format!("{}{}", stdout(&out), stderr(&out));
+    let out = in_dir(single).args(["build", "-j", "2"]).run();
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert!(text.contains("0 built, 4 fresh"), "{text}");
     assert_eq!(
         std::fs::read_to_string(single.join("matrix.lock")).unwrap(),
@@ -206,10 +205,9 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
     for i in 0..3 {
         let m = tempfile::tempdir().unwrap();
         write_project(&w, m.path(), "${KERNEL_VERSION}");
-        let out = ok_in(
-            m.path(),
-            &["build", "--shard", &format!("{i}/3"), "-j", "1"],
-        );
+        let out = in_dir(m.path())
+            .args(["build", "--shard", &format!("{i}/3"), "-j", "1"])
+            .run();
         let lock = driver_matrix::lock::read(&m.path().join("matrix.lock")).unwrap();
         built += lock.images.len();
         let _ = out;
@@ -219,13 +217,11 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
     // A fourth checkout rebuilds the lock from the registry alone.
     let c = tempfile::tempdir().unwrap();
     write_project(&w, c.path(), "${KERNEL_VERSION}");
-    ok_in(c.path(), &["resolve"]);
-    let out = ok_in(c.path(), &["collect"]);
-    assert!(
-        stderr(&out).contains("collected 4 of 4 images"),
-        "{}",
-        stderr(&out)
-    );
+    in_dir(c.path()).args(["resolve"]).run();
+    in_dir(c.path())
+        .args(["collect"])
+        .stderr_contains("collected 4 of 4 images")
+        .run();
     let collected = std::fs::read_to_string(c.path().join("matrix.lock")).unwrap();
     assert_eq!(collected, expected);
 }
@@ -234,12 +230,13 @@ fn shards_on_separate_machines_then_collect_equal_a_single_build() {
 fn collect_reports_jobs_the_registry_does_not_have() {
     let w = world_with("collect-missing", "${KERNEL_VERSION}");
     let dir = w.dir.path();
-    ok_in(dir, &["resolve"]);
-    ok_in(dir, &["build", "--driver", "good-kmod"]);
-    let out = run_in(dir, &["collect"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("collected 2 of 4 images"), "{err}");
+    in_dir(dir).args(["resolve"]).run();
+    in_dir(dir).args(["build", "--driver", "good-kmod"]).run();
+    let err = in_dir(dir)
+        .args(["collect"])
+        .expect_exit(1)
+        .stderr_contains("collected 2 of 4 images")
+        .stderr();
     assert!(
         err.contains(&format!(
             "not collected: bad-kmod/{K1}/x86_64: the tag does not exist"
@@ -250,10 +247,9 @@ fn collect_reports_jobs_the_registry_does_not_have() {
     assert!(lock.images.iter().all(|i| i.driver == "good-kmod"));
     // An image under the right tag but built from other inputs is not accepted.
     std::fs::write(dir.join("good-kmod/extra.txt"), "changed").unwrap();
-    let out = run_in(dir, &["collect"]);
-    assert!(
-        stderr(&out).contains("built from other inputs"),
-        "{}",
-        stderr(&out)
-    );
+    in_dir(dir)
+        .args(["collect"])
+        .expect_exit(1)
+        .stderr_contains("built from other inputs")
+        .run();
 }

@@ -2,7 +2,8 @@
 //! fixtures validate against it.
 
 use std::path::Path;
-use std::process::Command;
+
+use crate::support::dm;
 
 #[test]
 fn committed_schema_is_up_to_date() {
@@ -18,15 +19,8 @@ fn committed_schema_is_up_to_date() {
 
 #[test]
 fn schema_command_prints_the_schema() {
-    let out = Command::new(env!("CARGO_BIN_EXE_driver-matrix"))
-        .arg("schema")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        driver_matrix::matrix::schema_text()
-    );
+    let out = dm().arg("schema").stdout();
+    assert_eq!(out, driver_matrix::matrix::schema_text());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use driver_matrix_sandbox::signing;
 
-use crate::support::{World, module, run_in, stderr, stdout};
+use crate::support::{World, in_dir, module};
 
 /// A driver's module files: name in the image, bytes.
 type Files = Vec<(&'static str, Vec<u8>)>;
@@ -112,12 +112,12 @@ fn verify_deep_names_the_signer_and_fails_unsigned_tampered_and_foreign_modules(
     // tampered and foreign images: tests/it/collect_signing.rs), every image enters the lock;
     // then the drivers gain the rule, which `verify --deep` applies to the lock as it is.
     matrix(false);
-    let out = run_in(dir, &["build", "-j", "2"]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    in_dir(dir).args(["build", "-j", "2"]).run();
     matrix(true);
-    let out = run_in(dir, &["verify", "--deep"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let text = in_dir(dir)
+        .args(["verify", "--deep"])
+        .expect_exit(1)
+        .stdout();
     let signer = format!("signed by `{}` (key id ", signing::SIGNER);
     assert!(text.contains(&format!("ok   good {K}")), "{text}");
     assert!(text.contains(&format!("hello: {signer}")), "{text}");

@@ -13,7 +13,7 @@ fn digest_of(image: &str) -> String {
 #[test]
 fn a_refused_image_leaves_the_tag_at_the_locked_digest() {
     let p = Project::with_releases("refused", &[Driver::ok("typo")], &[("4.14.1", K1)]);
-    p.run(&["build"]).expect(0);
+    p.cmd().args(["build"]).run();
     let lock = p.lock();
     let parsed = driver_matrix::lock::read(&p.lock_path()).unwrap();
     let locked = &parsed.images[0];
@@ -24,8 +24,8 @@ fn a_refused_image_leaves_the_tag_at_the_locked_digest() {
     let matrix = std::fs::read_to_string(p.path().join("matrix.toml")).unwrap();
     let typo = matrix.replace("build-args = ", "modules = [\"hellp\"]\nbuild-args = ");
     p.write("matrix.toml", &typo);
-    let run = p.run(&["build", "--force"]).expect(1);
-    let err = run.stderr();
+    let run = p.cmd().args(["build", "--force"]).expect_exit(1).run();
+    let err = run.stderr.clone();
     assert!(
         support::says(&err, "module `hellp` is not in the image")
             && support::says(&err, "its kernel's directory holds `hello`")
@@ -51,7 +51,7 @@ fn a_refused_image_leaves_the_tag_at_the_locked_digest() {
         "matrix.toml",
         &matrix.replace("build-args = ", "modules = [\"hello\"]\nbuild-args = "),
     );
-    p.run(&["build", "--force"]).expect(0);
+    p.cmd().args(["build", "--force"]).run();
     let relocked = driver_matrix::lock::read(&p.lock_path()).unwrap();
     let now = &relocked.images[0];
     assert_ne!(now.digest, locked.digest);

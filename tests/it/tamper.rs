@@ -6,7 +6,6 @@
 //! cache entry was written from the altered bytes.
 
 use std::path::Path;
-use std::process::Output;
 
 use crate::support::*;
 use driver_matrix_sandbox::faulty::{FaultServer, Reply};
@@ -100,7 +99,7 @@ impl Honest {
         payload_spec.base = 16 << 10;
         let payload = w.payload(&payload_spec, "x86_64", "amd64", Flavor::Docker);
         w.matrix(&format!("releases = [\"{VERSION}\"]"), "");
-        w.ok(&["resolve"]);
+        w.cmd().args(["resolve"]).run();
         let lock = w.lock();
         assert!(lock.contains(&format!("kernel = \"{K_414}\"")), "{lock}");
         clear_cache(&w);
@@ -144,9 +143,7 @@ impl Honest {
     /// Runs `resolve` and checks that it failed with `code`, naming each of `names`, and
     /// left the lock and the cache as they were.
     fn refused(&self, code: i32, names: &[&str]) -> String {
-        let out = self.w.run(&["resolve"]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(code), "{err}");
+        let err = self.w.cmd().args(["resolve"]).expect_exit(code).stderr();
         for n in names {
             assert!(says(&err, n), "the message does not name `{n}`:\n{err}");
         }
@@ -191,16 +188,12 @@ fn sized(mut bytes: Vec<u8>, len: usize) -> Vec<u8> {
     bytes
 }
 
-fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", stderr(out));
-}
-
 #[test]
 fn a_faithful_mirror_gives_the_honest_lock() {
     let h = Honest::new("tamper-faithful");
     let m = h.mirror();
     h.through(&m);
-    ok(&h.w.run(&["resolve"]));
+    h.w.cmd().args(["resolve"]).run();
     assert_eq!(h.w.lock(), h.lock);
     let served = m.server.requests();
     assert!(
@@ -301,7 +294,7 @@ fn a_dtk_named_by_tag_is_refused() {
 fn a_poisoned_cache_entry_is_a_miss() {
     let h = Honest::new("tamper-cache");
     let w = &h.w;
-    ok(&w.run(&["resolve"]));
+    w.cmd().args(["resolve"]).run();
     let entries = cache_entries(w);
     let file = |kind: &str| {
         let e = entries.iter().find(|e| e.contains(kind)).unwrap();
@@ -339,11 +332,10 @@ fn a_poisoned_cache_entry_is_a_miss() {
         std::fs::write(&payload_file, payload.to_string()).unwrap();
         std::fs::write(&dtk_file, dtk.to_string()).unwrap();
         // Offline, the poisoned entries are misses: nothing to answer from.
-        let out = w.run(&["--offline", "resolve"]);
-        assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(&out));
+        w.cmd().args(["--offline", "resolve"]).expect_exit(2).run();
         assert!(!w.path("matrix.lock").exists(), "{what}");
         // Online, the registry answers and the honest facts replace the poisoned ones.
-        ok(&w.run(&["resolve"]));
+        w.cmd().args(["resolve"]).run();
         assert_eq!(w.lock(), h.lock, "{what}");
         assert_eq!(
             std::fs::read_to_string(&payload_file).unwrap(),
@@ -353,7 +345,7 @@ fn a_poisoned_cache_entry_is_a_miss() {
         std::fs::remove_file(w.path("matrix.lock")).unwrap();
     }
     // The control: honest entries answer offline.
-    ok(&w.run(&["--offline", "resolve"]));
+    w.cmd().args(["--offline", "resolve"]).run();
     assert_eq!(w.lock(), h.lock);
     // Entries of the old layout (facts read from unverified prefixes) are never read.
     let mut old = driver_matrix::lock::read(&w.path("matrix.lock"))
@@ -381,9 +373,8 @@ fn a_poisoned_cache_entry_is_a_miss() {
     }
     std::fs::remove_dir_all(w.path("cache/v4")).unwrap();
     std::fs::remove_file(w.path("matrix.lock")).unwrap();
-    let out = w.run(&["--offline", "resolve"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    ok(&w.run(&["resolve"]));
+    w.cmd().args(["--offline", "resolve"]).expect_exit(2).run();
+    w.cmd().args(["resolve"]).run();
     assert_eq!(w.lock(), h.lock);
 }
 
@@ -480,7 +471,7 @@ fn a_prefix_kernel_is_locked_only_when_the_nodes_kernel_confirms_it() {
         .unwrap();
     let payload = squashed_release(&w, &dtk, Some(K_416));
     w.matrix(&format!("releases = [\"{VERSION}\"]"), "");
-    ok(&w.run(&["resolve"]));
+    w.cmd().args(["resolve"]).run();
     let lock = w.lock();
     assert!(lock.contains(&format!("kernel = \"{K_416}\"")), "{lock}");
     assert!(
@@ -493,9 +484,7 @@ fn a_prefix_kernel_is_locked_only_when_the_nodes_kernel_confirms_it() {
     assert!(entries[0].contains("/payloads/"), "{entries:?}");
 
     let _m = evil_mirror(&w, &payload, &dtk, &honest);
-    let out = w.run(&["resolve"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(4), "{err}\n{}", w.lock());
+    let err = w.cmd().args(["resolve"]).expect_exit(4).stderr();
     assert!(says(&err, &honest[1].digest()), "{err}");
     assert!(says(&err, "does not match its digest"), "{err}");
     assert!(!w.lock().contains(EVIL_KERNEL), "{}", w.lock());
@@ -515,7 +504,7 @@ fn a_prefix_kernel_nothing_confirms_is_read_whole() {
         .unwrap();
     let payload = squashed_release(&w, &dtk, None);
     w.matrix(&format!("releases = [\"{VERSION}\"]"), "");
-    ok(&w.run(&["resolve"]));
+    w.cmd().args(["resolve"]).run();
     let lock = w.lock();
     assert!(lock.contains(&format!("kernel = \"{K_416}\"")), "{lock}");
     let entries = cache_entries(&w);
@@ -527,9 +516,7 @@ fn a_prefix_kernel_nothing_confirms_is_read_whole() {
     clear_cache(&w);
 
     let _m = evil_mirror(&w, &payload, &dtk, &honest);
-    let out = w.run(&["resolve"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(4), "{err}\n{}", w.lock());
+    let err = w.cmd().args(["resolve"]).expect_exit(4).stderr();
     assert!(says(&err, &honest[1].digest()), "{err}");
     assert_eq!(w.lock(), lock);
     assert!(cache_entries(&w).iter().all(|e| !e.contains("/dtk/")));

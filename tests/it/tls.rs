@@ -145,9 +145,7 @@ fn a_host_that_is_not_insecure_is_verified_with_its_ca_from_cert_dir() {
     let s = setup("tls-ca");
     s.matrix(false);
     // No CA: the certificate is refused, and nothing falls back to plain HTTP.
-    let out = s.w.run(&["resolve"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = s.w.cmd().args(["resolve"]).expect_exit(4).stderr();
     assert!(says(&err, &format!("https://{}", s.tls.addr())), "{err}");
     assert!(!s.w.path("matrix.lock").exists());
     // The CA in a directory given with --cert-dir (only `*.crt` files count).
@@ -155,7 +153,9 @@ fn a_host_that_is_not_insecure_is_verified_with_its_ca_from_cert_dir() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(&s.ca, dir.join("ca.crt")).unwrap();
     std::fs::write(dir.join("README"), "not a certificate").unwrap();
-    s.w.ok(&["--cert-dir", dir.to_str().unwrap(), "resolve"]);
+    s.w.cmd()
+        .args(["--cert-dir", dir.to_str().unwrap(), "resolve"])
+        .run();
     assert!(s.w.lock().contains(K_414));
 }
 
@@ -179,7 +179,7 @@ fn the_ca_is_read_from_etc_containers_certs_d_host() {
     }
     let _remove = Remove(dir.clone());
     std::fs::copy(&s.ca, dir.join("ca.crt")).unwrap();
-    s.w.ok(&["resolve"]);
+    s.w.cmd().args(["resolve"]).run();
     assert!(s.w.lock().contains(K_414));
 }
 
@@ -187,7 +187,7 @@ fn the_ca_is_read_from_etc_containers_certs_d_host() {
 fn an_insecure_host_is_read_over_https_without_verification() {
     let s = setup("tls-insecure");
     s.matrix(true);
-    s.w.ok(&["resolve"]);
+    s.w.cmd().args(["resolve"]).run();
     assert!(s.w.lock().contains(K_414));
     // It really went over TLS: the HTTPS registry logged the requests.
     assert!(s.tls.log().contains("/v2/"), "{}", s.tls.log());

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{World, module, run_in, says, stderr};
+use crate::support::{World, in_dir, module, says};
 use driver_matrix::pipeline::writer::{Wait, Writer};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
 
@@ -65,11 +65,10 @@ fn concurrent_writers_lose_nothing() {
     let dir = w.dir.path().to_path_buf();
     // Two selective builds at once: each records its driver's images; neither loses the other's.
     let (d1, d2) = (dir.clone(), dir.clone());
-    let a = std::thread::spawn(move || run_in(&d1, &["build", "--driver", "a"]));
-    let b = std::thread::spawn(move || run_in(&d2, &["build", "--driver", "b"]));
-    for out in [a.join().unwrap(), b.join().unwrap()] {
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    let a = std::thread::spawn(move || in_dir(&d1).args(["build", "--driver", "a"]).run());
+    let b = std::thread::spawn(move || in_dir(&d2).args(["build", "--driver", "b"]).run());
+    a.join().unwrap();
+    b.join().unwrap();
     assert_eq!(
         images(&dir),
         [
@@ -84,22 +83,23 @@ fn concurrent_writers_lose_nothing() {
     // at once; without it they wait, and keep what the build recorded.
     let _ = std::fs::remove_file(dir.join("matrix.lock.lock"));
     let d1 = dir.clone();
-    let build = std::thread::spawn(move || run_in(&d1, &["build", "--force", "--driver", "a"]));
+    let build = std::thread::spawn(move || {
+        in_dir(&d1)
+            .args(["build", "--force", "--driver", "a"])
+            .run()
+    });
     wait_for_holder(&dir, "driver-matrix build");
     for cmd in ["resolve", "collect"] {
-        let out = run_in(&dir, &[cmd, "--no-wait"]);
-        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
-        assert!(
-            says(&stderr(&out), "driver-matrix build"),
-            "{}",
-            stderr(&out)
-        );
+        in_dir(&dir)
+            .args([cmd, "--no-wait"])
+            .expect_exit(2)
+            .stderr_says("driver-matrix build")
+            .run();
     }
     let d2 = dir.clone();
-    let resolve = std::thread::spawn(move || run_in(&d2, &["resolve"]));
-    for out in [build.join().unwrap(), resolve.join().unwrap()] {
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    let resolve = std::thread::spawn(move || in_dir(&d2).args(["resolve"]).run());
+    build.join().unwrap();
+    resolve.join().unwrap();
     assert_eq!(images(&dir).len(), 4, "{:?}", images(&dir));
 }
 
@@ -120,28 +120,30 @@ fn a_second_writer_waits_or_with_no_wait_fails_at_once() {
     let w = world("no-wait");
     let dir = w.dir.path();
     let held = Writer::acquire(&dir.join("matrix.lock"), "build", Wait::No, |_| {}).unwrap();
-    let out = run_in(dir, &["resolve", "--no-wait"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = in_dir(dir)
+        .args(["resolve", "--no-wait"])
+        .expect_exit(2)
+        .run();
     assert!(
         says(
-            &stderr(&out),
+            &out.stderr,
             &format!("pid {}: driver-matrix build", std::process::id())
         ),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     assert!(!dir.join("matrix.lock").exists(), "nothing was written");
     // Without --no-wait it says whom it waits for, and goes on once the lock is released.
     let d = dir.to_path_buf();
-    let waiting = std::thread::spawn(move || run_in(&d, &["resolve"]));
+    let waiting = std::thread::spawn(move || in_dir(&d).args(["resolve"]).run());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     drop(held);
     let out = waiting.join().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("waiting for another driver-matrix to finish writing the lock"),
+        out.stderr
+            .contains("waiting for another driver-matrix to finish writing the lock"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     assert!(dir.join("matrix.lock").exists());
 }

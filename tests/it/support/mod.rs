@@ -1,21 +1,22 @@
 //! The one test harness: the shared registry, the binary run as a machine of its own would run
-//! it, buildah's environment, redaction, and two ways to set up a project:
+//! it ([`Cmd`], `cmd.rs`: the only place that names the binary), buildah's environment,
+//! redaction, and two ways to set up a project:
 //! - [`World`] (`world.rs`): release payloads, DTK stand-ins and images pushed into a namespace
 //!   of the shared registry by the sandbox crate, and a matrix over them;
 //! - [`Project`] (`project.rs`): a matrix whose `[[release]]` entries are written into the lock,
 //!   run `--offline` with a buildah shim that counts builds.
 
-#![allow(dead_code, unused_imports)]
-
+mod cmd;
 mod project;
 mod world;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use driver_matrix_sandbox::Registry;
 
+pub use cmd::*;
 pub use project::*;
 pub use world::*;
 
@@ -48,44 +49,20 @@ pub fn buildah_env(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
-/// The binary in `dir`, as a machine of its own would run it: its own cache and HOME, no
-/// credentials or registries.conf from this machine, reproducible images
-/// (`SOURCE_DATE_EPOCH`), no colors, and buildah set up for root without a container engine
-/// unless the environment says otherwise.
-pub fn binary(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver-matrix"));
-    cmd.current_dir(dir)
+/// The binary in `dir`, as a machine of its own would run it (see [`Cmd`]): `dir` as its
+/// HOME and working directory, its cache in `dir/cache`, reproducible images
+/// (`SOURCE_DATE_EPOCH`).
+pub fn in_dir(dir: &Path) -> Cmd {
+    Cmd::isolated(dir, dir)
         .arg("--cache-dir")
         .arg(dir.join("cache"))
-        .env("NO_COLOR", "1")
-        .env("HOME", dir)
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("CONTAINERS_REGISTRIES_CONF")
-        // The cache key lives under this HOME: no other run's key vouches for this cache.
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("DRIVER_MATRIX_CACHE_KEY")
-        .stdin(Stdio::null());
-    buildah_env(&mut cmd);
-    cmd
 }
 
-/// [`binary`] with `args`, run to completion.
-pub fn run_in(dir: &Path, args: &[&str]) -> Output {
-    binary(dir).args(args).output().unwrap()
-}
-
-/// [`run_in`], asserting success.
-pub fn ok_in(dir: &Path, args: &[&str]) -> Output {
-    let out = run_in(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
+/// The binary outside any project: a temporary directory of its own is its HOME and working
+/// directory (see [`Cmd`]).
+pub fn dm() -> Cmd {
+    Cmd::homeless()
 }
 
 /// `text` with `prefix` (a registry address, with a namespace) replaced by `[registry]` and
@@ -103,14 +80,6 @@ pub fn redact(text: &str, prefix: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Whether `hay` (a rendered diagnostic, wrapped at 80 columns with `  | ` margins) holds

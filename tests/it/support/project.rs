@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use super::{binary, buildah_env, registry};
+use super::{Cmd, buildah_env, in_dir, registry};
 
 /// The two kernels the stub releases carry.
 pub const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
@@ -122,8 +122,6 @@ impl Driver {
 /// A matrix in a temporary directory: releases 4.14.1-3 share kernel K1, 4.15.1 has K2.
 pub struct Project {
     pub dir: tempfile::TempDir,
-    /// The image namespace in the registry, unique per test.
-    pub ns: String,
 }
 
 impl Project {
@@ -142,10 +140,7 @@ impl Project {
     pub fn with_releases(ns: &str, drivers: &[Driver], releases: &[(&str, &str)]) -> Project {
         let dir = tempfile::tempdir().unwrap();
         let reg = registry().addr();
-        let p = Project {
-            dir,
-            ns: ns.to_string(),
-        };
+        let p = Project { dir };
         let versions: Vec<String> = releases.iter().map(|(v, _)| format!("\"{v}\"")).collect();
         let mut matrix = format!(
             "[openshift]\nreleases = [{}]\n\n[registries.\"{reg}\"]\ninsecure = true\n",
@@ -243,57 +238,26 @@ impl Project {
         let _ = std::fs::remove_file(self.calls_path());
     }
 
-    /// `driver-matrix --offline ARGS`, in the project, with the buildah shim first in PATH.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = binary(self.path());
+    /// `driver-matrix --offline …` in the project (see [`in_dir`]), with the buildah shim
+    /// first in PATH and without `SOURCE_DATE_EPOCH`.
+    pub fn cmd(&self) -> Cmd {
+        self.online().arg("--offline")
+    }
+
+    /// [`Project::cmd`] without `--offline` (for `verify`, `collect` and the like).
+    pub fn online(&self) -> Cmd {
         let path = format!(
             "{}:{}",
             self.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        cmd.env("PATH", path)
+        in_dir(self.path())
+            .env("PATH", path)
             .env_remove("SOURCE_DATE_EPOCH")
-            .arg("--offline")
-            .args(args);
-        cmd
-    }
-
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().unwrap();
-        Run(out)
     }
 
     pub fn write(&self, rel: &str, text: &str) {
         std::fs::write(self.path().join(rel), text).unwrap();
-    }
-}
-
-/// A finished run of the binary.
-pub struct Run(pub Output);
-
-impl Run {
-    pub fn code(&self) -> i32 {
-        self.0.status.code().unwrap_or(-1)
-    }
-
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-
-    /// Asserts the exit code, showing both streams when it differs.
-    pub fn expect(self, code: i32) -> Self {
-        assert_eq!(
-            self.code(),
-            code,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
     }
 }
 

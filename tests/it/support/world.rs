@@ -2,11 +2,10 @@
 //! images pushed there by the sandbox crate) and a temporary project directory with a matrix.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use driver_matrix_sandbox::{DtkSpec, Flavor, OsImage, PayloadSpec, Pushed, Pusher};
 
-use super::{binary, redact};
+use super::{Cmd, in_dir, redact};
 
 pub const K_414: &str = "5.14.0-284.52.1.el9_2.x86_64";
 pub const RT_414: &str = "5.14.0-284.52.1.rt14.337.el9_2.x86_64";
@@ -126,28 +125,9 @@ impl World {
         std::fs::write(self.path("matrix.toml"), text).unwrap();
     }
 
-    /// The binary in this world's directory (see [`binary`]), without `SOURCE_DATE_EPOCH`.
-    pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = binary(self.dir.path());
-        cmd.env_remove("SOURCE_DATE_EPOCH").args(args);
-        cmd
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs and asserts success.
-    pub fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed ({:?}):\n{}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+    /// The binary in this world's directory (see [`in_dir`]), without `SOURCE_DATE_EPOCH`.
+    pub fn cmd(&self) -> Cmd {
+        in_dir(self.dir.path()).env_remove("SOURCE_DATE_EPOCH")
     }
 
     pub fn lock(&self) -> String {
