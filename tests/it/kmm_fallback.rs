@@ -22,7 +22,7 @@ use std::process::Command;
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use crate::support::{self, Driver, K1, K2, Project, binary, buildah_env, dtk, registry};
+use crate::support::{self, Driver, K1, K2, Project, buildah_env, dtk, registry};
 
 /// The nodes of 4.14.2 boot the next build of K1's kernel: its DTK lags (as releases have).
 const K3: &str = "5.14.0-284.53.1.el9_2.x86_64";
@@ -138,7 +138,7 @@ fn push_sources(p: &Project) -> String {
         "FROM scratch\nCOPY modules /modules\n",
     )
     .unwrap();
-    let image = format!("{}/{}/hello-src:1", registry().addr(), p.ns);
+    let image = format!("{}/kmmfallback/hello-src:1", registry().addr());
     run(Command::new("buildah")
         .args(["build", "--quiet", "--layers=false", "-t", &image])
         .arg(&ctx));
@@ -182,7 +182,7 @@ fn every_node_kernel_maps_to_an_image_for_it_or_is_reported_or_built_by_kmm() {
     let end = at + lock[at..].find("rhel = \"9.2\"\n").unwrap() + "rhel = \"9.2\"\n".len();
     let lock = format!("{}node-kernel = \"{K3}\"\n{}", &lock[..end], &lock[end..]);
     p.write("matrix.lock", &lock);
-    p.run(&["build"]).expect(0);
+    p.cmd().args(["build"]).expect_exit(0).run();
     let locked = driver_matrix::lock::read(&p.lock_path()).unwrap();
     assert_eq!(locked.images.len(), 2, "K1 and K2 are built");
     let nodes: Vec<(String, String)> = locked
@@ -197,8 +197,8 @@ fn every_node_kernel_maps_to_an_image_for_it_or_is_reported_or_built_by_kmm() {
     // Without a fallback: every node kernel the lock has an image for maps to that image,
     // and the image's modules are for that kernel; 4.14.2's nodes match nothing, and the
     // export and `verify` say so.
-    let out = p.run(&["export", "kmm"]).expect(0);
-    let text = out.stdout();
+    let out = p.cmd().args(["export", "kmm"]).expect_exit(0).run();
+    let text = out.stdout.clone();
     let docs = documents(&text);
     let module = docs.iter().find(|d| d["kind"] == "Module").unwrap();
     for (version, kernel) in &nodes {
@@ -224,12 +224,12 @@ fn every_node_kernel_maps_to_an_image_for_it_or_is_reported_or_built_by_kmm() {
             && text.contains("`fallback = \"build\"` in [driver.kmm] of `hello`"),
         "the export names the release whose nodes get nothing:\n{text}"
     );
-    let verify = binary(p.path())
+    let said = p
+        .online()
         .args(["verify", "--deep"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&verify.stdout);
-    assert_eq!(verify.status.code(), Some(1), "{said}");
+        .expect_exit(1)
+        .run()
+        .stdout;
     assert!(
         said.contains("FAIL release 4.14.2 (x86_64): the DTK's kernel")
             && said.contains(
@@ -245,7 +245,7 @@ fn every_node_kernel_maps_to_an_image_for_it_or_is_reported_or_built_by_kmm() {
         "matrix.toml",
         &format!("{matrix}\n[driver.kmm]\nimage-repo-secret = \"push\"\nfallback = \"build\"\n"),
     );
-    let text = p.run(&["export", "kmm"]).expect(0).stdout();
+    let text = p.cmd().args(["export", "kmm"]).expect_exit(0).run().stdout;
     let docs = documents(&text);
     let module = docs.iter().find(|d| d["kind"] == "Module").unwrap();
     let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
@@ -346,17 +346,7 @@ fn verify_kmm_built(p: &Project, image: &str, digest: &str) {
     lock.images.push(entry);
     lock.canonicalize();
     std::fs::write(p.lock_path(), driver_matrix::lock::render(&lock)).unwrap();
-    let verify = binary(p.path())
-        .args(["verify", "--deep"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&verify.stdout);
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{said}{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    let said = p.online().args(["verify", "--deep"]).run().stdout;
     assert!(
         said.contains(&format!("ok   hello {K3} x86_64")),
         "the KMM-built image is checked: {said}"
@@ -373,7 +363,7 @@ fn a_fallback_refuses_a_containerfile_that_copies_from_the_context() {
         &format!("{matrix}\n[driver.kmm]\nfallback = \"build\"\n"),
     );
     // The Containerfile reads `DTK_IMAGE`, which KMM does not pass.
-    let err = p.run(&["export", "kmm"]).expect(2).stderr();
+    let err = p.cmd().args(["export", "kmm"]).expect_exit(2).run().stderr;
     assert!(
         support::says(
             &err,
@@ -390,24 +380,20 @@ fn a_fallback_refuses_a_containerfile_that_copies_from_the_context() {
             "ARG DTK_AUTO\nARG DTK_IMAGE=${DTK_AUTO}\n",
         ),
     );
-    let out = p.run(&["export", "kmm"]).expect(2);
-    let err = out.stderr();
+    let out = p.cmd().args(["export", "kmm"]).expect_exit(2).run();
+    let err = out.stderr.clone();
     assert!(
         support::says(&err, "`COPY src` copies from the build context")
             && support::says(&err, "KMM's in-cluster build has no context")
             && err.contains("drivers/hello/Containerfile"),
         "{err}"
     );
-    assert!(
-        out.stdout().is_empty(),
-        "nothing is written: {}",
-        out.stdout()
-    );
+    assert!(out.stdout.is_empty(), "nothing is written: {}", out.stdout);
     p.write(
         "matrix.toml",
         &format!("{matrix}\n[driver.kmm]\nfallback = \"built\"\n"),
     );
-    let err = p.run(&["export", "kmm"]).expect(2).stderr();
+    let err = p.cmd().args(["export", "kmm"]).expect_exit(2).run().stderr;
     assert!(
         support::says(&err, "`built` is not a KMM fallback"),
         "{err}"
@@ -424,8 +410,8 @@ fn a_fallback_refuses_a_containerfile_that_copies_from_the_context() {
         "matrix.toml",
         &format!("{with_secret}\n[driver.kmm]\nfallback = \"build\"\n"),
     );
-    let out = p.run(&["export", "kmm"]).expect(2);
-    let err = out.stderr();
+    let out = p.cmd().args(["export", "kmm"]).expect_exit(2).run();
+    let err = out.stderr.clone();
     assert!(
         support::says(
             &err,
@@ -433,5 +419,5 @@ fn a_fallback_refuses_a_containerfile_that_copies_from_the_context() {
         ),
         "{err}"
     );
-    assert!(!out.stdout().contains("not for a ConfigMap"));
+    assert!(!out.stdout.contains("not for a ConfigMap"));
 }
