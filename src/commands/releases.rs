@@ -3,12 +3,8 @@
 
 use super::Context;
 use crate::cli::ReleasesArgs;
-use crate::domain::Arch;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
-use crate::matrix::{DEFAULT_GRAPH_URL, RegistrySettings};
-use crate::registry::{Client, ClientOptions};
-use crate::release::graph;
 
 pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     if ctx.global.offline {
@@ -23,26 +19,12 @@ pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let (url, arch, registries) = match &matrix {
-        Some(m) => (
-            m.openshift.graph_url.clone(),
-            args.arch
-                .unwrap_or_else(|| m.openshift.arches.first().copied().unwrap_or(Arch::X86_64)),
-            m.registries.clone(),
-        ),
-        None => (
-            DEFAULT_GRAPH_URL.to_string(),
-            args.arch.unwrap_or(Arch::X86_64),
-            std::collections::BTreeMap::<String, RegistrySettings>::new(),
-        ),
-    };
-    let client = Client::new(ClientOptions {
-        registries,
-        authfile: ctx.global.authfile.clone(),
-        cert_dir: ctx.global.cert_dir.clone(),
-        ..ClientOptions::default()
-    })?;
-    let nodes = graph::channel(&client, &url, &args.channel, arch)?;
+    let nodes = crate::pipeline::channel::versions(
+        &ctx.options(),
+        matrix.as_ref(),
+        &args.channel,
+        args.arch,
+    )?;
     let mut out = String::new();
     for n in &nodes {
         match (&n.payload, ctx.global.verbose > 0) {

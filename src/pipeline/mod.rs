@@ -14,6 +14,7 @@
 //! nothing here prints.
 
 pub mod build;
+pub mod channel;
 pub mod cluster;
 pub mod collect;
 pub mod resolve;
@@ -61,6 +62,20 @@ impl Options {
     pub fn cache_dir(&self) -> Option<PathBuf> {
         self.cache_dir.clone().or_else(Cache::default_dir)
     }
+}
+
+/// The registry client of a run: `registries` (the matrix's mirrors and insecure hosts), then
+/// `--authfile` and `--cert-dir`. Every command that reads a registry makes it here.
+pub fn client(
+    opts: &Options,
+    registries: BTreeMap<String, crate::matrix::RegistrySettings>,
+) -> Result<Client> {
+    Ok(Client::new(ClientOptions {
+        registries,
+        authfile: opts.authfile.clone(),
+        cert_dir: opts.cert_dir.clone(),
+        ..ClientOptions::default()
+    })?)
 }
 
 /// Whether the run writes the lock, and as which command (for the writer's note).
@@ -132,12 +147,7 @@ impl Session {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let c = Client::new(ClientOptions {
-            registries: self.matrix.registries.clone(),
-            authfile: self.opts.authfile.clone(),
-            cert_dir: self.opts.cert_dir.clone(),
-            ..ClientOptions::default()
-        })?;
+        let c = client(&self.opts, self.matrix.registries.clone())?;
         Ok(self.client.get_or_init(|| c))
     }
 
