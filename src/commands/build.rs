@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Context;
+use super::{Context, Kernels};
 use crate::build::{self, Cancel, Outcome, Selection, Task};
 use crate::cli::BuildArgs;
 use crate::error::{Error, Result};
@@ -17,25 +17,13 @@ use crate::report::{self, Row};
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    // Only a run that records pushes writes the lock, and it holds the writer's lock from
-    // before it reads the lock until it ends.
-    let writes = !(args.locked || args.dry_run || args.no_push);
-    let access = if writes {
-        Access::Write("build")
-    } else {
-        Access::Read
-    };
-    if !(args.locked || args.dry_run) {
-        // A build that only builds (`--no-push`) runs buildah too.
-        ctx.sweep();
-    }
-    let session = ctx.session(access)?;
+    let session = open(ctx, args)?;
     refuse_shipped_secrets(&session.matrix, &args.secrets)?;
     // A Containerfile buildah would refuse fails here, once, before any release is resolved
     // or any DTK pulled.
     crate::matrix::containerfile::check_all(&session.matrix)?;
     let reporter = ctx.reporter();
-    let planned = super::plan::planned_with(ctx, &session, reporter.as_ref())?;
+    let planned = ctx.planned(&session, reporter.as_ref(), Kernels::Count)?;
     let req = request(args, selection(&session.matrix, &planned.plan, args)?);
     let prepared = pipe::prepare(&session, &planned, &req)?;
     if args.locked {
@@ -45,19 +33,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
         print!("{}", dry_run(&prepared));
         return Ok(ExitCode::Ok);
     }
-    // The buildah process groups are written down, for the next run to stop if this one is
-    // killed.
-    let cancel = Cancel::with_record(
-        session
-            .opts
-            .cache_dir()
-            .and_then(|c| crate::runs::Record::create(&c)),
-    );
-    {
-        let cancel = Arc::clone(&cancel);
-        // Fails only when a handler is already set, which this binary never does twice.
-        let _ = ctrlc::set_handler(move || cancel.interrupt());
-    }
+    let cancel = cancel(&session);
     let outcomes = pipe::run(&session, &prepared, &req, reporter.as_ref(), &cancel)?;
     // The progress display is gone before the summary is printed.
     drop(reporter);
@@ -75,6 +51,37 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Ok
     })
+}
+
+/// The run's session. Only a run that records pushes writes the lock, and it holds the
+/// writer's lock from before it reads the lock until it ends.
+fn open(ctx: &Context, args: &BuildArgs) -> Result<Session> {
+    let writes = !(args.locked || args.dry_run || args.no_push);
+    let access = if writes {
+        Access::Write("build")
+    } else {
+        Access::Read
+    };
+    if !(args.locked || args.dry_run) {
+        // A build that only builds (`--no-push`) runs buildah too.
+        ctx.sweep();
+    }
+    ctx.session(access)
+}
+
+/// Ctrl-C's flag, with the buildah process groups written down for the next run to stop if
+/// this one is killed.
+fn cancel(session: &Session) -> Arc<Cancel> {
+    let cancel = Cancel::with_record(
+        session
+            .opts
+            .cache_dir()
+            .and_then(|c| crate::runs::Record::create(&c)),
+    );
+    let handler = Arc::clone(&cancel);
+    // Fails only when a handler is already set, which this binary never does twice.
+    let _ = ctrlc::set_handler(move || handler.interrupt());
+    cancel
 }
 
 /// A `--secret` file inside a driver's build context is refused, as a matrix secret is, unless
@@ -140,17 +147,11 @@ fn rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>>
 /// `--locked`: succeed only when nothing would be built and the lock would not change by a
 /// byte.
 fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<ExitCode> {
-    let out = pipe::outdated(session, prepared);
-    if out.is_empty() {
-        if !ctx.global.quiet {
-            println!("{} jobs fresh", prepared.selected.len());
-        }
-        return Ok(ExitCode::Ok);
+    crate::pipeline::locked::check(session, &prepared.to_build(), &prepared.base)?;
+    if !ctx.global.quiet {
+        println!("{} jobs fresh", prepared.selected.len());
     }
-    Err(Error::Outdated {
-        lock: session.lock_path(),
-        changes: out,
-    })
+    Ok(ExitCode::Ok)
 }
 
 /// The selection flags, checked against the matrix and the plan.

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::Context;
+use super::{Context, Kernels};
 use crate::domain::Digest;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
@@ -19,7 +19,7 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
         ));
     }
     let session = ctx.session(Access::Write("collect"))?;
-    let planned = super::plan::planned(ctx, &session)?;
+    let planned = ctx.planned(&session, ctx.reporter().as_ref(), Kernels::Count)?;
     let (lock, missing) = collect::collect(&session, &planned)?;
     let failed: Vec<String> = missing
         .iter()

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::Context;
+use super::{Context, Kernels};
 use crate::build::Selection;
 use crate::cli::{BuildConfigArgs, BuildOutput, ExportArgs, ExportKind};
 use crate::error::{Error, Result};
@@ -188,7 +188,7 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
         )),
         Some(n) => Ok(n),
         None => {
-            let plan = super::plan::compute(ctx)?;
+            let plan = ctx.plan()?;
             let todo = plan.jobs.iter().filter(|j| j.state != State::Fresh).count();
             Ok(todo.clamp(1, GITHUB_MATRIX_LIMIT))
         }
@@ -200,7 +200,9 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
 fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
     use crate::export::buildconfig::{self, BuildConfigOptions, Output};
     let session = ctx.session(crate::pipeline::Access::Read)?;
-    let plan = super::plan::planned(ctx, &session)?.plan;
+    let plan = ctx
+        .planned(&session, ctx.reporter().as_ref(), Kernels::Count)?
+        .plan;
     let matrix = &session.matrix;
     let selection = Selection::checked(
         matrix,

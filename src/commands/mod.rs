@@ -23,7 +23,8 @@ use crate::error::Result;
 use crate::exit::ExitCode;
 use crate::lock::{self, Lock};
 use crate::matrix::{self, Matrix};
-use crate::pipeline::{self, Access, Session};
+use crate::pipeline::{self, Access, Planned, Session};
+use crate::plan::Plan;
 
 /// Runs the parsed command line; returns the process exit code (`build`, `verify` and
 /// `collect` return 1 for a failed job or finding, `build` 130 when interrupted).
@@ -46,6 +47,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// How the releases whose DTK kernel is not their nodes' are shown: in full where they are
+/// found (`resolve`), as one line with the count everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    Full,
+    Count,
 }
 
 /// What every command starts from.
@@ -146,6 +155,42 @@ impl Context {
         } else {
             Box::new(crate::report::Plain::default())
         }
+    }
+
+    /// Resolves and plans in `session` ([`Session::planned`]), reporting to `progress`, then
+    /// shows the releases whose DTK kernel is not their nodes' (as `kernels` says) and the
+    /// plan's warnings.
+    pub fn planned(
+        &self,
+        session: &Session,
+        progress: &dyn crate::progress::Reporter,
+        kernels: Kernels,
+    ) -> Result<Planned> {
+        let planned = session.planned(progress)?;
+        // After planning: a release every driver excludes has left, and is not warned about.
+        let releases = &planned.resolution.releases;
+        match kernels {
+            Kernels::Full => self.warn_all(&session.matrix, &pipeline::kernel_warnings(releases)),
+            Kernels::Count => {
+                if let Some(line) = crate::report::kernel_mismatch_line(releases)
+                    && !self.global.quiet
+                {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        self.warn_all(&session.matrix, &planned.plan.warnings);
+        Ok(planned)
+    }
+
+    /// The plan, resolved and planned in a session of its own with the progress display, after
+    /// every Containerfile is checked; nothing is written.
+    pub fn plan(&self) -> Result<Plan> {
+        let session = self.session(Access::Read)?;
+        crate::matrix::containerfile::check_all(&session.matrix)?;
+        Ok(self
+            .planned(&session, self.reporter().as_ref(), Kernels::Count)?
+            .plan)
     }
 
     /// `-v`: what the registry client did.

@@ -6,12 +6,11 @@
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::Context;
+use super::{Context, Kernels};
 use crate::cli::ResolveArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exit::ExitCode;
-use crate::lock;
-use crate::pipeline::{self, Access, truth};
+use crate::pipeline::{self, Access, Planned, Session, truth};
 use crate::progress::{Event, Reporter};
 
 pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
@@ -26,8 +25,7 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
         inner: shown.as_ref(),
         fetched: AtomicUsize::new(0),
     };
-    let planned =
-        super::plan::planned_showing(ctx, &session, &reporter, super::plan::Kernels::Full)?;
+    let planned = ctx.planned(&session, &reporter, Kernels::Full)?;
     let fetched = reporter.fetched.load(Ordering::Relaxed);
     // The releases as resolved, and the images brought up to date with them.
     let new = session.without_missing(truth::reconcile(
@@ -36,44 +34,60 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
         &planned.plan,
         &truth::All,
     ))?;
-    let path = session.lock_path();
-    let changes = pipeline::describe_changes(&session.lock, &new);
     if args.locked {
-        if lock::render(&new) != session.current_text() {
-            let changes = if changes.is_empty() {
-                vec!["its formatting differs from the canonical form".to_string()]
-            } else {
-                changes
-            };
-            return Err(Error::Outdated {
-                lock: path,
-                changes,
-            });
-        }
+        pipeline::locked::check(&session, &[], &new)?;
         return Ok(ExitCode::Ok);
     }
+    let changes = pipeline::describe_changes(&session.lock, &new);
     let written = session.write(&new)?;
     ctx.registry_stats(&session);
     if !ctx.global.quiet {
-        let mut err = std::io::stderr().lock();
-        for c in &changes {
-            let _ = writeln!(err, "  {}", crate::text::escape_line(c));
-        }
-        let _ = writeln!(
-            err,
-            "resolved {} releases ({fetched} from the registry); `{}` {}",
-            // A dual-stream release has an entry per stream: count releases, not entries.
-            planned
-                .resolution
-                .releases
-                .iter()
-                .filter(|r| r.stream.is_none())
-                .count(),
-            path.display(),
-            if written { "updated" } else { "unchanged" }
+        report(
+            &session,
+            &planned,
+            Summary {
+                changes,
+                fetched,
+                written,
+            },
         );
     }
     Ok(ExitCode::Ok)
+}
+
+/// What `resolve` did, for its report.
+struct Summary {
+    changes: Vec<String>,
+    /// Releases read from the registry (the others came from the cache).
+    fetched: usize,
+    /// Whether the lock file changed.
+    written: bool,
+}
+
+/// Each change to the lock, then one line: how many releases, and whether the lock changed.
+fn report(session: &Session, planned: &Planned, summary: Summary) {
+    let mut err = std::io::stderr().lock();
+    for c in &summary.changes {
+        let _ = writeln!(err, "  {}", crate::text::escape_line(c));
+    }
+    let _ = writeln!(
+        err,
+        "resolved {} releases ({} from the registry); `{}` {}",
+        // A dual-stream release has an entry per stream: count releases, not entries.
+        planned
+            .resolution
+            .releases
+            .iter()
+            .filter(|r| r.stream.is_none())
+            .count(),
+        summary.fetched,
+        session.lock_path().display(),
+        if summary.written {
+            "updated"
+        } else {
+            "unchanged"
+        }
+    );
 }
 
 /// A reporter that also counts the releases read from the registry.

@@ -197,22 +197,6 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
         .collect()
 }
 
-/// `--locked`: what would change, if anything (jobs to build, then lock entries).
-pub fn outdated(session: &Session, prepared: &Prepared<'_>) -> Vec<String> {
-    let mut out: Vec<String> = prepared
-        .to_build()
-        .into_iter()
-        .map(|j| format!("would build {j}"))
-        .collect();
-    if crate::lock::render(&prepared.base) != session.current_text() {
-        out.extend(super::describe_changes(&session.lock, &prepared.base));
-        if out.is_empty() {
-            out.push("its formatting differs from the canonical form".into());
-        }
-    }
-    out
-}
-
 /// Writes the base lock, runs the tasks, and records each confirmed push. Outcomes come back in
 /// task order.
 pub fn run(

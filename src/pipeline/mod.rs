@@ -17,6 +17,7 @@ pub mod build;
 pub mod channel;
 pub mod cluster;
 pub mod collect;
+pub mod locked;
 pub mod resolve;
 pub mod truth;
 pub use crate::lock::writer;
@@ -161,6 +162,13 @@ impl Session {
             Some(dir) => Cache::new(dir),
             None => Cache::disabled(),
         }
+    }
+
+    /// Resolves the releases (reporting each to `progress`) and plans the jobs for them: what
+    /// every command that plans starts from.
+    pub fn planned(&self, progress: &dyn crate::progress::Reporter) -> Result<Planned> {
+        let resolution = self.resolve(progress)?;
+        self.plan(resolution)
     }
 
     /// Plans the jobs for `resolution` against the lock the run started with; the releases
