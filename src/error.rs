@@ -50,6 +50,11 @@ pub enum Error {
     #[diagnostic(transparent)]
     Writer(#[from] crate::lock::writer::WriterError),
 
+    /// `init`: a module source directory it cannot scaffold, or a file it cannot read or write.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Scaffold(#[from] crate::scaffold::ScaffoldError),
+
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
     #[diagnostic(code(driver_matrix::usage))]
@@ -103,7 +108,19 @@ impl Error {
             Error::Build(e) => build_code(e),
             Error::Release(e) => release_code(e),
             Error::Registry(_) => ExitCode::Registry,
+            Error::Scaffold(e) => scaffold_code(e),
         }
+    }
+}
+
+/// Failed for a file `init` could not read or write; usage for what the user must fix.
+fn scaffold_code(e: &crate::scaffold::ScaffoldError) -> ExitCode {
+    use crate::scaffold::ScaffoldError;
+    match e {
+        ScaffoldError::Read { .. } | ScaffoldError::Write { .. } => ExitCode::Failed,
+        ScaffoldError::NoBuildFile { .. }
+        | ScaffoldError::NoModule { .. }
+        | ScaffoldError::Exists { .. } => ExitCode::Usage,
     }
 }
 
