@@ -17,23 +17,26 @@ use crate::report::{self, Row};
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let session = open(ctx, args)?;
+    let session = open_session(ctx, args)?;
     refuse_shipped_secrets(&session.matrix, &args.secrets)?;
     // A Containerfile buildah would refuse fails here, once, before any release is resolved
     // or any DTK pulled.
     crate::matrix::containerfile::check_all(&session.matrix)?;
     let reporter = ctx.reporter();
     let planned = ctx.planned(&session, reporter.as_ref(), Kernels::Count)?;
-    let req = request(args, selection(&session.matrix, &planned.plan, args)?);
+    let req = build_request(
+        args,
+        checked_selection(&session.matrix, &planned.plan, args)?,
+    );
     let prepared = pipe::prepare(&session, &planned, &req)?;
     if args.locked {
-        return locked(ctx, &session, &prepared);
+        return check_locked(ctx, &session, &prepared);
     }
     if args.dry_run {
-        print!("{}", dry_run(&prepared));
+        print!("{}", render_dry_run(&prepared));
         return Ok(ExitCode::Ok);
     }
-    let cancel = cancel(&session);
+    let cancel = interruptible(&session);
     let outcomes = pipe::run(&session, &prepared, &req, reporter.as_ref(), &cancel)?;
     // The progress display is gone before the summary is printed.
     drop(reporter);
@@ -41,7 +44,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     if !ctx.global.quiet {
         print!(
             "{}",
-            report::summary(&rows(&prepared, &outcomes), started.elapsed())
+            report::summary(&summary_rows(&prepared, &outcomes), started.elapsed())
         );
     }
     Ok(if cancel.is_interrupted() {
@@ -55,7 +58,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
 
 /// The run's session. Only a run that records pushes writes the lock, and it holds the
 /// writer's lock from before it reads the lock until it ends.
-fn open(ctx: &Context, args: &BuildArgs) -> Result<Session> {
+fn open_session(ctx: &Context, args: &BuildArgs) -> Result<Session> {
     let writes = !(args.locked || args.dry_run || args.no_push);
     let access = if writes {
         Access::Write("build")
@@ -71,7 +74,7 @@ fn open(ctx: &Context, args: &BuildArgs) -> Result<Session> {
 
 /// Ctrl-C's flag, with the buildah process groups written down for the next run to stop if
 /// this one is killed.
-fn cancel(session: &Session) -> Arc<Cancel> {
+fn interruptible(session: &Session) -> Arc<Cancel> {
     let cancel = Cancel::with_record(
         session
             .opts
@@ -111,7 +114,7 @@ fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Resu
 }
 
 /// What the flags ask of the build.
-fn request(args: &BuildArgs, selection: Selection) -> Request {
+fn build_request(args: &BuildArgs, selection: Selection) -> Request {
     Request {
         selection,
         force: args.force,
@@ -129,7 +132,7 @@ fn request(args: &BuildArgs, selection: Selection) -> Request {
 }
 
 /// The summary's rows: every selected job, fresh or with how its build ended.
-fn rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>> {
+fn summary_rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>> {
     let mut ran = outcomes.iter();
     prepared
         .selected
@@ -146,7 +149,7 @@ fn rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>>
 
 /// `--locked`: succeed only when nothing would be built and the lock would not change by a
 /// byte.
-fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<ExitCode> {
+fn check_locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<ExitCode> {
     crate::pipeline::locked::check(session, &prepared.to_build(), &prepared.base)?;
     if !ctx.global.quiet {
         println!("{} jobs fresh", prepared.selected.len());
@@ -155,7 +158,7 @@ fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<E
 }
 
 /// The selection flags, checked against the matrix and the plan.
-fn selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection> {
+fn checked_selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection> {
     Selection::checked(
         matrix,
         plan,
@@ -167,7 +170,7 @@ fn selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection
     .map_err(|e| Error::usage(e.message, e.help))
 }
 
-fn dry_run(prepared: &Prepared<'_>) -> String {
+fn render_dry_run(prepared: &Prepared<'_>) -> String {
     let mut out = String::new();
     let mut tasks: std::slice::Iter<'_, Task> = prepared.tasks.iter();
     let mut fresh = 0;

@@ -45,7 +45,7 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
         );
     }
     for (job, why) in &missing {
-        let (summary, detail) = reason(why);
+        let (summary, detail) = not_collected_reason(why);
         let _ = writeln!(
             err,
             "not collected: {}: {summary} ({})",
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
 /// digest): a label, a module's `vermagic` or a path read from an image could otherwise put
 /// a mention, an issue-closing keyword, a link or HTML into the pull request. What the
 /// registry said goes on the indented line below, escaped for the terminal.
-fn reason(why: &Unmatched) -> (String, Option<String>) {
+fn not_collected_reason(why: &Unmatched) -> (String, Option<String>) {
     match why {
         Unmatched::OtherInputs { found } => match found.parse::<Digest>() {
             Ok(d) => (

@@ -16,34 +16,34 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
             namespace,
             selectors,
         } => {
-            let matrix = ctx.matrix()?;
-            let lock = ctx.lock()?;
+            let matrix = ctx.load_matrix()?;
+            let lock = ctx.read_lock()?;
             let opts = export::ModuleOptions {
                 namespace: namespace.clone(),
                 selectors: selectors.clone(),
             };
-            return deployment(export::modules(&matrix, &lock, &opts)?);
+            return print_deployment(export::modules(&matrix, &lock, &opts)?);
         }
         ExportKind::BootModuleConfig {
             namespace,
             pool,
             drop_parameters,
         } => {
-            let matrix = ctx.matrix()?;
-            let lock = ctx.lock()?;
+            let matrix = ctx.load_matrix()?;
+            let lock = ctx.read_lock()?;
             let opts = export::BootOptions {
                 namespace: namespace.clone(),
                 pool: pool.clone(),
                 drop_parameters: *drop_parameters,
             };
-            return deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
+            return print_deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
         }
         ExportKind::Preflight {
             releases,
             namespace,
             kmm_api,
-        } => return preflights(ctx, releases, namespace.is_some(), *kmm_api),
-        ExportKind::BuildConfig(args) => return build_configs(ctx, args),
+        } => return export_preflights(ctx, releases, namespace.is_some(), *kmm_api),
+        ExportKind::BuildConfig(args) => return export_build_configs(ctx, args),
         ExportKind::GithubMatrix { shards } => export::github_matrix(shard_count(ctx, *shards)?),
         ExportKind::K8sJob {
             shards,
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
 
 /// `export preflight`: every locked release, or the upgrade targets `releases` (each must be in
 /// the lock); never in a namespace, the object being cluster-scoped.
-fn preflights(
+fn export_preflights(
     ctx: &Context,
     releases: &[crate::domain::Version],
     namespaced: bool,
@@ -83,8 +83,8 @@ fn preflights(
             Some("leave `--namespace` out".into()),
         ));
     }
-    let matrix = ctx.matrix()?;
-    let lock = ctx.lock()?;
+    let matrix = ctx.load_matrix()?;
+    let lock = ctx.read_lock()?;
     if lock.releases.is_empty() {
         return Err(Error::usage(
             "the lock holds no release",
@@ -107,7 +107,7 @@ fn preflights(
         crate::cli::PreflightApi::Current => export::PreflightForm::Kernel,
         crate::cli::PreflightApi::ReleaseImage => export::PreflightForm::ReleaseImage,
     };
-    deployment(export::preflights(&matrix, &lock, releases, form))
+    print_deployment(export::preflights(&matrix, &lock, releases, form))
 }
 
 /// The BuildConfigs' source: uploaded (`--binary`), or the commit the repository names, which
@@ -159,7 +159,7 @@ fn warn_secret_mounts(ctx: &Context, drivers: &[&crate::matrix::Driver]) {
 
 /// Prints a deployment export, names every job without an image on stderr, and exits 1 if
 /// there is any: the objects written are still good for the kernels they map.
-fn deployment(out: export::Export) -> Result<ExitCode> {
+fn print_deployment(out: export::Export) -> Result<ExitCode> {
     print!("{}", out.text);
     if out.missing.is_empty() {
         return Ok(ExitCode::Ok);
@@ -188,7 +188,7 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
         )),
         Some(n) => Ok(n),
         None => {
-            let plan = ctx.plan()?;
+            let plan = ctx.read_only_plan()?;
             let todo = plan.jobs.iter().filter(|j| j.state != State::Fresh).count();
             Ok(todo.clamp(1, GITHUB_MATRIX_LIMIT))
         }
@@ -197,7 +197,7 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
 
 /// `export buildconfig`: the jobs to build (or `--all`), selected as `build` selects them, with
 /// their source pinned to a commit that holds exactly what the plan hashed.
-fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
+fn export_build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
     use crate::export::buildconfig::{self, BuildConfigOptions, Output};
     let session = ctx.session(crate::pipeline::Access::Read)?;
     let plan = ctx

@@ -56,7 +56,7 @@ mod tests {
     fn init(dir: &std::path::Path) -> ExitCode {
         let cli = Cli::try_parse_from(["driver-matrix", "-q", "init", &dir.to_string_lossy()])
             .expect("a command line");
-        crate::commands::run(cli).unwrap_or_else(|e| e.exit_code())
+        crate::commands::dispatch(cli).unwrap_or_else(|e| e.exit_code())
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::plan;
 use crate::text;
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitCode> {
-    let plan = ctx.plan()?;
+    let plan = ctx.read_only_plan()?;
     match args.format {
         PlanFormat::Json => print!("{}", text::escape_json(&plan::render_json(&plan))),
         PlanFormat::Table => print!("{}", text::escape(&plan::render_table(&plan))),

@@ -15,7 +15,7 @@ pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     }
     // The matrix is optional here: it only supplies the graph URL and the default arch.
     let matrix = if ctx.global.matrix.exists() {
-        Some(ctx.matrix()?)
+        Some(ctx.load_matrix()?)
     } else {
         None
     };

@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
     let written = session.write(&new)?;
     ctx.registry_stats(&session);
     if !ctx.global.quiet {
-        report(
+        print_summary(
             &session,
             &planned,
             Summary {
@@ -65,7 +65,7 @@ struct Summary {
 }
 
 /// Each change to the lock, then one line: how many releases, and whether the lock changed.
-fn report(session: &Session, planned: &Planned, summary: Summary) {
+fn print_summary(session: &Session, planned: &Planned, summary: Summary) {
     let mut err = std::io::stderr().lock();
     for c in &summary.changes {
         let _ = writeln!(err, "  {}", crate::text::escape_line(c));

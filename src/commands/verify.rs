@@ -35,7 +35,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitCode> {
         .map(|i| (i.clone(), matrix.expect_of(&i.driver)))
         .collect();
     let reports = crate::verify::verify_all(client, &session.cache(), &images, args.deep);
-    print!("{}", render(&reports, args.deep, ctx.global.quiet));
+    print!("{}", render_images(&reports, args.deep, ctx.global.quiet));
     print!("{}", render_gaps(&gaps));
     // A release every driver excludes is not checked: it has left the plan.
     let kernels = render_kernels(&crate::plan::exclude::kept_releases(matrix, &lock.releases));
@@ -96,7 +96,7 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
 
 /// A line per image (`ok` or `FAIL`, and what was checked or found under it; under `-q` only
 /// the failures), then a count.
-fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
+fn render_images(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
     let mut out = String::new();
     let mut failed = 0;
     for r in reports {
