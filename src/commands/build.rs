@@ -13,6 +13,7 @@ use crate::matrix::Matrix;
 use crate::pipeline::build::{self as pipe, Decision, Prepared, Request};
 use crate::pipeline::{Access, Session};
 use crate::plan::Plan;
+use crate::render::appendln;
 use crate::report::{self, Row};
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
@@ -179,19 +180,24 @@ fn render_dry_run(prepared: &Prepared<'_>) -> String {
             Decision::Fresh(_) => fresh += 1,
             Decision::Build(why) => {
                 let task = tasks.next().expect("one task per job to build");
-                out.push_str(&format!(
-                    "would build {} {} {} ({why})\n  {}\n",
-                    job.driver, job.kernel, job.arch, task.build
-                ));
+                appendln!(
+                    out,
+                    "would build {} {} {} ({why})\n  {}",
+                    job.driver,
+                    job.kernel,
+                    job.arch,
+                    task.build
+                );
                 if let Some((push, _)) = &task.push {
-                    out.push_str(&format!("  {push}\n"));
+                    appendln!(out, "  {push}");
                 }
             }
         }
     }
-    out.push_str(&format!(
-        "{} to build, {fresh} fresh\n",
+    appendln!(
+        out,
+        "{} to build, {fresh} fresh",
         prepared.selected.len() - fresh
-    ));
+    );
     out
 }

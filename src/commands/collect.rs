@@ -1,7 +1,5 @@
 //! `driver-matrix collect`: the lock rebuilt from the registry ([`crate::pipeline::collect`]).
 
-use std::io::Write;
-
 use super::{Context, Kernels};
 use crate::domain::Digest;
 use crate::error::{Error, Result};
@@ -9,6 +7,7 @@ use crate::exit::ExitCode;
 use crate::pipeline::build::Unconfirmed;
 use crate::pipeline::collect::Unmatched;
 use crate::pipeline::{Access, collect};
+use crate::render::appendln;
 use crate::text::escape_line;
 
 pub fn run(ctx: &Context) -> Result<ExitCode> {
@@ -33,9 +32,9 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
     }
     let changed = session.write(&lock)?;
     ctx.registry_stats(&session);
-    let mut err = std::io::stderr().lock();
+    let mut err = String::new();
     if !ctx.global.quiet {
-        let _ = writeln!(
+        appendln!(
             err,
             "collected {} of {} images; {} {}",
             lock.images.len(),
@@ -46,16 +45,17 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
     }
     for (job, why) in &missing {
         let (summary, detail) = not_collected_reason(why);
-        let _ = writeln!(
+        appendln!(
             err,
             "not collected: {}: {summary} ({})",
             job.id(),
             job.image
         );
         if let Some(detail) = detail {
-            let _ = writeln!(err, "  {}", escape_line(&detail));
+            appendln!(err, "  {}", escape_line(&detail));
         }
     }
+    eprint!("{err}");
     Ok(if missing.is_empty() {
         ExitCode::Ok
     } else {

@@ -1,7 +1,5 @@
 //! `driver-matrix export kmm|boot-module-config|preflight|github-matrix|k8s-job`.
 
-use std::io::Write;
-
 use super::{Context, Kernels};
 use crate::build::Selection;
 use crate::cli::{BuildConfigArgs, BuildOutput, ExportArgs, ExportKind};
@@ -9,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::export::{self, GITHUB_MATRIX_LIMIT};
 use crate::plan::State;
+use crate::render::appendln;
 
 pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     let text = match &args.what {
@@ -164,15 +163,16 @@ fn print_deployment(out: export::Export) -> Result<ExitCode> {
     if out.missing.is_empty() {
         return Ok(ExitCode::Ok);
     }
-    let mut err = std::io::stderr().lock();
+    let mut err = String::new();
     for m in &out.missing {
-        let _ = writeln!(err, "error: {m}");
+        appendln!(err, "error: {m}");
     }
-    let _ = writeln!(
+    appendln!(
         err,
         "{} job(s) have no image in the lock; run `driver-matrix build` (or `collect`), then export again",
         out.missing.len()
     );
+    eprint!("{err}");
     Ok(ExitCode::Failed)
 }
 

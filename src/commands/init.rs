@@ -3,12 +3,12 @@
 //! directory has an ignore file, a `.containerignore`, never overwriting a file; this says what
 //! it wrote and what comes next.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::Context;
 use crate::error::Result;
 use crate::exit::ExitCode;
+use crate::render::appendln;
 use crate::scaffold::{self, Ignore, write::MATRIX};
 
 pub fn run(ctx: &Context, dir: &Path) -> Result<ExitCode> {
@@ -16,8 +16,8 @@ pub fn run(ctx: &Context, dir: &Path) -> Result<ExitCode> {
     if ctx.global.quiet {
         return Ok(ExitCode::Ok);
     }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
+    let mut err = String::new();
+    appendln!(
         err,
         "wrote {} and {} for driver `{}` (modules: {})",
         done.matrix.display(),
@@ -25,23 +25,24 @@ pub fn run(ctx: &Context, dir: &Path) -> Result<ExitCode> {
         done.driver,
         done.modules.join(", ")
     );
-    let _ = match &done.ignore {
-        Ignore::Kept(name) => writeln!(
+    match &done.ignore {
+        Ignore::Kept(name) => appendln!(
             err,
             "kept the existing `{name}`: make it leave out local build output and every secret inside {}",
             dir.display()
         ),
-        Ignore::Wrote(path) => writeln!(
+        Ignore::Wrote(path) => appendln!(
             err,
             "wrote {}: what the build context leaves out",
             path.display()
         ),
-    };
-    let _ = writeln!(
+    }
+    appendln!(
         err,
         "next: set `image` in {MATRIX}, then `driver-matrix resolve`, `plan` and `build` (with `-m {}`)",
         done.matrix.display()
     );
+    eprint!("{err}");
     Ok(ExitCode::Ok)
 }
 

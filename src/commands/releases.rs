@@ -5,6 +5,7 @@ use super::Context;
 use crate::cli::ReleasesArgs;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
+use crate::render::appendln;
 
 pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     if ctx.global.offline {
@@ -28,8 +29,8 @@ pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     let mut out = String::new();
     for n in &nodes {
         match (&n.payload, ctx.global.verbose > 0) {
-            (Some(p), true) => out.push_str(&format!("{}\t{p}\n", n.version)),
-            _ => out.push_str(&format!("{}\n", n.version)),
+            (Some(p), true) => appendln!(out, "{}\t{p}", n.version),
+            _ => appendln!(out, "{}", n.version),
         }
     }
     print!("{out}");

@@ -3,7 +3,6 @@
 //! `[[release]]` part of the lock; the `[[image]]` part follows (images whose job changed or
 //! left the plan go, fresh ones serve the releases of their job now).
 
-use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Context, Kernels};
@@ -12,6 +11,7 @@ use crate::error::Result;
 use crate::exit::ExitCode;
 use crate::pipeline::{self, Access, Planned, Session, truth};
 use crate::progress::{Event, Reporter};
+use crate::render::appendln;
 
 pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
     let access = if args.locked {
@@ -66,11 +66,11 @@ struct Summary {
 
 /// Each change to the lock, then one line: how many releases, and whether the lock changed.
 fn print_summary(session: &Session, planned: &Planned, summary: Summary) {
-    let mut err = std::io::stderr().lock();
+    let mut err = String::new();
     for c in &summary.changes {
-        let _ = writeln!(err, "  {}", crate::text::escape_line(c));
+        appendln!(err, "  {}", crate::text::escape_line(c));
     }
-    let _ = writeln!(
+    appendln!(
         err,
         "resolved {} releases ({} from the registry); `{}` {}",
         // A dual-stream release has an entry per stream: count releases, not entries.
@@ -88,6 +88,7 @@ fn print_summary(session: &Session, planned: &Planned, summary: Summary) {
             "unchanged"
         }
     );
+    eprint!("{err}");
 }
 
 /// A reporter that also counts the releases read from the registry.

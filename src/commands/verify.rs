@@ -1,13 +1,12 @@
 //! `driver-matrix verify [--deep]`: every locked image, every job the matrix asks for over the
 //! lock's releases (coverage), and every release's DTK against its nodes' kernel.
 
-use std::fmt::Write as _;
-
 use super::Context;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::pipeline::Access;
+use crate::render::appendln;
 use crate::text::escape_line;
 use crate::verify::coverage::{Gap, releases_left};
 use crate::verify::{Finding, ImageReport};
@@ -58,12 +57,12 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitCode> {
 fn render_gaps(gaps: &[Gap]) -> String {
     let mut out = String::new();
     for g in gaps {
-        let _ = writeln!(out, "FAIL {}", g.describe());
+        appendln!(out, "FAIL {}", g.describe());
     }
     let left = releases_left(gaps);
     if !left.is_empty() {
         let labels: Vec<String> = left.iter().map(|r| r.label()).collect();
-        let _ = writeln!(
+        appendln!(
             out,
             "{} job(s) without an image leave {} release(s) without a driver: {}",
             gaps.len(),
@@ -71,7 +70,7 @@ fn render_gaps(gaps: &[Gap]) -> String {
             labels.join(", ")
         );
     } else if !gaps.is_empty() {
-        let _ = writeln!(out, "{} job(s) without an image", gaps.len());
+        appendln!(out, "{} job(s) without an image", gaps.len());
     }
     out
 }
@@ -82,7 +81,7 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
     let mut out = String::new();
     for r in releases {
         if let Some(node) = r.node_kernel_mismatch() {
-            let _ = writeln!(
+            appendln!(
                 out,
                 "FAIL release {}: the DTK's kernel {} is not the nodes' kernel {}",
                 escape_line(&r.label()),
@@ -109,7 +108,7 @@ fn render_images(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
         let i = &r.image;
         // The lock's strings are checked as it is read; escaped all the same, as everything
         // this command prints is.
-        let _ = writeln!(
+        appendln!(
             out,
             "{status} {} {} {}  {}",
             escape_line(&i.driver),
@@ -120,14 +119,14 @@ fn render_images(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
         for c in &r.checked {
             let e = |s: &str| escape_line(s).into_owned();
             let m = e(&c.module);
-            let _ = writeln!(out, "     {m}: vermagic {}", e(&c.vermagic));
+            appendln!(out, "     {m}: vermagic {}", e(&c.vermagic));
             match &c.signature {
                 Some(Ok(sig)) => {
                     let by = e(&crate::verify::describe_signer(sig));
-                    let _ = writeln!(out, "     {m}: signed by {by}");
+                    appendln!(out, "     {m}: signed by {by}");
                 }
                 Some(Err(why)) => {
-                    let _ = writeln!(
+                    appendln!(
                         out,
                         "     {m}: signature unreadable: {}",
                         e(&why.to_string())
@@ -137,7 +136,7 @@ fn render_images(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
             }
         }
         for f in &r.findings {
-            let _ = writeln!(out, "     {}", escape_line(&f.describe()));
+            appendln!(out, "     {}", escape_line(&f.describe()));
         }
     }
     let what = if deep {
@@ -146,6 +145,6 @@ fn render_images(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
         "images"
     };
     let total = reports.len();
-    let _ = writeln!(out, "\n{} of {total} {what} verified", total - failed);
+    appendln!(out, "\n{} of {total} {what} verified", total - failed);
     out
 }
