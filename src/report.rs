@@ -408,6 +408,42 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_table_is_aligned_under_its_header() {
+        let (fresh, waiting) = (
+            job(),
+            Job {
+                driver: "a".into(),
+                ..job()
+            },
+        );
+        let digest = Digest::sha256(b"image");
+        let outcome = Outcome::NotStarted;
+        let table = summary(
+            &[
+                Row::Fresh {
+                    job: &fresh,
+                    digest: &digest,
+                },
+                Row::Ran {
+                    job: &waiting,
+                    outcome: &outcome,
+                },
+            ],
+            Duration::from_millis(2500),
+        );
+        assert_eq!(
+            table,
+            format!(
+                "DRIVER      KERNEL                        ARCH    RESULT       TIME  DIGEST\n\
+                 hello-kmod  5.14.0-284.52.1.el9_2.x86_64  x86_64  fresh              {digest}\n\
+                 a           5.14.0-284.52.1.el9_2.x86_64  x86_64  not started\n\
+                 \n0 built, 1 fresh, 1 not built in 2.5s\n"
+            )
+        );
+        assert_eq!(summary(&[], Duration::ZERO), "0 built, 0 fresh in 0.0s\n");
+    }
+
+    #[test]
     fn a_failure_prints_no_control_character() {
         let failure = Failure {
             message: "pull failed: \x1b]0;owned\x07".into(),
