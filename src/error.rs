@@ -55,6 +55,11 @@ pub enum Error {
     #[diagnostic(transparent)]
     Scaffold(#[from] crate::scaffold::ScaffoldError),
 
+    /// A selection flag (`--driver`, `--kernel`) that names nothing the matrix or the plan has.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Selection(#[from] crate::build::SelectionError),
+
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
     #[diagnostic(code(driver_matrix::usage))]
@@ -100,6 +105,7 @@ impl Error {
             | Error::Lock(_)
             | Error::Plan(_)
             | Error::Usage { .. }
+            | Error::Selection(_)
             | Error::Inputs(_)
             | Error::Export(_)
             | Error::Writer(_) => ExitCode::Usage,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{Context, Kernels};
 use crate::build::{self, Cancel, Outcome, Selection, Task};
 use crate::cli::BuildArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exit::ExitCode;
 use crate::matrix::Matrix;
 use crate::pipeline::build::{self as pipe, Decision, Prepared, Request};
@@ -19,7 +19,7 @@ use crate::report::{self, Row};
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let session = open_session(ctx, args)?;
-    refuse_shipped_secrets(&session.matrix, &args.secrets)?;
+    pipe::refuse_shipped_secrets(&session.matrix, &args.secrets)?;
     // A Containerfile buildah would refuse fails here, once, before any release is resolved
     // or any DTK pulled.
     crate::matrix::containerfile::check_all(&session.matrix)?;
@@ -88,32 +88,6 @@ fn interruptible(session: &Session) -> Arc<Cancel> {
     cancel
 }
 
-/// A `--secret` file inside a driver's build context is refused, as a matrix secret is, unless
-/// the context's ignore file excludes it: buildah would be sent it and the inputs hash read it.
-fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Result<()> {
-    for s in secrets {
-        for d in &matrix.drivers {
-            if let Some(rel) = crate::matrix::shipped_secret(&d.context, &d.containerfile, &s.path)?
-            {
-                return Err(Error::usage(
-                    format!(
-                        "`--secret {}` names `{}`, inside the build context of driver `{}`, and its ignore file does not exclude it",
-                        s.id,
-                        s.path.display(),
-                        d.name
-                    ),
-                    Some(format!(
-                        "add `{rel}` to `{}`, or keep the secret outside the context",
-                        crate::inputs::ignore_file_in_effect(&d.context, &d.containerfile)
-                            .display()
-                    )),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// What the flags ask of the build.
 fn build_request(args: &BuildArgs, selection: Selection) -> Request {
     Request {
@@ -160,15 +134,14 @@ fn check_locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Re
 
 /// The selection flags, checked against the matrix and the plan.
 fn checked_selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection> {
-    Selection::checked(
+    Ok(Selection::checked(
         matrix,
         plan,
         &args.select.drivers,
         &args.select.kernels,
         &args.select.arches,
         args.shard,
-    )
-    .map_err(|e| Error::usage(e.message, e.help))
+    )?)
 }
 
 fn render_dry_run(prepared: &Prepared<'_>) -> String {

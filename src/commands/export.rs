@@ -211,8 +211,7 @@ fn export_build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCod
         &args.select.kernels,
         &args.select.arches,
         None,
-    )
-    .map_err(|e| Error::usage(e.message, e.help))?;
+    )?;
     let jobs: Vec<&crate::plan::Job> = plan
         .jobs
         .iter()

@@ -105,6 +105,32 @@ impl Prepared<'_> {
     }
 }
 
+/// A `--secret` file inside a driver's build context is refused, as a matrix secret is, unless
+/// the context's ignore file excludes it: buildah would be sent it and the inputs hash read it.
+pub fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Result<()> {
+    for s in secrets {
+        for d in &matrix.drivers {
+            if let Some(rel) = crate::matrix::shipped_secret(&d.context, &d.containerfile, &s.path)?
+            {
+                return Err(Error::usage(
+                    format!(
+                        "`--secret {}` names `{}`, inside the build context of driver `{}`, and its ignore file does not exclude it",
+                        s.id,
+                        s.path.display(),
+                        d.name
+                    ),
+                    Some(format!(
+                        "add `{rel}` to `{}`, or keep the secret outside the context",
+                        crate::inputs::ignore_file_in_effect(&d.context, &d.containerfile)
+                            .display()
+                    )),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decides every selected job and renders the buildah commands of those to build.
 pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Result<Prepared<'p>> {
     let plan = &planned.plan;
