@@ -141,18 +141,14 @@ fn cluster_source(
 
 /// Names each secret a driver's Containerfile mounts where a BuildConfig's builds do not find it.
 fn warn_secret_mounts(ctx: &Context, drivers: &[&crate::matrix::Driver]) {
-    use crate::export::buildconfig::{SECRETS_DIR, secrets_outside_dir};
+    use crate::export::buildconfig::SECRETS_DIR;
     if ctx.global.quiet {
         return;
     }
-    for d in drivers {
-        let text = std::fs::read_to_string(d.context.join(&d.containerfile)).unwrap_or_default();
-        for id in secrets_outside_dir(&text) {
-            eprintln!(
-                "warning: driver `{}` mounts secret `{id}` without `target={SECRETS_DIR}/{id}`: on the cluster it is found only there",
-                d.name
-            );
-        }
+    for (driver, id) in crate::pipeline::cluster::secrets_outside_dir(drivers) {
+        eprintln!(
+            "warning: driver `{driver}` mounts secret `{id}` without `target={SECRETS_DIR}/{id}`: on the cluster it is found only there"
+        );
     }
 }
 
@@ -212,17 +208,8 @@ fn export_build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCod
         &args.select.arches,
         None,
     )?;
-    let jobs: Vec<&crate::plan::Job> = plan
-        .jobs
-        .iter()
-        .filter(|j| selection.contains(j) && (args.all || j.state != State::Fresh))
-        .collect();
-    let mut drivers: Vec<&crate::matrix::Driver> = matrix
-        .drivers
-        .iter()
-        .filter(|d| jobs.iter().any(|j| j.driver == d.name))
-        .collect();
-    drivers.dedup_by(|a, b| a.name == b.name);
+    let (jobs, drivers) =
+        crate::pipeline::cluster::jobs_to_build(matrix, &plan, &selection, args.all);
     let source = cluster_source(ctx, &session, args, &drivers)?;
     warn_secret_mounts(ctx, &drivers);
     let opts = BuildConfigOptions {
