@@ -8,16 +8,7 @@ use crate::lock::{self, Lock};
 /// Fails with [`Error::Outdated`] when `to_build` (`driver/kernel/arch (why)` of each job that
 /// would be built) is not empty or `new` is not, byte for byte, the lock file as it is now.
 pub fn check(session: &Session, to_build: &[String], new: &Lock) -> Result<()> {
-    let mut changes: Vec<String> = to_build
-        .iter()
-        .map(|j| format!("would build {j}"))
-        .collect();
-    if lock::render(new) != session.current_text() {
-        changes.extend(describe_changes(&session.lock, new));
-        if changes.is_empty() {
-            changes.push("its formatting differs from the canonical form".into());
-        }
-    }
+    let changes = changes(&session.lock, &session.current_text(), to_build, new);
     if changes.is_empty() {
         return Ok(());
     }
@@ -25,4 +16,85 @@ pub fn check(session: &Session, to_build: &[String], new: &Lock) -> Result<()> {
         lock: session.lock_path(),
         changes,
     })
+}
+
+/// What `--locked` names, in order: each job that would be built, then each change from `old`
+/// (the lock as read, whose file now holds `file`) to `new`, or only that the formatting differs.
+fn changes(old: &Lock, file: &str, to_build: &[String], new: &Lock) -> Vec<String> {
+    let mut changes: Vec<String> = to_build
+        .iter()
+        .map(|j| format!("would build {j}"))
+        .collect();
+    if lock::render(new) != file {
+        changes.extend(describe_changes(old, new));
+        if changes.is_empty() {
+            changes.push("its formatting differs from the canonical form".into());
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes;
+    use crate::lock::{self, Lock, LockedRelease};
+
+    fn release(version: &str) -> LockedRelease {
+        let image = |name: &str| {
+            format!("quay.io/ocp/{name}@sha256:{}", "a".repeat(64))
+                .parse()
+                .expect("an image")
+        };
+        LockedRelease {
+            version: version.parse().expect("a version"),
+            arch: crate::domain::Arch::X86_64,
+            stream: None,
+            payload: image("release"),
+            dtk: image("dtk"),
+            kernel: "5.14.0-427.13.1.el9_4.x86_64".parse().expect("a kernel"),
+            rt_kernel: None,
+            rhel: "9.4".into(),
+            machine_os: None,
+            node_kernel: None,
+        }
+    }
+
+    #[test]
+    fn nothing_to_name_when_nothing_is_built_and_the_file_is_canonical() {
+        let lock = Lock {
+            releases: vec![release("4.16.3")],
+            images: Vec::new(),
+        };
+        assert!(changes(&lock, &lock::render(&lock), &[], &lock).is_empty());
+    }
+
+    #[test]
+    fn jobs_to_build_come_first_then_the_locks_changes() {
+        let old = Lock::default();
+        let new = Lock {
+            releases: vec![release("4.16.3")],
+            images: Vec::new(),
+        };
+        let job = "hello/5.14.0/x86_64 (new)".to_string();
+        assert_eq!(
+            changes(&old, &lock::render(&old), &[job], &new),
+            [
+                "would build hello/5.14.0/x86_64 (new)",
+                "added 4.16.3 (x86_64)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_that_differs_only_in_formatting_is_named_so() {
+        let lock = Lock {
+            releases: vec![release("4.16.3")],
+            images: Vec::new(),
+        };
+        let file = format!("# edited by hand\n{}", lock::render(&lock));
+        assert_eq!(
+            changes(&lock, &file, &[], &lock),
+            ["its formatting differs from the canonical form"]
+        );
+    }
 }
