@@ -40,23 +40,18 @@ mod tests {
     use crate::lock::{self, Lock, LockedRelease};
 
     fn release(version: &str) -> LockedRelease {
-        let image = |name: &str| {
-            format!("quay.io/ocp/{name}@sha256:{}", "a".repeat(64))
-                .parse()
-                .expect("an image")
-        };
-        LockedRelease {
-            version: version.parse().expect("a version"),
-            arch: crate::domain::Arch::X86_64,
-            stream: None,
-            payload: image("release"),
-            dtk: image("dtk"),
-            kernel: "5.14.0-427.13.1.el9_4.x86_64".parse().expect("a kernel"),
-            rt_kernel: None,
-            rhel: "9.4".into(),
-            machine_os: None,
-            node_kernel: None,
-        }
+        let digest = "a".repeat(64);
+        toml::from_str(&format!(
+            r#"
+            version = "{version}"
+            arch = "x86_64"
+            payload = "quay.io/ocp/release@sha256:{digest}"
+            dtk = "quay.io/ocp/dtk@sha256:{digest}"
+            kernel = "5.14.0-427.13.1.el9_4.x86_64"
+            rhel = "9.4"
+            "#
+        ))
+        .expect("a release entry")
     }
 
     #[test]
