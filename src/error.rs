@@ -50,6 +50,16 @@ pub enum Error {
     #[diagnostic(transparent)]
     Writer(#[from] crate::lock::writer::WriterError),
 
+    /// `init`: a module source directory it cannot scaffold, or a file it cannot read or write.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Scaffold(#[from] crate::scaffold::ScaffoldError),
+
+    /// A selection flag (`--driver`, `--kernel`) that names nothing the matrix or the plan has.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Selection(#[from] crate::build::SelectionError),
+
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]
     #[diagnostic(code(driver_matrix::usage))]
@@ -95,6 +105,7 @@ impl Error {
             | Error::Lock(_)
             | Error::Plan(_)
             | Error::Usage { .. }
+            | Error::Selection(_)
             | Error::Inputs(_)
             | Error::Export(_)
             | Error::Writer(_) => ExitCode::Usage,
@@ -103,7 +114,19 @@ impl Error {
             Error::Build(e) => build_code(e),
             Error::Release(e) => release_code(e),
             Error::Registry(_) => ExitCode::Registry,
+            Error::Scaffold(e) => scaffold_code(e),
         }
+    }
+}
+
+/// Failed for a file `init` could not read or write; usage for what the user must fix.
+fn scaffold_code(e: &crate::scaffold::ScaffoldError) -> ExitCode {
+    use crate::scaffold::ScaffoldError;
+    match e {
+        ScaffoldError::Read { .. } | ScaffoldError::Write { .. } => ExitCode::Failed,
+        ScaffoldError::NoBuildFile { .. }
+        | ScaffoldError::NoModule { .. }
+        | ScaffoldError::Exists { .. } => ExitCode::Usage,
     }
 }
 

@@ -1,6 +1,7 @@
 //! House rules no compiler keeps, checked against the library's own sources: parallel work
-//! goes through [`crate::parallel`], and dead code is removed or kept with an `expect` that
-//! says why (an `expect` fails the build once the code is used, an `allow` never does).
+//! goes through [`crate::parallel`], dead code is removed or kept with an `expect` that
+//! says why (an `expect` fails the build once the code is used, an `allow` never does), and
+//! text is built and tables are laid out only through [`crate::render`].
 
 use std::path::{Path, PathBuf};
 
@@ -54,5 +55,23 @@ fn no_dead_code_is_allowed_without_a_reason() {
     assert!(
         found.is_empty(),
         "use `expect(dead_code, reason = …)`: {found:?}"
+    );
+}
+
+#[test]
+fn text_is_written_one_way_and_tables_by_one_helper() {
+    let found = holding(
+        &["push_str(&format!(", "writing to a String cannot fail"],
+        &["src/render.rs"],
+    );
+    assert!(
+        found.is_empty(),
+        "build text with `render::append!` or `appendln!`: {found:?}"
+    );
+    // A width given at run time (`{cell:<w$}`) is a column padder of its own.
+    let found = holding(&["$}"], &["src/render.rs"]);
+    assert!(
+        found.is_empty(),
+        "lay tables out with `render::Table`: {found:?}"
     );
 }

@@ -31,6 +31,7 @@ pub mod plan;
 pub mod progress;
 pub mod registry;
 pub mod release;
+pub mod render;
 pub mod report;
 pub mod runs;
 pub mod scaffold;

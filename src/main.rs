@@ -43,7 +43,7 @@ fn main() {
         )
     }))
     .expect("the hook is set once, before any report");
-    let code = match driver_matrix::commands::run(cli) {
+    let code = match driver_matrix::commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();

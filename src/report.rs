@@ -3,7 +3,6 @@
 //! the build's summary table at the end.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,6 +13,7 @@ use crate::build::Outcome;
 use crate::domain::Digest;
 use crate::plan::Job;
 use crate::progress::{Event, Failure, Reporter};
+use crate::render::{Table, appendln};
 use crate::text::{escape, escape_line};
 
 /// `driver kernel arch`, how a job is named on one line.
@@ -34,13 +34,13 @@ pub fn failure_block(job: &Job, failure: &Failure) -> String {
         escape(&failure.message)
     );
     if let Some(cmd) = &failure.command {
-        writeln!(s, "  command: {}", escape_line(cmd)).expect("writing to a String cannot fail");
+        appendln!(s, "  command: {}", escape_line(cmd));
     }
-    writeln!(s, "  log: {}", failure.log.display()).expect("writing to a String cannot fail");
+    appendln!(s, "  log: {}", failure.log.display());
     if !failure.tail.is_empty() {
-        writeln!(s, "  last lines of the log:").expect("writing to a String cannot fail");
+        appendln!(s, "  last lines of the log:");
         for line in &failure.tail {
-            writeln!(s, "  | {}", escape_line(line)).expect("writing to a String cannot fail");
+            appendln!(s, "  | {}", escape_line(line));
         }
     }
     s
@@ -321,22 +321,20 @@ pub fn summary(rows: &[Row<'_>], elapsed: Duration) -> String {
     if skipped > 0 {
         parts.push(format!("{skipped} not built"));
     }
-    writeln!(out, "{} in {}", parts.join(", "), secs(elapsed))
-        .expect("writing to a String cannot fail");
+    appendln!(out, "{} in {}", parts.join(", "), secs(elapsed));
     for row in rows {
         if let Row::Ran {
             job,
             outcome: Outcome::Failed(f),
         } = row
         {
-            writeln!(
+            appendln!(
                 out,
                 "failed: {}: {} (log: {})",
                 name(job),
                 escape(&f.message),
                 f.log.display()
-            )
-            .expect("writing to a String cannot fail");
+            );
         }
     }
     out
@@ -373,27 +371,15 @@ fn row_cells(row: &Row<'_>) -> (&'static str, [String; 6]) {
 
 /// The rows under a header, columns padded to their widest cell; nothing for no rows.
 fn table(rows: &[(&str, [String; 6])]) -> String {
-    if rows.is_empty() {
+    let mut table = Table::new(&["DRIVER", "KERNEL", "ARCH", "RESULT", "TIME", "DIGEST"]);
+    for (_, cells) in rows {
+        table.row(cells.iter().cloned());
+    }
+    if table.is_empty() {
         return String::new();
     }
-    let header = ["DRIVER", "KERNEL", "ARCH", "RESULT", "TIME", "DIGEST"].map(String::from);
-    let all = || std::iter::once(&header).chain(rows.iter().map(|(_, c)| c));
-    let mut widths = [0usize; 6];
-    for row in all() {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in all() {
-        let mut line = String::new();
-        for (cell, w) in row.iter().zip(widths) {
-            write!(line, "{cell:<w$}  ").expect("writing to a String cannot fail");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out.push('\n');
+    let mut out = table.aligned();
+    appendln!(out);
     out
 }
 
@@ -419,6 +405,42 @@ mod tests {
             inputs: Digest::sha256(b"inputs"),
             state: State::New,
         }
+    }
+
+    #[test]
+    fn the_summary_table_is_aligned_under_its_header() {
+        let (fresh, waiting) = (
+            job(),
+            Job {
+                driver: "a".into(),
+                ..job()
+            },
+        );
+        let digest = Digest::sha256(b"image");
+        let outcome = Outcome::NotStarted;
+        let table = summary(
+            &[
+                Row::Fresh {
+                    job: &fresh,
+                    digest: &digest,
+                },
+                Row::Ran {
+                    job: &waiting,
+                    outcome: &outcome,
+                },
+            ],
+            Duration::from_millis(2500),
+        );
+        assert_eq!(
+            table,
+            format!(
+                "DRIVER      KERNEL                        ARCH    RESULT       TIME  DIGEST\n\
+                 hello-kmod  5.14.0-284.52.1.el9_2.x86_64  x86_64  fresh              {digest}\n\
+                 a           5.14.0-284.52.1.el9_2.x86_64  x86_64  not started\n\
+                 \n0 built, 1 fresh, 1 not built in 2.5s\n"
+            )
+        );
+        assert_eq!(summary(&[], Duration::ZERO), "0 built, 0 fresh in 0.0s\n");
     }
 
     #[test]

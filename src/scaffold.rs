@@ -1,9 +1,12 @@
 //! What `driver-matrix init` writes for a kernel module source directory: a `matrix.toml`, a
 //! DTK-based multi-stage `Containerfile` that every build route accepts, and the context's
 //! `.containerignore`, with the module names read from the `obj-m` lines of its `Kbuild` (or
-//! `Makefile`). Pure text; the command does the file I/O.
+//! `Makefile`). Pure text here; [`write`] does the file I/O.
 
 use std::path::Path;
+
+pub mod write;
+pub use write::{Ignore, ScaffoldError, Scaffolded, write_into};
 
 /// The module names of every `obj-m` assignment, in order, without duplicates: `obj-m := a.o`
 /// and `obj-m += b.o c.o` give `a`, `b`, `c`. Subdirectories (`obj-m += sub/`) are not

@@ -10,6 +10,8 @@ use std::fmt::{self, Display};
 
 use miette::{Diagnostic, LabeledSpan, Severity, SourceCode};
 
+use crate::render::append;
+
 /// Whether `c` must not reach a terminal as is: C0 controls, DEL and C1 controls.
 fn is_control(c: char) -> bool {
     matches!(c, '\0'..='\x1f' | '\x7f' | '\u{80}'..='\u{9f}')
@@ -24,9 +26,9 @@ fn escape_with(s: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
         if !is_control(c) || keep(c) {
             out.push(c);
         } else if (c as u32) < 0x80 {
-            out.push_str(&format!("\\x{:02x}", c as u32));
+            append!(out, "\\x{:02x}", c as u32);
         } else {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            append!(out, "\\u{{{:x}}}", c as u32);
         }
     }
     Cow::Owned(out)
@@ -55,7 +57,7 @@ pub fn escape_json(json: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
         if raw(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
+            append!(out, "\\u{:04x}", c as u32);
         } else {
             out.push(c);
         }

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use crate::matrix::{Driver, RegistrySettings};
 use crate::plan::Job;
+use crate::render::append;
 
 /// The labels every image carries, so that the registry alone can tell what it was built from.
 pub mod label {
@@ -120,7 +121,7 @@ pub fn quote(word: &OsStr) -> String {
                 c if c.is_control() => {
                     let mut buf = [0u8; 4];
                     for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{b:02x}"));
+                        append!(out, "\\x{b:02x}");
                     }
                 }
                 c => out.push(c),

@@ -17,7 +17,7 @@ pub use command::{Buildah, CliSecret, Invocation};
 pub use executor::{Executor, Task};
 pub use fresh::{StoreError, has_digest};
 pub use process::Cancel;
-pub use select::{Assignment, Selection, Shard};
+pub use select::{Assignment, Selection, SelectionError, Shard};
 
 /// Errors of the build layer that end the run (a failed job does not: it is an outcome).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

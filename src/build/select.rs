@@ -125,10 +125,13 @@ pub struct Selection {
     pub assignment: Option<Assignment>,
 }
 
-/// A selection flag that names nothing the matrix or the plan has.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A selection flag that names nothing the matrix or the plan has: a usage error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(driver_matrix::usage))]
 pub struct SelectionError {
     pub message: String,
+    #[help]
     pub help: Option<String>,
 }
 

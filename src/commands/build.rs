@@ -4,68 +4,48 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Context;
+use super::{Context, Kernels};
 use crate::build::{self, Cancel, Outcome, Selection, Task};
 use crate::cli::BuildArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exit::ExitCode;
 use crate::matrix::Matrix;
 use crate::pipeline::build::{self as pipe, Decision, Prepared, Request};
 use crate::pipeline::{Access, Session};
 use crate::plan::Plan;
+use crate::render::appendln;
 use crate::report::{self, Row};
 
 pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    // Only a run that records pushes writes the lock, and it holds the writer's lock from
-    // before it reads the lock until it ends.
-    let writes = !(args.locked || args.dry_run || args.no_push);
-    let access = if writes {
-        Access::Write("build")
-    } else {
-        Access::Read
-    };
-    if !(args.locked || args.dry_run) {
-        // A build that only builds (`--no-push`) runs buildah too.
-        ctx.sweep();
-    }
-    let session = ctx.session(access)?;
-    refuse_shipped_secrets(&session.matrix, &args.secrets)?;
+    let session = open_session(ctx, args)?;
+    pipe::refuse_shipped_secrets(&session.matrix, &args.secrets)?;
     // A Containerfile buildah would refuse fails here, once, before any release is resolved
     // or any DTK pulled.
     crate::matrix::containerfile::check_all(&session.matrix)?;
     let reporter = ctx.reporter();
-    let planned = super::plan::planned_with(ctx, &session, reporter.as_ref())?;
-    let req = request(args, selection(&session.matrix, &planned.plan, args)?);
+    let planned = ctx.planned(&session, reporter.as_ref(), Kernels::Count)?;
+    let req = build_request(
+        args,
+        checked_selection(&session.matrix, &planned.plan, args)?,
+    );
     let prepared = pipe::prepare(&session, &planned, &req)?;
     if args.locked {
-        return locked(ctx, &session, &prepared);
+        return check_locked(ctx, &session, &prepared);
     }
     if args.dry_run {
-        print!("{}", dry_run(&prepared));
+        print!("{}", render_dry_run(&prepared));
         return Ok(ExitCode::Ok);
     }
-    // The buildah process groups are written down, for the next run to stop if this one is
-    // killed.
-    let cancel = Cancel::with_record(
-        session
-            .opts
-            .cache_dir()
-            .and_then(|c| crate::runs::Record::create(&c)),
-    );
-    {
-        let cancel = Arc::clone(&cancel);
-        // Fails only when a handler is already set, which this binary never does twice.
-        let _ = ctrlc::set_handler(move || cancel.interrupt());
-    }
-    let outcomes = pipe::run(&session, &prepared, &req, reporter.as_ref(), &cancel)?;
+    let cancel = interruptible(&session);
+    let outcomes = pipe::build_and_record(&session, &prepared, &req, reporter.as_ref(), &cancel)?;
     // The progress display is gone before the summary is printed.
     drop(reporter);
     ctx.registry_stats(&session);
     if !ctx.global.quiet {
         print!(
             "{}",
-            report::summary(&rows(&prepared, &outcomes), started.elapsed())
+            report::summary(&summary_rows(&prepared, &outcomes), started.elapsed())
         );
     }
     Ok(if cancel.is_interrupted() {
@@ -77,34 +57,39 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
     })
 }
 
-/// A `--secret` file inside a driver's build context is refused, as a matrix secret is, unless
-/// the context's ignore file excludes it: buildah would be sent it and the inputs hash read it.
-fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Result<()> {
-    for s in secrets {
-        for d in &matrix.drivers {
-            if let Some(rel) = crate::matrix::shipped_secret(&d.context, &d.containerfile, &s.path)?
-            {
-                return Err(Error::usage(
-                    format!(
-                        "`--secret {}` names `{}`, inside the build context of driver `{}`, and its ignore file does not exclude it",
-                        s.id,
-                        s.path.display(),
-                        d.name
-                    ),
-                    Some(format!(
-                        "add `{rel}` to `{}`, or keep the secret outside the context",
-                        crate::inputs::ignore_file_in_effect(&d.context, &d.containerfile)
-                            .display()
-                    )),
-                ));
-            }
-        }
+/// The run's session. Only a run that records pushes writes the lock, and it holds the
+/// writer's lock from before it reads the lock until it ends.
+fn open_session(ctx: &Context, args: &BuildArgs) -> Result<Session> {
+    let writes = !(args.locked || args.dry_run || args.no_push);
+    let access = if writes {
+        Access::Write("build")
+    } else {
+        Access::Read
+    };
+    if !(args.locked || args.dry_run) {
+        // A build that only builds (`--no-push`) runs buildah too.
+        ctx.sweep();
     }
-    Ok(())
+    ctx.session(access)
+}
+
+/// Ctrl-C's flag, with the buildah process groups written down for the next run to stop if
+/// this one is killed.
+fn interruptible(session: &Session) -> Arc<Cancel> {
+    let cancel = Cancel::with_record(
+        session
+            .opts
+            .cache_dir()
+            .and_then(|c| crate::runs::Record::create(&c)),
+    );
+    let handler = Arc::clone(&cancel);
+    // Fails only when a handler is already set, which this binary never does twice.
+    let _ = ctrlc::set_handler(move || handler.interrupt());
+    cancel
 }
 
 /// What the flags ask of the build.
-fn request(args: &BuildArgs, selection: Selection) -> Request {
+fn build_request(args: &BuildArgs, selection: Selection) -> Request {
     Request {
         selection,
         force: args.force,
@@ -122,7 +107,7 @@ fn request(args: &BuildArgs, selection: Selection) -> Request {
 }
 
 /// The summary's rows: every selected job, fresh or with how its build ended.
-fn rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>> {
+fn summary_rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>> {
     let mut ran = outcomes.iter();
     prepared
         .selected
@@ -139,34 +124,27 @@ fn rows<'p>(prepared: &'p Prepared<'_>, outcomes: &'p [Outcome]) -> Vec<Row<'p>>
 
 /// `--locked`: succeed only when nothing would be built and the lock would not change by a
 /// byte.
-fn locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<ExitCode> {
-    let out = pipe::outdated(session, prepared);
-    if out.is_empty() {
-        if !ctx.global.quiet {
-            println!("{} jobs fresh", prepared.selected.len());
-        }
-        return Ok(ExitCode::Ok);
+fn check_locked(ctx: &Context, session: &Session, prepared: &Prepared<'_>) -> Result<ExitCode> {
+    crate::pipeline::locked::check(session, &prepared.to_build(), &prepared.base)?;
+    if !ctx.global.quiet {
+        println!("{} jobs fresh", prepared.selected.len());
     }
-    Err(Error::Outdated {
-        lock: session.lock_path(),
-        changes: out,
-    })
+    Ok(ExitCode::Ok)
 }
 
 /// The selection flags, checked against the matrix and the plan.
-fn selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection> {
-    Selection::checked(
+fn checked_selection(matrix: &Matrix, plan: &Plan, args: &BuildArgs) -> Result<Selection> {
+    Ok(Selection::checked(
         matrix,
         plan,
         &args.select.drivers,
         &args.select.kernels,
         &args.select.arches,
         args.shard,
-    )
-    .map_err(|e| Error::usage(e.message, e.help))
+    )?)
 }
 
-fn dry_run(prepared: &Prepared<'_>) -> String {
+fn render_dry_run(prepared: &Prepared<'_>) -> String {
     let mut out = String::new();
     let mut tasks: std::slice::Iter<'_, Task> = prepared.tasks.iter();
     let mut fresh = 0;
@@ -175,19 +153,24 @@ fn dry_run(prepared: &Prepared<'_>) -> String {
             Decision::Fresh(_) => fresh += 1,
             Decision::Build(why) => {
                 let task = tasks.next().expect("one task per job to build");
-                out.push_str(&format!(
-                    "would build {} {} {} ({why})\n  {}\n",
-                    job.driver, job.kernel, job.arch, task.build
-                ));
+                appendln!(
+                    out,
+                    "would build {} {} {} ({why})\n  {}",
+                    job.driver,
+                    job.kernel,
+                    job.arch,
+                    task.build
+                );
                 if let Some((push, _)) = &task.push {
-                    out.push_str(&format!("  {push}\n"));
+                    appendln!(out, "  {push}");
                 }
             }
         }
     }
-    out.push_str(&format!(
-        "{} to build, {fresh} fresh\n",
+    appendln!(
+        out,
+        "{} to build, {fresh} fresh",
         prepared.selected.len() - fresh
-    ));
+    );
     out
 }

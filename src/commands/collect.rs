@@ -1,14 +1,13 @@
 //! `driver-matrix collect`: the lock rebuilt from the registry ([`crate::pipeline::collect`]).
 
-use std::io::Write;
-
-use super::Context;
+use super::{Context, Kernels};
 use crate::domain::Digest;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::pipeline::build::Unconfirmed;
 use crate::pipeline::collect::Unmatched;
 use crate::pipeline::{Access, collect};
+use crate::render::appendln;
 use crate::text::escape_line;
 
 pub fn run(ctx: &Context) -> Result<ExitCode> {
@@ -19,23 +18,13 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
         ));
     }
     let session = ctx.session(Access::Write("collect"))?;
-    let planned = super::plan::planned(ctx, &session)?;
+    let planned = ctx.planned(&session, ctx.reporter().as_ref(), Kernels::Count)?;
     let (lock, missing) = collect::collect(&session, &planned)?;
-    let failed: Vec<String> = missing
-        .iter()
-        .filter(|(_, why)| why.is_registry())
-        .map(|(job, why)| format!("{}: {}", job.id(), crate::text::one_line(why)))
-        .collect();
-    if !failed.is_empty() {
-        // A lock written now would miss images only because the registry failed: keep the
-        // old one.
-        return Err(Error::Collect { failed });
-    }
     let changed = session.write(&lock)?;
     ctx.registry_stats(&session);
-    let mut err = std::io::stderr().lock();
+    let mut err = String::new();
     if !ctx.global.quiet {
-        let _ = writeln!(
+        appendln!(
             err,
             "collected {} of {} images; {} {}",
             lock.images.len(),
@@ -45,17 +34,18 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
         );
     }
     for (job, why) in &missing {
-        let (summary, detail) = reason(why);
-        let _ = writeln!(
+        let (summary, detail) = not_collected_reason(why);
+        appendln!(
             err,
             "not collected: {}: {summary} ({})",
             job.id(),
             job.image
         );
         if let Some(detail) = detail {
-            let _ = writeln!(err, "  {}", escape_line(&detail));
+            appendln!(err, "  {}", escape_line(&detail));
         }
     }
+    eprint!("{err}");
     Ok(if missing.is_empty() {
         ExitCode::Ok
     } else {
@@ -71,7 +61,7 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
 /// digest): a label, a module's `vermagic` or a path read from an image could otherwise put
 /// a mention, an issue-closing keyword, a link or HTML into the pull request. What the
 /// registry said goes on the indented line below, escaped for the terminal.
-fn reason(why: &Unmatched) -> (String, Option<String>) {
+fn not_collected_reason(why: &Unmatched) -> (String, Option<String>) {
     match why {
         Unmatched::OtherInputs { found } => match found.parse::<Digest>() {
             Ok(d) => (

@@ -15,7 +15,7 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> Result<ExitCode> {
         None => lock::read(&lock_path)?,
     };
     let mut d = lock::diff(&old, &new);
-    explain(ctx, args, &mut d)?;
+    explain_rebuilds(ctx, args, &mut d)?;
     let text = match args.format {
         DiffFormat::Text => lock::render_diff_text(&d),
         DiffFormat::Markdown => lock::render_diff_markdown(&d),
@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, args: &DiffArgs) -> Result<ExitCode> {
 /// When the older lock is `git:REV`, what changed in the inputs of each image rebuilt for its
 /// inputs, from the repository ([`lock::why`]); without a matrix to say where the contexts
 /// are, the reasons stay as the locks tell them.
-fn explain(ctx: &Context, args: &DiffArgs, d: &mut lock::LockDiff) -> Result<()> {
+fn explain_rebuilds(ctx: &Context, args: &DiffArgs, d: &mut lock::LockDiff) -> Result<()> {
     let lock_path = ctx.lock_path();
     let Some(old) = lock::spec_commit(&args.old, &lock_path)? else {
         return Ok(());

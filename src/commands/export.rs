@@ -1,14 +1,13 @@
 //! `driver-matrix export kmm|boot-module-config|preflight|github-matrix|k8s-job`.
 
-use std::io::Write;
-
-use super::Context;
+use super::{Context, Kernels};
 use crate::build::Selection;
 use crate::cli::{BuildConfigArgs, BuildOutput, ExportArgs, ExportKind};
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::export::{self, GITHUB_MATRIX_LIMIT};
 use crate::plan::State;
+use crate::render::appendln;
 
 pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
     let text = match &args.what {
@@ -16,34 +15,34 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
             namespace,
             selectors,
         } => {
-            let matrix = ctx.matrix()?;
-            let lock = ctx.lock()?;
+            let matrix = ctx.load_matrix()?;
+            let lock = ctx.read_lock()?;
             let opts = export::ModuleOptions {
                 namespace: namespace.clone(),
                 selectors: selectors.clone(),
             };
-            return deployment(export::modules(&matrix, &lock, &opts)?);
+            return print_deployment(export::modules(&matrix, &lock, &opts)?);
         }
         ExportKind::BootModuleConfig {
             namespace,
             pool,
             drop_parameters,
         } => {
-            let matrix = ctx.matrix()?;
-            let lock = ctx.lock()?;
+            let matrix = ctx.load_matrix()?;
+            let lock = ctx.read_lock()?;
             let opts = export::BootOptions {
                 namespace: namespace.clone(),
                 pool: pool.clone(),
                 drop_parameters: *drop_parameters,
             };
-            return deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
+            return print_deployment(export::boot_module_configs(&matrix, &lock, &opts)?);
         }
         ExportKind::Preflight {
             releases,
             namespace,
             kmm_api,
-        } => return preflights(ctx, releases, namespace.is_some(), *kmm_api),
-        ExportKind::BuildConfig(args) => return build_configs(ctx, args),
+        } => return export_preflights(ctx, releases, namespace.is_some(), *kmm_api),
+        ExportKind::BuildConfig(args) => return export_build_configs(ctx, args),
         ExportKind::GithubMatrix { shards } => export::github_matrix(shard_count(ctx, *shards)?),
         ExportKind::K8sJob {
             shards,
@@ -71,7 +70,7 @@ pub fn run(ctx: &Context, args: &ExportArgs) -> Result<ExitCode> {
 
 /// `export preflight`: every locked release, or the upgrade targets `releases` (each must be in
 /// the lock); never in a namespace, the object being cluster-scoped.
-fn preflights(
+fn export_preflights(
     ctx: &Context,
     releases: &[crate::domain::Version],
     namespaced: bool,
@@ -83,8 +82,8 @@ fn preflights(
             Some("leave `--namespace` out".into()),
         ));
     }
-    let matrix = ctx.matrix()?;
-    let lock = ctx.lock()?;
+    let matrix = ctx.load_matrix()?;
+    let lock = ctx.read_lock()?;
     if lock.releases.is_empty() {
         return Err(Error::usage(
             "the lock holds no release",
@@ -107,7 +106,7 @@ fn preflights(
         crate::cli::PreflightApi::Current => export::PreflightForm::Kernel,
         crate::cli::PreflightApi::ReleaseImage => export::PreflightForm::ReleaseImage,
     };
-    deployment(export::preflights(&matrix, &lock, releases, form))
+    print_deployment(export::preflights(&matrix, &lock, releases, form))
 }
 
 /// The BuildConfigs' source: uploaded (`--binary`), or the commit the repository names, which
@@ -142,37 +141,34 @@ fn cluster_source(
 
 /// Names each secret a driver's Containerfile mounts where a BuildConfig's builds do not find it.
 fn warn_secret_mounts(ctx: &Context, drivers: &[&crate::matrix::Driver]) {
-    use crate::export::buildconfig::{SECRETS_DIR, secrets_outside_dir};
+    use crate::export::buildconfig::SECRETS_DIR;
     if ctx.global.quiet {
         return;
     }
-    for d in drivers {
-        let text = std::fs::read_to_string(d.context.join(&d.containerfile)).unwrap_or_default();
-        for id in secrets_outside_dir(&text) {
-            eprintln!(
-                "warning: driver `{}` mounts secret `{id}` without `target={SECRETS_DIR}/{id}`: on the cluster it is found only there",
-                d.name
-            );
-        }
+    for (driver, id) in crate::pipeline::cluster::secrets_outside_dir(drivers) {
+        eprintln!(
+            "warning: driver `{driver}` mounts secret `{id}` without `target={SECRETS_DIR}/{id}`: on the cluster it is found only there"
+        );
     }
 }
 
 /// Prints a deployment export, names every job without an image on stderr, and exits 1 if
 /// there is any: the objects written are still good for the kernels they map.
-fn deployment(out: export::Export) -> Result<ExitCode> {
+fn print_deployment(out: export::Export) -> Result<ExitCode> {
     print!("{}", out.text);
     if out.missing.is_empty() {
         return Ok(ExitCode::Ok);
     }
-    let mut err = std::io::stderr().lock();
+    let mut err = String::new();
     for m in &out.missing {
-        let _ = writeln!(err, "error: {m}");
+        appendln!(err, "error: {m}");
     }
-    let _ = writeln!(
+    appendln!(
         err,
         "{} job(s) have no image in the lock; run `driver-matrix build` (or `collect`), then export again",
         out.missing.len()
     );
+    eprint!("{err}");
     Ok(ExitCode::Failed)
 }
 
@@ -188,7 +184,7 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
         )),
         Some(n) => Ok(n),
         None => {
-            let plan = super::plan::compute(ctx)?;
+            let plan = ctx.read_only_plan()?;
             let todo = plan.jobs.iter().filter(|j| j.state != State::Fresh).count();
             Ok(todo.clamp(1, GITHUB_MATRIX_LIMIT))
         }
@@ -197,10 +193,12 @@ fn shard_count(ctx: &Context, given: Option<usize>) -> Result<usize> {
 
 /// `export buildconfig`: the jobs to build (or `--all`), selected as `build` selects them, with
 /// their source pinned to a commit that holds exactly what the plan hashed.
-fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
+fn export_build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
     use crate::export::buildconfig::{self, BuildConfigOptions, Output};
     let session = ctx.session(crate::pipeline::Access::Read)?;
-    let plan = super::plan::planned(ctx, &session)?.plan;
+    let plan = ctx
+        .planned(&session, ctx.reporter().as_ref(), Kernels::Count)?
+        .plan;
     let matrix = &session.matrix;
     let selection = Selection::checked(
         matrix,
@@ -209,19 +207,9 @@ fn build_configs(ctx: &Context, args: &BuildConfigArgs) -> Result<ExitCode> {
         &args.select.kernels,
         &args.select.arches,
         None,
-    )
-    .map_err(|e| Error::usage(e.message, e.help))?;
-    let jobs: Vec<&crate::plan::Job> = plan
-        .jobs
-        .iter()
-        .filter(|j| selection.contains(j) && (args.all || j.state != State::Fresh))
-        .collect();
-    let mut drivers: Vec<&crate::matrix::Driver> = matrix
-        .drivers
-        .iter()
-        .filter(|d| jobs.iter().any(|j| j.driver == d.name))
-        .collect();
-    drivers.dedup_by(|a, b| a.name == b.name);
+    )?;
+    let (jobs, drivers) =
+        crate::pipeline::cluster::jobs_to_build(matrix, &plan, &selection, args.all);
     let source = cluster_source(ctx, &session, args, &drivers)?;
     warn_secret_mounts(ctx, &drivers);
     let opts = BuildConfigOptions {

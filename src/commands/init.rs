@@ -1,125 +1,80 @@
-//! `driver-matrix init [DIR]`: reads the module source directory's `Kbuild` (or `Makefile`) and
-//! writes what [`crate::scaffold`] makes of it (a matrix, a Containerfile, and a
-//! `.containerignore` unless the directory has an ignore file), never overwriting a file.
+//! `driver-matrix init [DIR]`: [`crate::scaffold::write_into`] reads the module source
+//! directory's `Kbuild` (or `Makefile`) and writes a matrix, a Containerfile and, unless the
+//! directory has an ignore file, a `.containerignore`, never overwriting a file; this says what
+//! it wrote and what comes next.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exit::ExitCode;
-use crate::scaffold;
-
-/// The files `init` writes, relative to DIR.
-const MATRIX: &str = "matrix.toml";
-const CONTAINERFILE: &str = "Containerfile";
-const IGNORE: &str = ".containerignore";
+use crate::render::appendln;
+use crate::scaffold::{self, Ignore, write::MATRIX};
 
 pub fn run(ctx: &Context, dir: &Path) -> Result<ExitCode> {
-    let (build_file, text) = read_build_file(dir)?;
-    let modules = scaffold::modules_from_kbuild(&text);
-    if modules.is_empty() {
-        return Err(Error::usage(
-            format!("`{}` declares no module in `obj-m`", build_file.display()),
-            Some(
-                "add a line such as `obj-m := mydriver.o`; each `NAME.o` of `obj-m` is one module"
-                    .into(),
-            ),
-        ));
+    let done = scaffold::write_into(dir)?;
+    if ctx.global.quiet {
+        return Ok(ExitCode::Ok);
     }
-    let targets = [dir.join(MATRIX), dir.join(CONTAINERFILE)];
-    if let Some(existing) = targets.iter().find(|p| p.exists()) {
-        return Err(Error::usage(
-            format!(
-                "`{}` already exists; `init` never overwrites a file",
-                existing.display()
-            ),
-            Some("move it away, or run `driver-matrix init` in another directory".into()),
-        ));
-    }
-    let name = scaffold::driver_name(dir);
-    let files = [
-        (&targets[0], scaffold::matrix_toml(&name, &modules)),
-        (&targets[1], scaffold::containerfile(&modules)),
-    ];
-    for (path, content) in files {
-        write_new(path, &content)?;
-    }
-    // An ignore file the directory already has is the user's: it is left alone, and must
-    // leave out what ours would (buildah reads only one of them).
-    let existing_ignore = scaffold_ignore(dir)?;
-    if !ctx.global.quiet {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
+    let mut err = String::new();
+    appendln!(
+        err,
+        "wrote {} and {} for driver `{}` (modules: {})",
+        done.matrix.display(),
+        done.containerfile.display(),
+        done.driver,
+        done.modules.join(", ")
+    );
+    match &done.ignore {
+        Ignore::Kept(name) => appendln!(
             err,
-            "wrote {} and {} for driver `{name}` (modules: {})",
-            targets[0].display(),
-            targets[1].display(),
-            modules.join(", ")
-        );
-        match &existing_ignore {
-            Some(name) => {
-                let _ = writeln!(
-                    err,
-                    "kept the existing `{name}`: make it leave out local build output and every secret inside {}",
-                    dir.display()
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    err,
-                    "wrote {}: what the build context leaves out",
-                    dir.join(IGNORE).display()
-                );
-            }
-        }
-        let _ = writeln!(
+            "kept the existing `{name}`: make it leave out local build output and every secret inside {}",
+            dir.display()
+        ),
+        Ignore::Wrote(path) => appendln!(
             err,
-            "next: set `image` in {MATRIX}, then `driver-matrix resolve`, `plan` and `build` (with `-m {}`)",
-            targets[0].display()
-        );
+            "wrote {}: what the build context leaves out",
+            path.display()
+        ),
     }
+    appendln!(
+        err,
+        "next: set `image` in {MATRIX}, then `driver-matrix resolve`, `plan` and `build` (with `-m {}`)",
+        done.matrix.display()
+    );
+    eprint!("{err}");
     Ok(ExitCode::Ok)
 }
 
-/// Writes `.containerignore` unless the directory has an ignore file already; returns the
-/// name of the one it has.
-fn scaffold_ignore(dir: &Path) -> Result<Option<&'static str>> {
-    if let Some(name) = crate::inputs::IGNORE_FILES
-        .into_iter()
-        .find(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
-    {
-        return Ok(Some(name));
-    }
-    write_new(&dir.join(IGNORE), scaffold::containerignore())?;
-    Ok(None)
-}
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
 
-/// `Kbuild` if there is one (kbuild reads it before the Makefile), else `Makefile`.
-fn read_build_file(dir: &Path) -> Result<(PathBuf, String)> {
-    for name in ["Kbuild", "Makefile"] {
-        let path = dir.join(name);
-        if path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::usage(format!("cannot read `{}`: {e}", path.display()), None)
-            })?;
-            return Ok((path, text));
-        }
-    }
-    Err(Error::usage(
-        format!("`{}` has no Kbuild or Makefile", dir.display()),
-        Some("run `driver-matrix init DIR` on the directory that holds the module's sources and its Kbuild or Makefile".into()),
-    ))
-}
+    use crate::cli::Cli;
+    use crate::exit::ExitCode;
 
-/// Creates `path`, failing if it appeared meanwhile.
-fn write_new(path: &Path, content: &str) -> Result<()> {
-    let fail =
-        |e: std::io::Error| Error::usage(format!("cannot write `{}`: {e}", path.display()), None);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(fail)?;
-    file.write_all(content.as_bytes()).map_err(fail)
+    /// The exit code `driver-matrix init DIR` ends with.
+    fn init(dir: &std::path::Path) -> ExitCode {
+        let cli = Cli::try_parse_from(["driver-matrix", "-q", "init", &dir.to_string_lossy()])
+            .expect("a command line");
+        crate::commands::dispatch(cli).unwrap_or_else(|e| e.exit_code())
+    }
+
+    #[test]
+    fn a_file_init_cannot_write_is_an_io_failure_not_a_usage_error() {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(tmp.path().join("Kbuild"), "obj-m := hello.o\n").expect("a Kbuild");
+        // A dangling symlink is no file that exists, yet nothing can be created in its place.
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), tmp.path().join("Containerfile"))
+            .expect("a symlink");
+        assert_eq!(init(tmp.path()), ExitCode::Failed);
+        std::fs::remove_file(tmp.path().join("Containerfile")).expect("the symlink removed");
+        std::fs::remove_file(tmp.path().join("matrix.toml")).expect("the matrix written");
+        assert_eq!(init(tmp.path()), ExitCode::Ok);
+        assert_eq!(
+            init(tmp.path()),
+            ExitCode::Usage,
+            "a second run finds its own files"
+        );
+    }
 }

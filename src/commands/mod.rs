@@ -1,5 +1,10 @@
 //! One module per command: parse its flags, call the pipeline (`crate::pipeline`), render what
-//! it returns. This one holds what they share: opening the session, printing warnings.
+//! it returns. This one holds what they share: opening the session, planning with the warnings
+//! shown, printing warnings.
+//!
+//! Every command module has one entry point, named `run` in each: it takes the [`Context`] and
+//! the command's flags (`schema::run` needs neither) and returns the exit code. [`dispatch`]
+//! calls the command's `run`; no command module calls into another one.
 
 // Commands are where output is written; everything below them returns what to show.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -11,7 +16,7 @@ mod export;
 mod init;
 mod plan;
 mod releases;
-pub mod resolve;
+mod resolve;
 mod schema;
 mod verify;
 
@@ -23,11 +28,12 @@ use crate::error::Result;
 use crate::exit::ExitCode;
 use crate::lock::{self, Lock};
 use crate::matrix::{self, Matrix};
-use crate::pipeline::{self, Access, Session};
+use crate::pipeline::{self, Access, Planned, Session};
+use crate::plan::Plan;
 
 /// Runs the parsed command line; returns the process exit code (`build`, `verify` and
 /// `collect` return 1 for a failed job or finding, `build` 130 when interrupted).
-pub fn run(cli: Cli) -> Result<ExitCode> {
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     let ctx = Context { global: cli.global };
     match cli.command {
         Command::Plan(args) => plan::run(&ctx, &args),
@@ -46,6 +52,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// How the releases whose DTK kernel is not their nodes' are shown: in full where they are
+/// found (`resolve`), as one line with the count everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    Full,
+    Count,
 }
 
 /// What every command starts from.
@@ -111,13 +125,13 @@ impl Context {
     }
 
     /// Loads the matrix and prints its warnings (unless `-q`).
-    pub fn matrix(&self) -> Result<Matrix> {
+    pub fn load_matrix(&self) -> Result<Matrix> {
         let loaded = matrix::load(&self.global.matrix)?;
         self.warn_all(&loaded.matrix, &loaded.warnings);
         Ok(loaded.matrix)
     }
 
-    pub fn lock(&self) -> Result<Lock> {
+    pub fn read_lock(&self) -> Result<Lock> {
         Ok(lock::read(&self.lock_path())?)
     }
 
@@ -146,6 +160,42 @@ impl Context {
         } else {
             Box::new(crate::report::Plain::default())
         }
+    }
+
+    /// Resolves and plans in `session` ([`Session::planned`]), reporting to `progress`, then
+    /// shows the releases whose DTK kernel is not their nodes' (as `kernels` says) and the
+    /// plan's warnings.
+    pub fn planned(
+        &self,
+        session: &Session,
+        progress: &dyn crate::progress::Reporter,
+        kernels: Kernels,
+    ) -> Result<Planned> {
+        let planned = session.planned(progress)?;
+        // After planning: a release every driver excludes has left, and is not warned about.
+        let releases = &planned.resolution.releases;
+        match kernels {
+            Kernels::Full => self.warn_all(&session.matrix, &pipeline::kernel_warnings(releases)),
+            Kernels::Count => {
+                if let Some(line) = crate::report::kernel_mismatch_line(releases)
+                    && !self.global.quiet
+                {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        self.warn_all(&session.matrix, &planned.plan.warnings);
+        Ok(planned)
+    }
+
+    /// The plan, resolved and planned in a session of its own with the progress display, after
+    /// every Containerfile is checked; nothing is written.
+    pub fn read_only_plan(&self) -> Result<Plan> {
+        let session = self.session(Access::Read)?;
+        crate::matrix::containerfile::check_all(&session.matrix)?;
+        Ok(self
+            .planned(&session, self.reporter().as_ref(), Kernels::Count)?
+            .plan)
     }
 
     /// `-v`: what the registry client did.

@@ -3,12 +3,9 @@
 
 use super::Context;
 use crate::cli::ReleasesArgs;
-use crate::domain::Arch;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
-use crate::matrix::{DEFAULT_GRAPH_URL, RegistrySettings};
-use crate::registry::{Client, ClientOptions};
-use crate::release::graph;
+use crate::render::appendln;
 
 pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     if ctx.global.offline {
@@ -19,35 +16,21 @@ pub fn run(ctx: &Context, args: &ReleasesArgs) -> Result<ExitCode> {
     }
     // The matrix is optional here: it only supplies the graph URL and the default arch.
     let matrix = if ctx.global.matrix.exists() {
-        Some(ctx.matrix()?)
+        Some(ctx.load_matrix()?)
     } else {
         None
     };
-    let (url, arch, registries) = match &matrix {
-        Some(m) => (
-            m.openshift.graph_url.clone(),
-            args.arch
-                .unwrap_or_else(|| m.openshift.arches.first().copied().unwrap_or(Arch::X86_64)),
-            m.registries.clone(),
-        ),
-        None => (
-            DEFAULT_GRAPH_URL.to_string(),
-            args.arch.unwrap_or(Arch::X86_64),
-            std::collections::BTreeMap::<String, RegistrySettings>::new(),
-        ),
-    };
-    let client = Client::new(ClientOptions {
-        registries,
-        authfile: ctx.global.authfile.clone(),
-        cert_dir: ctx.global.cert_dir.clone(),
-        ..ClientOptions::default()
-    })?;
-    let nodes = graph::channel(&client, &url, &args.channel, arch)?;
+    let nodes = crate::pipeline::channel::versions(
+        &ctx.options(),
+        matrix.as_ref(),
+        &args.channel,
+        args.arch,
+    )?;
     let mut out = String::new();
     for n in &nodes {
         match (&n.payload, ctx.global.verbose > 0) {
-            (Some(p), true) => out.push_str(&format!("{}\t{p}\n", n.version)),
-            _ => out.push_str(&format!("{}\n", n.version)),
+            (Some(p), true) => appendln!(out, "{}\t{p}", n.version),
+            _ => appendln!(out, "{}", n.version),
         }
     }
     print!("{out}");

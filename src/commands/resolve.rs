@@ -3,16 +3,15 @@
 //! `[[release]]` part of the lock; the `[[image]]` part follows (images whose job changed or
 //! left the plan go, fresh ones serve the releases of their job now).
 
-use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::Context;
+use super::{Context, Kernels};
 use crate::cli::ResolveArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exit::ExitCode;
-use crate::lock;
-use crate::pipeline::{self, Access, truth};
+use crate::pipeline::{self, Access, Planned, Session, truth};
 use crate::progress::{Event, Reporter};
+use crate::render::appendln;
 
 pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
     let access = if args.locked {
@@ -26,8 +25,7 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
         inner: shown.as_ref(),
         fetched: AtomicUsize::new(0),
     };
-    let planned =
-        super::plan::planned_showing(ctx, &session, &reporter, super::plan::Kernels::Full)?;
+    let planned = ctx.planned(&session, &reporter, Kernels::Full)?;
     let fetched = reporter.fetched.load(Ordering::Relaxed);
     // The releases as resolved, and the images brought up to date with them.
     let new = session.without_missing(truth::reconcile(
@@ -36,44 +34,61 @@ pub fn run(ctx: &Context, args: &ResolveArgs) -> Result<ExitCode> {
         &planned.plan,
         &truth::All,
     ))?;
-    let path = session.lock_path();
-    let changes = pipeline::describe_changes(&session.lock, &new);
     if args.locked {
-        if lock::render(&new) != session.current_text() {
-            let changes = if changes.is_empty() {
-                vec!["its formatting differs from the canonical form".to_string()]
-            } else {
-                changes
-            };
-            return Err(Error::Outdated {
-                lock: path,
-                changes,
-            });
-        }
+        pipeline::locked::check(&session, &[], &new)?;
         return Ok(ExitCode::Ok);
     }
+    let changes = pipeline::describe_changes(&session.lock, &new);
     let written = session.write(&new)?;
     ctx.registry_stats(&session);
     if !ctx.global.quiet {
-        let mut err = std::io::stderr().lock();
-        for c in &changes {
-            let _ = writeln!(err, "  {}", crate::text::escape_line(c));
-        }
-        let _ = writeln!(
-            err,
-            "resolved {} releases ({fetched} from the registry); `{}` {}",
-            // A dual-stream release has an entry per stream: count releases, not entries.
-            planned
-                .resolution
-                .releases
-                .iter()
-                .filter(|r| r.stream.is_none())
-                .count(),
-            path.display(),
-            if written { "updated" } else { "unchanged" }
+        print_summary(
+            &session,
+            &planned,
+            Summary {
+                changes,
+                fetched,
+                written,
+            },
         );
     }
     Ok(ExitCode::Ok)
+}
+
+/// What `resolve` did, for its report.
+struct Summary {
+    changes: Vec<String>,
+    /// Releases read from the registry (the others came from the cache).
+    fetched: usize,
+    /// Whether the lock file changed.
+    written: bool,
+}
+
+/// Each change to the lock, then one line: how many releases, and whether the lock changed.
+fn print_summary(session: &Session, planned: &Planned, summary: Summary) {
+    let mut err = String::new();
+    for c in &summary.changes {
+        appendln!(err, "  {}", crate::text::escape_line(c));
+    }
+    appendln!(
+        err,
+        "resolved {} releases ({} from the registry); `{}` {}",
+        // A dual-stream release has an entry per stream: count releases, not entries.
+        planned
+            .resolution
+            .releases
+            .iter()
+            .filter(|r| r.stream.is_none())
+            .count(),
+        summary.fetched,
+        session.lock_path().display(),
+        if summary.written {
+            "updated"
+        } else {
+            "unchanged"
+        }
+    );
+    eprint!("{err}");
 }
 
 /// A reporter that also counts the releases read from the registry.

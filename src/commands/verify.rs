@@ -1,15 +1,14 @@
 //! `driver-matrix verify [--deep]`: every locked image, every job the matrix asks for over the
 //! lock's releases (coverage), and every release's DTK against its nodes' kernel.
 
-use std::fmt::Write as _;
-
 use super::Context;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::pipeline::Access;
+use crate::render::appendln;
 use crate::text::escape_line;
-use crate::verify::coverage::{Gap, releases_left};
+use crate::verify::coverage::{Gap, Unmapped, releases_left};
 use crate::verify::{Finding, ImageReport};
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitCode> {
@@ -35,11 +34,12 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitCode> {
         .map(|i| (i.clone(), matrix.expect_of(&i.driver)))
         .collect();
     let reports = crate::verify::verify_all(client, &session.cache(), &images, args.deep);
-    print!("{}", render(&reports, args.deep, ctx.global.quiet));
+    print!("{}", render_images(&reports, args.deep, ctx.global.quiet));
     print!("{}", render_gaps(&gaps));
-    for u in crate::verify::coverage::unmapped(matrix, lock) {
-        println!("{}", escape_line(&u.describe()));
-    }
+    print!(
+        "{}",
+        render_unmapped(&crate::verify::coverage::unmapped(matrix, lock))
+    );
     // A release every driver excludes is not checked: it has left the plan.
     let kernels = render_kernels(&crate::plan::exclude::kept_releases(matrix, &lock.releases));
     print!("{kernels}");
@@ -61,12 +61,12 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitCode> {
 fn render_gaps(gaps: &[Gap]) -> String {
     let mut out = String::new();
     for g in gaps {
-        let _ = writeln!(out, "FAIL {}", g.describe());
+        appendln!(out, "FAIL {}", g.describe());
     }
     let left = releases_left(gaps);
     if !left.is_empty() {
         let labels: Vec<String> = left.iter().map(|r| r.label()).collect();
-        let _ = writeln!(
+        appendln!(
             out,
             "{} job(s) without an image leave {} release(s) without a driver: {}",
             gaps.len(),
@@ -74,7 +74,17 @@ fn render_gaps(gaps: &[Gap]) -> String {
             labels.join(", ")
         );
     } else if !gaps.is_empty() {
-        let _ = writeln!(out, "{} job(s) without an image", gaps.len());
+        appendln!(out, "{} job(s) without an image", gaps.len());
+    }
+    out
+}
+
+/// A line per driver whose Module maps some locked release's nodes to nothing literal: what
+/// KMM does there (nothing, or an in-cluster build); empty when every node kernel has an image.
+fn render_unmapped(unmapped: &[Unmapped]) -> String {
+    let mut out = String::new();
+    for u in unmapped {
+        appendln!(out, "{}", escape_line(&u.describe()));
     }
     out
 }
@@ -85,7 +95,7 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
     let mut out = String::new();
     for r in releases {
         if let Some(node) = r.node_kernel_mismatch() {
-            let _ = writeln!(
+            appendln!(
                 out,
                 "FAIL release {}: the DTK's kernel {} is not the nodes' kernel {}",
                 escape_line(&r.label()),
@@ -94,7 +104,7 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
             );
         }
         if let (Some(node), Some(dtk)) = (r.node_rt_kernel_mismatch(), &r.rt_kernel) {
-            let _ = writeln!(
+            appendln!(
                 out,
                 "FAIL release {}: the DTK's real-time kernel {} is not the real-time nodes' kernel {}",
                 escape_line(&r.label()),
@@ -108,7 +118,7 @@ fn render_kernels(releases: &[crate::lock::LockedRelease]) -> String {
 
 /// A line per image (`ok` or `FAIL`, and what was checked or found under it; under `-q` only
 /// the failures), then a count.
-fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
+fn render_images(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
     let mut out = String::new();
     let mut failed = 0;
     for r in reports {
@@ -121,7 +131,7 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
         let i = &r.image;
         // The lock's strings are checked as it is read; escaped all the same, as everything
         // this command prints is.
-        let _ = writeln!(
+        appendln!(
             out,
             "{status} {} {} {}  {}",
             escape_line(&i.driver),
@@ -132,14 +142,14 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
         for c in &r.checked {
             let e = |s: &str| escape_line(s).into_owned();
             let m = e(&c.module);
-            let _ = writeln!(out, "     {m}: vermagic {}", e(&c.vermagic));
+            appendln!(out, "     {m}: vermagic {}", e(&c.vermagic));
             match &c.signature {
                 Some(Ok(sig)) => {
                     let by = e(&crate::verify::describe_signer(sig));
-                    let _ = writeln!(out, "     {m}: signed by {by}");
+                    appendln!(out, "     {m}: signed by {by}");
                 }
                 Some(Err(why)) => {
-                    let _ = writeln!(
+                    appendln!(
                         out,
                         "     {m}: signature unreadable: {}",
                         e(&why.to_string())
@@ -149,7 +159,7 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
             }
         }
         for f in &r.findings {
-            let _ = writeln!(out, "     {}", escape_line(&f.describe()));
+            appendln!(out, "     {}", escape_line(&f.describe()));
         }
     }
     let what = if deep {
@@ -158,6 +168,6 @@ fn render(reports: &[ImageReport], deep: bool, quiet: bool) -> String {
         "images"
     };
     let total = reports.len();
-    let _ = writeln!(out, "\n{} of {total} {what} verified", total - failed);
+    appendln!(out, "\n{} of {total} {what} verified", total - failed);
     out
 }

@@ -15,6 +15,8 @@
 
 use serde_json::Value;
 
+use crate::render::append;
+
 /// Whether `c` is written as an escape in a scalar and a comment: every C0 control, DEL and C1
 /// control (YAML's non-printables, which strict parsers refuse raw, and NEL, a line break to
 /// YAML 1.1), the line and paragraph separators (line breaks to YAML 1.1 readers such as
@@ -39,16 +41,14 @@ fn escaped(c: char) -> bool {
 
 /// `c` as a YAML escape (`\n`, `\x1b`, `\u2028`), the same in YAML 1.1 and 1.2.
 fn push_escape(out: &mut String, c: char) {
-    use std::fmt::Write as _;
     let code = u32::from(c);
     match c {
-        '\n' => write!(out, "\\n"),
-        '\t' => write!(out, "\\t"),
-        '\r' => write!(out, "\\r"),
-        _ if code <= 0xff => write!(out, "\\x{code:02x}"),
-        _ => write!(out, "\\u{code:04x}"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        _ if code <= 0xff => append!(out, "\\x{code:02x}"),
+        _ => append!(out, "\\u{code:04x}"),
     }
-    .expect("writing to a String cannot fail");
 }
 
 /// A double-quoted scalar: `"` and `\` escaped, and every character [`escaped`] names, so the
@@ -108,7 +108,7 @@ fn write(out: &mut String, v: &Value, indent: usize) {
             for (k, val) in map {
                 match val {
                     Value::Object(_) | Value::Array(_) if !is_empty_container(val) => {
-                        out.push_str(&format!("{pad}{}:\n", key(k)));
+                        append!(out, "{pad}{}:\n", key(k));
                         let child = if matches!(val, Value::Array(_)) {
                             indent
                         } else {
@@ -116,9 +116,9 @@ fn write(out: &mut String, v: &Value, indent: usize) {
                         };
                         write(out, val, child);
                     }
-                    Value::Object(_) => out.push_str(&format!("{pad}{}: {{}}\n", key(k))),
-                    Value::Array(_) => out.push_str(&format!("{pad}{}: []\n", key(k))),
-                    _ => out.push_str(&format!("{pad}{}: {}\n", key(k), scalar(val))),
+                    Value::Object(_) => append!(out, "{pad}{}: {{}}\n", key(k)),
+                    Value::Array(_) => append!(out, "{pad}{}: []\n", key(k)),
+                    _ => append!(out, "{pad}{}: {}\n", key(k), scalar(val)),
                 }
             }
         }
@@ -130,15 +130,15 @@ fn write(out: &mut String, v: &Value, indent: usize) {
                         write(&mut inner, item, indent + 2);
                         // The first line of the item goes behind the dash.
                         let trimmed = inner.trim_start_matches(' ');
-                        out.push_str(&format!("{pad}- {trimmed}"));
+                        append!(out, "{pad}- {trimmed}");
                     }
-                    Value::Object(_) => out.push_str(&format!("{pad}- {{}}\n")),
-                    Value::Array(_) => out.push_str(&format!("{pad}- []\n")),
-                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
+                    Value::Object(_) => append!(out, "{pad}- {{}}\n"),
+                    Value::Array(_) => append!(out, "{pad}- []\n"),
+                    _ => append!(out, "{pad}- {}\n", scalar(item)),
                 }
             }
         }
-        _ => out.push_str(&format!("{pad}{}\n", scalar(v))),
+        _ => append!(out, "{pad}{}\n", scalar(v)),
     }
 }
 
@@ -149,7 +149,7 @@ pub fn document(comment: &[&str], v: &Value) -> String {
         if line.is_empty() {
             out.push_str("#\n");
         } else {
-            out.push_str(&format!("# {}\n", comment_text(line)));
+            append!(out, "# {}\n", comment_text(line));
         }
     }
     write(&mut out, v, 0);

@@ -1,12 +1,11 @@
 //! Renderings of a lock diff: text for terminals, markdown to paste as a pull-request comment,
 //! JSON for scripts (a stable shape: keys are only ever added).
 
-use std::fmt::Write as _;
-
 use super::diff::{
     DriverChanges, FileChange, ImageChange, ImageChangeKind, InputChange, LockDiff,
     ReleaseChangeKind, Summary,
 };
+use crate::render::{Table, append, appendln};
 use crate::text::{escape, escape_line};
 
 fn short(image: &str) -> String {
@@ -136,9 +135,9 @@ fn text(d: &LockDiff) -> String {
         out.push_str("no changes\n");
         return out;
     }
-    writeln!(out, "{}", summary_line(&d.summary())).expect("writing to a String cannot fail");
+    appendln!(out, "{}", summary_line(&d.summary()));
     for drv in &d.drivers {
-        writeln!(out, "\n{}", drv.driver).expect("writing to a String cannot fail");
+        appendln!(out, "\n{}", drv.driver);
         for c in &drv.images {
             let sign = match c.kind {
                 ImageChangeKind::Added => '+',
@@ -147,26 +146,23 @@ fn text(d: &LockDiff) -> String {
             };
             let mut line = format!("  {sign} {} ({})", c.kernel, c.arch);
             if c.kind != ImageChangeKind::Releases {
-                write!(line, " {}", kind_word(c.kind)).expect("writing to a String cannot fail");
+                append!(line, " {}", kind_word(c.kind));
             }
             if c.reason.is_some() {
-                write!(line, ": {}", escape_line(&why(c, plain)))
-                    .expect("writing to a String cannot fail");
+                append!(line, ": {}", escape_line(&why(c, plain)));
             }
             let rel = releases_cell(c);
             if !rel.is_empty() {
-                write!(line, "  releases {rel}").expect("writing to a String cannot fail");
+                append!(line, "  releases {rel}");
             }
-            write!(line, "  {}", image_cell(c)).expect("writing to a String cannot fail");
-            writeln!(out, "{}", line.trim_end()).expect("writing to a String cannot fail");
+            append!(line, "  {}", image_cell(c));
+            appendln!(out, "{}", line.trim_end());
         }
         for r in &drv.releases_covered {
-            writeln!(out, "  newly covers {} with {}", r.label(), short(&r.image))
-                .expect("writing to a String cannot fail");
+            appendln!(out, "  newly covers {} with {}", r.label(), short(&r.image));
         }
         for r in &drv.releases_dropped {
-            writeln!(out, "  no longer covers {}", r.label())
-                .expect("writing to a String cannot fail");
+            appendln!(out, "  no longer covers {}", r.label());
         }
     }
     if !d.releases.is_empty() {
@@ -182,8 +178,7 @@ fn text(d: &LockDiff) -> String {
                 .as_ref()
                 .map(|k| format!("  kernel {k}"))
                 .unwrap_or_default();
-            writeln!(out, "  {sign} {} ({}) {what}{kernel}", r.version, r.place())
-                .expect("writing to a String cannot fail");
+            appendln!(out, "  {sign} {} ({}) {what}{kernel}", r.version, r.place());
         }
     }
     out
@@ -233,8 +228,7 @@ fn codes<I: IntoIterator<Item = String>>(list: I) -> String {
 
 fn markdown(d: &LockDiff) -> String {
     let mut out = String::new();
-    writeln!(out, "**driver-matrix**: {}", summary_line(&d.summary()))
-        .expect("writing to a String cannot fail");
+    appendln!(out, "**driver-matrix**: {}", summary_line(&d.summary()));
     for drv in &d.drivers {
         markdown_driver(&mut out, drv);
     }
@@ -246,29 +240,25 @@ fn markdown(d: &LockDiff) -> String {
 
 /// A driver's section: a table of its images, then the releases it newly covers or drops.
 fn markdown_driver(out: &mut String, drv: &DriverChanges) {
-    writeln!(out, "\n### {}\n", code(&drv.driver)).expect("writing to a String cannot fail");
+    appendln!(out, "\n### {}\n", code(&drv.driver));
     if !drv.images.is_empty() {
-        out.push_str(
-            "| change | kernel | arch | releases | image | why |\n|---|---|---|---|---|---|\n",
-        );
+        let mut table = Table::new(&["change", "kernel", "arch", "releases", "image", "why"]);
         for c in &drv.images {
             let releases = c
                 .releases_added
                 .iter()
                 .map(|v| format!("+{v}"))
                 .chain(c.releases_removed.iter().map(|v| format!("-{v}")));
-            writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} |",
-                kind_word(c.kind),
+            table.row([
+                kind_word(c.kind).to_string(),
                 cell(&c.kernel.to_string()),
                 cell(&c.arch.to_string()),
                 codes(releases),
                 cell(&image_cell(c)),
-                why(c, cell)
-            )
-            .expect("writing to a String cannot fail");
+                why(c, cell),
+            ]);
         }
+        out.push_str(&table.markdown());
     }
     for (label, list) in [
         ("Newly covered", &drv.releases_covered),
@@ -276,20 +266,19 @@ fn markdown_driver(out: &mut String, drv: &DriverChanges) {
     ] {
         if !list.is_empty() {
             let list: Vec<String> = list.iter().map(|r| code(&r.label())).collect();
-            writeln!(out, "\n{label}: {}", list.join(", "))
-                .expect("writing to a String cannot fail");
+            appendln!(out, "\n{label}: {}", list.join(", "));
         }
     }
 }
 
 /// The `[[release]]` changes, folded away under a summary line.
 fn markdown_releases(out: &mut String, d: &LockDiff) {
-    writeln!(
+    appendln!(
         out,
-        "\n<details><summary>Release resolutions ({})</summary>\n\n| release | arch | change | kernel |\n|---|---|---|---|",
+        "\n<details><summary>Release resolutions ({})</summary>\n",
         d.releases.len()
-    )
-    .expect("writing to a String cannot fail");
+    );
+    let mut table = Table::new(&["release", "arch", "change", "kernel"]);
     for r in &d.releases {
         let what = match r.kind {
             ReleaseChangeKind::Added => "added".to_string(),
@@ -301,14 +290,9 @@ fn markdown_releases(out: &mut String, d: &LockDiff) {
             .as_ref()
             .map(|k| cell(&k.to_string()))
             .unwrap_or_default();
-        writeln!(
-            out,
-            "| {} | {} | {what} | {kernel} |",
-            cell(&r.version.to_string()),
-            cell(&r.place())
-        )
-        .expect("writing to a String cannot fail");
+        table.row([cell(&r.version.to_string()), cell(&r.place()), what, kernel]);
     }
+    out.push_str(&table.markdown());
     out.push_str("\n</details>\n");
 }
 

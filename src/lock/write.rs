@@ -1,11 +1,11 @@
 //! The canonical writer: fixed key order, sorted lists, atomic replace, no write without change.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::{FORMAT_VERSION, HEADER, Lock, LockError};
+use crate::render::appendln;
 
 /// A TOML basic string for `s`.
 fn quote(s: &str) -> String {
@@ -20,7 +20,7 @@ fn quote(s: &str) -> String {
 }
 
 fn line(out: &mut String, key: &str, value: impl AsRef<str>) {
-    writeln!(out, "{key} = {}", quote(value.as_ref())).expect("writing to a String cannot fail");
+    appendln!(out, "{key} = {}", quote(value.as_ref()));
 }
 
 /// The lock's canonical text.
@@ -29,7 +29,7 @@ pub fn render(lock: &Lock) -> String {
     lock.canonicalize();
     let mut out = String::new();
     out.push_str(HEADER);
-    writeln!(out, "version = {FORMAT_VERSION}").expect("writing to a String cannot fail");
+    appendln!(out, "version = {FORMAT_VERSION}");
     for r in &lock.releases {
         out.push_str("\n[[release]]\n");
         line(&mut out, "version", r.version.to_string());
@@ -64,8 +64,7 @@ pub fn render(lock: &Lock) -> String {
         line(&mut out, "image", i.image.to_string());
         line(&mut out, "digest", i.digest.as_str());
         let releases: Vec<String> = i.releases.iter().map(|v| quote(&v.to_string())).collect();
-        writeln!(out, "releases = [{}]", releases.join(", "))
-            .expect("writing to a String cannot fail");
+        appendln!(out, "releases = [{}]", releases.join(", "));
     }
     out
 }

@@ -105,6 +105,32 @@ impl Prepared<'_> {
     }
 }
 
+/// A `--secret` file inside a driver's build context is refused, as a matrix secret is, unless
+/// the context's ignore file excludes it: buildah would be sent it and the inputs hash read it.
+pub fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Result<()> {
+    for s in secrets {
+        for d in &matrix.drivers {
+            if let Some(rel) = crate::matrix::shipped_secret(&d.context, &d.containerfile, &s.path)?
+            {
+                return Err(Error::usage(
+                    format!(
+                        "`--secret {}` names `{}`, inside the build context of driver `{}`, and its ignore file does not exclude it",
+                        s.id,
+                        s.path.display(),
+                        d.name
+                    ),
+                    Some(format!(
+                        "add `{rel}` to `{}`, or keep the secret outside the context",
+                        crate::inputs::ignore_file_in_effect(&d.context, &d.containerfile)
+                            .display()
+                    )),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decides every selected job and renders the buildah commands of those to build.
 pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Result<Prepared<'p>> {
     let plan = &planned.plan;
@@ -196,26 +222,6 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
         })
         .collect()
 }
-
-/// `--locked`: what would change, if anything (jobs to build, then lock entries).
-pub fn outdated(session: &Session, prepared: &Prepared<'_>) -> Vec<String> {
-    let mut out: Vec<String> = prepared
-        .to_build()
-        .into_iter()
-        .map(|j| format!("would build {j}"))
-        .collect();
-    if crate::lock::render(&prepared.base) != session.current_text() {
-        out.extend(super::describe_changes(&session.lock, &prepared.base));
-        if out.is_empty() {
-            out.push("its formatting differs from the canonical form".into());
-        }
-    }
-    out
-}
-
-/// The old name of [`build_and_record`], which `commands/build.rs` still calls; it goes once
-/// that file (being reshaped on its own) says the new one.
-pub use self::build_and_record as run;
 
 /// Writes the base lock, runs the tasks, and records each confirmed push. Outcomes come back in
 /// task order.

@@ -15,6 +15,42 @@ use crate::git::{self, Repo};
 use crate::inputs::{ContextFilter, OwnFiles};
 use crate::matrix::Driver;
 
+/// The jobs `export buildconfig` writes a BuildConfig for: the selected ones that are not fresh
+/// (every selected one with `all`), in plan order, and the drivers they build.
+pub fn jobs_to_build<'p>(
+    matrix: &'p crate::matrix::Matrix,
+    plan: &'p crate::plan::Plan,
+    selection: &crate::build::Selection,
+    all: bool,
+) -> (Vec<&'p crate::plan::Job>, Vec<&'p Driver>) {
+    let jobs: Vec<&crate::plan::Job> = plan
+        .jobs
+        .iter()
+        .filter(|j| selection.contains(j) && (all || j.state != crate::plan::State::Fresh))
+        .collect();
+    let mut drivers: Vec<&Driver> = matrix
+        .drivers
+        .iter()
+        .filter(|d| jobs.iter().any(|j| j.driver == d.name))
+        .collect();
+    drivers.dedup_by(|a, b| a.name == b.name);
+    (jobs, drivers)
+}
+
+/// Each driver's name and the ids of the secrets its Containerfile mounts where a BuildConfig's
+/// builds do not find them (see [`crate::export::buildconfig::secrets_outside_dir`]); an
+/// unreadable Containerfile mounts none here (building it fails with the reason).
+pub fn secrets_outside_dir(drivers: &[&Driver]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for d in drivers {
+        let text = std::fs::read_to_string(d.context.join(&d.containerfile)).unwrap_or_default();
+        for id in crate::export::buildconfig::secrets_outside_dir(&text) {
+            out.push((d.name.clone(), id));
+        }
+    }
+    out
+}
+
 /// The source flags of `export buildconfig`.
 #[derive(Debug, Clone)]
 pub struct GitRequest {
@@ -132,4 +168,33 @@ fn dirty(d: &Driver, rev: &str, files: &[String]) -> Error {
                 .into(),
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secrets_outside_dir;
+
+    #[test]
+    fn the_secrets_a_buildconfig_would_miss_are_named_with_their_driver() {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let dir = tmp.path().join("hello");
+        std::fs::create_dir(&dir).expect("the sources");
+        std::fs::write(dir.join("Kbuild"), "obj-m := hello.o\n").expect("a Kbuild");
+        crate::scaffold::write_into(&dir).expect("scaffolded");
+        let mut containerfile =
+            std::fs::read_to_string(dir.join("Containerfile")).expect("the Containerfile");
+        containerfile.push_str(
+            "RUN --mount=type=secret,id=token,target=/tmp/token true\n\
+             RUN --mount=type=secret,id=kept,target=/run/secrets/driver-matrix/kept true\n",
+        );
+        std::fs::write(dir.join("Containerfile"), containerfile).expect("the Containerfile");
+        let matrix = crate::matrix::load(&dir.join("matrix.toml"))
+            .expect("the matrix loads")
+            .matrix;
+        let drivers: Vec<_> = matrix.drivers.iter().collect();
+        assert_eq!(
+            secrets_outside_dir(&drivers),
+            [("hello".to_string(), "token".to_string())]
+        );
+    }
 }

@@ -46,7 +46,8 @@ impl Unmatched {
 }
 
 /// The lock `collect` writes: the releases as resolved, and every image it accepts; and, in
-/// plan order, the jobs it found no image for.
+/// plan order, the jobs it found no image for. When the registry failed for any job, nothing:
+/// a lock written then would miss images only because of it, so the old one stays.
 pub fn collect<'p>(
     session: &Session,
     planned: &'p Planned,
@@ -66,6 +67,14 @@ pub fn collect<'p>(
             Ok(image) => lock.images.push(image),
             Err(why) => missing.push((job, why)),
         }
+    }
+    let failed: Vec<String> = missing
+        .iter()
+        .filter(|(_, why)| why.is_registry())
+        .map(|(job, why)| format!("{}: {}", job.id(), crate::text::one_line(why)))
+        .collect();
+    if !failed.is_empty() {
+        return Err(crate::error::Error::Collect { failed });
     }
     lock.canonicalize();
     Ok((lock, missing))

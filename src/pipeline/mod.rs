@@ -14,8 +14,10 @@
 //! nothing here prints.
 
 pub mod build;
+pub mod channel;
 pub mod cluster;
 pub mod collect;
+pub mod locked;
 pub mod resolve;
 pub mod truth;
 pub use crate::lock::writer;
@@ -61,6 +63,20 @@ impl Options {
     pub fn cache_dir(&self) -> Option<PathBuf> {
         self.cache_dir.clone().or_else(Cache::default_dir)
     }
+}
+
+/// The registry client of a run: `registries` (the matrix's mirrors and insecure hosts), then
+/// `--authfile` and `--cert-dir`. Every command that reads a registry makes it here.
+pub fn client(
+    opts: &Options,
+    registries: BTreeMap<String, crate::matrix::RegistrySettings>,
+) -> Result<Client> {
+    Ok(Client::new(ClientOptions {
+        registries,
+        authfile: opts.authfile.clone(),
+        cert_dir: opts.cert_dir.clone(),
+        ..ClientOptions::default()
+    })?)
 }
 
 /// Whether the run writes the lock, and as which command (for the writer's note).
@@ -132,12 +148,7 @@ impl Session {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let c = Client::new(ClientOptions {
-            registries: self.matrix.registries.clone(),
-            authfile: self.opts.authfile.clone(),
-            cert_dir: self.opts.cert_dir.clone(),
-            ..ClientOptions::default()
-        })?;
+        let c = client(&self.opts, self.matrix.registries.clone())?;
         Ok(self.client.get_or_init(|| c))
     }
 
@@ -151,6 +162,13 @@ impl Session {
             Some(dir) => Cache::new(dir),
             None => Cache::disabled(),
         }
+    }
+
+    /// Resolves the releases (reporting each to `progress`) and plans the jobs for them: what
+    /// every command that plans starts from.
+    pub fn planned(&self, progress: &dyn crate::progress::Reporter) -> Result<Planned> {
+        let resolution = self.resolve(progress)?;
+        self.plan(resolution)
     }
 
     /// Plans the jobs for `resolution` against the lock the run started with; the releases

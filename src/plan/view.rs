@@ -2,11 +2,11 @@
 //! scripts. The JSON shape is documented in `docs/plan-json.md`; keys are only ever added.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::{Plan, State};
+use crate::render::{Table, appendln};
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -87,54 +87,32 @@ pub fn render_json(plan: &Plan) -> String {
 
 /// The plan as an aligned table with a summary line.
 pub fn render_table(plan: &Plan) -> String {
-    let header = ["DRIVER", "KERNEL", "ARCH", "STATE", "TAG", "RELEASES"];
-    let rows: Vec<[String; 6]> = plan
-        .jobs
-        .iter()
-        .map(|j| {
-            [
-                j.driver.clone(),
-                format!("{}{}", j.kernel, if j.rt { " (rt)" } else { "" }),
-                j.arch.to_string(),
-                j.state.as_str().to_string(),
-                j.image.tag().unwrap_or_default().to_string(),
-                j.releases
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let mut table = Table::new(&["DRIVER", "KERNEL", "ARCH", "STATE", "TAG", "RELEASES"]);
+    for j in &plan.jobs {
+        table.row([
+            j.driver.clone(),
+            format!("{}{}", j.kernel, if j.rt { " (rt)" } else { "" }),
+            j.arch.to_string(),
+            j.state.as_str().to_string(),
+            j.image.tag().unwrap_or_default().to_string(),
+            j.releases
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ]);
     }
-    let mut out = String::new();
-    let mut line = |cells: [&str; 6]| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                write!(l, "{cell:<w$}  ").expect("writing to a String cannot fail");
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(header);
-    for row in &rows {
-        line(row.each_ref().map(String::as_str));
-    }
+    let mut out = table.aligned();
     let s = summary(plan);
-    writeln!(
+    appendln!(
         out,
         "\n{} jobs for {} cells ({} builds saved by shared kernels): {} fresh, {} stale, {} new",
-        s.jobs, s.cells, s.saved, s.fresh, s.stale, s.new
-    )
-    .expect("writing to a String cannot fail");
+        s.jobs,
+        s.cells,
+        s.saved,
+        s.fresh,
+        s.stale,
+        s.new
+    );
     out
 }

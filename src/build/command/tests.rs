@@ -57,7 +57,7 @@ fn fixture() -> (Job, Driver, BTreeMap<String, RegistrySettings>) {
 fn lines(inv: &Invocation) -> String {
     let mut out = format!("{}\n", inv.program.to_string_lossy());
     for a in &inv.args {
-        out.push_str(&format!("  {}\n", a.to_string_lossy()));
+        crate::render::append!(out, "  {}\n", a.to_string_lossy());
     }
     out
 }
