@@ -127,12 +127,7 @@ fn modules_in(image: &str) -> BTreeMap<String, Vec<String>> {
 /// self-contained Containerfile copies from (KMM's build has no context to copy from).
 fn push_sources(p: &Project) -> String {
     let ctx = p.path().join("sources");
-    for k in [K1, K2, K3] {
-        let dir = ctx.join("modules").join(k);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ko = driver_matrix_sandbox::kmod::fake_module("hello", k);
-        std::fs::write(dir.join("hello.ko"), ko).unwrap();
-    }
+    support::fake_modules(&ctx.join("modules"), [K1, K2, K3]);
     std::fs::write(
         ctx.join("Containerfile"),
         "FROM scratch\nCOPY modules /modules\n",

@@ -90,6 +90,16 @@ pub fn dtk(kernel: &str) -> String {
     r
 }
 
+/// `<dir>/<kernel>/hello.ko` for each kernel: a module whose `vermagic` names that kernel.
+pub fn fake_modules<'k>(dir: &Path, kernels: impl IntoIterator<Item = &'k str>) {
+    for k in kernels {
+        let dir = dir.join(k);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ko = driver_matrix_sandbox::kmod::fake_module("hello", k);
+        std::fs::write(dir.join("hello.ko"), ko).unwrap();
+    }
+}
+
 /// A fake (never contacted) payload reference for `version`.
 fn payload(version: &str) -> String {
     let hex: String = format!("{:0>64}", version.replace('.', ""));
@@ -155,12 +165,7 @@ impl Project {
             let ctx = p.path().join("drivers").join(d.name);
             std::fs::create_dir_all(ctx.join("src")).unwrap();
             // The module `build` reads back before it records an image: one per kernel.
-            for &(_, k) in releases {
-                let dir = ctx.join("modules").join(k);
-                std::fs::create_dir_all(&dir).unwrap();
-                let ko = driver_matrix_sandbox::kmod::fake_module("hello", k);
-                std::fs::write(dir.join("hello.ko"), ko).unwrap();
-            }
+            fake_modules(&ctx.join("modules"), releases.iter().map(|&(_, k)| k));
             std::fs::write(
                 ctx.join("Containerfile"),
                 format!(
