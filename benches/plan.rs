@@ -22,7 +22,7 @@ use driver_matrix::plan::{self, PlanInput};
 use driver_matrix::{inputs, matrix};
 
 use common::{Stat, Table, peak_rss_kib};
-use driver_matrix::build::{Assignment, select::shard_of};
+use driver_matrix::plan::{Assignment, select::shard_of};
 
 const DRIVERS: usize = 50;
 const ARCHES: usize = 2;

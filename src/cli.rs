@@ -262,7 +262,7 @@ pub struct BuildArgs {
     /// Kubernetes Indexed Job). Shards are balanced: the jobs to build are dealt to them in
     /// turn, so no shard has more than one job over another.
     #[arg(long, value_name = "I/N")]
-    pub shard: Option<crate::build::Shard>,
+    pub shard: Option<crate::plan::Shard>,
 
     /// Build without pushing; the lock's images stay as they are.
     #[arg(long)]
@@ -271,7 +271,7 @@ pub struct BuildArgs {
     /// Give every build the file PATH as secret ID, in place of the matrix's secret ID; the
     /// way to pass a file from outside the matrix directory, like a key CI mounts (repeatable).
     #[arg(long = "secret", value_name = "ID=PATH")]
-    pub secrets: Vec<crate::build::CliSecret>,
+    pub secrets: Vec<crate::buildah::CliSecret>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 
 use miette::Diagnostic;
 
-use crate::build::BuildError;
+use crate::buildah::BuildError;
 use crate::exit::ExitCode;
 use crate::release::{ReleaseError, layer::LayerError};
 
@@ -31,7 +31,7 @@ pub enum Error {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Build(#[from] crate::build::BuildError),
+    Build(#[from] crate::buildah::BuildError),
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -58,7 +58,7 @@ pub enum Error {
     /// A selection flag (`--driver`, `--kernel`) that names nothing the matrix or the plan has.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Selection(#[from] crate::build::SelectionError),
+    Selection(#[from] crate::plan::SelectionError),
 
     /// Bad usage that clap could not catch (conflicting values, a missing lock entry offline).
     #[error("{message}")]

@@ -11,7 +11,7 @@
 //! Only the edges do I/O (files, the registry, buildah); the stages between are pure functions.
 //! `docs/architecture.md` draws the data flow and the dependency layers.
 
-pub mod build;
+pub mod buildah;
 pub mod cli;
 pub mod commands;
 pub mod domain;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::build::Outcome;
+use crate::buildah::Outcome;
 use crate::domain::Digest;
 use crate::plan::Job;
 use crate::progress::{Event, Failure, Reporter};

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Context, Kernels};
-use crate::build::{self, Cancel, Outcome, Selection, Task};
+use crate::buildah::{self, Cancel, Outcome, Task};
 use crate::cli::BuildArgs;
 use crate::error::Result;
 use crate::exit::ExitCode;
 use crate::matrix::Matrix;
 use crate::pipeline::build::{self as pipe, Decision, Prepared, Request};
 use crate::pipeline::{Access, Session};
-use crate::plan::Plan;
+use crate::plan::{Plan, Selection};
 use crate::render::appendln;
 use crate::report::{self, Row};
 
@@ -96,7 +96,7 @@ fn build_request(args: &BuildArgs, selection: Selection) -> Request {
         push: !args.no_push,
         jobs: args
             .jobs
-            .map_or_else(build::executor::default_jobs, usize::from),
+            .map_or_else(buildah::executor::default_jobs, usize::from),
         fail_fast: args.fail_fast,
         secrets: args
             .secrets

@@ -1,11 +1,11 @@
 //! `driver-matrix export kmm|boot-module-config|preflight|github-matrix|k8s-job`.
 
 use super::{Context, Kernels};
-use crate::build::Selection;
 use crate::cli::{BuildConfigArgs, BuildOutput, ExportArgs, ExportKind};
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::export::{self, GITHUB_MATRIX_LIMIT};
+use crate::plan::Selection;
 use crate::plan::State;
 use crate::render::appendln;
 

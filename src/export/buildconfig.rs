@@ -274,7 +274,7 @@ fn build_config(
     }
     output.insert(
         "imageLabels".into(),
-        name_values(crate::build::command::labels(job)),
+        name_values(crate::buildah::command::labels(job)),
     );
     let mut meta = metadata(&name(job), opts.namespace.as_deref());
     meta["labels"] = json!({

@@ -17,15 +17,15 @@ use std::sync::{Arc, Mutex};
 
 use super::truth::{self, Scope};
 use super::{Planned, Session};
-use crate::build::executor::PushedError;
-use crate::build::{
-    self, BuildError, Buildah, Cancel, Executor, Outcome, Reporter, Selection, Task, command,
-    registries,
+use crate::buildah::executor::PushedError;
+use crate::buildah::{
+    self, BuildError, Buildah, Cancel, Executor, Outcome, Reporter, Task, command, registries,
 };
 use crate::domain::Digest;
 use crate::error::{Error, Result};
 use crate::lock::{Lock, LockedImage};
 use crate::matrix::Matrix;
+use crate::plan::Selection;
 use crate::plan::{Job, State};
 use crate::registry::{self, Client};
 
@@ -107,7 +107,7 @@ impl Prepared<'_> {
 
 /// A `--secret` file inside a driver's build context is refused, as a matrix secret is, unless
 /// the context's ignore file excludes it: buildah would be sent it and the inputs hash read it.
-pub fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[build::CliSecret]) -> Result<()> {
+pub fn refuse_shipped_secrets(matrix: &Matrix, secrets: &[buildah::CliSecret]) -> Result<()> {
     for s in secrets {
         for d in &matrix.drivers {
             if let Some(rel) = crate::matrix::shipped_secret(&d.context, &d.containerfile, &s.path)?
@@ -206,7 +206,7 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
             (State::Fresh, Some(l)) => l,
         };
         let present = match client {
-            Some(c) => build::has_digest(c, &locked.image, &locked.digest)?,
+            Some(c) => registry::has_digest(c, &locked.image, &locked.digest)?,
             None => true,
         };
         Ok(if present {
@@ -217,7 +217,7 @@ fn decide(session: &Session, selected: &[&Job], force: bool) -> Result<Vec<Decis
     });
     decisions
         .into_iter()
-        .map(|d: std::result::Result<Decision, build::StoreError>| {
+        .map(|d: std::result::Result<Decision, buildah::StoreError>| {
             d.map_err(|e| Error::from(BuildError::from(e)))
         })
         .collect()

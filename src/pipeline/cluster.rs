@@ -20,7 +20,7 @@ use crate::matrix::Driver;
 pub fn jobs_to_build<'p>(
     matrix: &'p crate::matrix::Matrix,
     plan: &'p crate::plan::Plan,
-    selection: &crate::build::Selection,
+    selection: &crate::plan::Selection,
     all: bool,
 ) -> (Vec<&'p crate::plan::Job>, Vec<&'p Driver>) {
     let jobs: Vec<&crate::plan::Job> = plan

@@ -11,7 +11,7 @@
 //! reference an incremental lock must equal.
 
 use super::{Planned, Session};
-use crate::build::command::label;
+use crate::buildah::command::label;
 use crate::domain::ImageRef;
 use crate::lock::{Lock, LockedImage};
 use crate::plan::{self, Job};

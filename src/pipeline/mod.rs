@@ -208,12 +208,12 @@ impl Session {
         }
         let client = self.client()?;
         let present = crate::parallel::map(&lock.images, crate::parallel::NETWORK, |i| {
-            crate::build::has_digest(client, &i.image, &i.digest)
+            crate::registry::has_digest(client, &i.image, &i.digest)
         });
         let present = present
             .into_iter()
             .collect::<std::result::Result<Vec<bool>, _>>()
-            .map_err(crate::build::BuildError::from)?;
+            .map_err(crate::buildah::BuildError::from)?;
         let mut keep = present.into_iter();
         lock.images.retain(|_| keep.next().unwrap_or(true));
         Ok(lock)

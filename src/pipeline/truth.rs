@@ -32,7 +32,7 @@ impl Scope for All {
     }
 }
 
-impl Scope for crate::build::Selection {
+impl Scope for crate::plan::Selection {
     fn covers(&self, driver: &str, kernel: &Kernel, arch: Arch) -> bool {
         self.matches(driver, kernel, arch)
     }
@@ -71,8 +71,8 @@ pub fn still_serves(image: &LockedImage, job: &Job) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::Selection;
     use crate::domain::{Digest, ImageRef, Version};
+    use crate::plan::Selection;
     use crate::plan::State;
     use std::collections::BTreeMap;
     use std::sync::Arc;

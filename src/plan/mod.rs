@@ -6,6 +6,7 @@
 
 mod cells;
 pub mod exclude;
+pub mod select;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -17,6 +18,7 @@ use crate::lock::{Lock, LockedImage, LockedRelease};
 use crate::matrix::{Driver, Matrix, Problem};
 use crate::names::{arg, placeholder};
 
+pub use select::{Assignment, Selection, SelectionError, Shard};
 pub use view::{render_json, render_table};
 
 /// How a job compares with the lock.

@@ -29,6 +29,7 @@ mod auth;
 mod blob;
 mod body;
 mod error;
+mod fresh;
 mod manifest;
 mod retry;
 mod route;
@@ -47,6 +48,7 @@ use reqwest::{Method, StatusCode};
 pub use auth::{AuthFiles, Credentials, ToolAuthfile, tool_authfile};
 pub use blob::{BlobReader, TransferError};
 pub use error::RegistryError;
+pub use fresh::{StoreError, has_digest};
 pub use manifest::{Descriptor, ImageManifest};
 
 use crate::domain::RegistrySettings;

@@ -339,9 +339,9 @@ fn help() {
 
 #[test]
 fn the_native_store_checks_digests_for_real() {
-    use driver_matrix::build::has_digest;
     use driver_matrix::domain::{Digest, ImageRef};
     use driver_matrix::matrix::RegistrySettings;
+    use driver_matrix::registry::has_digest;
     let dtk: ImageRef = support::dtk(K1).parse().unwrap();
     let digest = dtk.digest().unwrap().clone();
     let insecure = RegistrySettings {

@@ -1,23 +1,22 @@
-//! Building the jobs of a plan with buildah: which jobs ([`select`], [`fresh`]), their command
-//! lines ([`command`], pure), running them in parallel ([`executor`], [`process`]) while
-//! reporting [`crate::progress`] events.
+//! buildah, the one builder: its command lines ([`command`], pure), the registries.conf it gets
+//! ([`registries`]), and running the builds of a plan in parallel ([`executor`], [`process`])
+//! while reporting [`crate::progress`] events.
 //!
-//! The orchestration (freshness, the lock, confirming pushed images) lives in
-//! `crate::pipeline::build`; rendering events lives in `crate::report`.
+//! Which jobs a run builds is the planner's (`crate::plan::select`); whether a locked image is
+//! still there, the registry's (`crate::registry::has_digest`); the orchestration (freshness,
+//! the lock, confirming pushed images) lives in `crate::pipeline::build`; rendering events in
+//! `crate::report`.
 
 pub mod command;
 pub mod executor;
-pub mod fresh;
 pub mod process;
 pub mod registries;
-pub mod select;
 
 pub use crate::progress::{Event, Failure, Outcome, Reporter};
+pub use crate::registry::StoreError;
 pub use command::{Buildah, CliSecret, Invocation};
 pub use executor::{Executor, Task};
-pub use fresh::{StoreError, has_digest};
 pub use process::Cancel;
-pub use select::{Assignment, Selection, SelectionError, Shard};
 
 /// Errors of the build layer that end the run (a failed job does not: it is an outcome).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

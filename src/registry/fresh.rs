@@ -3,8 +3,8 @@
 //! registry client, one `HEAD` of the manifest by digest, no process per check. `build` asks
 //! it of each job the plan calls fresh, `resolve` of each locked image before it keeps it.
 
+use super::{Client, RegistryError};
 use crate::domain::{Digest, ImageRef};
-use crate::registry::{Client, RegistryError};
 
 /// Why the registry could not say whether an image exists.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

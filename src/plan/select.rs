@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
+use super::{Job, Plan};
 use crate::domain::{Arch, Kernel, did_you_mean};
 use crate::matrix::Matrix;
-use crate::plan::{Job, Plan};
 
 /// `--shard I/N`: the I-th of N shards, `0 <= I < N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
