@@ -262,6 +262,12 @@ fn other_kernels(
                     unserved.join(", ")
                 ));
             }
+            if driver.rt && driver.kmm.sign.is_some() {
+                // KMM internal/module/kernelmapper.go, getRelevantSign: the templates of
+                // filesToSign get the normalized kernel.
+                lines.push("KMM writes the kernel into files-to-sign normalized (`+` becomes `_`): for a real-time".into());
+                lines.push("kernel ending in `+rt` (4.16 on) the fallback would sign a path the image does not hold.".into());
+            }
         }
     }
     lines

@@ -416,3 +416,72 @@ fn a_fallback_refuses_a_containerfile_that_copies_from_the_context() {
     );
     assert!(!out.stdout.contains("not for a ConfigMap"));
 }
+
+/// `tests/matrices/kmm-fallback`: both drivers fall back to an in-cluster build; nic-kmod is
+/// built for real-time kernels and signed by KMM.
+#[test]
+fn the_fallback_mapping_carries_the_build_and_what_kmm_signs() {
+    let matrix = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/matrices/kmm-fallback/matrix.toml");
+    let text = support::dm()
+        .args(["--offline", "-m"])
+        .arg(&matrix)
+        .args(["export", "kmm"])
+        .run()
+        .stdout;
+    let docs = documents(&text);
+    let nic = docs
+        .iter()
+        .find(|d| d["kind"] == "Module" && d["metadata"]["name"] == "nic-kmod")
+        .unwrap();
+    let mappings = nic["spec"]["moduleLoader"]["container"]["kernelMappings"]
+        .as_array()
+        .unwrap();
+    let last = mappings.last().unwrap();
+    assert_eq!(
+        last["regexp"], "^.+$",
+        "the fallback comes after the literals"
+    );
+    assert_eq!(
+        last["containerImage"],
+        "quay.io/acme/nic-kmod-signed:${KERNEL_FULL_VERSION}-kmm-build"
+    );
+    assert_eq!(
+        last["sign"]["filesToSign"][0],
+        "/opt/lib/modules/${KERNEL_FULL_VERSION}/acme_nic.ko"
+    );
+    assert_eq!(
+        last["build"]["dockerfileConfigMap"]["name"],
+        "nic-kmod-dockerfile"
+    );
+    assert!(
+        mappings[..mappings.len() - 1]
+            .iter()
+            .all(|m| m.get("literal").is_some() && m.get("build").is_none()),
+        "{mappings:#?}"
+    );
+    let gpu = docs
+        .iter()
+        .find(|d| d["kind"] == "Module" && d["metadata"]["name"] == "gpu-kmod")
+        .unwrap();
+    let last = gpu["spec"]["moduleLoader"]["container"]["kernelMappings"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["build"]["buildArgs"],
+        serde_json::json!([{ "name": "VERSION", "value": "2.3.1" }])
+    );
+    // KMM normalizes the kernel it writes into filesToSign: said for the real-time driver only.
+    let said = "the fallback would sign a path the image does not hold";
+    let module_text = |name: &str| {
+        text.split("---\n")
+            .find(|d| d.contains("kind: \"Module\"") && d.contains(&format!("name: \"{name}\"\n")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(module_text("nic-kmod").contains(said), "{text}");
+    assert!(!module_text("gpu-kmod").contains(said), "{text}");
+}
