@@ -293,6 +293,63 @@ fn a_dtk_whose_kernel_the_nodes_do_not_boot_is_reported() {
     w.cmd().args(["verify"]).run();
 }
 
+/// Where the OS image's labels carry the real-time kernel (`machine-os-content`), it is
+/// locked as `node-rt-kernel` and checked against the DTK's `rt-kernel` as the default
+/// kernel is: `resolve` warns, `verify` fails.
+#[test]
+fn a_dtk_whose_real_time_kernel_its_nodes_do_not_boot_is_reported() {
+    const RT: &str = "5.14.0-284.52.1.rt14.337.el9_2.x86_64";
+    const RT_NEWER: &str = "5.14.0-284.54.1.rt14.339.el9_2.x86_64";
+    let w = World::new("nodertkernel");
+    let mut spec = DtkSpec::new(K_414);
+    spec.rt_kernel = Some(RT.into());
+    let (dtk, dtk_pushed) = w.dtk(&spec, "amd64", Flavor::Docker);
+    for (version, rt) in [("4.14.12", RT), ("4.14.13", RT_NEWER)] {
+        let mut os = OsImage::new(K_414);
+        os.label = "com.coreos.rpm.kernel";
+        os.rt_kernel = Some(rt.into());
+        let mut spec = PayloadSpec::new(version, Some(dtk.clone()));
+        spec.os = Some(w.os(&os, "amd64"));
+        w.payload(&spec, "x86_64", "amd64", Flavor::Docker);
+    }
+    w.matrix(r#"releases = ["4.14.12", "4.14.13"]"#, "");
+    let err = w.cmd().args(["resolve"]).stderr();
+    assert!(
+        says(
+            &err,
+            &format!(
+                "release 4.14.13 (x86_64): its Driver Toolkit carries real-time kernel `{RT}`, but its real-time nodes boot `{RT_NEWER}`"
+            )
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("4.14.12 (x86_64): its"), "{err}");
+    let lock = w.lock();
+    assert!(
+        lock.contains(&format!("node-rt-kernel = \"{RT}\"")),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&format!("node-rt-kernel = \"{RT_NEWER}\"")),
+        "{lock}"
+    );
+    let image = format!(
+        "{lock}\n[[image]]\ndriver = \"d\"\nkernel = \"{K_414}\"\narch = \"x86_64\"\ndtk = \"{dtk}\"\ninputs = \"{}\"\nimage = \"{}/{}:x\"\ndigest = \"{}\"\nreleases = [\"4.14.12\", \"4.14.13\"]\n",
+        dtk_pushed.digest,
+        w.addr,
+        w.repo("dtk"),
+        dtk_pushed.digest
+    );
+    std::fs::write(w.path("matrix.lock"), image).unwrap();
+    w.cmd()
+        .args(["verify"])
+        .expect_exit(1)
+        .stdout_contains(format!(
+            "FAIL release 4.14.13 (x86_64): the DTK's real-time kernel {RT} is not the real-time nodes' kernel {RT_NEWER}"
+        ))
+        .run();
+}
+
 /// A dual-stream payload resolves to an entry per stream, each with its DTK, kernel and nodes'
 /// kernel, online, from the cache and from the lock alike.
 #[test]

@@ -286,6 +286,9 @@ pub struct OsImage {
     pub kernel: String,
     /// The label that carries the kernel.
     pub label: &'static str,
+    /// The real-time kernel, in `com.coreos.rpm.kernel-rt-core` as `machine-os-content`
+    /// carries it.
+    pub rt_kernel: Option<String>,
 }
 
 impl OsImage {
@@ -293,6 +296,7 @@ impl OsImage {
         OsImage {
             kernel: kernel.to_string(),
             label: "ostree.linux",
+            rt_kernel: None,
         }
     }
 
@@ -313,11 +317,18 @@ impl OsImage {
             ("usr/lib/", b""),
             ("usr/lib/os-release", release.as_bytes()),
         ]);
+        let mut labels = vec![
+            (self.label, self.kernel.as_str()),
+            ("ostree.bootable", "true"),
+        ];
+        if let Some(rt) = &self.rt_kernel {
+            labels.push(("com.coreos.rpm.kernel-rt-core", rt));
+        }
         pusher.image(
             repo,
             None,
             &[Layer::new(&layer, Compression::Gzip)],
-            &[(self.label, &self.kernel), ("ostree.bootable", "true")],
+            &labels,
             goarch,
             flavor,
         )
