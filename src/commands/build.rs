@@ -30,6 +30,7 @@ pub fn run(ctx: &Context, args: &BuildArgs) -> Result<ExitCode> {
         checked_selection(&session.matrix, &planned.plan, args)?,
     );
     let prepared = pipe::prepare(&session, &planned, &req)?;
+    ctx.warn_all(&session.matrix, &prepared.credential_warnings());
     if args.locked {
         return check_locked(ctx, &session, &prepared);
     }

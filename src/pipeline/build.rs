@@ -89,10 +89,26 @@ pub struct Prepared<'p> {
     /// One task per job to build, in plan order.
     pub tasks: Vec<Task>,
     /// The credentials file the tasks name; a merged one is removed when this is dropped.
-    _authfile: Option<registry::ToolAuthfile>,
+    authfile: Option<registry::ToolAuthfile>,
 }
 
 impl Prepared<'_> {
+    /// A warning per credential helper that failed when its answer was asked for buildah: its
+    /// host gets no credentials in the builds.
+    pub fn credential_warnings(&self) -> Vec<crate::matrix::Problem> {
+        let failed = self
+            .authfile
+            .as_ref()
+            .map_or(&[][..], |a| a.failed_helpers());
+        failed
+            .iter()
+            .map(|why| {
+                crate::matrix::Problem::warning(format!("{why}; buildah gets no credentials for its host"))
+                    .help("fix or remove the helper's entry in `credHelpers`, or pass a credentials file with `--authfile`")
+            })
+            .collect()
+    }
+
     /// `driver/kernel/arch (why)` of every job that would be built.
     pub fn to_build(&self) -> Vec<String> {
         self.selected
@@ -182,7 +198,7 @@ pub fn prepare<'p>(session: &Session, planned: &'p Planned, req: &Request) -> Re
         selected,
         base,
         tasks,
-        _authfile: authfile,
+        authfile,
     })
 }
 

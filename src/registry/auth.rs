@@ -228,9 +228,43 @@ impl AuthFiles {
         })
     }
 
+    /// Every `credHelpers` entry asked now, each helper under its time limit and all at once:
+    /// the hosts it has credentials for, with them, and why each helper that failed (could not
+    /// run, or did not answer in time) did. So a tool given the answers as `auths` (buildah)
+    /// never runs a helper itself, with no time limit, while the writer's lock is held.
+    pub fn resolve_helpers(&self) -> (Vec<(String, Credentials)>, Vec<String>) {
+        let hosts: Vec<&String> = self.helpers.keys().collect();
+        let answers = crate::parallel::map(&hosts, crate::parallel::NETWORK, |host| {
+            (*host, self.lookup(host, ""))
+        });
+        let (mut found, mut failed) = (Vec::new(), Vec::new());
+        for (host, answer) in answers {
+            if let Some((c, _)) = answer {
+                found.push((host.clone(), c));
+                continue;
+            }
+            let broke = matches!(
+                self.asked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(host.as_str()),
+                Some(Err(_))
+            );
+            if broke {
+                failed.extend(self.unavailable(host));
+            }
+        }
+        (found, failed)
+    }
+
     /// The paths looked at, in order, for messages.
     pub fn searched(&self) -> &[PathBuf] {
         &self.searched
+    }
+
+    /// Whether a `credHelpers` entry is in the view.
+    pub fn has_helpers(&self) -> bool {
+        !self.helpers.is_empty()
     }
 
     /// Whether any file was found with anything in it.

@@ -238,15 +238,18 @@ fn a_credential_helper_answers_for_its_host() {
     let tmp = p.path().join("tmp");
     std::fs::create_dir_all(home.join(".docker")).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
-    // `docker-credential-dmtest get`: the host on stdin, JSON on stdout.
+    // `docker-credential-dmtest get`: the host on stdin, JSON on stdout; it notes who ran it.
     let asked = p.path().join("asked");
+    let parents = p.path().join("parents");
     std::fs::write(
         p.path().join("bin/docker-credential-dmtest"),
         format!(
             "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat >> '{}'\necho >> '{}'\n\
+             cat /proc/$PPID/comm >> '{}'\n\
              printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' x\n",
             asked.display(),
-            asked.display()
+            asked.display(),
+            parents.display()
         ),
     )
     .unwrap();
@@ -268,6 +271,13 @@ fn a_credential_helper_answers_for_its_host() {
     let asked = std::fs::read_to_string(&asked).unwrap();
     assert!(asked.lines().all(|l| l == reg.addr()), "{asked}");
     assert!(!asked.is_empty());
+    // Only driver-matrix ran the helper, under its time limit: buildah was given the answer
+    // as `auths`, and ran no helper of its own.
+    let parents = std::fs::read_to_string(&parents).unwrap();
+    assert!(
+        !parents.is_empty() && parents.lines().all(|l| l == "driver-matrix"),
+        "{parents}"
+    );
 
     // A credsStore is ignored, as containers tools ignore it (the 401 help says so).
     std::fs::write(&config, r#"{"credsStore":"dmtest"}"#).unwrap();

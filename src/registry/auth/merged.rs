@@ -1,6 +1,11 @@
 //! The credentials file buildah gets: the merged view of every credentials file (what the
 //! native client uses), written 0600 into a private (0700) temporary directory that is removed
 //! when the run ends. It is never written into the cache, and only its path is ever printed.
+//!
+//! It holds `auths` only: each `credHelpers` entry is asked first, under the helper's time
+//! limit ([`AuthFiles::resolve_helpers`]), and its answer written as the host's `auths` entry.
+//! buildah would otherwise run the helper itself, with no time limit, while the writer's lock is
+//! held.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,18 +14,25 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
-use super::{AuthFiles, RegistryError};
+use super::{AuthFiles, Credentials, RegistryError};
 
 /// The file given to buildah with `--authfile`; a merged one lives as long as this value.
 #[derive(Debug)]
 pub struct ToolAuthfile {
     path: PathBuf,
     _dir: Option<tempfile::TempDir>,
+    /// Why each credential helper that failed did: its host has no entry in the file.
+    failed: Vec<String>,
 }
 
 impl ToolAuthfile {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why each credential helper that failed did (buildah gets no credentials for its host).
+    pub fn failed_helpers(&self) -> &[String] {
+        &self.failed
     }
 }
 
@@ -28,10 +40,16 @@ impl ToolAuthfile {
 /// else the merged view of every candidate file, or `None` when none holds anything.
 pub fn tool_authfile(explicit: Option<&Path>) -> Result<Option<ToolAuthfile>, RegistryError> {
     if let Some(p) = explicit {
-        return Ok(Some(ToolAuthfile {
+        // A file without helpers goes to buildah as given, so that its errors name it.
+        let as_given = || ToolAuthfile {
             path: p.to_path_buf(),
             _dir: None,
-        }));
+            failed: Vec::new(),
+        };
+        return match AuthFiles::load(Some(p)) {
+            Ok(files) if files.has_helpers() => write(&files).map(Some),
+            _ => Ok(Some(as_given())),
+        };
     }
     let files = AuthFiles::load(None)?;
     if files.is_empty() {
@@ -40,23 +58,21 @@ pub fn tool_authfile(explicit: Option<&Path>) -> Result<Option<ToolAuthfile>, Re
     write(&files).map(Some)
 }
 
-/// The merged view as an auth.json: `auths` with base64 `auth` values, and `credHelpers`.
-fn render(files: &AuthFiles) -> String {
+/// The merged view as an auth.json: `auths` with base64 `auth` values, the helpers' answers
+/// (`helped`) among them.
+fn render(files: &AuthFiles, helped: &[(String, Credentials)]) -> String {
+    let entry = |c: &Credentials| {
+        let raw = format!("{}:{}", c.username, c.password);
+        let auth = base64::engine::general_purpose::STANDARD.encode(raw);
+        serde_json::json!({ "auth": auth })
+    };
     let auths: BTreeMap<&str, serde_json::Value> = files
         .entries
         .iter()
-        .map(|(k, (c, _))| {
-            let raw = format!("{}:{}", c.username, c.password);
-            let auth = base64::engine::general_purpose::STANDARD.encode(raw);
-            (k.as_str(), serde_json::json!({ "auth": auth }))
-        })
+        .map(|(k, (c, _))| (k.as_str(), entry(c)))
+        .chain(helped.iter().map(|(h, c)| (h.as_str(), entry(c))))
         .collect();
-    let helpers: BTreeMap<&str, &str> = files
-        .helpers
-        .iter()
-        .map(|(h, (name, _))| (h.as_str(), name.as_str()))
-        .collect();
-    serde_json::json!({ "auths": auths, "credHelpers": helpers }).to_string()
+    serde_json::json!({ "auths": auths }).to_string()
 }
 
 /// The merged credentials live in `$TMPDIR/driver-matrix-auth-<pid>-<start>.<random>/`, named
@@ -92,6 +108,7 @@ fn sweep_leftovers(tmp: &Path) {
 }
 
 fn write(files: &AuthFiles) -> Result<ToolAuthfile, RegistryError> {
+    let (helped, failed) = files.resolve_helpers();
     let err = |path: &Path, e: std::io::Error| RegistryError::AuthFile {
         path: path.to_path_buf(),
         message: format!("cannot write the merged credentials for buildah: {e}"),
@@ -110,12 +127,13 @@ fn write(files: &AuthFiles) -> Result<ToolAuthfile, RegistryError> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| err(&path, e))?;
-    f.write_all(render(files).as_bytes())
+    f.write_all(render(files, &helped).as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| err(&path, e))?;
     Ok(ToolAuthfile {
         path,
         _dir: Some(dir),
+        failed,
     })
 }
 
@@ -174,7 +192,16 @@ mod tests {
         let text = std::fs::read_to_string(t.path()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["auths"]["h:1"]["auth"], "dTpw");
-        assert_eq!(v["credHelpers"]["h:2"], "x");
+        // No helper for buildah to run: `docker-credential-x` was asked (it cannot run), and
+        // its host is left out, with the reason.
+        assert!(v.get("credHelpers").is_none(), "{text}");
+        assert!(v["auths"].get("h:2").is_none(), "{text}");
+        assert_eq!(t.failed_helpers().len(), 1);
+        assert!(
+            t.failed_helpers()[0].contains("`docker-credential-x`"),
+            "{:?}",
+            t.failed_helpers()
+        );
         drop(t);
         assert!(!dir.exists());
     }
