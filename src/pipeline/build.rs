@@ -446,7 +446,10 @@ fn buildah(session: &Session) -> Result<(Buildah, Option<registry::ToolAuthfile>
             env.push(("CONTAINERS_REGISTRIES_CONF".into(), path.into_os_string()));
         }
     }
-    let authfile = registry::tool_authfile(session.opts.authfile.as_deref())?;
+    // The run's client answers for the credentials, so a helper it asked is not asked again.
+    let authfile = session
+        .client()?
+        .tool_authfile(session.opts.authfile.as_deref())?;
     let buildah = Buildah {
         authfile: authfile.as_ref().map(|a| a.path().to_path_buf()),
         cert_dir: session.opts.cert_dir.clone(),

@@ -45,7 +45,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 
-pub use auth::{AuthFiles, Credentials, ToolAuthfile, tool_authfile};
+pub use auth::{AuthFiles, Credentials, ToolAuthfile};
 pub use blob::{BlobReader, TransferError};
 pub use error::RegistryError;
 pub use fresh::{StoreError, has_digest};
@@ -130,6 +130,16 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner { rt, transport }),
         })
+    }
+
+    /// The credentials file buildah gets: this client's own credentials view (see
+    /// `auth::tool_authfile`), so a credential helper the client already asked is not asked
+    /// again.
+    pub fn tool_authfile(
+        &self,
+        explicit: Option<&std::path::Path>,
+    ) -> Result<Option<ToolAuthfile>, RegistryError> {
+        auth::tool_authfile(explicit, self.inner.transport.auth())
     }
 
     pub fn stats(&self) -> Stats {

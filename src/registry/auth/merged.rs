@@ -36,26 +36,22 @@ impl ToolAuthfile {
     }
 }
 
-/// `--authfile` as given (even when it does not exist, so that buildah names it in its error);
-/// else the merged view of every candidate file, or `None` when none holds anything.
-pub fn tool_authfile(explicit: Option<&Path>) -> Result<Option<ToolAuthfile>, RegistryError> {
-    if let Some(p) = explicit {
-        // A file without helpers goes to buildah as given, so that its errors name it.
-        let as_given = || ToolAuthfile {
+/// The file for buildah from `files`, the view loaded for `explicit` (`--authfile`) or the
+/// candidates: `--authfile` as given when it names no helper, so that buildah's errors name
+/// it; else the merged view with every helper's answer, or `None` when no file holds anything.
+pub fn tool_authfile(
+    explicit: Option<&Path>,
+    files: &AuthFiles,
+) -> Result<Option<ToolAuthfile>, RegistryError> {
+    match explicit {
+        Some(p) if !files.has_helpers() => Ok(Some(ToolAuthfile {
             path: p.to_path_buf(),
             _dir: None,
             failed: Vec::new(),
-        };
-        return match AuthFiles::load(Some(p)) {
-            Ok(files) if files.has_helpers() => write(&files).map(Some),
-            _ => Ok(Some(as_given())),
-        };
+        })),
+        _ if files.is_empty() => Ok(None),
+        _ => write(files).map(Some),
     }
-    let files = AuthFiles::load(None)?;
-    if files.is_empty() {
-        return Ok(None);
-    }
-    write(&files).map(Some)
 }
 
 /// The merged view as an auth.json: `auths` with base64 `auth` values, the helpers' answers

@@ -101,6 +101,11 @@ pub(crate) struct Fetched {
 }
 
 impl Transport {
+    /// The credentials files this transport answers from.
+    pub(crate) fn auth(&self) -> &AuthFiles {
+        &self.auth
+    }
+
     pub fn new(
         registries: BTreeMap<String, RegistrySettings>,
         auth: AuthFiles,
