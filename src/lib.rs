@@ -14,6 +14,7 @@
 pub mod buildah;
 pub mod cli;
 pub mod commands;
+pub mod data_file;
 pub mod domain;
 pub mod error;
 pub mod exit;

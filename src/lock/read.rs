@@ -6,7 +6,6 @@
 //! lock; a file that is not a lock at all is only said to be one.
 
 use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
@@ -14,6 +13,7 @@ use serde::Deserialize;
 
 use super::validate::{self, Invalid, RawImage, RawRelease};
 use super::{FORMAT_VERSION, Lock};
+use crate::data_file::{Refused, open_regular};
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum LockError {
@@ -166,22 +166,13 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, LockError> {
         path: path.to_path_buf(),
         what,
     };
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(not_a_file("a symbolic link"));
-        }
-        Err(e) => return Err(io(e)),
+    let file = match open_regular(path, std::fs::OpenOptions::new().read(true)) {
+        Ok((f, _)) => f,
+        Err(Refused::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(Refused::Link) => return Err(not_a_file("a symbolic link")),
+        Err(Refused::NotRegular) => return Err(not_a_file("not a regular file")),
+        Err(Refused::Io(e)) => return Err(io(e)),
     };
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(not_a_file("not a regular file"));
-    }
     let mut bytes = Vec::new();
     file.take(LOCK_MAX + 1)
         .read_to_end(&mut bytes)

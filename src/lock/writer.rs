@@ -14,8 +14,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+
+use crate::data_file::{Refused, open_regular};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum WriterError {
@@ -124,24 +126,14 @@ impl Writer {
             path: path.clone(),
             what,
         };
-        let mut file = match OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(not_a_file("a symbolic link"));
-            }
-            Err(e) => return Err(io(e)),
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).read(true).write(true);
+        let (mut file, meta) = match open_regular(&path, &mut options) {
+            Ok(opened) => opened,
+            Err(Refused::Link) => return Err(not_a_file("a symbolic link")),
+            Err(Refused::NotRegular) => return Err(not_a_file("not a regular file")),
+            Err(Refused::Io(e)) => return Err(io(e)),
         };
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(not_a_file("not a regular file"));
-        }
         if meta.nlink() > 1 {
             return Err(not_a_file("a hard link to another file"));
         }

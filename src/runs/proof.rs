@@ -12,10 +12,11 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::RunId;
+use crate::data_file::open_regular;
 
 /// The variable that carries the marker into buildah.
 pub const VAR: &str = "DRIVER_MATRIX_RUN";
@@ -161,17 +162,10 @@ pub enum Opened {
 /// Opens a record without following a link or blocking on a FIFO, and reads it only if it is
 /// a regular file of this user.
 pub fn open_record(path: &Path) -> Opened {
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    else {
+    let Ok((file, meta)) = open_regular(path, std::fs::OpenOptions::new().read(true)) else {
         return Opened::NotOurs;
     };
-    let Ok(meta) = file.metadata() else {
-        return Opened::NotOurs;
-    };
-    if !meta.file_type().is_file() || meta.uid() != me() {
+    if meta.uid() != me() {
         return Opened::NotOurs;
     }
     if meta.len() > RECORD_MAX {
