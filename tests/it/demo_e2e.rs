@@ -14,18 +14,13 @@
 //! bootstraps them (about five minutes), later runs reuse them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use driver_matrix_sandbox::world::{self, Paths, World};
-use driver_matrix_sandbox::{GraphServer, Registry};
+use driver_matrix_sandbox::GraphServer;
+use driver_matrix_sandbox::world::World;
 
-use crate::support::{Cmd, in_dir};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{Cmd, in_dir, repo};
 
 /// A copy of the example matrix and drivers in a temporary directory, pointed at this test's
 /// registry and graph instead of the demo's fixed ports.
@@ -77,53 +72,19 @@ impl Demo {
     }
 }
 
-/// The `.ko` files of `image@digest` under `opt/lib/modules/<kernel>/`, pulled with skopeo
-/// and unpacked into `into`: module name → path.
+/// The `.ko` files of `image@digest` under `opt/lib/modules/<kernel>/`, written into `into`:
+/// module name → path.
 fn modules_in(image: &str, kernel: &str, into: &Path) -> BTreeMap<String, PathBuf> {
-    let layout = into.join("image");
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", layout.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
     let prefix = format!("opt/lib/modules/{kernel}/");
     let mut found = BTreeMap::new();
-    for layer in manifest["layers"].as_array().unwrap() {
-        let digest = layer["digest"].as_str().unwrap();
-        let blob = std::fs::read(layout.join(digest.trim_start_matches("sha256:"))).unwrap();
-        let tar: Box<dyn std::io::Read> = if blob.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
-        } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::Decoder::new(blob.as_slice()).unwrap())
-        } else {
-            Box::new(blob.as_slice())
-        };
-        let mut archive = tar::Archive::new(tar);
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let path = entry.path().unwrap().to_string_lossy().into_owned();
-            let path = path.trim_start_matches("./").to_string();
-            let Some(name) = path
-                .strip_prefix(&prefix)
-                .and_then(|n| n.strip_suffix(".ko"))
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).unwrap();
-            let file = into.join(format!("{name}.ko"));
-            std::fs::write(&file, bytes).unwrap();
-            found.insert(name, file);
-        }
+    let files = crate::support::image_files(image, |p| {
+        p.strip_prefix(&prefix).is_some_and(|n| n.ends_with(".ko"))
+    });
+    for (path, bytes) in files {
+        let name = path[prefix.len()..path.len() - ".ko".len()].to_string();
+        let file = into.join(format!("{name}.ko"));
+        std::fs::write(&file, bytes).unwrap();
+        found.insert(name, file);
     }
     found
 }
@@ -242,21 +203,7 @@ fn modinfo_field(ko: &Path, field: &str) -> String {
 #[test]
 fn example_drivers_build_for_every_sandbox_kernel_and_carry_its_vermagic() {
     let started = std::time::Instant::now();
-    // `make test`'s registry, else one of this test's own, removed with its storage (the DTK
-    // stand-ins are hundreds of megabytes) when the test ends.
-    let own;
-    let registry = match std::env::var("DRIVER_MATRIX_TEST_REGISTRY") {
-        Ok(addr) if !addr.is_empty() => addr,
-        _ => {
-            own = Registry::start(Default::default()).expect("starting docker-registry");
-            own.addr().to_string()
-        }
-    };
-    let cache = std::env::var_os("DRIVER_MATRIX_SANDBOX_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".sandbox"));
-    let world = world::populate(&registry, &Paths::in_repo(&cache))
-        .expect("populating the sandbox (debootstrap needs the Debian mirror)");
+    let (_own, world) = crate::support::sandbox();
     eprintln!("sandbox populated in {:.0?}", started.elapsed());
     let kernels: BTreeSet<String> = world.kernels().into_iter().collect();
     assert_eq!(kernels.len(), 2, "two distinct real kernels: {kernels:?}");

@@ -8,14 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use driver_matrix_sandbox::Registry;
-use driver_matrix_sandbox::world::{self, Paths};
+use driver_matrix_sandbox::world;
 
-use crate::support::{Out, in_dir, says};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{Out, in_dir, repo, says};
 
 /// The unpacked package's module source, or a failure that says how to get it.
 fn acpi_call_source() -> PathBuf {
@@ -113,19 +108,8 @@ fn route_build(dir: &Path, registries_conf: &Path, args: &[(&str, &str)]) -> Vec
 #[test]
 fn a_debian_dkms_module_goes_from_init_to_a_fresh_lock() {
     let source = acpi_call_source();
-    let own;
-    let registry = match std::env::var("DRIVER_MATRIX_TEST_REGISTRY") {
-        Ok(addr) if !addr.is_empty() => addr,
-        _ => {
-            own = Registry::start(Default::default()).expect("starting docker-registry");
-            own.addr().to_string()
-        }
-    };
-    let cache = std::env::var_os("DRIVER_MATRIX_SANDBOX_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".sandbox"));
-    let world = world::populate(&registry, &Paths::in_repo(&cache))
-        .expect("populating the sandbox (debootstrap needs the Debian mirror)");
+    let (_own, world) = crate::support::sandbox();
+    let registry = world.registry.clone();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("acpi-call");
     copy_dir(&source, &dir);

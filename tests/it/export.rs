@@ -1,23 +1,19 @@
 //! Exports parse back into the types their consumers use, with the key fields right.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::api::batch::v1::Job;
 use serde::Deserialize;
 
 use crate::support::{Cmd, dm};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
 /// `export ARGS` over the good matrix and `tests/locks/new.lock`.
 fn run(args: &[&str]) -> Cmd {
     dm().args(["--offline", "--color", "never", "-m"])
-        .arg(root().join("tests/matrices/good/matrix.toml"))
+        .arg(crate::support::repo().join("tests/matrices/good/matrix.toml"))
         .arg("--lockfile")
-        .arg(root().join("tests/locks/new.lock"))
+        .arg(crate::support::repo().join("tests/locks/new.lock"))
         .arg("export")
         .args(args)
 }
@@ -30,7 +26,7 @@ fn export(args: &[&str]) -> String {
 fn run_kmm(args: &[&str], lock: Option<&Path>) -> Cmd {
     let mut cmd = dm()
         .args(["--offline", "--color", "never", "-m"])
-        .arg(root().join("tests/matrices/kmm/matrix.toml"));
+        .arg(crate::support::repo().join("tests/matrices/kmm/matrix.toml"));
     if let Some(lock) = lock {
         cmd = cmd.arg("--lockfile").arg(lock);
     }
@@ -119,7 +115,8 @@ fn kmm_modules_map_every_wanted_kernel_once_by_digest_and_name_the_missing() {
     let text = out.stdout;
     insta::assert_snapshot!("export_kmm", text);
     let modules: Vec<Module> = documents(&text);
-    let lock = driver_matrix::lock::read(&root().join("tests/locks/new.lock")).unwrap();
+    let lock =
+        driver_matrix::lock::read(&crate::support::repo().join("tests/locks/new.lock")).unwrap();
     assert_eq!(modules.len(), 2);
     for m in &modules {
         assert_eq!(m.api_version, "kmm.sigs.x-k8s.io/v1beta1");
@@ -243,7 +240,7 @@ fn kmm_settings_of_the_matrix_reach_the_module() {
 
 #[test]
 fn a_driver_without_any_image_is_named_and_the_others_are_written() {
-    let lock_path = root().join("tests/matrices/kmm/matrix.lock");
+    let lock_path = crate::support::repo().join("tests/matrices/kmm/matrix.lock");
     let mut lock = driver_matrix::lock::read(&lock_path).unwrap();
     lock.images.retain(|i| {
         i.driver != "nic-kmod"
@@ -376,7 +373,8 @@ fn one_preflight_per_locked_release() {
     let text = preflight();
     insta::assert_snapshot!("export_preflight", text);
     let docs: Vec<Preflight> = documents(&text);
-    let lock = driver_matrix::lock::read(&root().join("tests/locks/new.lock")).unwrap();
+    let lock =
+        driver_matrix::lock::read(&crate::support::repo().join("tests/locks/new.lock")).unwrap();
     assert_eq!(docs.len(), lock.releases.len());
     for (doc, r) in docs.iter().zip(&lock.releases) {
         assert_eq!(doc.api_version, "kmm.sigs.x-k8s.io/v1beta2");
@@ -459,7 +457,7 @@ fn exports_are_deterministic() {
 
 #[test]
 fn preflight_for_an_upgrade_target_checks_the_kernel_its_nodes_boot() {
-    let lock_path = root().join("tests/matrices/kmm/matrix.lock");
+    let lock_path = crate::support::repo().join("tests/matrices/kmm/matrix.lock");
     let mut lock = driver_matrix::lock::read(&lock_path).unwrap();
     let node: driver_matrix::domain::Kernel = "5.14.0-427.31.1.el9_4.x86_64".parse().unwrap();
     for r in &mut lock.releases {
@@ -515,7 +513,7 @@ fn preflight_for_an_upgrade_target_checks_the_kernel_its_nodes_boot() {
 /// a kernel KMM already signed is signed again; a driver KMM does not sign has none.
 #[test]
 fn a_rebuilt_image_changes_the_generation_kmm_signs_again_for() {
-    let lock_path = root().join("tests/matrices/kmm/matrix.lock");
+    let lock_path = crate::support::repo().join("tests/matrices/kmm/matrix.lock");
     let generation = |lock: &Path| -> (serde_json::Value, serde_json::Value) {
         let out = run_kmm(&["kmm"], Some(lock)).run();
         let docs: Vec<serde_json::Value> = documents(&out.stdout);

@@ -4,10 +4,6 @@
 use crate::support::{Cmd, dm};
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
 /// `driver-matrix --color never init DIR`.
 fn init(dir: &Path) -> Cmd {
     dm().args(["--color", "never", "init"]).arg(dir)
@@ -26,7 +22,9 @@ fn sources(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
 #[test]
 fn init_scaffolds_a_matrix_that_loads_and_plans() {
     let tmp = tempfile::tempdir().unwrap();
-    let hello = std::fs::read_to_string(root().join("tests/matrices/good/hello/hello.c")).unwrap();
+    let hello =
+        std::fs::read_to_string(crate::support::repo().join("tests/matrices/good/hello/hello.c"))
+            .unwrap();
     let dir = sources(
         tmp.path(),
         "Hello_KMod",
@@ -76,7 +74,9 @@ fn init_scaffolds_a_matrix_that_loads_and_plans() {
     assert_eq!(loaded.matrix.drivers[0].containerfile, "Containerfile");
 
     // Once `resolve` has recorded a release of the channel, `plan` has a job for it.
-    let lock = driver_matrix::lock::read(&root().join("tests/matrices/kmm/matrix.lock")).unwrap();
+    let lock =
+        driver_matrix::lock::read(&crate::support::repo().join("tests/matrices/kmm/matrix.lock"))
+            .unwrap();
     let resolved = driver_matrix::lock::Lock {
         releases: lock
             .releases

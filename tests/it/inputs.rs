@@ -202,50 +202,10 @@ fn all(drivers: &[&str], state: &str) -> Vec<(String, String)> {
 
 /// The contents of `path` (relative, no leading `/`) in the last layer of `image` that has it.
 fn file_in_image(image: &str, path: &str) -> String {
-    use std::io::Read as _;
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("image");
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", layout.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("manifest.json")).unwrap()).unwrap();
-    let mut found = None;
-    for layer in manifest["layers"].as_array().unwrap() {
-        let hex = layer["digest"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:");
-        let blob = std::fs::read(layout.join(hex)).unwrap();
-        let tar: Box<dyn std::io::Read> = if blob.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(blob.as_slice()))
-        } else {
-            Box::new(blob.as_slice())
-        };
-        for entry in tar::Archive::new(tar).entries().unwrap() {
-            let mut entry = entry.unwrap();
-            if entry
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_start_matches("./")
-                == path
-            {
-                let mut text = String::new();
-                entry.read_to_string(&mut text).unwrap();
-                found = Some(text);
-            }
-        }
-    }
-    found.unwrap_or_else(|| panic!("no `{path}` in {image}"))
+    let (_, bytes) = crate::support::image_files(image, |p| p == path)
+        .pop()
+        .unwrap_or_else(|| panic!("no `{path}` in {image}"));
+    String::from_utf8(bytes).unwrap()
 }
 
 /// The layout `init` writes: a context (`.`) that holds the matrix, the lock, the writer's

@@ -10,16 +10,11 @@
 //! `devicePlugin` are exclusive) is checked by hand (no export sets `dra`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::support::{Cmd, dm};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
 
 /// (apiVersion, kind) → the validator of that version's schema.
 struct Crds(BTreeMap<(String, String), jsonschema::Validator>);
@@ -63,7 +58,7 @@ fn crds() -> Crds {
 /// The CRDs of the YAML files in `dir` (relative to the repository).
 fn crds_in(dir: &str) -> Crds {
     let mut map = BTreeMap::new();
-    let dir = root().join(dir);
+    let dir = crate::support::repo().join(dir);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "yaml") {
@@ -173,9 +168,9 @@ impl Crds {
 fn run(matrix: &str, lock: Option<&str>, args: &[&str]) -> Cmd {
     let mut cmd = dm()
         .args(["--offline", "--color", "never", "-m"])
-        .arg(root().join(matrix));
+        .arg(crate::support::repo().join(matrix));
     if let Some(lock) = lock {
-        cmd = cmd.arg("--lockfile").arg(root().join(lock));
+        cmd = cmd.arg("--lockfile").arg(crate::support::repo().join(lock));
     }
     cmd.arg("export").args(args)
 }
@@ -331,7 +326,9 @@ fn the_older_preflight_form_validates_against_its_eras_crd() {
     let docs = documents(&out.stdout);
     // Four releases, two with a real-time kernel that nic-kmod is built for.
     assert_eq!(docs.len(), 6);
-    let lock = driver_matrix::lock::read(&root().join("tests/matrices/kmm/matrix.lock")).unwrap();
+    let lock =
+        driver_matrix::lock::read(&crate::support::repo().join("tests/matrices/kmm/matrix.lock"))
+            .unwrap();
     for doc in &docs {
         assert!(
             old.problems(doc).is_empty(),

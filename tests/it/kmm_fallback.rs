@@ -84,41 +84,20 @@ fn run(cmd: &mut Command) -> String {
 }
 
 /// The modules of `image` under `/opt/lib/modules/<kernel>/`, by kernel directory, each with
-/// the kernel its `vermagic` names: read from the image's layers as skopeo copies them.
+/// the kernel its `vermagic` names.
 fn modules_in(image: &str) -> BTreeMap<String, Vec<String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let oci = dir.path().join("image");
-    run(Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", oci.display())));
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(oci.join("manifest.json")).unwrap()).unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    for layer in manifest["layers"].as_array().unwrap() {
-        let blob = layer["digest"]
-            .as_str()
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let files = support::image_files(image, |p| {
+        p.starts_with("opt/lib/modules/") && p.ends_with(".ko")
+    });
+    for (path, bytes) in files {
+        let dir = path["opt/lib/modules/".len()..]
+            .split('/')
+            .next()
             .unwrap()
-            .trim_start_matches("sha256:");
-        run(Command::new("tar")
-            .arg("-xf")
-            .arg(oci.join(blob))
-            .arg("-C")
-            .arg(&root));
-    }
-    let mut out = BTreeMap::new();
-    let modules = root.join("opt/lib/modules");
-    for dir in std::fs::read_dir(&modules).into_iter().flatten().flatten() {
-        let mut found = Vec::new();
-        for ko in walkdir::WalkDir::new(dir.path()).into_iter().flatten() {
-            if ko.path().extension().is_some_and(|e| e == "ko") {
-                let info = driver_matrix::verify::modinfo::read(&std::fs::read(ko.path()).unwrap())
-                    .expect("a module");
-                found.push(info.kernel().to_string());
-            }
-        }
-        out.insert(dir.file_name().to_string_lossy().into_owned(), found);
+            .to_string();
+        let info = driver_matrix::verify::modinfo::read(&bytes).expect("a module");
+        out.entry(dir).or_default().push(info.kernel().to_string());
     }
     out
 }

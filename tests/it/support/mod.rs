@@ -7,6 +7,7 @@
 //!   run `--offline` with a buildah shim that counts builds.
 
 mod cmd;
+mod image;
 mod project;
 mod world;
 
@@ -17,6 +18,7 @@ use std::sync::OnceLock;
 use driver_matrix_sandbox::Registry;
 
 pub use cmd::*;
+pub use image::*;
 pub use project::*;
 pub use world::*;
 
@@ -96,4 +98,31 @@ pub fn says(hay: &str, needle: &str) -> bool {
 /// A `.ko`-like ELF object whose `.modinfo` says it was built for `kernel`.
 pub fn module(name: &str, kernel: &str) -> Vec<u8> {
     driver_matrix_sandbox::kmod::fake_module(name, kernel)
+}
+
+/// The repository's root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The sandbox of `make demo` (Debian roots, DTK stand-ins, release payloads) pushed into
+/// `make test`'s registry, else into a registry of the caller's own, which lives as long as the
+/// returned value (the DTK stand-ins are hundreds of megabytes). The roots and packed layers are
+/// cached in `$DRIVER_MATRIX_SANDBOX_DIR`, else the repository's `.sandbox/`.
+pub fn sandbox() -> (Option<Registry>, driver_matrix_sandbox::world::World) {
+    use driver_matrix_sandbox::world::{Paths, populate};
+    let (own, registry) = match std::env::var("DRIVER_MATRIX_TEST_REGISTRY") {
+        Ok(addr) if !addr.is_empty() => (None, addr),
+        _ => {
+            let own = Registry::start(Default::default()).expect("starting docker-registry");
+            let addr = own.addr().to_string();
+            (Some(own), addr)
+        }
+    };
+    let cache = std::env::var_os("DRIVER_MATRIX_SANDBOX_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join(".sandbox"));
+    let world = populate(&registry, &Paths::in_repo(&cache))
+        .expect("populating the sandbox (debootstrap needs the Debian mirror)");
+    (own, world)
 }
