@@ -126,15 +126,7 @@ fn layers(pinned: &str) -> Vec<Digest> {
 fn a_layer_entry_without_this_users_tag_is_a_miss() {
     let w = World::new("forged-layer");
     w.publish(&[(&["4.14.1"], K_414)]);
-    let ctx = w.path("hello-kmod");
-    std::fs::create_dir_all(ctx.join(K_414)).unwrap();
-    std::fs::write(ctx.join(K_414).join("hello.ko"), module("hello", K_414)).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
-        "FROM scratch\nARG KERNEL_VERSION\n\
-         COPY ${KERNEL_VERSION}/hello.ko /opt/lib/modules/${KERNEL_VERSION}/hello.ko\n",
-    )
-    .unwrap();
+    crate::support::scratch_module_context(&w.path("hello-kmod"), &[K_414]);
     w.matrix(
         "releases = [\"4.14.1\"]",
         &format!(

@@ -6,15 +6,7 @@ use crate::support::*;
 
 /// A driver whose image holds an unsigned `hello.ko` for `K_414`; the matrix with `signed`.
 fn setup(w: &World) -> impl Fn(bool) {
-    let ctx = w.path("hello-kmod");
-    std::fs::create_dir_all(ctx.join(K_414)).unwrap();
-    std::fs::write(ctx.join(K_414).join("hello.ko"), module("hello", K_414)).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
-        "FROM scratch\nARG KERNEL_VERSION\n\
-         COPY ${KERNEL_VERSION}/hello.ko /opt/lib/modules/${KERNEL_VERSION}/hello.ko\n",
-    )
-    .unwrap();
+    scratch_module_context(&w.path("hello-kmod"), &[K_414]);
     move |signed: bool| {
         w.matrix(
             "releases = [\"4.14.1\"]",

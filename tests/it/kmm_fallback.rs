@@ -22,7 +22,7 @@ use std::process::Command;
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use crate::support::{self, Driver, K1, K2, Project, buildah_env, dtk, registry};
+use crate::support::{self, Driver, K1, K2, Project, dtk, registry, run_ok};
 
 /// The nodes of 4.14.2 boot the next build of K1's kernel: its DTK lags (as releases have).
 const K3: &str = "5.14.0-284.53.1.el9_2.x86_64";
@@ -72,17 +72,6 @@ fn documents(text: &str) -> Vec<Value> {
         .collect()
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = buildah_env(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The modules of `image` under `/opt/lib/modules/<kernel>/`, by kernel directory, each with
 /// the kernel its `vermagic` names.
 fn modules_in(image: &str) -> BTreeMap<String, Vec<String>> {
@@ -113,10 +102,12 @@ fn push_sources(p: &Project) -> String {
     )
     .unwrap();
     let image = format!("{}/kmmfallback/hello-src:1", registry().addr());
-    run(Command::new("buildah")
-        .args(["build", "--quiet", "--layers=false", "-t", &image])
-        .arg(&ctx));
-    run(Command::new("buildah").args(["push", "--tls-verify=false", &image]));
+    run_ok(
+        Command::new("buildah")
+            .args(["build", "--quiet", "--layers=false", "-t", &image])
+            .arg(&ctx),
+    );
+    run_ok(Command::new("buildah").args(["push", "--tls-verify=false", &image]));
     image
 }
 
@@ -278,15 +269,19 @@ fn every_node_kernel_maps_to_an_image_for_it_or_is_reported_or_built_by_kmm() {
     for a in &args {
         build.arg("--build-arg").arg(a);
     }
-    run(build
-        .arg("-f")
-        .arg(empty.path().join("Dockerfile"))
-        .arg(empty.path()));
+    run_ok(
+        build
+            .arg("-f")
+            .arg(empty.path().join("Dockerfile"))
+            .arg(empty.path()),
+    );
     let digestfile = empty.path().join("digest");
-    run(Command::new("buildah")
-        .args(["push", "--tls-verify=false", "--digestfile"])
-        .arg(&digestfile)
-        .arg(&image));
+    run_ok(
+        Command::new("buildah")
+            .args(["push", "--tls-verify=false", "--digestfile"])
+            .arg(&digestfile)
+            .arg(&image),
+    );
     let digest = std::fs::read_to_string(&digestfile).unwrap();
     assert_eq!(modules_in(&image).get(K3), Some(&vec![K3.to_string()]));
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{World, in_dir, module, says};
+use crate::support::{World, in_dir, says, scratch_module_context};
 use driver_matrix::pipeline::writer::{Wait, Writer};
 use driver_matrix_sandbox::{DtkSpec, Flavor, PayloadSpec};
 
@@ -30,17 +30,7 @@ fn world(name: &str) -> World {
         release = w.repo("release"),
     );
     for driver in ["a", "b"] {
-        let ctx = dir.join(driver);
-        for k in [K1, K2] {
-            std::fs::create_dir_all(ctx.join(k)).unwrap();
-            std::fs::write(ctx.join(k).join("hello.ko"), module("hello", k)).unwrap();
-        }
-        std::fs::write(
-            ctx.join("Containerfile"),
-            "FROM scratch\nARG KERNEL_VERSION\n\
-             COPY ${KERNEL_VERSION}/hello.ko /opt/lib/modules/${KERNEL_VERSION}/hello.ko\n",
-        )
-        .unwrap();
+        scratch_module_context(&dir.join(driver), &[K1, K2]);
         matrix.push_str(&format!(
             "\n[[driver]]\nname = \"{driver}\"\ncontext = \"{driver}\"\nimage = \"{}/{}/{driver}\"\n",
             w.addr, w.ns

@@ -13,7 +13,9 @@ use super::{Cmd, buildah_env, in_dir, registry};
 pub const K1: &str = "5.14.0-284.52.1.el9_2.x86_64";
 pub const K2: &str = "5.14.0-427.18.1.el9_4.x86_64";
 
-fn run_ok(cmd: &mut Command) -> String {
+/// Runs a helper program (buildah, skopeo, git) in buildah's test environment, stdin closed;
+/// panics showing both streams unless it succeeds. Its stdout, trimmed.
+pub fn run_ok(cmd: &mut Command) -> String {
     let out = buildah_env(cmd)
         .stdin(Stdio::null())
         .output()
@@ -98,6 +100,19 @@ pub fn fake_modules<'k>(dir: &Path, kernels: impl IntoIterator<Item = &'k str>) 
         let ko = driver_matrix_sandbox::kmod::fake_module("hello", k);
         std::fs::write(dir.join("hello.ko"), ko).unwrap();
     }
+}
+
+/// A driver context whose image is only its modules: `<ctx>/<kernel>/hello.ko` per kernel,
+/// and a `FROM scratch` Containerfile that copies the build's kernel's to
+/// `/opt/lib/modules/<kernel>/`.
+pub fn scratch_module_context(ctx: &Path, kernels: &[&str]) {
+    fake_modules(ctx, kernels.iter().copied());
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nARG KERNEL_VERSION\n\
+         COPY ${KERNEL_VERSION}/hello.ko /opt/lib/modules/${KERNEL_VERSION}/hello.ko\n",
+    )
+    .unwrap();
 }
 
 /// A fake (never contacted) payload reference for `version`.
