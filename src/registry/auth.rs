@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 mod helper;
 mod merged;
@@ -62,6 +62,9 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// A helper's answer for a host: its credentials, none, or why it failed.
+type HelperAnswer = Result<Option<Credentials>, String>;
+
 /// The credentials files found, merged (see [`merge`]).
 #[derive(Debug, Default)]
 pub struct AuthFiles {
@@ -73,8 +76,9 @@ pub struct AuthFiles {
     stores: Vec<(PathBuf, String)>,
     /// Every path looked at, for messages.
     searched: Vec<PathBuf>,
-    /// What each helper said per host (a failure is kept for messages).
-    asked: Mutex<HashMap<String, Result<Option<Credentials>, String>>>,
+    /// What each helper said per host (a failure is kept for messages). One cell per host, so
+    /// helpers for different hosts run at once and one host's helper runs once.
+    asked: Mutex<HashMap<String, Arc<OnceLock<HelperAnswer>>>>,
 }
 
 impl Clone for AuthFiles {
@@ -190,12 +194,9 @@ impl AuthFiles {
 
     /// Credentials for `repository` on `host`, and the file they came from.
     pub fn lookup(&self, host: &str, repository: &str) -> Option<(Credentials, PathBuf)> {
-        if let Some((name, path)) = self.helpers.get(host) {
-            let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
-            let said = asked
-                .entry(host.to_string())
-                .or_insert_with(|| helper::get(name, host));
-            return said.clone().ok().flatten().map(|c| (c, path.clone()));
+        if let Some(said) = self.ask_helper(host) {
+            let path = &self.helpers[host].1;
+            return said.ok().flatten().map(|c| (c, path.clone()));
         }
         let full = format!("{host}/{repository}");
         self.entries
@@ -208,8 +209,13 @@ impl AuthFiles {
     /// Why `host` has no credentials although a helper or store was configured, for messages.
     pub fn unavailable(&self, host: &str) -> Option<String> {
         if let Some((name, path)) = self.helpers.get(host) {
-            let asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
-            return Some(match asked.get(host) {
+            let said = self
+                .asked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(host)
+                .and_then(|cell| cell.get().cloned());
+            return Some(match said {
                 Some(Err(e)) => format!(
                     "the credential helper `docker-credential-{name}` named in `{}` failed: {e}",
                     path.display()
@@ -228,6 +234,21 @@ impl AuthFiles {
         })
     }
 
+    /// What `host`'s helper says, asked once per run (its answer, or why it failed, is kept);
+    /// `None` when no helper is named for `host`.
+    fn ask_helper(&self, host: &str) -> Option<HelperAnswer> {
+        let (name, _) = self.helpers.get(host)?;
+        let cell = self
+            .asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_string())
+            .or_default()
+            .clone();
+        // The map is not held while the helper runs: only this host's cell waits on it.
+        Some(cell.get_or_init(|| helper::get(name, host)).clone())
+    }
+
     /// Every `credHelpers` entry asked now, each helper under its time limit and all at once:
     /// the hosts it has credentials for, with them, and why each helper that failed (could not
     /// run, or did not answer in time) did. So a tool given the answers as `auths` (buildah)
@@ -235,23 +256,14 @@ impl AuthFiles {
     pub fn resolve_helpers(&self) -> (Vec<(String, Credentials)>, Vec<String>) {
         let hosts: Vec<&String> = self.helpers.keys().collect();
         let answers = crate::parallel::map(&hosts, crate::parallel::NETWORK, |host| {
-            (*host, self.lookup(host, ""))
+            (*host, self.ask_helper(host))
         });
         let (mut found, mut failed) = (Vec::new(), Vec::new());
-        for (host, answer) in answers {
-            if let Some((c, _)) = answer {
-                found.push((host.clone(), c));
-                continue;
-            }
-            let broke = matches!(
-                self.asked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(host.as_str()),
-                Some(Err(_))
-            );
-            if broke {
-                failed.extend(self.unavailable(host));
+        for (host, said) in answers {
+            match said {
+                Some(Ok(Some(c))) => found.push((host.clone(), c)),
+                Some(Err(_)) => failed.extend(self.unavailable(host)),
+                Some(Ok(None)) | None => {}
             }
         }
         (found, failed)
