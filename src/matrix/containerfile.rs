@@ -106,7 +106,20 @@ pub fn for_kmm_build(driver: &Driver, root: &Path) -> Result<String, Box<Contain
         )
     })?;
     let passed = passed(KMM_BUILD_ARGS.iter().copied(), &driver.build_args);
-    let under_kmm = |(at, message, _): (usize, String, String)| {
+    match kmm_problem(&text, &passed) {
+        Some(found) => Err(located(driver, &path, root, text, found)),
+        None => Ok(text),
+    }
+}
+
+/// The first problem of `text` for KMM's in-cluster build, where `passed` have values: what
+/// [`problem`] finds (a `FROM` without a value said to be KMM's), then a copy from the context.
+fn kmm_problem(text: &str, passed: &BTreeSet<&str>) -> Option<Found> {
+    let file = match parse_dockerfile::parse(text) {
+        Ok(f) => f,
+        Err(e) => return Some(parse_problem(text, &e)),
+    };
+    let under_kmm = |(at, message, _): Found| {
         let help = "KMM's in-cluster build gives values to `DTK_AUTO`, `KERNEL_VERSION`, `KERNEL_FULL_VERSION`, `MOD_NAME`, `MOD_NAMESPACE` and the driver's `build-args` only: chain the DTK as `driver-matrix init` writes it (`ARG DTK_AUTO`, then `ARG DTK_IMAGE=${DTK_AUTO}`)";
         (
             at,
@@ -114,19 +127,17 @@ pub fn for_kmm_build(driver: &Driver, root: &Path) -> Result<String, Box<Contain
             help.to_string(),
         )
     };
-    let found = problem(&text, &passed).map(under_kmm).or_else(|| {
-        let file = parse_dockerfile::parse(&text).ok()?;
-        from_context(&file)
-    });
-    match found {
-        Some(found) => Err(located(driver, &path, root, text, found)),
-        None => Ok(text),
-    }
+    from_problem(&file, text, passed)
+        .map(under_kmm)
+        .or_else(|| from_context(&file))
 }
+
+/// A problem found in a Containerfile: its byte offset, what is wrong, and the fix.
+type Found = (usize, String, String);
 
 /// The first `COPY` or `ADD` that reads the build context: neither `--from` another stage or
 /// image, nor a URL, nor a here-document.
-fn from_context(file: &parse_dockerfile::Dockerfile<'_>) -> Option<(usize, String, String)> {
+fn from_context(file: &parse_dockerfile::Dockerfile<'_>) -> Option<Found> {
     let help = "KMM's in-cluster build has no context: fetch the sources in the Containerfile (`RUN git clone ...`, `ADD https://...`, or `COPY --from=<a sources image>`), or leave `fallback` out";
     file.instructions.iter().find_map(|i| {
         let (what, options, src) = match i {
@@ -171,7 +182,7 @@ fn located(
     path: &Path,
     root: &Path,
     text: String,
-    (at, message, help): (usize, String, String),
+    (at, message, help): Found,
 ) -> Box<ContainerfileError> {
     let name = path
         .strip_prefix(root)
@@ -191,23 +202,34 @@ fn located(
     })
 }
 
-/// The first problem of `text`: its byte offset, what is wrong, and the fix.
-fn problem(text: &str, passed: &BTreeSet<&str>) -> Option<(usize, String, String)> {
-    let file = match parse_dockerfile::parse(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let help = if e.to_string().contains("unknown instruction") {
-                "instructions are `FROM`, `ARG`, `RUN`, `COPY`, `ADD`, `ENV`, `LABEL`, ...: check the spelling"
-            } else {
-                "a Containerfile needs at least one `FROM`, and only `ARG` may come before the first"
-            };
-            return Some((
-                offset(text, e.line(), e.column()),
-                format!("{e:#} (line {})", e.line()),
-                help.into(),
-            ));
-        }
+/// The first problem of `text` for a build where `passed` have values.
+fn problem(text: &str, passed: &BTreeSet<&str>) -> Option<Found> {
+    match parse_dockerfile::parse(text) {
+        Ok(file) => from_problem(&file, text, passed),
+        Err(e) => Some(parse_problem(text, &e)),
+    }
+}
+
+/// What buildah would say of a Containerfile that does not parse.
+fn parse_problem(text: &str, e: &parse_dockerfile::Error) -> Found {
+    let help = if e.to_string().contains("unknown instruction") {
+        "instructions are `FROM`, `ARG`, `RUN`, `COPY`, `ADD`, `ENV`, `LABEL`, ...: check the spelling"
+    } else {
+        "a Containerfile needs at least one `FROM`, and only `ARG` may come before the first"
     };
+    (
+        offset(text, e.line(), e.column()),
+        format!("{e:#} (line {})", e.line()),
+        help.into(),
+    )
+}
+
+/// The first `FROM` of `file` (parsed from `text`) that names a build arg without a value.
+fn from_problem(
+    file: &parse_dockerfile::Dockerfile<'_>,
+    text: &str,
+    passed: &BTreeSet<&str>,
+) -> Option<Found> {
     let globals: BTreeMap<String, bool> = file.global_args().flat_map(declared).collect();
     file.instructions.iter().find_map(|i| match i {
         Instruction::From(from) => {
@@ -317,9 +339,7 @@ mod tests {
     fn for_kmm(text: &str) -> Option<String> {
         let args = BTreeMap::from([("VERSION".to_string(), "1.0".to_string())]);
         let passed = passed(KMM_BUILD_ARGS.iter().copied(), &args);
-        problem(text, &passed)
-            .or_else(|| from_context(&parse_dockerfile::parse(text).ok()?))
-            .map(|(at, m, _)| format!("{at}: {m}"))
+        kmm_problem(text, &passed).map(|(at, m, _)| format!("{at}: {m}"))
     }
 
     #[test]
