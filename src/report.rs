@@ -386,34 +386,14 @@ fn table(rows: &[(&str, [String; 6])]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Arch;
-    use crate::plan::State;
-
-    fn job() -> Job {
-        Job {
-            driver: "hello-kmod".into(),
-            kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().expect("a kernel"),
-            arch: Arch::X86_64,
-            rt: false,
-            releases: vec!["4.14.12".parse().expect("a version")],
-            dtk: format!("quay.io/ocp/dtk@sha256:{}", "d".repeat(64))
-                .parse()
-                .expect("an image"),
-            rhel: "9.2".into(),
-            image: "quay.io/acme/hello-kmod:t".parse().expect("an image"),
-            driver_args: std::sync::Arc::new(Default::default()),
-            inputs: Digest::sha256(b"inputs"),
-            state: State::New,
-        }
-    }
 
     #[test]
     fn the_summary_table_is_aligned_under_its_header() {
         let (fresh, waiting) = (
-            job(),
+            Job::example(),
             Job {
                 driver: "a".into(),
-                ..job()
+                ..Job::example()
             },
         );
         let digest = Digest::sha256(b"image");
@@ -452,12 +432,12 @@ mod tests {
             tail: vec!["Error: \x1b[8mhidden\rover".into()],
             elapsed: Duration::from_secs(1),
         };
-        let block = failure_block(&job(), &failure);
+        let block = failure_block(&Job::example(), &failure);
         assert!(!block.contains(['\x1b', '\x07', '\r']), "{block}");
         assert!(block.contains(r"\x1b]0;owned\x07"), "{block}");
         assert!(block.contains(r"\x1b[8mhidden\x0dover"), "{block}");
         let outcome = Outcome::Failed(failure);
-        let j = job();
+        let j = Job::example();
         let table = summary(
             &[Row::Ran {
                 job: &j,

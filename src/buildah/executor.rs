@@ -304,8 +304,6 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::domain::Arch;
-    use crate::plan::State;
 
     fn task(log: PathBuf) -> Task {
         let inv = Invocation {
@@ -314,21 +312,7 @@ mod tests {
             env: vec![],
         };
         Task {
-            job: Job {
-                driver: "hello-kmod".into(),
-                kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().expect("a kernel"),
-                arch: Arch::X86_64,
-                rt: false,
-                releases: vec!["4.14.12".parse().expect("a version")],
-                dtk: format!("quay.io/ocp/dtk@sha256:{}", "d".repeat(64))
-                    .parse()
-                    .expect("an image"),
-                rhel: "9.2".into(),
-                image: "quay.io/acme/hello-kmod:t".parse().expect("an image"),
-                driver_args: Arc::new(Default::default()),
-                inputs: Digest::sha256(b"inputs"),
-                state: State::New,
-            },
+            job: Job::example(),
             build: inv,
             push: None,
             log,

@@ -419,6 +419,28 @@ fn image(driver: &Driver, kernel: &Kernel, arch: Arch, rhel: &str) -> Result<Ima
 }
 
 #[cfg(test)]
+impl Job {
+    /// A new job of `hello-kmod` for one kernel: what unit tests elsewhere start from.
+    pub(crate) fn example() -> Job {
+        Job {
+            driver: "hello-kmod".into(),
+            kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().expect("a kernel"),
+            arch: Arch::X86_64,
+            rt: false,
+            releases: vec!["4.14.12".parse().expect("a version")],
+            dtk: format!("quay.io/ocp/dtk@sha256:{}", "d".repeat(64))
+                .parse()
+                .expect("an image"),
+            rhel: "9.2".into(),
+            image: "quay.io/acme/hello-kmod:t".parse().expect("an image"),
+            driver_args: std::sync::Arc::new(Default::default()),
+            inputs: crate::domain::Digest::sha256(b"inputs"),
+            state: State::New,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn a_tag_may_not_be_the_unconfirmed_tag() {

@@ -2,27 +2,20 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::*;
-use crate::domain::{Arch, Digest};
+use crate::domain::Arch;
 use crate::matrix::Driver;
-use crate::plan::{Job, State};
+use crate::plan::Job;
 use crate::template::TagTemplate;
 
 fn fixture() -> (Job, Driver, BTreeMap<String, RegistrySettings>) {
     let dtk = format!("127.0.0.1:5000/ocp/dtk@sha256:{}", "d".repeat(64));
     let job = Job {
-        driver: "hello-kmod".into(),
-        kernel: "5.14.0-284.52.1.el9_2.x86_64".parse().unwrap(),
-        arch: Arch::X86_64,
-        rt: false,
-        releases: vec!["4.14.12".parse().unwrap()],
         dtk: dtk.parse().unwrap(),
-        rhel: "9.2".into(),
         image: "quay.io/acme/hello-kmod:5.14.0-284.52.1.el9_2.x86_64"
             .parse()
             .unwrap(),
         driver_args: std::sync::Arc::new([("VERSION".to_string(), "1.0 beta".to_string())].into()),
-        inputs: Digest::sha256(b"inputs"),
-        state: State::New,
+        ..Job::example()
     };
     let driver = Driver {
         name: "hello-kmod".into(),
